@@ -1,0 +1,14 @@
+//! neuralign: real-time alignment of language-model embeddings with
+//! intracranial EEG high-gamma activity, word by word.
+//!
+//! The pipeline, one module per stage:
+//! - [`ingest`]: LSL inlets for the neural and transcript streams.
+//! - [`dsp`]: causal high-gamma extraction from raw iEEG.
+//! - [`lm`]: the language model, per-word per-layer embeddings with a KV cache.
+//! - [`encode`]: per-electrode encoders (fit offline, applied live).
+//! - [`align`]: predicted-versus-actual scoring up to the horizon.
+//! - [`serve`]: WebSocket API and dashboard.
+//! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
+
+pub mod lm;
+pub mod cli;

@@ -1,0 +1,26 @@
+//! The `neuralign` command line: parses arguments and hands each subcommand to
+//! its module in `neuralign::cli`. Nothing else lives here.
+use clap::{Parser, Subcommand};
+use neuralign::cli;
+
+/// Real-time alignment of language-model embeddings with iEEG high-gamma.
+#[derive(Parser)]
+#[command(name = "neuralign", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch and verify the default model.
+    #[command(subcommand)]
+    Model(cli::model::ModelCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    cli::init_tracing();
+    match Cli::parse().command {
+        Command::Model(cmd) => cli::model::run(cmd),
+    }
+}
