@@ -16,11 +16,14 @@ enum Command {
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Serve the dashboard and the WebSocket API.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Serve(args) => cli::serve::run(args),
     }
 }

@@ -2,6 +2,7 @@
 //! function that calls into the library and prints the result.
 
 pub mod model;
+pub mod serve;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
