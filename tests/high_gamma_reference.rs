@@ -44,8 +44,17 @@ fn check_rate(fs: f64, seed: u64) {
     let output = dir.path().join("output.f32");
     let (fs_arg, channels) = (fs.to_string(), CHANNELS.to_string());
     python(&[
-        "synth", "--fs", &fs_arg, "--seconds", &SECONDS.to_string(), "--channels", &channels,
-        "--seed", &seed.to_string(), "--out", input.to_str().unwrap(),
+        "synth",
+        "--fs",
+        &fs_arg,
+        "--seconds",
+        &SECONDS.to_string(),
+        "--channels",
+        &channels,
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        input.to_str().unwrap(),
     ]);
     let samples = read_f32(&input);
 
@@ -70,15 +79,28 @@ fn check_rate(fs: f64, seed: u64) {
     std::fs::write(&output, bytes).unwrap();
 
     let report: serde_json::Value = serde_json::from_str(&python(&[
-        "compare", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(),
-        "--fs", &fs_arg, "--channels", &channels,
+        "compare",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--fs",
+        &fs_arg,
+        "--channels",
+        &channels,
     ]))
     .unwrap();
     let delay = hg.group_delay_s();
     let frame = 1.0 / hg.output_rate();
-    println!("{fs} Hz: group delay {:.1} ms, reference {report}", delay * 1e3);
+    println!(
+        "{fs} Hz: group delay {:.1} ms, reference {report}",
+        delay * 1e3
+    );
     let n_ref = report["reference_frames"].as_u64().unwrap();
-    assert!((frames.len() / CHANNELS) as u64 + 1 >= n_ref, "frames missing: {report}");
+    assert!(
+        (frames.len() / CHANNELS) as u64 + 1 >= n_ref,
+        "frames missing: {report}"
+    );
     for ch in 0..CHANNELS {
         let r = report["r"][ch].as_f64().unwrap();
         let lag = report["peak_lag_s"][ch].as_f64().unwrap();

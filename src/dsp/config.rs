@@ -83,10 +83,18 @@ impl HighGammaConfig {
             });
         }
         if !(self.line_freq.is_finite() && self.line_freq >= 0.0) {
-            return invalid("line_freq", self.line_freq, "must be 50, 60, or 0 for no notch");
+            return invalid(
+                "line_freq",
+                self.line_freq,
+                "must be 50, 60, or 0 for no notch",
+            );
         }
         if !(self.notch_bandwidth_hz.is_finite() && self.notch_bandwidth_hz > 0.0) {
-            return invalid("notch_bandwidth_hz", self.notch_bandwidth_hz, "must be positive");
+            return invalid(
+                "notch_bandwidth_hz",
+                self.notch_bandwidth_hz,
+                "must be positive",
+            );
         }
         if self.zscore && !(self.zscore_tau_s.is_finite() && self.zscore_tau_s > 0.0) {
             return invalid("zscore_tau_s", self.zscore_tau_s, "must be positive");
@@ -99,7 +107,11 @@ impl HighGammaConfig {
         }
         for &f in &self.center_freqs_hz {
             if !(f.is_finite() && f > 0.0) {
-                return invalid("center_freqs_hz", f, "each centre must be a positive frequency");
+                return invalid(
+                    "center_freqs_hz",
+                    f,
+                    "each centre must be a positive frequency",
+                );
             }
             // The band must fit below the Nyquist frequency with 3 σ to spare.
             let needed = 2.0 * (f + 3.0 * super::filterbank::naplib_sigma_hz(f));

@@ -57,7 +57,10 @@ mod tests {
                     // The frame's position in input samples, reconstructed.
                     let pos = n as f64 - 1.0 + f64::from(w);
                     let k = clock.frames() - 1;
-                    assert!((pos - k as f64 * fs / 100.0).abs() < 1e-3, "fs {fs} frame {k}");
+                    assert!(
+                        (pos - k as f64 * fs / 100.0).abs() < 1e-3,
+                        "fs {fs} frame {k}"
+                    );
                     last = Some(k);
                 }
             }

@@ -200,7 +200,12 @@ impl HighGamma {
     }
 
     fn advance_oscillators(&mut self) {
-        for ((phase, &step), osc) in self.phase.iter_mut().zip(&self.phase_step).zip(&mut self.osc) {
+        for ((phase, &step), osc) in self
+            .phase
+            .iter_mut()
+            .zip(&self.phase_step)
+            .zip(&mut self.osc)
+        {
             let (sin, cos) = phase.sin_cos();
             *osc = (cos as f32, sin as f32);
             *phase = (*phase + step) % std::f64::consts::TAU;
@@ -245,7 +250,11 @@ impl HighGamma {
             // equals that of x·e^{−iωn}.
             let mut re = x.map(|v| v * cos);
             let mut im = x.map(|v| v * sin);
-            for ((sr, si), &alpha) in (&mut stage_re).zip(&mut stage_im).zip(&mut alphas).take(band.stages) {
+            for ((sr, si), &alpha) in (&mut stage_re)
+                .zip(&mut stage_im)
+                .zip(&mut alphas)
+                .take(band.stages)
+            {
                 for l in 0..LANES {
                     sr[l] += alpha * (re[l] - sr[l]);
                     si[l] += alpha * (im[l] - si[l]);

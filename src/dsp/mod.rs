@@ -46,7 +46,9 @@ pub enum DspError {
         needed: f64,
     },
     /// Decimation needs an output rate below the input rate.
-    #[error("high_gamma.output_rate {output_rate} Hz must be below the input rate {input_rate} Hz")]
+    #[error(
+        "high_gamma.output_rate {output_rate} Hz must be below the input rate {input_rate} Hz"
+    )]
     OutputRateTooHigh {
         /// Requested output rate.
         output_rate: f64,

@@ -52,7 +52,10 @@ fn designed_tone_gain(hg: &HighGamma, freq: f64) -> f64 {
 #[test]
 fn rejects_unusable_settings() {
     let cfg = HighGammaConfig::default();
-    assert_eq!(HighGamma::new(0, 2048.0, &cfg).err(), Some(DspError::NoChannels));
+    assert_eq!(
+        HighGamma::new(0, 2048.0, &cfg).err(),
+        Some(DspError::NoChannels)
+    );
     assert!(matches!(
         HighGamma::new(4, 256.0, &cfg),
         Err(DspError::InputRateTooLow { .. })
@@ -71,7 +74,10 @@ fn rejects_unusable_settings() {
     };
     assert!(matches!(
         HighGamma::new(4, 2048.0, &bad_tau),
-        Err(DspError::InvalidSetting { name: "zscore_tau_s", .. })
+        Err(DspError::InvalidSetting {
+            name: "zscore_tau_s",
+            ..
+        })
     ));
     for rate in [512.0, 1000.0, 1024.0, 2000.0, 2048.0] {
         assert!(HighGamma::new(4, rate, &cfg).is_ok(), "{rate}");
@@ -91,9 +97,14 @@ fn config_reads_partial_toml_and_rejects_typos() {
 fn chunk_boundaries_do_not_change_the_output() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let channels = 11; // one full group of 8 and a partial one
-    let samples: Vec<f32> = (0..2048 * channels).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let samples: Vec<f32> = (0..2048 * channels)
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
     let cfg = HighGammaConfig::default();
-    let whole = run(&mut HighGamma::new(channels, 2048.0, &cfg).unwrap(), &samples);
+    let whole = run(
+        &mut HighGamma::new(channels, 2048.0, &cfg).unwrap(),
+        &samples,
+    );
     for chunk in [1, 7, 33, 500] {
         let mut hg = HighGamma::new(channels, 2048.0, &cfg).unwrap();
         let mut out = Vec::new();
@@ -127,7 +138,10 @@ fn tone_envelope_matches_the_designed_response() {
         let expected = amp * designed_tone_gain(&hg, freq);
         // After the filters settle (1 s), the envelope is flat at the designed gain.
         for &v in &out[100..] {
-            assert!((f64::from(v) / expected - 1.0).abs() < 0.01, "{rate} Hz: {v} vs {expected}");
+            assert!(
+                (f64::from(v) / expected - 1.0).abs() < 0.01,
+                "{rate} Hz: {v} vs {expected}"
+            );
         }
         // And the design is close to the Gaussian filterbank it approximates.
         let gaussian = hg
@@ -136,7 +150,10 @@ fn tone_envelope_matches_the_designed_response() {
             .map(|b| (-0.5 * ((freq - b.center_hz) / b.sigma_hz).powi(2)).exp())
             .sum::<f64>()
             / hg.bands().len() as f64;
-        assert!((expected / amp / gaussian - 1.0).abs() < 0.15, "{expected} vs {gaussian}");
+        assert!(
+            (expected / amp / gaussian - 1.0).abs() < 0.15,
+            "{expected} vs {gaussian}"
+        );
     }
 }
 
@@ -146,17 +163,29 @@ fn line_noise_and_harmonics_are_removed() {
     let mut hg = HighGamma::new(1, rate, &raw_config()).unwrap();
     // Large 60 Hz and 120 Hz (inside the band) line noise, a small 100 Hz tone.
     let x = signal(rate, 6.0, 1, |_, t| {
-        (100.0 * (TAU * 60.0 * t).sin() + 20.0 * (TAU * 120.0 * t + 1.0).sin() + (TAU * 100.0 * t).sin())
-            as f32
+        (100.0 * (TAU * 60.0 * t).sin()
+            + 20.0 * (TAU * 120.0 * t + 1.0).sin()
+            + (TAU * 100.0 * t).sin()) as f32
     });
     let out = run(&mut hg, &x);
     let tone = designed_tone_gain(&hg, 100.0);
     // Narrow notches ring for a few seconds; judge the last second.
     for &v in &out[500..] {
-        assert!((f64::from(v) / tone - 1.0).abs() < 0.05, "{v} vs tone alone {tone}");
+        assert!(
+            (f64::from(v) / tone - 1.0).abs() < 0.05,
+            "{v} vs tone alone {tone}"
+        );
     }
     // Without the notch the line noise would dominate.
-    let mut plain = HighGamma::new(1, rate, &HighGammaConfig { line_freq: 0.0, ..raw_config() }).unwrap();
+    let mut plain = HighGamma::new(
+        1,
+        rate,
+        &HighGammaConfig {
+            line_freq: 0.0,
+            ..raw_config()
+        },
+    )
+    .unwrap();
     let out = run(&mut plain, &x);
     assert!(f64::from(out[500]) > 3.0 * tone);
 }
@@ -164,7 +193,9 @@ fn line_noise_and_harmonics_are_removed() {
 #[test]
 fn nonfinite_samples_are_held_counted_and_isolated() {
     let rate = 1000.0;
-    let clean = signal(rate, 2.0, 2, |c, t| ((TAU * 90.0 * t + c as f64).sin() * (1.0 + t)) as f32);
+    let clean = signal(rate, 2.0, 2, |c, t| {
+        ((TAU * 90.0 * t + c as f64).sin() * (1.0 + t)) as f32
+    });
     let mut dirty = clean.clone();
     for i in (500..700).step_by(3) {
         dirty[i * 2 + 1] = if i % 2 == 0 { f32::NAN } else { f32::INFINITY };
@@ -172,7 +203,10 @@ fn nonfinite_samples_are_held_counted_and_isolated() {
     let injected = (500..700).step_by(3).count() as u64;
     let mut hg = HighGamma::new(2, rate, &HighGammaConfig::default()).unwrap();
     let out = run(&mut hg, &dirty);
-    let reference = run(&mut HighGamma::new(2, rate, &HighGammaConfig::default()).unwrap(), &clean);
+    let reference = run(
+        &mut HighGamma::new(2, rate, &HighGammaConfig::default()).unwrap(),
+        &clean,
+    );
     assert_eq!(hg.nonfinite_count(), injected);
     assert!(out.iter().all(|v| v.is_finite()));
     // Channel 0 never saw a bad sample and is untouched.
@@ -181,7 +215,12 @@ fn nonfinite_samples_are_held_counted_and_isolated() {
     // Channel 1 recovers: its last frames match the clean run closely.
     let n = out.len();
     for i in (n - 20..n).filter(|i| i % 2 == 1) {
-        assert!((out[i] - reference[i]).abs() < 0.05, "{} vs {}", out[i], reference[i]);
+        assert!(
+            (out[i] - reference[i]).abs() < 0.05,
+            "{} vs {}",
+            out[i],
+            reference[i]
+        );
     }
 }
 

@@ -68,7 +68,8 @@ mod tests {
         for ch in 0..2 {
             let tail: Vec<f64> = out[5000..].iter().map(|f| f64::from(f[ch])).collect();
             let mean = tail.iter().sum::<f64>() / tail.len() as f64;
-            let sd = (tail.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+            let sd =
+                (tail.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
             assert!(mean.abs() < 0.05, "channel {ch} mean {mean}");
             assert!((sd - 1.0).abs() < 0.05, "channel {ch} sd {sd}");
         }
