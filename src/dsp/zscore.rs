@@ -34,8 +34,9 @@ impl RunningZScore {
             let d = f64::from(*x) - *mean;
             *mean += w * d;
             *var = (1.0 - w) * (*var + w * d * d);
+            // Relative floor: a flat channel's variance is rounding noise.
             let sd = var.sqrt();
-            *x = if sd > 1e-12 * mean.abs().max(1e-30) {
+            *x = if sd > 1e-9 * mean.abs() {
                 ((f64::from(*x) - *mean) / sd) as f32
             } else {
                 0.0
