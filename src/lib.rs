@@ -11,6 +11,7 @@
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
 pub mod bench;
+pub mod cli;
 pub mod dsp;
 pub mod lm;
-pub mod cli;
+pub mod xdf;

@@ -16,11 +16,14 @@ enum Command {
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Show the streams of an XDF recording.
+    Inspect(cli::inspect::InspectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Inspect(args) => cli::inspect::run(args),
     }
 }
