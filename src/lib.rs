@@ -10,5 +10,8 @@
 //! - [`serve`]: WebSocket API and dashboard.
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
+pub mod bench;
+pub mod config;
+pub mod ingest;
 pub mod lm;
 pub mod cli;

@@ -16,11 +16,17 @@ enum Command {
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// List the LSL streams visible now.
+    Streams(cli::streams::StreamsArgs),
+    /// Connect to the neural and transcript streams for a while and report what arrived.
+    Listen(cli::listen::ListenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Streams(args) => cli::streams::run(args),
+        Command::Listen(args) => cli::listen::run(args),
     }
 }

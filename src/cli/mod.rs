@@ -1,7 +1,9 @@
 //! One module per subcommand: each holds its clap arguments and a `run`
 //! function that calls into the library and prints the result.
 
+pub mod listen;
 pub mod model;
+pub mod streams;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
