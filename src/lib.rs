@@ -11,7 +11,11 @@
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
 pub mod bench;
+
+pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod dsp;
+pub mod ingest;
 pub mod lm;
 pub mod xdf;

@@ -18,6 +18,10 @@ enum Command {
     Model(cli::model::ModelCommand),
     /// Show the streams of an XDF recording.
     Inspect(cli::inspect::InspectArgs),
+    /// List the LSL streams visible now.
+    Streams(cli::streams::StreamsArgs),
+    /// Connect to the neural and transcript streams for a while and report what arrived.
+    Listen(cli::listen::ListenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +29,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Streams(args) => cli::streams::run(args),
+        Command::Listen(args) => cli::listen::run(args),
     }
 }

@@ -2,3 +2,4 @@
 //! part of the pipeline; each returns its figures as JSON and prints a table.
 
 pub mod dsp;
+pub mod lsl;

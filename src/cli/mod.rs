@@ -2,7 +2,9 @@
 //! function that calls into the library and prints the result.
 
 pub mod inspect;
+pub mod listen;
 pub mod model;
+pub mod streams;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
