@@ -10,5 +10,7 @@
 //! - [`serve`]: WebSocket API and dashboard.
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
+pub mod align;
+pub mod encode;
 pub mod lm;
 pub mod cli;
