@@ -197,7 +197,7 @@ impl Live {
                 .map(|i| {
                     let xs = (0..n).map(|k| pred[k * self.layers * e + i]);
                     let ys = (0..n).map(|k| act[k * e + i % e]);
-                    pearson(xs, ys) as f32
+                    super::offline::pearson(xs, ys) as f32
                 })
                 .collect();
             self.word_scores.push(WordScore { id, onset, r });
@@ -255,20 +255,4 @@ impl Live {
     pub fn config(&self) -> &AlignConfig {
         &self.cfg
     }
-}
-
-/// Two-pass Pearson r of two equally long series (NaN if either is constant).
-pub(crate) fn pearson(xs: impl Iterator<Item = f64> + Clone, ys: impl Iterator<Item = f64> + Clone) -> f64 {
-    let n = xs.clone().count() as f64;
-    let (mx, my) = (xs.clone().sum::<f64>() / n, ys.clone().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.zip(ys) {
-        sxy += (x - mx) * (y - my);
-        sxx += (x - mx) * (x - mx);
-        syy += (y - my) * (y - my);
-    }
-    if n < 2.0 || sxx <= 0.0 || syy <= 0.0 {
-        return f64::NAN;
-    }
-    sxy / (sxx * syy).sqrt()
 }

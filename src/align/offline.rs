@@ -27,7 +27,7 @@ pub fn window_r(pred: &[Mat<f64>], act: &Mat<f64>, range: std::ops::Range<usize>
             (0..e).map(move |k| {
                 let xs = range.clone().map(|t| p[(t - shift, k)]);
                 let ys = range.clone().map(|t| act[(t, k)]);
-                super::live::pearson(xs, ys)
+                pearson(xs, ys)
             })
         })
         .collect()
@@ -62,4 +62,20 @@ pub fn ew_r(pred: &[Mat<f64>], act: &Mat<f64>, t: usize, alpha: f64) -> Vec<f64>
             })
         })
         .collect()
+}
+
+/// Two-pass Pearson r of two equally long series (NaN if either is constant).
+pub fn pearson(xs: impl Iterator<Item = f64> + Clone, ys: impl Iterator<Item = f64> + Clone) -> f64 {
+    let n = xs.clone().count() as f64;
+    let (mx, my) = (xs.clone().sum::<f64>() / n, ys.clone().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in xs.zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if n < 2.0 || sxx <= 0.0 || syy <= 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
 }

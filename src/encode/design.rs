@@ -211,3 +211,38 @@ pub fn dense_design(
     }
     x
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The pair-wise statistics equal those of the dense design, including
+    /// words whose lag window straddles the segment edges.
+    #[test]
+    fn sparse_statistics_equal_dense_design() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let grid = LagGrid { tmin: -0.05, tmax: 0.2, rate: 100.0 };
+        let (pcs, e, samples_total) = (3, 2, 600i64);
+        let mut samples: Vec<i64> = (0..70).map(|_| rng.gen_range(-30..630)).collect();
+        samples.sort();
+        let z: Vec<f64> = (0..samples.len() * pcs).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let y: Vec<f64> = (0..samples_total as usize * e).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        for (a, b) in [(0, 600), (113, 377), (0, 250)] {
+            let seg = Segment::new(a, b, &samples, &y, e, &grid);
+            let x = dense_design(a, b, &z, pcs, &samples, &grid);
+            let ym = Mat::<f64>::from_fn((b - a) as usize, e, |t, k| y[(a as usize + t) * e + k]);
+            let xtx = x.transpose() * &x;
+            let xty = x.transpose() * &ym;
+            let sparse_xtx = seg.xtx(&z, pcs, &samples, &grid);
+            let sparse_xty = seg.xty(&z, pcs, e, grid.n_lags());
+            let sx = seg.sum_x(&z, pcs, &samples, &grid);
+            assert!((&xtx - &sparse_xtx).norm_max() < 1e-12, "XᵀX of [{a}, {b})");
+            assert!((&xty - &sparse_xty).norm_max() < 1e-12, "XᵀY of [{a}, {b})");
+            for (f, s) in sx.iter().enumerate() {
+                let dense: f64 = (0..x.nrows()).map(|t| x[(t, f)]).sum();
+                assert!((dense - s).abs() < 1e-12);
+            }
+        }
+    }
+}
