@@ -10,12 +10,12 @@
 //! - [`serve`]: WebSocket API and dashboard.
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
-pub mod bench;
-
+pub mod align;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dsp;
+pub mod encode;
 pub mod ingest;
 pub mod lm;
 pub mod xdf;
