@@ -18,4 +18,5 @@ pub mod dsp;
 pub mod encode;
 pub mod ingest;
 pub mod lm;
+pub mod serve;
 pub mod xdf;

@@ -22,6 +22,8 @@ enum Command {
     Streams(cli::streams::StreamsArgs),
     /// Connect to the neural and transcript streams for a while and report what arrived.
     Listen(cli::listen::ListenArgs),
+    /// Serve the dashboard and the WebSocket API.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),
+        Command::Serve(args) => cli::serve::run(args),
     }
 }

@@ -4,6 +4,7 @@
 pub mod inspect;
 pub mod listen;
 pub mod model;
+pub mod serve;
 pub mod streams;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
