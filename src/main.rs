@@ -16,6 +16,12 @@ enum Command {
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Show the streams of an XDF recording.
+    Inspect(cli::inspect::InspectArgs),
+    /// List the LSL streams visible now.
+    Streams(cli::streams::StreamsArgs),
+    /// Connect to the neural and transcript streams for a while and report what arrived.
+    Listen(cli::listen::ListenArgs),
     /// Serve the dashboard and the WebSocket API.
     Serve(cli::serve::ServeArgs),
 }
@@ -24,6 +30,9 @@ fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Inspect(args) => cli::inspect::run(args),
+        Command::Streams(args) => cli::streams::run(args),
+        Command::Listen(args) => cli::listen::run(args),
         Command::Serve(args) => cli::serve::run(args),
     }
 }

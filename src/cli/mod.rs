@@ -1,8 +1,11 @@
 //! One module per subcommand: each holds its clap arguments and a `run`
 //! function that calls into the library and prints the result.
 
+pub mod inspect;
+pub mod listen;
 pub mod model;
 pub mod serve;
+pub mod streams;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
