@@ -16,13 +16,21 @@ pub struct Config {
     pub neural: NeuralConfig,
     /// `[transcript]`: the word stream.
     pub transcript: TranscriptConfig,
+    /// `[server]`: WebSocket and dashboard address, token and limits.
+    pub server: crate::serve::ServerConfig,
 }
 
 impl Config {
     /// Reads a TOML config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("config {} is not valid (see configs/bedside.toml)", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "config {} is not valid (see configs/bedside.toml)",
+                path.display()
+            )
+        })
     }
 
     /// The config at `path` if given, else `configs/bedside.toml` when it exists, else the
@@ -38,5 +46,7 @@ impl Config {
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
-    path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }

@@ -2,15 +2,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::config::Config;
 use crate::serve::synthetic::{self, SyntheticConfig};
-use crate::serve::{Hub, Server, ServerConfig};
+use crate::serve::{Hub, Server};
 use anyhow::Context;
 use clap::Args;
 
 /// Arguments of `neuralign serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Session config (TOML); its `[server]` table sets address, token and limits.
+    /// Session config (TOML, default `configs/bedside.toml` when present); its
+    /// `[server]` table sets address, token and limits.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Listen address, overriding the config (use port 0 for any free port).
@@ -25,26 +27,9 @@ pub struct ServeArgs {
     pub electrodes: usize,
 }
 
-/// Reads the `[server]` table of a config file (other tables belong to other stages).
-fn load_server_config(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
-    match table.remove("server") {
-        None => Ok(ServerConfig::default()),
-        Some(server) => server
-            .try_into()
-            .with_context(|| format!("bad [server] table in {}", path.display())),
-    }
-}
-
 /// Runs the server until Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => load_server_config(path)?,
-        None => ServerConfig::default(),
-    };
+    let mut config = Config::load_or_default(args.config.as_deref())?.0.server;
     if let Some(bind) = args.bind {
         config.bind = bind;
     }

@@ -317,22 +317,19 @@ impl Hub {
         }
     }
 
-    fn session(&self, kind: &'static str) -> Result<Arc<Session>, HubError> {
-        self.state()
+    fn publish_alignment(&self, u: &AlignmentUpdate, now: Instant) -> Result<usize, HubError> {
+        // one lock for the whole fan-out: views and session stay consistent
+        let mut state = self.state();
+        let session = state
             .session
             .clone()
-            .ok_or(HubError::NoSession(kind))
-    }
-
-    fn publish_alignment(&self, u: &AlignmentUpdate, now: Instant) -> Result<usize, HubError> {
-        let session = self.session("alignment")?;
+            .ok_or(HubError::NoSession("alignment"))?;
         let (n_e, n_l) = (session.electrodes.len(), session.layers.len());
         check_shape("alignment", u.r.len(), n_e * n_l)?;
         let summary = AlignmentSummary::compute(&u.r, &session.layers, u.chance);
         let rows: Vec<&[f32]> = u.r.chunks_exact(n_l.max(1)).collect();
         let mut encoded: HashMap<Vec<usize>, Outgoing> = HashMap::new();
         let metrics = &self.inner.metrics;
-        let mut state = self.state();
         let mut queued = 0;
         for slot in state.clients.values_mut() {
             let Some(view) = &slot.view else { continue };
@@ -365,13 +362,14 @@ impl Hub {
     }
 
     fn publish_trace(&self, c: &TraceChunk, now: Instant) -> Result<usize, HubError> {
-        let session = self.session("trace")?;
+        // one lock for the whole fan-out: views and session stay consistent
+        let mut state = self.state();
+        let session = state.session.clone().ok_or(HubError::NoSession("trace"))?;
         let (n_e, n_l, n) = (session.electrodes.len(), session.layers.len(), c.samples);
         check_shape("trace", c.actual.len(), n_e * n)?;
         check_shape("trace", c.predicted.len(), n_e * n_l * n)?;
         let mut encoded: HashMap<(Vec<usize>, Vec<usize>), Outgoing> = HashMap::new();
         let metrics = &self.inner.metrics;
-        let mut state = self.state();
         let mut queued = 0;
         for slot in state.clients.values_mut() {
             let Some(view) = &slot.view else { continue };

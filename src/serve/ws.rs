@@ -55,6 +55,8 @@ pub async fn serve_connection(
                     }
                     None => return,
                 },
+                // before the queue, so that a client that is behind still hears of its drops
+                _ = tick.tick() => Message::Text(client.status_text()),
                 out = queue.next() => match out {
                     Some(out) => {
                         if sink.send(Message::Text(out.text.clone())).await.is_err() {
@@ -65,7 +67,6 @@ pub async fn serve_connection(
                     }
                     None => return,
                 },
-                _ = tick.tick() => Message::Text(client.status_text()),
             };
             if sink.send(message).await.is_err() {
                 return;
