@@ -10,5 +10,6 @@
 //! - [`serve`]: WebSocket API and dashboard.
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
+pub mod bench;
 pub mod lm;
 pub mod cli;

@@ -16,11 +16,17 @@ enum Command {
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Per-word, per-layer embeddings of a transcript into a safetensors file.
+    Embed(cli::embed::EmbedArgs),
+    /// Latency and throughput benchmarks.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Embed(args) => cli::embed::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -1,0 +1,3 @@
+//! Benchmarks behind `neuralign bench`: each target measures its stage and
+//! returns a JSON report after printing a table.
+pub mod lm;
