@@ -10,13 +10,15 @@ use super::{LmError, WordEmbedding};
 /// What goes into an embeddings file besides the embeddings.
 #[derive(Debug, Clone)]
 pub struct EmbeddingsMeta<'a> {
-    /// The model's file name and sha256.
+    /// The model's file name.
     pub model_name: &'a str,
+    /// sha256 of the model file.
     pub model_sha256: &'a str,
     /// The words, in order.
     pub words: &'a [String],
-    /// Onsets and offsets in seconds, when every word has one.
+    /// Onsets in seconds, when every word has one.
     pub onsets: Option<Vec<f64>>,
+    /// Offsets in seconds, when every word has one.
     pub offsets: Option<Vec<f64>>,
     /// Which layers were kept (0 = token embedding).
     pub layers: &'a [usize],
