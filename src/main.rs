@@ -24,6 +24,10 @@ enum Command {
     Listen(cli::listen::ListenArgs),
     /// Serve the dashboard and the WebSocket API.
     Serve(cli::serve::ServeArgs),
+    /// Per-word, per-layer embeddings of a transcript into a safetensors file.
+    Embed(cli::embed::EmbedArgs),
+    /// Latency and throughput benchmarks.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Embed(args) => cli::embed::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }
