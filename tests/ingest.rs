@@ -202,7 +202,7 @@ fn transcript_messages_are_applied_and_malformed_ones_rejected_and_counted() {
         };
         let messages = vec![
             word(1, "the", 0.0),
-            word(3, "sat", 1.0),
+            word(3, "sat", 0.6),
             word(2, "cat", 0.5),                  // out of order: inserted before "sat"
             word(2, "hat", 0.5),                  // revision
             word(2, "hat", 0.5),                  // duplicate
@@ -211,13 +211,17 @@ fn transcript_messages_are_applied_and_malformed_ones_rejected_and_counted() {
             r#"{"kind":"word","id":7}"#.into(),   // missing fields
             r#"{"kind":"retract","id":1}"#.into(),
             r#"{"kind":"retract","id":99}"#.into(), // unknown id
-            format!(r#"{{"kind":"watermark","time":{}}}"#, t + 2.0),
-            word(8, "late", 1.5),                 // before the watermark
-            "down".into(),                        // bare string: onset = sample time
+            format!(r#"{{"kind":"watermark","time":{}}}"#, t + 0.8),
+            word(8, "late", 0.7),                 // starts before the watermark
         ];
         for m in &messages {
             outlet.push_sample(&vec![m.as_str()]).unwrap();
         }
+        // A bare string's onset is its sample time: send it after the watermark.
+        while lsl::local_clock() < t + 0.9 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        outlet.push_sample(&vec!["down"]).unwrap();
         thread::sleep(Duration::from_millis(1500));
     });
     let mut words = Vec::new();
