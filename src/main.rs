@@ -16,11 +16,14 @@ enum Command {
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
+    /// Fit per-electrode encoders on a recorded session.
+    Fit(cli::fit::FitArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Fit(args) => cli::fit::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: each holds its clap arguments and a `run`
 //! function that calls into the library and prints the result.
 
+pub mod fit;
 pub mod model;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
