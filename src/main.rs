@@ -28,6 +28,8 @@ enum Command {
     Embed(cli::embed::EmbedArgs),
     /// Latency and throughput benchmarks.
     Bench(cli::bench::BenchArgs),
+    /// Fit per-electrode encoders on a recorded session.
+    Fit(cli::fit::FitArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => cli::serve::run(args),
         Command::Embed(args) => cli::embed::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Fit(args) => cli::fit::run(args),
     }
 }

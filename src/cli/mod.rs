@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod embed;
+pub mod fit;
 pub mod inspect;
 pub mod listen;
 pub mod model;
