@@ -18,6 +18,8 @@ enum Command {
     Model(cli::model::ModelCommand),
     /// Show the streams of an XDF recording.
     Inspect(cli::inspect::InspectArgs),
+    /// Play an XDF recording as LSL outlets.
+    Replay(cli::replay::ReplayArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,5 +27,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Replay(args) => cli::replay::run(args),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod inspect;
 pub mod model;
+pub mod replay;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
