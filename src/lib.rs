@@ -10,6 +10,13 @@
 //! - [`serve`]: WebSocket API and dashboard.
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
+pub mod align;
+pub mod bench;
 pub mod cli;
+pub mod config;
+pub mod dsp;
+pub mod encode;
+pub mod ingest;
 pub mod lm;
+pub mod serve;
 pub mod xdf;

@@ -20,6 +20,12 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Play an XDF recording as LSL outlets.
     Replay(cli::replay::ReplayArgs),
+    /// List the LSL streams visible now.
+    Streams(cli::streams::StreamsArgs),
+    /// Connect to the neural and transcript streams for a while and report what arrived.
+    Listen(cli::listen::ListenArgs),
+    /// Serve the dashboard and the WebSocket API.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +34,8 @@ fn main() -> anyhow::Result<()> {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Streams(args) => cli::streams::run(args),
+        Command::Listen(args) => cli::listen::run(args),
+        Command::Serve(args) => cli::serve::run(args),
     }
 }

@@ -2,8 +2,11 @@
 //! function that calls into the library and prints the result.
 
 pub mod inspect;
+pub mod listen;
 pub mod model;
 pub mod replay;
+pub mod serve;
+pub mod streams;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {

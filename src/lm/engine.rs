@@ -1,0 +1,398 @@
+//! [`Engine`]: words in, per-layer embeddings out, with the context's keys
+//! and values cached between words. See the module docs of [`crate::lm`] for
+//! the context-limit policy.
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::quantized::gguf_file::Content;
+use tokenizers::Tokenizer;
+
+use super::fetch;
+use super::hparams::HParams;
+use super::model::Model;
+use super::{LmConfig, LmError, Pool, StepTiming, WordEmbedding};
+
+/// The smallest context limit that leaves room for a few words.
+const MIN_CONTEXT_TOKENS: usize = 16;
+
+/// A word of the current context and the tokens it was run as.
+struct Word {
+    text: String,
+    tokens: Vec<u32>,
+}
+
+/// The language-model engine: model, tokenizer, key/value cache and the words
+/// of the current context.
+pub struct Engine {
+    model: Model,
+    tokenizer: Tokenizer,
+    max_context_tokens: usize,
+    pool: Pool,
+    name: String,
+    sha256: String,
+    /// Token put before the first word when the GGUF asks for one.
+    bos: Option<u32>,
+    words: Vec<Word>,
+    /// Words `..cached_words` are in the key/value cache.
+    cached_words: usize,
+}
+
+impl Engine {
+    /// Loads `cfg.model`, or the default model (fetching it on first use).
+    pub fn load(cfg: &LmConfig) -> Result<Engine, LmError> {
+        if cfg.max_context_tokens < MIN_CONTEXT_TOKENS {
+            return Err(LmError::Gguf(format!(
+                "max_context_tokens is {}, it must be at least {MIN_CONTEXT_TOKENS}",
+                cfg.max_context_tokens
+            )));
+        }
+        let path = match &cfg.model {
+            Some(p) => p.clone(),
+            None => fetch::ensure_default_model()?,
+        };
+        Self::load_file(&path, cfg)
+    }
+
+    fn load_file(path: &Path, cfg: &LmConfig) -> Result<Engine, LmError> {
+        let file = File::open(path).map_err(LmError::io(format!(
+            "opening model {} (pass --model PATH to an existing GGUF, or omit it to fetch the default)",
+            path.display()
+        )))?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader)
+            .map_err(|e| LmError::Gguf(format!("{} is not a readable GGUF file: {e}", path.display())))?;
+        let hp = HParams::from_gguf(&content)?;
+        let tokenizer = super::tokenizer::from_gguf(&content)?;
+        let add_bos = content
+            .metadata
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(false);
+        let bos = match content.metadata.get("tokenizer.ggml.bos_token_id") {
+            Some(id) if add_bos => Some(id.to_u32()?),
+            _ => None,
+        };
+        let model = Model::load(&content, &mut reader, hp, cfg.max_context_tokens)?;
+        let sha256 = fetch::file_sha256(path)?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        tracing::info!(
+            model = %name,
+            layers = model.n_layers(),
+            dim = model.hparams().dim,
+            avx = candle_core::utils::with_avx(),
+            "language model loaded"
+        );
+        Ok(Engine {
+            model,
+            tokenizer,
+            max_context_tokens: cfg.max_context_tokens,
+            pool: cfg.pool,
+            name,
+            sha256,
+            bos,
+            words: Vec::new(),
+            cached_words: 0,
+        })
+    }
+
+    /// Hidden states per word: the token embedding plus one per block (31 for SmolLM2).
+    pub fn n_layers(&self) -> usize {
+        self.model.n_layers()
+    }
+
+    /// Width of the residual stream (576 for SmolLM2).
+    pub fn dim(&self) -> usize {
+        self.model.hparams().dim
+    }
+
+    /// The model's file name.
+    pub fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    /// sha256 of the model file.
+    pub fn model_sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The model's hyper-parameters.
+    pub fn hparams(&self) -> &HParams {
+        self.model.hparams()
+    }
+
+    /// The tokenizer rebuilt from the model's metadata.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Words in the current context.
+    pub fn n_words(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Tokens in the current context (including a BOS token if the model uses one).
+    pub fn n_tokens(&self) -> usize {
+        self.bos_len() + self.words.iter().map(|w| w.tokens.len()).sum::<usize>()
+    }
+
+    /// The words of the current context, oldest first.
+    pub fn words(&self) -> impl Iterator<Item = &str> {
+        self.words.iter().map(|w| w.text.as_str())
+    }
+
+    /// Adds a word to the context (one forward call over its tokens) and
+    /// returns its per-layer embedding. On error the context is unchanged.
+    pub fn push_word(&mut self, text: &str) -> Result<WordEmbedding, LmError> {
+        let started = Instant::now();
+        let word = self.prepare(text)?;
+        let tokenize = started.elapsed();
+        self.commit(word)?;
+        let mut out = self.flush(1)?;
+        let mut emb = out.pop().expect("flush(1) returns one word");
+        emb.timing.tokenize = tokenize;
+        Ok(emb)
+    }
+
+    /// Adds many words, several per forward call (about `batch_tokens` tokens
+    /// each), and returns their embeddings. Each word sees the same context as
+    /// with [`Engine::push_word`], the context limit included. On error the
+    /// words of this call are forgotten.
+    pub fn embed_words(&mut self, words: &[&str], batch_tokens: usize) -> Result<Vec<WordEmbedding>, LmError> {
+        let before = self.words.len();
+        let mut dropped = 0;
+        let result = self.embed_words_inner(words, batch_tokens.max(1), &mut dropped);
+        if result.is_err() {
+            self.rollback(before.saturating_sub(dropped));
+        }
+        result
+    }
+
+    fn embed_words_inner(
+        &mut self,
+        words: &[&str],
+        batch_tokens: usize,
+        dropped: &mut usize,
+    ) -> Result<Vec<WordEmbedding>, LmError> {
+        let mut out = Vec::with_capacity(words.len());
+        let mut pending = 0;
+        let mut tokenize_times = Vec::with_capacity(words.len());
+        for text in words {
+            let started = Instant::now();
+            let word = self.prepare(text)?;
+            tokenize_times.push(started.elapsed());
+            // Embed what is pending before the context is compacted under it.
+            if pending > 0 && self.needs_compaction(word.tokens.len()) {
+                out.extend(self.flush(pending)?);
+                pending = 0;
+            }
+            *dropped += self.commit(word)?;
+            pending += 1;
+            if self.uncached_tokens() >= batch_tokens {
+                out.extend(self.flush(pending)?);
+                pending = 0;
+            }
+        }
+        if pending > 0 {
+            out.extend(self.flush(pending)?);
+        }
+        for (emb, tokenize) in out.iter_mut().zip(tokenize_times) {
+            emb.timing.tokenize = tokenize;
+        }
+        Ok(out)
+    }
+
+    /// The embedding of `word` with exactly `context` before it and nothing
+    /// else (the paper's limited-context analysis). Replaces the current
+    /// context with `context` + `word`.
+    pub fn embed_in_context(&mut self, context: &[&str], word: &str) -> Result<WordEmbedding, LmError> {
+        self.reset();
+        let result = (|| {
+            for text in context.iter().chain(std::iter::once(&word)) {
+                let prepared = self.prepare(text)?;
+                if self.needs_compaction(prepared.tokens.len()) {
+                    return Err(LmError::WordTooLong {
+                        word: context.join(" "),
+                        tokens: self.n_tokens() + prepared.tokens.len(),
+                        limit: self.max_context_tokens,
+                    });
+                }
+                self.commit(prepared)?;
+            }
+            let mut out = self.flush(1)?;
+            Ok(out.pop().expect("flush(1) returns one word"))
+        })();
+        if result.is_err() {
+            self.reset();
+        }
+        result
+    }
+
+    /// Forgets words `keep_words..` (a retracted or revised word and all after
+    /// it); the key/value cache is truncated to the kept words.
+    pub fn rollback(&mut self, keep_words: usize) {
+        if keep_words >= self.words.len() {
+            return;
+        }
+        self.words.truncate(keep_words);
+        self.cached_words = self.cached_words.min(keep_words);
+        if self.model.cache_len() > 0 {
+            let kept: usize = self.words[..self.cached_words].iter().map(|w| w.tokens.len()).sum();
+            self.model.truncate(self.bos_len() + kept);
+        }
+    }
+
+    /// Forgets the whole context.
+    pub fn reset(&mut self) {
+        self.words.clear();
+        self.cached_words = 0;
+        self.model.truncate(0);
+    }
+
+    /// Next-token logits after the current context (for checks and
+    /// generation). Re-runs the last token, which leaves the cache unchanged.
+    pub fn next_token_logits(&mut self) -> Result<Vec<f32>, LmError> {
+        if self.cached_words < self.words.len() || self.model.cache_len() == 0 {
+            return Err(LmError::Gguf("next_token_logits needs at least one word in the context".into()));
+        }
+        let last = *self.words.last().and_then(|w| w.tokens.last()).expect("a cached word has tokens");
+        self.model.logits_after_last(last)
+    }
+
+    fn bos_len(&self) -> usize {
+        usize::from(self.bos.is_some())
+    }
+
+    fn uncached_tokens(&self) -> usize {
+        self.words[self.cached_words..].iter().map(|w| w.tokens.len()).sum()
+    }
+
+    /// Tokenizes a word as the next word of the context.
+    fn prepare(&self, text: &str) -> Result<Word, LmError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(LmError::EmptyWord);
+        }
+        let tokens = self.tokenize(text, self.words.is_empty())?;
+        if self.bos_len() + tokens.len() > self.max_context_tokens / 2 {
+            return Err(LmError::WordTooLong {
+                word: text.chars().take(40).collect(),
+                tokens: tokens.len(),
+                limit: self.max_context_tokens,
+            });
+        }
+        Ok(Word { text: text.to_string(), tokens })
+    }
+
+    /// Words are joined by single spaces: every word but the context's first
+    /// is tokenized with a leading space.
+    fn tokenize(&self, text: &str, first: bool) -> Result<Vec<u32>, LmError> {
+        let spaced;
+        let input = if first {
+            text
+        } else {
+            spaced = format!(" {text}");
+            &spaced
+        };
+        let enc = self.tokenizer.encode(input, false).map_err(|e| LmError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    fn needs_compaction(&self, incoming: usize) -> bool {
+        self.n_tokens() + incoming > self.max_context_tokens
+    }
+
+    /// Appends a prepared word, first applying the context-limit policy.
+    /// Returns how many old words were dropped.
+    fn commit(&mut self, mut word: Word) -> Result<usize, LmError> {
+        let mut dropped = 0;
+        if self.needs_compaction(word.tokens.len()) {
+            let budget = self.max_context_tokens / 2;
+            while !self.words.is_empty() && self.n_tokens() + word.tokens.len() > budget {
+                self.words.remove(0);
+                dropped += 1;
+                if !self.words.is_empty() {
+                    let first = self.tokenize(&self.words[0].text, true)?;
+                    self.words[0].tokens = first;
+                }
+            }
+            if self.words.is_empty() {
+                word.tokens = self.tokenize(&word.text, true)?;
+            }
+            self.cached_words = 0;
+            self.model.truncate(0);
+            tracing::debug!(dropped, kept = self.words.len(), "context limit reached: re-prefilling");
+        }
+        self.words.push(word);
+        Ok(dropped)
+    }
+
+    /// Runs every uncached word in one forward call and returns the
+    /// embeddings of the last `emit` words.
+    fn flush(&mut self, emit: usize) -> Result<Vec<WordEmbedding>, LmError> {
+        let first_emit = self.words.len() - emit;
+        let mut tokens = Vec::with_capacity(self.uncached_tokens() + 1);
+        if self.model.cache_len() == 0 {
+            tokens.extend(self.bos);
+        }
+        let mut spans = Vec::with_capacity(emit);
+        for (i, w) in self.words.iter().enumerate().skip(self.cached_words) {
+            if i >= first_emit {
+                spans.push(tokens.len()..tokens.len() + w.tokens.len());
+            }
+            tokens.extend_from_slice(&w.tokens);
+        }
+        let keep: Vec<usize> = match self.pool {
+            Pool::Last => spans.iter().map(|s| s.end - 1).collect(),
+            Pool::Mean => spans.iter().flat_map(|s| s.clone()).collect(),
+        };
+        let started = Instant::now();
+        let forward = match self.model.forward(&tokens, &keep, false) {
+            Ok(f) => f,
+            Err(e) => {
+                self.words.truncate(first_emit);
+                return Err(e);
+            }
+        };
+        let per_word = started.elapsed() / emit.max(1) as u32;
+        self.cached_words = self.words.len();
+
+        let (layers, dim) = (self.n_layers(), self.dim());
+        let row = layers * dim;
+        let mut offset = 0;
+        let out = spans
+            .iter()
+            .zip(&self.words[first_emit..])
+            .map(|(span, word)| {
+                let n = if self.pool == Pool::Last { 1 } else { span.len() };
+                let rows = &forward.hidden[offset * row..(offset + n) * row];
+                offset += n;
+                WordEmbedding {
+                    layers,
+                    dim,
+                    data: mean_rows(rows, row, n),
+                    tokens: word.tokens.clone(),
+                    timing: StepTiming { tokenize: Duration::ZERO, forward: per_word },
+                }
+            })
+            .collect();
+        Ok(out)
+    }
+}
+
+/// The mean of `n` consecutive rows of length `row`.
+fn mean_rows(rows: &[f32], row: usize, n: usize) -> Vec<f32> {
+    if n == 1 {
+        return rows.to_vec();
+    }
+    let mut mean = vec![0f32; row];
+    for chunk in rows.chunks_exact(row) {
+        for (m, x) in mean.iter_mut().zip(chunk) {
+            *m += x;
+        }
+    }
+    let scale = 1.0 / n as f32;
+    mean.iter_mut().for_each(|m| *m *= scale);
+    mean
+}

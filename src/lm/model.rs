@@ -1,0 +1,307 @@
+//! The forward pass of a llama-family transformer, built from candle's pieces:
+//! quantized matmuls on the GGUF's stored weights, f32 activations, RMSNorm,
+//! rotary embeddings and a preallocated key/value cache. Unlike
+//! candle-transformers' models it returns the hidden state of every layer
+//! (0 = token embedding, k = residual stream after block k) at the positions
+//! asked for, and the cache can be truncated to any length.
+use std::io::{Read, Seek};
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use super::hparams::{HParams, RopeStyle};
+use super::LmError;
+
+/// One transformer block's weights.
+struct Block {
+    attn_norm: Tensor,
+    q: QMatMul,
+    k: QMatMul,
+    v: QMatMul,
+    /// Qwen2 has biases on the Q, K and V projections.
+    qkv_bias: Option<[Tensor; 3]>,
+    o: QMatMul,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+}
+
+/// Keys and values of every block for the tokens seen so far, in buffers
+/// allocated once for the whole capacity so that a step copies only its own
+/// rows and truncation is free.
+struct KvCache {
+    /// Per block, `[n_kv_heads, capacity, head_dim]`.
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    len: usize,
+}
+
+/// What one forward call returns.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Hidden states at the kept positions, `[kept, layers, dim]` row-major.
+    pub hidden: Vec<f32>,
+    /// Next-token logits after the last token, when asked for.
+    pub logits: Option<Vec<f32>>,
+}
+
+/// A loaded model and its key/value cache.
+pub struct Model {
+    hp: HParams,
+    device: Device,
+    /// Token embeddings, dequantized to f32 `[vocab, dim]` for row lookup.
+    embeddings: Tensor,
+    blocks: Vec<Block>,
+    out_norm: Tensor,
+    /// Output projection (the tied embedding matrix when the file has no `output.weight`).
+    head: QMatMul,
+    /// RoPE tables `[capacity, head_dim / 2]`.
+    cos: Tensor,
+    sin: Tensor,
+    cache: KvCache,
+    capacity: usize,
+}
+
+impl Model {
+    /// Loads the weights of a GGUF whose header was already read into
+    /// `content`, with room for `capacity` tokens of context.
+    pub fn load<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        hp: HParams,
+        capacity: usize,
+    ) -> Result<Model, LmError> {
+        let device = Device::Cpu;
+        let mut qtensor = |name: &str| -> Result<QTensor, LmError> {
+            if !content.tensor_infos.contains_key(name) {
+                return Err(LmError::Gguf(format!("tensor {name} is missing")));
+            }
+            Ok(content.tensor(reader, name, &device)?)
+        };
+        let token_embd = std::sync::Arc::new(qtensor("token_embd.weight")?);
+        let embeddings = token_embd.dequantize(&device)?;
+        if embeddings.dim(1)? != hp.dim {
+            return Err(LmError::Gguf(format!(
+                "token_embd.weight is {:?}, expected width {}",
+                embeddings.shape(),
+                hp.dim
+            )));
+        }
+        let mut blocks = Vec::with_capacity(hp.n_blocks);
+        for b in 0..hp.n_blocks {
+            let mut t = |n: &str| qtensor(&format!("blk.{b}.{n}"));
+            let qkv_bias = if content.tensor_infos.contains_key(&format!("blk.{b}.attn_q.bias")) {
+                Some([
+                    t("attn_q.bias")?.dequantize(&device)?,
+                    t("attn_k.bias")?.dequantize(&device)?,
+                    t("attn_v.bias")?.dequantize(&device)?,
+                ])
+            } else {
+                None
+            };
+            blocks.push(Block {
+                attn_norm: t("attn_norm.weight")?.dequantize(&device)?,
+                q: QMatMul::from_qtensor(t("attn_q.weight")?)?,
+                k: QMatMul::from_qtensor(t("attn_k.weight")?)?,
+                v: QMatMul::from_qtensor(t("attn_v.weight")?)?,
+                qkv_bias,
+                o: QMatMul::from_qtensor(t("attn_output.weight")?)?,
+                ffn_norm: t("ffn_norm.weight")?.dequantize(&device)?,
+                gate: QMatMul::from_qtensor(t("ffn_gate.weight")?)?,
+                up: QMatMul::from_qtensor(t("ffn_up.weight")?)?,
+                down: QMatMul::from_qtensor(t("ffn_down.weight")?)?,
+            });
+        }
+        let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
+        let head = if content.tensor_infos.contains_key("output.weight") {
+            QMatMul::from_qtensor(qtensor("output.weight")?)?
+        } else {
+            QMatMul::from_arc(token_embd)?
+        };
+        let (cos, sin) = rope_tables(&hp, capacity, &device)?;
+        let cache_shape = (hp.n_kv_heads, capacity, hp.head_dim);
+        let zeros = || Tensor::zeros(cache_shape, DType::F32, &device);
+        let cache = KvCache {
+            keys: (0..hp.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?,
+            values: (0..hp.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?,
+            len: 0,
+        };
+        Ok(Model { hp, device, embeddings, blocks, out_norm, head, cos, sin, cache, capacity })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    /// Hidden states per position: the embeddings plus one per block.
+    pub fn n_layers(&self) -> usize {
+        self.hp.n_blocks + 1
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.embeddings.dims()[0]
+    }
+
+    /// Tokens currently in the key/value cache.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len
+    }
+
+    /// The most tokens the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Forgets every cached token from position `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.cache.len = self.cache.len.min(len);
+    }
+
+    /// Next-token logits after the cached context, by re-running its last
+    /// token `last` (which the caller knows); the cache is unchanged.
+    pub fn logits_after_last(&mut self, last: u32) -> Result<Vec<f32>, LmError> {
+        let len = self.cache.len;
+        if len == 0 {
+            return Err(LmError::Gguf("the context is empty: no logits to compute".into()));
+        }
+        self.cache.len = len - 1;
+        let out = self.forward(&[last], &[], true);
+        // Rewriting the same row leaves the cache as it was, success or not.
+        self.cache.len = len;
+        Ok(out?.logits.expect("logits were asked for"))
+    }
+
+    /// Runs `tokens` after the cached context in one call, appending them to
+    /// the cache. Returns the hidden states of every layer at the positions
+    /// `keep` (indices into `tokens`) and, if `want_logits`, the next-token
+    /// logits after the last token. On error the cache is left as it was.
+    pub fn forward(&mut self, tokens: &[u32], keep: &[usize], want_logits: bool) -> Result<Forward, LmError> {
+        let t = tokens.len();
+        let start = self.cache.len;
+        if t == 0 {
+            return Err(LmError::EmptyWord);
+        }
+        if start + t > self.capacity {
+            return Err(LmError::Gguf(format!(
+                "{t} tokens after {start} cached exceed the cache capacity {}",
+                self.capacity
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.vocab_size()) {
+            return Err(LmError::Tokenizer(format!("token id {bad} is outside the vocabulary")));
+        }
+        if let Some(&bad) = keep.iter().find(|&&k| k >= t) {
+            return Err(LmError::Gguf(format!("kept position {bad} is outside the {t} new tokens")));
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let keep_ids = Tensor::new(keep.iter().map(|&k| k as u32).collect::<Vec<_>>(), &self.device)?;
+        let mut x = self.embeddings.index_select(&ids, 0)?;
+        let mut states = Vec::with_capacity(if keep.is_empty() { 0 } else { self.n_layers() });
+        if !keep.is_empty() {
+            states.push(x.index_select(&keep_ids, 0)?);
+        }
+        let mask = causal_mask(start, t, &self.device)?;
+        for b in 0..self.blocks.len() {
+            x = self.block(b, &x, start, mask.as_ref())?;
+            if !keep.is_empty() {
+                states.push(x.index_select(&keep_ids, 0)?);
+            }
+        }
+        let hidden = if keep.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::stack(&states, 1)?.flatten_all()?.to_vec1::<f32>()?
+        };
+        let logits = if want_logits {
+            let last = x.narrow(0, t - 1, 1)?;
+            let normed = candle_nn::ops::rms_norm(&last, &self.out_norm, self.hp.rms_eps as f32)?;
+            Some(self.head.forward(&normed)?.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        self.cache.len = start + t;
+        Ok(Forward { hidden, logits })
+    }
+
+    /// One transformer block on `x` `[t, dim]` at positions `start..start+t`.
+    fn block(&self, b: usize, x: &Tensor, start: usize, mask: Option<&Tensor>) -> Result<Tensor, LmError> {
+        let hp = &self.hp;
+        let blk = &self.blocks[b];
+        let eps = hp.rms_eps as f32;
+        let t = x.dim(0)?;
+        let (nh, nkv, hd) = (hp.n_heads, hp.n_kv_heads, hp.head_dim);
+
+        let h = candle_nn::ops::rms_norm(x, &blk.attn_norm, eps)?;
+        let (mut q, mut k, mut v) = (blk.q.forward(&h)?, blk.k.forward(&h)?, blk.v.forward(&h)?);
+        if let Some([bq, bk, bv]) = &blk.qkv_bias {
+            q = q.broadcast_add(bq)?;
+            k = k.broadcast_add(bk)?;
+            v = v.broadcast_add(bv)?;
+        }
+        // [t, heads*hd] -> [1, heads, t, hd] for the rotary kernels.
+        let heads = |m: Tensor, n: usize| m.reshape((t, n, hd))?.transpose(0, 1)?.contiguous()?.unsqueeze(0);
+        let cos = self.cos.narrow(0, start, t)?;
+        let sin = self.sin.narrow(0, start, t)?;
+        let rope = |m: &Tensor| match hp.rope_style {
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(m, &cos, &sin),
+            RopeStyle::Halves => candle_nn::rotary_emb::rope(m, &cos, &sin),
+        };
+        let q = rope(&heads(q, nh)?)?;
+        let k = rope(&heads(k, nkv)?)?.squeeze(0)?;
+        let v = heads(v, nkv)?.squeeze(0)?;
+        self.cache.keys[b].slice_set(&k, 1, start)?;
+        self.cache.values[b].slice_set(&v, 1, start)?;
+        let len = start + t;
+        let keys = self.cache.keys[b].narrow(1, 0, len)?;
+        let values = self.cache.values[b].narrow(1, 0, len)?;
+
+        // Grouped-query attention without copying the cache: the n_rep query
+        // heads that share a key/value head are stacked along the time axis.
+        let n_rep = nh / nkv;
+        let q = q.reshape((nkv, n_rep * t, hd))?;
+        let mut att = (q.matmul(&keys.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+        if let Some(mask) = mask {
+            att = att.reshape((nkv, n_rep, t, len))?.broadcast_add(mask)?.reshape((nkv, n_rep * t, len))?;
+        }
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let y = att.matmul(&values)?; // [nkv, n_rep*t, hd]
+        let y = y.reshape((nh, t, hd))?.transpose(0, 1)?.contiguous()?.reshape((t, nh * hd))?;
+        let x = (x + blk.o.forward(&y)?)?;
+
+        let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
+        let act = (candle_nn::ops::silu(&blk.gate.forward(&h)?)? * blk.up.forward(&h)?)?;
+        Ok((x + blk.down.forward(&act)?)?)
+    }
+}
+
+/// `[t, start + t]` additive mask letting new token i see positions ≤ start + i;
+/// `None` for a single token, which may see everything cached.
+fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Option<Tensor>, LmError> {
+    if t == 1 {
+        return Ok(None);
+    }
+    let len = start + t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| (0..len).map(move |j| if j <= start + i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    Ok(Some(Tensor::from_vec(data, (t, len), device)?))
+}
+
+/// cos and sin of position × frequency, `[capacity, head_dim / 2]`.
+fn rope_tables(hp: &HParams, capacity: usize, device: &Device) -> Result<(Tensor, Tensor), LmError> {
+    let half = hp.head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| 1.0 / hp.rope_base.powf(2.0 * i as f32 / hp.head_dim as f32))
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+    let positions = Tensor::arange(0u32, capacity as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((capacity, 1))?;
+    let angles = positions.broadcast_mul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+

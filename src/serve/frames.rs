@@ -1,0 +1,495 @@
+//! The WebSocket protocol: what the pipeline hands the server (session, alignment,
+//! trace, word and status updates) and the JSON frames clients receive and send.
+//!
+//! Pipeline-side types hold every electrode and layer; a client's subscription picks
+//! the part it receives (see [`crate::serve::subscription`]). Wire types borrow from
+//! the pipeline types so that encoding a frame copies nothing but the JSON text.
+//! The schema is documented, with an example of each frame, in `docs/websocket.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON protocol, sent in `hello`; bumped on incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a session looks like: sent to every client as the `hello` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Electrode labels, in the order of every per-electrode array.
+    pub electrodes: Vec<String>,
+    /// Layer ids (0 = token embedding, k = after block k), in the order of every
+    /// per-layer array.
+    pub layers: Vec<usize>,
+    /// Language model file name.
+    pub model: String,
+    /// Sampling and update rates.
+    pub rates: Rates,
+    /// Current horizon (seconds, server LSL clock); `None` before data arrive.
+    pub horizon: Option<f64>,
+    /// Length of the rolling correlation window (seconds).
+    pub window_s: f64,
+}
+
+/// Sampling and update rates of a session, in Hz.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Rate of the incoming neural stream (raw iEEG or high-gamma).
+    pub neural_hz: f64,
+    /// Rate of the high-gamma timeline (predicted and actual traces).
+    pub high_gamma_hz: f64,
+    /// Rate at which alignment frames are produced.
+    pub alignment_hz: f64,
+}
+
+/// Rolling correlation between predicted and actual high-gamma at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlignmentUpdate {
+    /// Time (seconds, server LSL clock) the window ends at.
+    pub time: f64,
+    /// Horizon when the update was computed.
+    pub horizon: f64,
+    /// Rolling r, row-major `[electrode][layer]` in session order; NaN where
+    /// undefined (too few samples or no variance).
+    pub r: Vec<f32>,
+    /// The r a random predictor reaches (e.g. 95th percentile under shuffled onsets).
+    pub chance: f32,
+}
+
+/// A chunk of the high-gamma timeline: actual and predicted samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceChunk {
+    /// Time of the first sample (seconds, server LSL clock).
+    pub t0: f64,
+    /// Samples per electrode (and per layer for predictions).
+    pub samples: usize,
+    /// Actual high-gamma, `[electrode][sample]`.
+    pub actual: Vec<f32>,
+    /// Predicted high-gamma, `[electrode][layer][sample]`.
+    pub predicted: Vec<f32>,
+}
+
+/// Whether a word is new, a revision of an earlier one, or withdrawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WordStatus {
+    /// First time this word id is seen.
+    New,
+    /// Replaces the word with the same id.
+    Revised,
+    /// The word with this id was wrong and is removed.
+    Retracted,
+}
+
+/// A transcript word as the pipeline processed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WordEvent {
+    /// Transcript word id (revisions and retractions reuse it).
+    pub id: u64,
+    /// Word text (empty for retractions).
+    pub text: String,
+    /// Onset (seconds, server LSL clock), rounded to a neural sample.
+    pub onset: f64,
+    /// Offset (seconds, server LSL clock), when the transcript gave one.
+    pub offset: Option<f64>,
+    /// New, revised or retracted.
+    pub status: WordStatus,
+    /// Milliseconds spent in each pipeline stage for this word, by stage name.
+    pub latency_ms: BTreeMap<String, f64>,
+}
+
+/// State of one input stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    /// Role in the pipeline: `neural` or `transcript`.
+    pub role: String,
+    /// Whether the inlet is connected now.
+    pub connected: bool,
+    /// Measured sample rate (Hz) over the last seconds.
+    pub rate_hz: f64,
+    /// Samples (or transcript messages) received so far.
+    pub samples: u64,
+    /// Latest time (seconds, server LSL clock) the stream is complete up to.
+    pub watermark: Option<f64>,
+}
+
+/// Pipeline-wide state the pipeline publishes now and then; each client's `status`
+/// frame combines the latest one with that client's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStatus {
+    /// Input streams.
+    pub streams: Vec<StreamStatus>,
+    /// Horizon (seconds, server LSL clock).
+    pub horizon: Option<f64>,
+    /// Items the pipeline dropped, by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Rejected input, by reason.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Something the pipeline hands the hub to fan out.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// Rolling alignment at one moment.
+    Alignment(std::sync::Arc<AlignmentUpdate>),
+    /// Predicted and actual samples.
+    Trace(std::sync::Arc<TraceChunk>),
+    /// A transcript word.
+    Word(std::sync::Arc<WordEvent>),
+    /// Pipeline state (merged into each client's periodic `status` frame).
+    Status(PipelineStatus),
+}
+
+impl Frame {
+    /// Name of the frame kind, as in the JSON `type` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Frame::Alignment(_) => "alignment",
+            Frame::Trace(_) => "trace",
+            Frame::Word(_) => "word",
+            Frame::Status(_) => "status",
+        }
+    }
+}
+
+// ---- server -> client wire frames -------------------------------------------------
+
+/// Limits a client must respect, announced in `hello`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClientLimits {
+    /// Largest client message accepted (bytes).
+    pub max_message_bytes: usize,
+    /// Frames queued for a client before newer ones are dropped.
+    pub queue_frames: usize,
+}
+
+/// `hello`: the session, sent on connect and whenever the session changes.
+#[derive(Debug, Serialize)]
+pub struct HelloFrame<'a> {
+    /// Protocol version.
+    pub protocol: u32,
+    /// Server name and version.
+    pub server: &'static str,
+    /// The session.
+    pub session: &'a Session,
+    /// The client's current subscription, resolved.
+    pub subscription: &'a ResolvedSubscription,
+    /// Limits on client messages and queues.
+    pub limits: &'a ClientLimits,
+}
+
+/// Per-electrode summary of an alignment update, over all layers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlignmentSummary {
+    /// Layer id with the highest r, per electrode (`null` where no r is defined).
+    pub peak_layer: Vec<Option<usize>>,
+    /// That highest r, per electrode.
+    pub peak_r: Vec<f32>,
+    /// Mean r over electrodes, per layer (NaN entries skipped).
+    pub mean_r: Vec<f32>,
+    /// Layer id with the highest mean r.
+    pub best_layer: Option<usize>,
+    /// Electrodes whose peak r exceeds the chance level.
+    pub electrodes_above_chance: usize,
+}
+
+impl AlignmentSummary {
+    /// Summarises a row-major `[electrode][layer]` r matrix.
+    pub fn compute(r: &[f32], layers: &[usize], chance: f32) -> Self {
+        let n_layers = layers.len();
+        let n_electrodes = r.len().checked_div(n_layers).unwrap_or(0);
+        let mut peak_layer = Vec::with_capacity(n_electrodes);
+        let mut peak_r = Vec::with_capacity(n_electrodes);
+        let mut sum = vec![0f64; n_layers];
+        let mut count = vec![0usize; n_layers];
+        for row in r.chunks_exact(n_layers.max(1)).take(n_electrodes) {
+            let mut best: Option<(usize, f32)> = None;
+            for (j, &v) in row.iter().enumerate() {
+                if v.is_nan() {
+                    continue;
+                }
+                sum[j] += f64::from(v);
+                count[j] += 1;
+                if best.is_none_or(|(_, b)| v > b) {
+                    best = Some((j, v));
+                }
+            }
+            peak_layer.push(best.map(|(j, _)| layers[j]));
+            peak_r.push(best.map_or(f32::NAN, |(_, v)| v));
+        }
+        let mean_r: Vec<f32> = sum
+            .iter()
+            .zip(&count)
+            .map(|(&s, &c)| {
+                if c == 0 {
+                    f32::NAN
+                } else {
+                    (s / c as f64) as f32
+                }
+            })
+            .collect();
+        let best_layer = mean_r
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(j, _)| layers[j]);
+        let electrodes_above_chance = peak_r.iter().filter(|&&v| v > chance).count();
+        Self {
+            peak_layer,
+            peak_r,
+            mean_r,
+            best_layer,
+            electrodes_above_chance,
+        }
+    }
+}
+
+/// `alignment`: rolling r for every electrode and the subscribed layers.
+#[derive(Debug, Serialize)]
+pub struct AlignmentFrame<'a> {
+    /// Time the window ends at.
+    pub time: f64,
+    /// Horizon at computation.
+    pub horizon: f64,
+    /// Layer ids of the columns of `r`.
+    pub layers: &'a [usize],
+    /// r per electrode (all, session order) and subscribed layer.
+    pub r: Vec<Vec<f32>>,
+    /// Summary over all layers.
+    pub summary: &'a AlignmentSummary,
+    /// Chance level of r.
+    pub chance: f32,
+}
+
+/// `trace`: predicted and actual samples for subscribed electrodes and layers.
+#[derive(Debug, Serialize)]
+pub struct TraceFrame<'a> {
+    /// Time of the first sample.
+    pub t0: f64,
+    /// Sample rate (Hz).
+    pub rate: f64,
+    /// Electrode indices (session order) of the rows.
+    pub electrodes: &'a [usize],
+    /// Layer ids of the predictions.
+    pub layers: &'a [usize],
+    /// Actual samples, `[electrode][sample]`.
+    pub actual: Vec<&'a [f32]>,
+    /// Predicted samples, `[electrode][layer][sample]`.
+    pub predicted: Vec<Vec<&'a [f32]>>,
+}
+
+/// A client's own counters in its `status` frame.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientCounters {
+    /// Frames this client lost because its queue was full.
+    pub dropped: u64,
+    /// Frames sent to this client.
+    pub sent: u64,
+}
+
+/// Send-latency percentiles measured by the hub (publish to socket write).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendLatency {
+    /// Median, milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+}
+
+/// `status`: pipeline state plus this client's counters.
+#[derive(Debug, Serialize)]
+pub struct StatusFrame<'a> {
+    /// Seconds since the server started.
+    pub uptime_s: f64,
+    /// Horizon.
+    pub horizon: Option<f64>,
+    /// Input streams.
+    pub streams: &'a [StreamStatus],
+    /// This client's counters; `dropped` counts frames it lost.
+    pub client: ClientCounters,
+    /// Pipeline drops by reason.
+    pub drops: &'a BTreeMap<String, u64>,
+    /// Rejected input by reason.
+    pub errors: &'a BTreeMap<String, u64>,
+    /// Clients connected now.
+    pub clients: usize,
+    /// Hub send latency.
+    pub send_latency: SendLatency,
+}
+
+/// Why a client message was refused, sent as an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Larger than `limits.max_message_bytes`.
+    MessageTooLarge,
+    /// Not JSON, or not a known message.
+    Malformed,
+    /// Binary messages are not part of the protocol.
+    UnsupportedBinary,
+    /// A subscription naming unknown electrodes or layers, or a bad rate.
+    BadSubscription,
+}
+
+/// `error`: a client message was refused; the connection stays open.
+#[derive(Debug, Serialize)]
+pub struct ErrorFrame<'a> {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: &'a str,
+}
+
+/// `subscribed`: acknowledges a `subscribe` with the subscription now in force.
+#[derive(Debug, Serialize)]
+pub struct SubscribedFrame<'a> {
+    /// The subscription, resolved to indices and layer ids.
+    pub subscription: &'a ResolvedSubscription,
+}
+
+/// Wraps a wire frame with its `type` tag and encodes it once.
+pub fn encode<T: Serialize>(kind: &str, frame: &T) -> String {
+    #[derive(Serialize)]
+    struct Tagged<'a, T> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(flatten)]
+        frame: &'a T,
+    }
+    serde_json::to_string(&Tagged { kind, frame }).expect("frames always serialize")
+}
+
+// ---- client -> server messages ----------------------------------------------------
+
+/// An electrode named by index (session order) or label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ElectrodeRef {
+    /// Position in `hello.session.electrodes`.
+    Index(usize),
+    /// Electrode label.
+    Label(String),
+}
+
+/// `"all"` or an explicit list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Selection<T> {
+    /// Explicit list.
+    List(Vec<T>),
+    /// The literal string `"all"`.
+    All(AllTag),
+}
+
+/// The literal `"all"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllTag {
+    /// Everything.
+    All,
+}
+
+/// A client message.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Choose what `trace` and `alignment` frames carry, and how often.
+    Subscribe(SubscribeRequest),
+}
+
+/// Body of a `subscribe` message; omitted fields keep their current value.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRequest {
+    /// Electrodes whose traces to send.
+    pub electrodes: Option<Selection<ElectrodeRef>>,
+    /// Layers whose predictions (traces) and r (alignment) to send.
+    pub layers: Option<Selection<usize>>,
+    /// Most `alignment` and `trace` frames per second (each); 0 for all.
+    pub rate: Option<f64>,
+}
+
+/// A subscription resolved against the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedSubscription {
+    /// Electrode indices for traces.
+    pub electrodes: Vec<usize>,
+    /// Layer ids for traces and alignment.
+    pub layers: Vec<usize>,
+    /// Most frames per second of each throttled kind; 0 for all.
+    pub rate: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_finds_peak_layer_and_skips_nan() {
+        let layers = [0, 5, 10];
+        // electrode 0 peaks at layer 5, electrode 1 at layer 10, electrode 2 undefined
+        let r = [
+            0.1,
+            0.4,
+            0.2,
+            0.0,
+            f32::NAN,
+            0.3,
+            f32::NAN,
+            f32::NAN,
+            f32::NAN,
+        ];
+        let s = AlignmentSummary::compute(&r, &layers, 0.25);
+        assert_eq!(s.peak_layer, vec![Some(5), Some(10), None]);
+        assert_eq!(s.peak_r[..2], [0.4, 0.3]);
+        assert!(s.peak_r[2].is_nan());
+        assert!((s.mean_r[0] - 0.05).abs() < 1e-6);
+        assert!((s.mean_r[1] - 0.4).abs() < 1e-6);
+        assert!((s.mean_r[2] - 0.25).abs() < 1e-6);
+        assert_eq!(s.best_layer, Some(5));
+        assert_eq!(s.electrodes_above_chance, 2);
+    }
+
+    #[test]
+    fn subscribe_parses_indices_labels_and_all() {
+        let m: ClientMessage = serde_json::from_str(
+            r#"{"type":"subscribe","electrodes":[0,"LTG3"],"layers":"all","rate":5}"#,
+        )
+        .unwrap();
+        let ClientMessage::Subscribe(s) = m;
+        assert_eq!(
+            s.electrodes,
+            Some(Selection::List(vec![
+                ElectrodeRef::Index(0),
+                ElectrodeRef::Label("LTG3".into())
+            ]))
+        );
+        assert_eq!(s.layers, Some(Selection::All(AllTag::All)));
+        assert_eq!(s.rate, Some(5.0));
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","bogus":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"unsubscribe"}"#).is_err());
+    }
+
+    #[test]
+    fn encoded_frames_carry_type_and_null_for_nan() {
+        let summary = AlignmentSummary::compute(&[f32::NAN], &[3], 0.1);
+        let json = encode(
+            "alignment",
+            &AlignmentFrame {
+                time: 1.5,
+                horizon: 1.5,
+                layers: &[3],
+                r: vec![vec![f32::NAN]],
+                summary: &summary,
+                chance: 0.1,
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["type"], "alignment");
+        assert!(v["r"][0][0].is_null());
+        assert!(v["summary"]["peak_layer"][0].is_null());
+    }
+}

@@ -1,0 +1,638 @@
+//! The hub: fans frames from the pipeline out to every WebSocket client.
+//!
+//! [`Hub::publish`] never waits on a client. Each frame is encoded to JSON once per
+//! distinct client view (all clients with the same subscription share the bytes)
+//! and offered to each client's bounded queue; a full queue drops the frame for
+//! that client only, and the drop is counted and reported in its `status` frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, watch};
+
+use super::frames::{
+    encode, AlignmentFrame, AlignmentSummary, AlignmentUpdate, ClientCounters, ClientLimits, Frame,
+    HelloFrame, PipelineStatus, ResolvedSubscription, Session, StatusFrame, SubscribeRequest,
+    TraceChunk, TraceFrame, PROTOCOL_VERSION,
+};
+use super::metrics::Metrics;
+use super::subscription::{default_subscription, resolve, View};
+
+/// Server name and version announced in `hello`.
+const SERVER: &str = concat!("neuralign ", env!("CARGO_PKG_VERSION"));
+
+/// Why the hub refused something.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HubError {
+    /// `max_clients` are connected already.
+    #[error("client limit reached ({0} clients)")]
+    Full(usize),
+    /// A frame arrived before [`Hub::set_session`].
+    #[error("no session yet: call Hub::set_session before publishing {0} frames")]
+    NoSession(&'static str),
+    /// A frame's arrays do not match the session's electrodes and layers.
+    #[error("{kind} frame has {got} values, the session needs {expected}")]
+    Shape {
+        /// Frame kind.
+        kind: &'static str,
+        /// Values in the frame.
+        got: usize,
+        /// Values the session's shape implies.
+        expected: usize,
+    },
+    /// A subscription could not be applied.
+    #[error("{0}")]
+    Subscription(String),
+}
+
+/// Hub limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubConfig {
+    /// Frames queued per client before newer ones are dropped.
+    pub queue_frames: usize,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// Largest client message accepted (announced in `hello`).
+    pub max_message_bytes: usize,
+}
+
+/// One encoded frame on its way to a client.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The JSON text, shared between clients.
+    pub text: Utf8Bytes,
+    /// When the pipeline published it (for the send-latency histogram).
+    pub published: Instant,
+}
+
+/// A client's counters, shared by its hub slot and its connection.
+#[derive(Debug, Default)]
+struct ClientStats {
+    dropped: AtomicU64,
+    sent: AtomicU64,
+}
+
+struct ClientSlot {
+    tx: mpsc::Sender<Outgoing>,
+    subscription: Option<ResolvedSubscription>,
+    view: Option<View>,
+    last_alignment: Option<Instant>,
+    last_trace: Option<Instant>,
+    stats: Arc<ClientStats>,
+}
+
+impl ClientSlot {
+    /// Offers a frame to the client's queue; a full queue counts a drop.
+    fn offer(&self, out: &Outgoing, metrics: &Metrics) -> bool {
+        match self.tx.try_send(out.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                metrics.dropped.fetch_add(1, Relaxed);
+                false
+            }
+            // the connection is closing; its slot goes with its handle
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Whether a throttled frame may go now (and notes that it did).
+    fn throttle(last: &mut Option<Instant>, rate: f64, now: Instant) -> bool {
+        if rate > 0.0 {
+            if let Some(t) = *last {
+                if now.duration_since(t) < Duration::from_secs_f64(1.0 / rate) {
+                    return false;
+                }
+            }
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Arc<Session>>,
+    status: PipelineStatus,
+    clients: HashMap<u64, ClientSlot>,
+}
+
+struct Inner {
+    config: HubConfig,
+    limits: ClientLimits,
+    state: Mutex<State>,
+    metrics: Arc<Metrics>,
+    next_id: AtomicU64,
+    started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Fan-out point between the pipeline and the clients; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    /// A hub with no session and no clients.
+    pub fn new(config: HubConfig) -> Self {
+        let limits = ClientLimits {
+            max_message_bytes: config.max_message_bytes,
+            queue_frames: config.queue_frames,
+        };
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                limits,
+                state: Mutex::new(State::default()),
+                metrics: Arc::new(Metrics::default()),
+                next_id: AtomicU64::new(1),
+                started: Instant::now(),
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The hub's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The hub's counters, shared.
+    pub fn metrics_arc(&self) -> Arc<Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// The hub's limits.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // a panic elsewhere must not take the server down with it
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts (or changes) the session and sends `hello` to every client.
+    /// Subscriptions are kept where they still fit the new session.
+    pub fn set_session(&self, session: Session) {
+        let session = Arc::new(session);
+        let now = Instant::now();
+        let mut state = self.state();
+        state.session = Some(session.clone());
+        for slot in state.clients.values_mut() {
+            let sub = slot
+                .subscription
+                .take()
+                .unwrap_or_else(|| default_subscription(&session));
+            let view = View::new(sub, &session);
+            slot.subscription = Some(view.subscription.clone());
+            let out = Outgoing {
+                text: self.hello_text(&session, &view.subscription),
+                published: now,
+            };
+            slot.view = Some(view);
+            slot.offer(&out, &self.inner.metrics);
+        }
+    }
+
+    fn hello_text(&self, session: &Session, subscription: &ResolvedSubscription) -> Utf8Bytes {
+        encode(
+            "hello",
+            &HelloFrame {
+                protocol: PROTOCOL_VERSION,
+                server: SERVER,
+                session,
+                subscription,
+                limits: &self.inner.limits,
+            },
+        )
+        .into()
+    }
+
+    /// Registers a client. Its queue starts with `hello` when a session exists.
+    pub fn connect(&self) -> Result<ClientHandle, HubError> {
+        let (tx, rx) = mpsc::channel(self.inner.config.queue_frames.max(1));
+        let stats = Arc::new(ClientStats::default());
+        let id = self.inner.next_id.fetch_add(1, Relaxed);
+        let mut state = self.state();
+        if state.clients.len() >= self.inner.config.max_clients {
+            self.inner
+                .metrics
+                .rejected_client_limit
+                .fetch_add(1, Relaxed);
+            return Err(HubError::Full(self.inner.config.max_clients));
+        }
+        let mut slot = ClientSlot {
+            tx,
+            subscription: None,
+            view: None,
+            last_alignment: None,
+            last_trace: None,
+            stats: stats.clone(),
+        };
+        if let Some(session) = state.session.clone() {
+            let view = View::new(default_subscription(&session), &session);
+            let out = Outgoing {
+                text: self.hello_text(&session, &view.subscription),
+                published: Instant::now(),
+            };
+            slot.subscription = Some(view.subscription.clone());
+            slot.view = Some(view);
+            slot.offer(&out, &self.inner.metrics);
+        }
+        state.clients.insert(id, slot);
+        self.inner
+            .metrics
+            .clients
+            .store(state.clients.len() as u64, Relaxed);
+        self.inner.metrics.connections.fetch_add(1, Relaxed);
+        Ok(ClientHandle {
+            hub: self.clone(),
+            id,
+            queue: Some(ClientQueue(rx)),
+            stats,
+        })
+    }
+
+    /// Applies a client's `subscribe` request; returns the subscription in force.
+    fn subscribe(
+        &self,
+        id: u64,
+        request: &SubscribeRequest,
+    ) -> Result<ResolvedSubscription, HubError> {
+        let mut state = self.state();
+        let session = state.session.clone().ok_or_else(|| {
+            HubError::Subscription("no session yet: subscribe after hello".into())
+        })?;
+        let slot = state
+            .clients
+            .get_mut(&id)
+            .ok_or_else(|| HubError::Subscription("client is disconnecting".into()))?;
+        let current = slot
+            .subscription
+            .clone()
+            .unwrap_or_else(|| default_subscription(&session));
+        let resolved = resolve(request, &current, &session).map_err(HubError::Subscription)?;
+        let view = View::new(resolved, &session);
+        slot.subscription = Some(view.subscription.clone());
+        slot.view = Some(view);
+        Ok(slot.subscription.clone().expect("just set"))
+    }
+
+    /// Hands a frame to every client without waiting on any of them. Returns how
+    /// many client queues took it (clients throttled by their `rate` or with a
+    /// full queue do not count).
+    pub fn publish(&self, frame: Frame) -> Result<usize, HubError> {
+        let now = Instant::now();
+        let kind = frame.kind();
+        let metrics = &self.inner.metrics;
+        let kind_index = super::metrics::PUBLISHED_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .expect("every frame kind is listed");
+        metrics.published[kind_index].fetch_add(1, Relaxed);
+        match frame {
+            Frame::Status(status) => {
+                self.state().status = status;
+                Ok(0)
+            }
+            Frame::Word(word) => {
+                let out = Outgoing {
+                    text: encode("word", &*word).into(),
+                    published: now,
+                };
+                let state = self.state();
+                Ok(state
+                    .clients
+                    .values()
+                    .filter(|slot| slot.offer(&out, metrics))
+                    .count())
+            }
+            Frame::Alignment(update) => self.publish_alignment(&update, now),
+            Frame::Trace(chunk) => self.publish_trace(&chunk, now),
+        }
+    }
+
+    fn session(&self, kind: &'static str) -> Result<Arc<Session>, HubError> {
+        self.state()
+            .session
+            .clone()
+            .ok_or(HubError::NoSession(kind))
+    }
+
+    fn publish_alignment(&self, u: &AlignmentUpdate, now: Instant) -> Result<usize, HubError> {
+        let session = self.session("alignment")?;
+        let (n_e, n_l) = (session.electrodes.len(), session.layers.len());
+        check_shape("alignment", u.r.len(), n_e * n_l)?;
+        let summary = AlignmentSummary::compute(&u.r, &session.layers, u.chance);
+        let rows: Vec<&[f32]> = u.r.chunks_exact(n_l.max(1)).collect();
+        let mut encoded: HashMap<Vec<usize>, Outgoing> = HashMap::new();
+        let metrics = &self.inner.metrics;
+        let mut state = self.state();
+        let mut queued = 0;
+        for slot in state.clients.values_mut() {
+            let Some(view) = &slot.view else { continue };
+            if !ClientSlot::throttle(&mut slot.last_alignment, view.subscription.rate, now) {
+                continue;
+            }
+            let out = encoded
+                .entry(view.layer_columns.clone())
+                .or_insert_with(|| {
+                    let r = rows
+                        .iter()
+                        .map(|row| view.layer_columns.iter().map(|&c| row[c]).collect())
+                        .collect();
+                    let frame = AlignmentFrame {
+                        time: u.time,
+                        horizon: u.horizon,
+                        layers: &view.subscription.layers,
+                        r,
+                        summary: &summary,
+                        chance: u.chance,
+                    };
+                    Outgoing {
+                        text: encode("alignment", &frame).into(),
+                        published: now,
+                    }
+                });
+            queued += usize::from(slot.offer(out, metrics));
+        }
+        Ok(queued)
+    }
+
+    fn publish_trace(&self, c: &TraceChunk, now: Instant) -> Result<usize, HubError> {
+        let session = self.session("trace")?;
+        let (n_e, n_l, n) = (session.electrodes.len(), session.layers.len(), c.samples);
+        check_shape("trace", c.actual.len(), n_e * n)?;
+        check_shape("trace", c.predicted.len(), n_e * n_l * n)?;
+        let mut encoded: HashMap<(Vec<usize>, Vec<usize>), Outgoing> = HashMap::new();
+        let metrics = &self.inner.metrics;
+        let mut state = self.state();
+        let mut queued = 0;
+        for slot in state.clients.values_mut() {
+            let Some(view) = &slot.view else { continue };
+            if !ClientSlot::throttle(&mut slot.last_trace, view.subscription.rate, now) {
+                continue;
+            }
+            let key = (
+                view.subscription.electrodes.clone(),
+                view.layer_columns.clone(),
+            );
+            let out = encoded.entry(key).or_insert_with(|| {
+                let sub = &view.subscription;
+                let frame = TraceFrame {
+                    t0: c.t0,
+                    rate: session.rates.high_gamma_hz,
+                    electrodes: &sub.electrodes,
+                    layers: &sub.layers,
+                    actual: sub
+                        .electrodes
+                        .iter()
+                        .map(|&e| &c.actual[e * n..(e + 1) * n])
+                        .collect(),
+                    predicted: sub
+                        .electrodes
+                        .iter()
+                        .map(|&e| {
+                            view.layer_columns
+                                .iter()
+                                .map(|&l| {
+                                    let start = (e * n_l + l) * n;
+                                    &c.predicted[start..start + n]
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                };
+                Outgoing {
+                    text: encode("trace", &frame).into(),
+                    published: now,
+                }
+            });
+            queued += usize::from(slot.offer(out, metrics));
+        }
+        Ok(queued)
+    }
+
+    /// The `status` frame for one client: latest pipeline status and its counters.
+    fn status_text(&self, stats: &ClientStats) -> Utf8Bytes {
+        let state = self.state();
+        let frame = StatusFrame {
+            uptime_s: self.inner.started.elapsed().as_secs_f64(),
+            horizon: state.status.horizon,
+            streams: &state.status.streams,
+            client: ClientCounters {
+                dropped: stats.dropped.load(Relaxed),
+                sent: stats.sent.load(Relaxed),
+            },
+            drops: &state.status.drops,
+            errors: &state.status.errors,
+            clients: state.clients.len(),
+            send_latency: self.inner.metrics.send_latency(),
+        };
+        encode("status", &frame).into()
+    }
+
+    /// Asks every connection to close (server shutdown).
+    pub fn close_all(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves when [`Hub::close_all`] has been called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.shutdown.subscribe();
+        async move {
+            // an error means the hub is gone, which is a shutdown too
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
+    }
+
+    /// Clients connected now.
+    pub fn client_count(&self) -> usize {
+        self.state().clients.len()
+    }
+}
+
+fn check_shape(kind: &'static str, got: usize, expected: usize) -> Result<(), HubError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(HubError::Shape {
+            kind,
+            got,
+            expected,
+        })
+    }
+}
+
+/// One connected client's end of the hub; dropping it disconnects the client.
+pub struct ClientHandle {
+    hub: Hub,
+    id: u64,
+    queue: Option<ClientQueue>,
+    stats: Arc<ClientStats>,
+}
+
+/// The receiving end of a client's bounded queue.
+pub struct ClientQueue(mpsc::Receiver<Outgoing>);
+
+impl ClientQueue {
+    /// The next frame for this client; `None` once the hub has let go of it.
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        self.0.recv().await
+    }
+}
+
+impl ClientHandle {
+    /// Takes the client's queue (once), so that one task can drain it while
+    /// another uses the handle.
+    pub fn take_queue(&mut self) -> Option<ClientQueue> {
+        self.queue.take()
+    }
+
+    /// Notes that a frame reached the socket.
+    pub fn sent(&self, out: &Outgoing) {
+        self.stats.sent.fetch_add(1, Relaxed);
+        let metrics = self.hub.metrics();
+        metrics.sent.fetch_add(1, Relaxed);
+        metrics.record_send_latency(out.published.elapsed());
+    }
+
+    /// Applies a `subscribe` request; returns the subscription in force.
+    pub fn subscribe(&self, request: &SubscribeRequest) -> Result<ResolvedSubscription, HubError> {
+        self.hub.subscribe(self.id, request)
+    }
+
+    /// This client's `status` frame, now.
+    pub fn status_text(&self) -> Utf8Bytes {
+        self.hub.status_text(&self.stats)
+    }
+
+    /// Frames this client lost so far.
+    pub fn dropped(&self) -> u64 {
+        self.stats.dropped.load(Relaxed)
+    }
+}
+
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        let mut state = self.hub.state();
+        state.clients.remove(&self.id);
+        self.hub
+            .metrics()
+            .clients
+            .store(state.clients.len() as u64, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::frames::Rates;
+
+    fn hub(queue: usize, max_clients: usize) -> Hub {
+        Hub::new(HubConfig {
+            queue_frames: queue,
+            max_clients,
+            max_message_bytes: 1024,
+        })
+    }
+
+    fn session(e: usize, layers: Vec<usize>) -> Session {
+        Session {
+            electrodes: (0..e).map(|i| format!("E{i}")).collect(),
+            layers,
+            model: "m".into(),
+            rates: Rates {
+                neural_hz: 100.0,
+                high_gamma_hz: 100.0,
+                alignment_hz: 10.0,
+            },
+            horizon: None,
+            window_s: 5.0,
+        }
+    }
+
+    fn alignment(r: Vec<f32>) -> Frame {
+        Frame::Alignment(Arc::new(AlignmentUpdate {
+            time: 1.0,
+            horizon: 1.0,
+            r,
+            chance: 0.1,
+        }))
+    }
+
+    fn json(out: &Outgoing) -> serde_json::Value {
+        serde_json::from_str(out.text.as_str()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn full_queue_drops_and_counts_without_blocking() {
+        let h = hub(2, 4);
+        h.set_session(session(1, vec![0]));
+        let mut c = h.connect().unwrap();
+        let mut q = c.take_queue().unwrap();
+        // hello occupies one of the two slots
+        assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 1);
+        assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 0);
+        assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 0);
+        assert_eq!(c.dropped(), 2);
+        assert_eq!(h.metrics().dropped.load(Relaxed), 2);
+        assert_eq!(json(&q.next().await.unwrap())["type"], "hello");
+        assert_eq!(json(&q.next().await.unwrap())["type"], "alignment");
+        let status: serde_json::Value = serde_json::from_str(c.status_text().as_str()).unwrap();
+        assert_eq!(status["client"]["dropped"], 2);
+    }
+
+    #[tokio::test]
+    async fn same_view_shares_bytes_and_shapes_are_checked() {
+        let h = hub(8, 4);
+        assert_eq!(
+            h.publish(alignment(vec![0.1])),
+            Err(HubError::NoSession("alignment"))
+        );
+        h.set_session(session(2, vec![0, 1]));
+        let (mut ca, mut cb) = (h.connect().unwrap(), h.connect().unwrap());
+        let (mut a, mut b) = (ca.take_queue().unwrap(), cb.take_queue().unwrap());
+        assert!(matches!(
+            h.publish(alignment(vec![0.1; 3])),
+            Err(HubError::Shape {
+                got: 3,
+                expected: 4,
+                ..
+            })
+        ));
+        assert_eq!(h.publish(alignment(vec![0.1, 0.2, 0.3, 0.4])).unwrap(), 2);
+        a.next().await;
+        b.next().await;
+        let (fa, fb) = (a.next().await.unwrap(), b.next().await.unwrap());
+        assert_eq!(fa.text.as_str().as_ptr(), fb.text.as_str().as_ptr());
+        assert_eq!(json(&fa)["r"], serde_json::json!([[0.1, 0.2], [0.3, 0.4]]));
+    }
+
+    #[test]
+    fn client_limit_and_disconnect_free_slots() {
+        let h = hub(8, 1);
+        let c = h.connect().unwrap();
+        assert!(matches!(h.connect(), Err(HubError::Full(1))));
+        drop(c);
+        assert_eq!(h.client_count(), 0);
+        assert!(h.connect().is_ok());
+    }
+
+    #[tokio::test]
+    async fn rate_throttles_per_client() {
+        let h = hub(64, 4);
+        h.set_session(session(1, vec![0]));
+        let c = h.connect().unwrap();
+        c.subscribe(&serde_json::from_str(r#"{"rate":0.001}"#).unwrap())
+            .unwrap();
+        assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 1);
+        assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 0);
+        assert_eq!(c.dropped(), 0, "throttling is not a drop");
+    }
+}

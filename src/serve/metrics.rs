@@ -1,0 +1,229 @@
+//! Server counters and the send-latency histogram, rendered as Prometheus text at
+//! `/metrics` and summarised in every `status` frame.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::frames::{ErrorCode, SendLatency};
+
+/// Frame kinds the hub publishes, in the order of [`Metrics::published`].
+pub const PUBLISHED_KINDS: [&str; 4] = ["alignment", "trace", "word", "status"];
+
+/// Counters shared by the hub and every connection.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Clients connected now.
+    pub clients: AtomicU64,
+    /// WebSocket connections accepted since start.
+    pub connections: AtomicU64,
+    /// Connections refused because the client limit was reached.
+    pub rejected_client_limit: AtomicU64,
+    /// Requests refused for a missing or wrong token.
+    pub rejected_unauthorized: AtomicU64,
+    /// Frames published by the pipeline, per kind (see [`PUBLISHED_KINDS`]).
+    pub published: [AtomicU64; 4],
+    /// Frames written to client sockets.
+    pub sent: AtomicU64,
+    /// Frames dropped because a client's queue was full.
+    pub dropped: AtomicU64,
+    /// Client messages refused, per [`ErrorCode`].
+    client_errors: [AtomicU64; 4],
+    /// Microseconds from publish to socket write.
+    send_latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            clients: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            rejected_client_limit: AtomicU64::new(0),
+            rejected_unauthorized: AtomicU64::new(0),
+            published: Default::default(),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            client_errors: Default::default(),
+            // 1 us .. 60 s at 3 significant digits
+            send_latency_us: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+}
+
+const ERROR_CODES: [(ErrorCode, &str); 4] = [
+    (ErrorCode::MessageTooLarge, "message_too_large"),
+    (ErrorCode::Malformed, "malformed"),
+    (ErrorCode::UnsupportedBinary, "unsupported_binary"),
+    (ErrorCode::BadSubscription, "bad_subscription"),
+];
+
+impl Metrics {
+    /// Counts one refused client message.
+    pub fn client_error(&self, code: ErrorCode) {
+        let i = ERROR_CODES
+            .iter()
+            .position(|(c, _)| *c == code)
+            .unwrap_or(0);
+        self.client_errors[i].fetch_add(1, Relaxed);
+    }
+
+    /// Records the time one frame spent between publish and socket write.
+    pub fn record_send_latency(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let mut h = self
+            .send_latency_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        h.saturating_record(us.max(1));
+    }
+
+    /// Median and 99th percentile of the send latency so far.
+    pub fn send_latency(&self) -> SendLatency {
+        let h = self
+            .send_latency_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if h.is_empty() {
+            return SendLatency::default();
+        }
+        SendLatency {
+            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        }
+    }
+
+    /// Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in samples {
+                let _ = writeln!(out, "{name}{labels} {v}");
+            }
+        };
+        metric(
+            "neuralign_ws_clients",
+            "gauge",
+            "WebSocket clients connected now.",
+            &[("", self.clients.load(Relaxed))],
+        );
+        metric(
+            "neuralign_ws_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            &[("", self.connections.load(Relaxed))],
+        );
+        metric(
+            "neuralign_ws_rejected_total",
+            "counter",
+            "Requests refused, by reason.",
+            &[
+                (
+                    "{reason=\"client_limit\"}",
+                    self.rejected_client_limit.load(Relaxed),
+                ),
+                (
+                    "{reason=\"unauthorized\"}",
+                    self.rejected_unauthorized.load(Relaxed),
+                ),
+            ],
+        );
+        let published: Vec<(String, u64)> = PUBLISHED_KINDS
+            .iter()
+            .zip(&self.published)
+            .map(|(k, v)| (format!("{{type=\"{k}\"}}"), v.load(Relaxed)))
+            .collect();
+        let published: Vec<(&str, u64)> = published.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "neuralign_ws_frames_published_total",
+            "counter",
+            "Frames published by the pipeline, by type.",
+            &published,
+        );
+        metric(
+            "neuralign_ws_frames_sent_total",
+            "counter",
+            "Frames written to client sockets.",
+            &[("", self.sent.load(Relaxed))],
+        );
+        metric(
+            "neuralign_ws_frames_dropped_total",
+            "counter",
+            "Frames dropped because a client's queue was full.",
+            &[("", self.dropped.load(Relaxed))],
+        );
+        let errors: Vec<(String, u64)> = ERROR_CODES
+            .iter()
+            .zip(&self.client_errors)
+            .map(|((_, name), v)| (format!("{{code=\"{name}\"}}"), v.load(Relaxed)))
+            .collect();
+        let errors: Vec<(&str, u64)> = errors.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "neuralign_ws_client_errors_total",
+            "counter",
+            "Client messages refused, by error code.",
+            &errors,
+        );
+        let h = self
+            .send_latency_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP neuralign_ws_send_latency_seconds Time from publish to socket write.\n\
+             # TYPE neuralign_ws_send_latency_seconds summary"
+        );
+        for q in [0.5, 0.9, 0.99] {
+            let v = if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            };
+            let _ = writeln!(
+                out,
+                "neuralign_ws_send_latency_seconds{{quantile=\"{q}\"}} {}",
+                v as f64 / 1e6
+            );
+        }
+        let sum_us: f64 = h
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum();
+        let _ = writeln!(
+            out,
+            "neuralign_ws_send_latency_seconds_sum {}",
+            sum_us / 1e6
+        );
+        let _ = writeln!(out, "neuralign_ws_send_latency_seconds_count {}", h.len());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_latency_quantiles() {
+        let m = Metrics::default();
+        m.dropped.fetch_add(3, Relaxed);
+        m.published[1].fetch_add(2, Relaxed);
+        m.client_error(ErrorCode::Malformed);
+        for ms in 1..=100 {
+            m.record_send_latency(Duration::from_millis(ms));
+        }
+        let text = m.render();
+        assert!(text.contains("neuralign_ws_frames_dropped_total 3\n"));
+        assert!(text.contains("neuralign_ws_frames_published_total{type=\"trace\"} 2\n"));
+        assert!(text.contains("neuralign_ws_client_errors_total{code=\"malformed\"} 1\n"));
+        assert!(text.contains("neuralign_ws_send_latency_seconds_count 100\n"));
+        let lat = m.send_latency();
+        assert!((lat.p50_ms - 50.0).abs() < 0.1, "{lat:?}");
+        assert!((lat.p99_ms - 99.0).abs() < 0.1, "{lat:?}");
+    }
+}

@@ -1,0 +1,356 @@
+//! A synthetic session published straight into a [`Hub`], for exercising clients
+//! and the dashboard without LSL streams or a model (`neuralign serve --synthetic`).
+//!
+//! Words arrive at random; each evokes a response in every electrode; the
+//! prediction from layer `l` recovers that response with a fidelity that peaks at
+//! an electrode-specific layer, so the dashboard's per-layer profiles have a known
+//! shape. Rolling r is computed from the generated traces with exponentially
+//! weighted sums, like a live scorer would.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use super::frames::{
+    AlignmentUpdate, Frame, PipelineStatus, Rates, Session, StreamStatus, TraceChunk, WordEvent,
+    WordStatus,
+};
+use super::hub::Hub;
+
+/// Opening of *Alice's Adventures in Wonderland* (Lewis Carroll, 1865; public domain).
+const TEXT: &str = "Alice was beginning to get very tired of sitting by her sister on the bank, \
+and of having nothing to do: once or twice she had peeped into the book her sister was reading, \
+but it had no pictures or conversations in it, and what is the use of a book, thought Alice, \
+without pictures or conversations?";
+
+/// Shape and pace of a synthetic session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntheticConfig {
+    /// Electrodes.
+    pub electrodes: usize,
+    /// Layers (ids 0..layers).
+    pub layers: usize,
+    /// High-gamma sample rate, Hz.
+    pub high_gamma_hz: f64,
+    /// Trace chunks per second.
+    pub chunk_hz: f64,
+    /// Rolling-correlation time constant, seconds.
+    pub window_s: f64,
+    /// Random seed.
+    pub seed: u64,
+}
+
+impl Default for SyntheticConfig {
+    fn default() -> Self {
+        Self {
+            electrodes: 64,
+            layers: 31,
+            high_gamma_hz: 100.0,
+            chunk_hz: 20.0,
+            window_s: 10.0,
+            seed: 7,
+        }
+    }
+}
+
+/// Response to one word, sample by sample (0..0.5 s, peak near 150 ms).
+fn kernel(rate: f64) -> Vec<f32> {
+    let n = (0.5 * rate).round() as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            ((t / 0.15) * (1.0 - t / 0.15)).exp() as f32 * (t / 0.15) as f32
+        })
+        .collect()
+}
+
+/// Generates the session's frames chunk by chunk.
+pub struct SyntheticSession {
+    config: SyntheticConfig,
+    rng: ChaCha8Rng,
+    kernel: Vec<f32>,
+    /// Prediction fidelity per electrode and layer, `[e][l]`.
+    fidelity: Vec<f32>,
+    /// Evoked response still to come, ring of `kernel.len()` rows × electrodes.
+    pending: Vec<f32>,
+    sample: u64,
+    next_word_at: u64,
+    word_id: u64,
+    /// Exponentially weighted sums per (e, l): x, y, xx, yy, xy (x predicted, y actual).
+    sums: Vec<[f64; 5]>,
+    /// Total weight of the sums.
+    weight: f64,
+    decay: f64,
+}
+
+impl SyntheticSession {
+    /// A new session with the given shape.
+    pub fn new(config: SyntheticConfig) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let (e, l) = (config.electrodes, config.layers);
+        let mut fidelity = Vec::with_capacity(e * l);
+        for i in 0..e {
+            // peaks sweep from early to late layers across electrodes
+            let peak = 0.15 * l as f64
+                + 0.6 * l as f64 * i as f64 / e.max(1) as f64
+                + rng.gen_range(-2.0..2.0);
+            let strength = if rng.gen_bool(0.15) {
+                0.05
+            } else {
+                rng.gen_range(0.35..0.9)
+            };
+            let width = 0.25 * l as f64;
+            fidelity.extend(
+                (0..l).map(|j| (strength * (-((j as f64 - peak) / width).powi(2)).exp()) as f32),
+            );
+        }
+        let kernel = kernel(config.high_gamma_hz);
+        Self {
+            pending: vec![0.0; kernel.len() * e],
+            sums: vec![[0.0; 5]; e * l],
+            weight: 0.0,
+            decay: (-1.0 / (config.window_s * config.high_gamma_hz)).exp(),
+            kernel,
+            fidelity,
+            rng,
+            sample: 0,
+            next_word_at: 0,
+            word_id: 0,
+            config,
+        }
+    }
+
+    /// The session announced in `hello`.
+    pub fn session(&self) -> Session {
+        let c = &self.config;
+        Session {
+            electrodes: (0..c.electrodes)
+                .map(|i| format!("{}{}", char::from(b'A' + (i / 16 % 26) as u8), i % 16 + 1))
+                .collect(),
+            layers: (0..c.layers).collect(),
+            model: "synthetic".into(),
+            rates: Rates {
+                neural_hz: c.high_gamma_hz,
+                high_gamma_hz: c.high_gamma_hz,
+                alignment_hz: c.chunk_hz,
+            },
+            horizon: None,
+            window_s: c.window_s,
+        }
+    }
+
+    fn time(&self, sample: u64) -> f64 {
+        sample as f64 / self.config.high_gamma_hz
+    }
+
+    /// Generates one chunk: words whose onsets fall in it, the trace, and the
+    /// alignment at its end.
+    pub fn step(&mut self) -> Vec<Frame> {
+        let c = self.config.clone();
+        let (n_e, n_l) = (c.electrodes, c.layers);
+        let n = (c.high_gamma_hz / c.chunk_hz).round().max(1.0) as usize;
+        let k = self.kernel.len();
+        let t0 = self.time(self.sample);
+        let mut frames = Vec::new();
+        let mut actual = vec![0f32; n_e * n];
+        let mut predicted = vec![0f32; n_e * n_l * n];
+        let words: Vec<&str> = TEXT.split_whitespace().collect();
+        for s in 0..n {
+            if self.sample == self.next_word_at {
+                let text = words[(self.word_id as usize) % words.len()];
+                self.word_id += 1;
+                let row = (self.sample as usize) % k;
+                for e in 0..n_e {
+                    let amp = 1.0 + 0.5 * self.rng.sample::<f32, _>(StandardNormal);
+                    for (j, kv) in self.kernel.iter().enumerate() {
+                        self.pending[((row + j) % k) * n_e + e] += amp * kv;
+                    }
+                }
+                let onset = self.time(self.sample);
+                frames.push(Frame::Word(Arc::new(WordEvent {
+                    id: self.word_id,
+                    text: text.to_string(),
+                    onset,
+                    offset: Some(onset + 0.05 * text.len() as f64),
+                    status: WordStatus::New,
+                    latency_ms: BTreeMap::new(),
+                })));
+                self.next_word_at +=
+                    ((self.rng.gen_range(0.2..0.5) * c.high_gamma_hz) as u64).max(1);
+            }
+            let row = (self.sample as usize) % k;
+            for e in 0..n_e {
+                let signal = std::mem::take(&mut self.pending[row * n_e + e]);
+                let y = signal + 0.6 * self.rng.sample::<f32, _>(StandardNormal);
+                actual[e * n + s] = y;
+                for l in 0..n_l {
+                    let f = self.fidelity[e * n_l + l];
+                    let noise: f32 = self.rng.sample(StandardNormal);
+                    let x = f * signal + (1.0 - f * f).sqrt() * 0.6 * noise;
+                    predicted[(e * n_l + l) * n + s] = x;
+                    let (x, y) = (f64::from(x), f64::from(y));
+                    let acc = &mut self.sums[e * n_l + l];
+                    for (a, v) in acc.iter_mut().zip([x, y, x * x, y * y, x * y]) {
+                        *a = *a * self.decay + v;
+                    }
+                }
+            }
+            self.weight = self.weight * self.decay + 1.0;
+            self.sample += 1;
+        }
+        frames.push(Frame::Trace(Arc::new(TraceChunk {
+            t0,
+            samples: n,
+            actual,
+            predicted,
+        })));
+        let horizon = self.time(self.sample);
+        frames.push(Frame::Alignment(Arc::new(AlignmentUpdate {
+            time: horizon,
+            horizon,
+            r: self
+                .sums
+                .iter()
+                .map(|s| weighted_r(self.weight, s))
+                .collect(),
+            chance: self.chance(),
+        })));
+        frames
+    }
+
+    /// 95th percentile of |r| for independent white noise over the window.
+    fn chance(&self) -> f32 {
+        let n_eff = (1.0 + self.decay) / (1.0 - self.decay);
+        (1.645 / n_eff.sqrt()) as f32
+    }
+
+    /// Stream state as a live pipeline would report it.
+    pub fn status(&self) -> PipelineStatus {
+        let horizon = self.time(self.sample);
+        PipelineStatus {
+            streams: vec![
+                StreamStatus {
+                    role: "neural".into(),
+                    connected: true,
+                    rate_hz: self.config.high_gamma_hz,
+                    samples: self.sample,
+                    watermark: Some(horizon),
+                },
+                StreamStatus {
+                    role: "transcript".into(),
+                    connected: true,
+                    rate_hz: 0.0,
+                    samples: self.word_id,
+                    watermark: Some(horizon),
+                },
+            ],
+            horizon: Some(horizon),
+            drops: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+/// Pearson r from exponentially weighted sums of total weight `w`; NaN without
+/// variance.
+fn weighted_r(w: f64, s: &[f64; 5]) -> f32 {
+    let [x, y, xx, yy, xy] = *s;
+    let var_x = w * xx - x * x;
+    let var_y = w * yy - y * y;
+    if var_x <= 0.0 || var_y <= 0.0 {
+        return f32::NAN;
+    }
+    ((w * xy - x * y) / (var_x * var_y).sqrt()) as f32
+}
+
+/// Publishes a synthetic session in real time until `shutdown` resolves.
+pub async fn run(
+    hub: Hub,
+    config: SyntheticConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut session = SyntheticSession::new(config.clone());
+    hub.set_session(session.session());
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / config.chunk_hz));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let status_every = config.chunk_hz.round().max(1.0) as u64;
+    let publish = async {
+        for chunk in 0u64.. {
+            tick.tick().await;
+            for frame in session.step() {
+                if let Err(e) = hub.publish(frame) {
+                    tracing::error!("synthetic frame refused: {e}");
+                }
+            }
+            if chunk % status_every == 0 {
+                let _ = hub.publish(Frame::Status(session.status()));
+            }
+        }
+    };
+    tokio::select! {
+        _ = publish => {}
+        _ = shutdown => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_r_matches_pearson_without_decay() {
+        let x = [1.0, 2.0, 3.0, 4.0, 6.0];
+        let y = [2.0, 1.0, 4.0, 3.0, 7.0];
+        let mut s = [0.0; 5];
+        for (a, b) in x.iter().zip(&y) {
+            for (acc, v) in s.iter_mut().zip([*a, *b, a * a, b * b, a * b]) {
+                *acc += v;
+            }
+        }
+        // numpy.corrcoef([1,2,3,4,6],[2,1,4,3,7])[0,1]
+        assert!((weighted_r(5.0, &s) - 0.880_695_6).abs() < 1e-5);
+        assert!(weighted_r(1.0, &[1.0, 1.0, 1.0, 1.0, 1.0]).is_nan());
+    }
+
+    #[test]
+    fn frames_fit_the_session_and_r_tracks_fidelity() {
+        let config = SyntheticConfig {
+            electrodes: 8,
+            layers: 5,
+            ..Default::default()
+        };
+        let mut s = SyntheticSession::new(config.clone());
+        let hub = Hub::new(super::super::ServerConfig::default().hub_config());
+        hub.set_session(s.session());
+        let mut words = 0;
+        let mut last = None;
+        for _ in 0..400 {
+            for f in s.step() {
+                words += usize::from(matches!(f, Frame::Word(_)));
+                if let Frame::Alignment(a) = &f {
+                    last = Some(a.clone());
+                }
+                hub.publish(f).expect("frames match the session");
+            }
+        }
+        assert!(words > 20, "{words} words in 20 s");
+        let a = last.unwrap();
+        // the layer with the highest fidelity has the highest r, per electrode
+        for e in 0..8 {
+            let fid = &s.fidelity[e * 5..e * 5 + 5];
+            let r = &a.r[e * 5..e * 5 + 5];
+            let best_f = (0..5).max_by(|&i, &j| fid[i].total_cmp(&fid[j])).unwrap();
+            if fid[best_f] > 0.3 {
+                let best_r = (0..5).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap();
+                assert!(
+                    (best_r as i64 - best_f as i64).abs() <= 1,
+                    "electrode {e}: {r:?} vs {fid:?}"
+                );
+            }
+        }
+    }
+}
