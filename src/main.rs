@@ -18,6 +18,8 @@ enum Command {
     Model(cli::model::ModelCommand),
     /// Show the streams of an XDF recording.
     Inspect(cli::inspect::InspectArgs),
+    /// Play an XDF recording as LSL outlets.
+    Replay(cli::replay::ReplayArgs),
     /// List the LSL streams visible now.
     Streams(cli::streams::StreamsArgs),
     /// Connect to the neural and transcript streams for a while and report what arrived.
@@ -37,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Replay(args) => cli::replay::run(args),
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),
         Command::Serve(args) => cli::serve::run(args),

@@ -7,6 +7,7 @@ pub mod fit;
 pub mod inspect;
 pub mod listen;
 pub mod model;
+pub mod replay;
 pub mod serve;
 pub mod streams;
 
