@@ -63,7 +63,9 @@ fn stream(source_id: &str, stop: &AtomicBool) -> anyhow::Result<()> {
     let info = lsl::StreamInfo::new("neuralign-bench", "iEEG", CHANNELS as u32, RATE, lsl::ChannelFormat::Float32, source_id)
         .map_err(|e| anyhow::anyhow!("cannot describe the bench stream: {e:?}"))?;
     let outlet = lsl::StreamOutlet::new(&info, 1, 10).map_err(|e| anyhow::anyhow!("cannot open the bench outlet: {e:?}"))?;
-    outlet.wait_for_consumers(10.0);
+    anyhow::ensure!(outlet.wait_for_consumers(10.0), "the inlet never connected over loopback: is LSLAPICFG set?");
+    // Let the inlet finish connecting (clock-offset probes) so that start-up is not measured.
+    std::thread::sleep(Duration::from_secs(1));
     let mut sample = vec![0.0f32; CHANNELS];
     let period = Duration::from_secs_f64(1.0 / RATE);
     let started = Instant::now();

@@ -2,4 +2,5 @@
 //! part of the pipeline; each returns its figures as JSON and prints a table.
 
 pub mod dsp;
+pub mod lm;
 pub mod lsl;
