@@ -20,7 +20,9 @@ pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let outlet = {
         let (source_id, stop) = (source_id.clone(), stop.clone());
-        std::thread::Builder::new().name("bench-outlet".into()).spawn(move || stream(&source_id, &stop))?
+        std::thread::Builder::new()
+            .name("bench-outlet".into())
+            .spawn(move || stream(&source_id, &stop))?
     };
     let config = NeuralConfig {
         stream: StreamSelector::SourceId(source_id),
@@ -35,13 +37,26 @@ pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
     }
     let status = inlet.stop();
     stop.store(true, Ordering::Relaxed);
-    outlet.join().map_err(|_| anyhow::anyhow!("the bench outlet thread panicked"))??;
+    outlet
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bench outlet thread panicked"))??;
     let latency = status.latency;
-    anyhow::ensure!(latency.count > 0, "no samples arrived over loopback: is LSLAPICFG set to configs/lsl_api.cfg?");
-    println!("{:<14} {:>9} {:>9} {:>9} {:>9} {:>10}", "stage", "samples", "p50 ms", "p99 ms", "max ms", "target p99");
+    anyhow::ensure!(
+        latency.count > 0,
+        "no samples arrived over loopback: is LSLAPICFG set to configs/lsl_api.cfg?"
+    );
+    println!(
+        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "stage", "samples", "p50 ms", "p99 ms", "max ms", "target p99"
+    );
     println!(
         "{:<14} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>10}",
-        "lsl arrival", latency.count, latency.p50_ms, latency.p99_ms, latency.max_ms, format!("<= {TARGET_P99_MS}")
+        "lsl arrival",
+        latency.count,
+        latency.p50_ms,
+        latency.p99_ms,
+        latency.max_ms,
+        format!("<= {TARGET_P99_MS}")
     );
     Ok(json!({
         "stage": "lsl_arrival",
@@ -60,10 +75,21 @@ pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
 
 /// Pushes samples on a 100 Hz schedule, each stamped with the local clock, until `stop`.
 fn stream(source_id: &str, stop: &AtomicBool) -> anyhow::Result<()> {
-    let info = lsl::StreamInfo::new("neuralign-bench", "iEEG", CHANNELS as u32, RATE, lsl::ChannelFormat::Float32, source_id)
-        .map_err(|e| anyhow::anyhow!("cannot describe the bench stream: {e:?}"))?;
-    let outlet = lsl::StreamOutlet::new(&info, 1, 10).map_err(|e| anyhow::anyhow!("cannot open the bench outlet: {e:?}"))?;
-    anyhow::ensure!(outlet.wait_for_consumers(10.0), "the inlet never connected over loopback: is LSLAPICFG set?");
+    let info = lsl::StreamInfo::new(
+        "neuralign-bench",
+        "iEEG",
+        CHANNELS as u32,
+        RATE,
+        lsl::ChannelFormat::Float32,
+        source_id,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot describe the bench stream: {e:?}"))?;
+    let outlet = lsl::StreamOutlet::new(&info, 1, 10)
+        .map_err(|e| anyhow::anyhow!("cannot open the bench outlet: {e:?}"))?;
+    anyhow::ensure!(
+        outlet.wait_for_consumers(10.0),
+        "the inlet never connected over loopback: is LSLAPICFG set?"
+    );
     // Let the inlet finish connecting (clock-offset probes) so that start-up is not measured.
     std::thread::sleep(Duration::from_secs(1));
     let mut sample = vec![0.0f32; CHANNELS];

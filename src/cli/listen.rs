@@ -31,7 +31,10 @@ pub struct ListenArgs {
 
 /// Listens and prints the report.
 pub fn run(args: ListenArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.seconds > 0.0 && args.seconds.is_finite(), "--seconds must be a positive number");
+    anyhow::ensure!(
+        args.seconds > 0.0 && args.seconds.is_finite(),
+        "--seconds must be a positive number"
+    );
     let (mut config, base) = Config::load_or_default(args.config.as_deref())?;
     apply_lsl_config(&config.lsl, &base)?;
     // Named streams only; with neither named, both from the config.
@@ -52,8 +55,13 @@ pub fn run(args: ListenArgs) -> anyhow::Result<()> {
         config.transcript.stream = stream;
         config.transcript.clone()
     });
-    let report = listen(&config.lsl, neural, transcript, Duration::from_secs_f64(args.seconds))
-        .context("listening failed")?;
+    let report = listen(
+        &config.lsl,
+        neural,
+        transcript,
+        Duration::from_secs_f64(args.seconds),
+    )
+    .context("listening failed")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -69,7 +77,12 @@ fn print_report(report: &ListenReport) {
         match &s.stream {
             Some(meta) => println!(
                 "neural      {} ({}, {} ch, {} Hz nominal, {}) state {:?}",
-                meta.summary.name, meta.summary.kind, meta.summary.channels, meta.summary.rate, meta.summary.format, s.state
+                meta.summary.name,
+                meta.summary.kind,
+                meta.summary.channels,
+                meta.summary.rate,
+                meta.summary.format,
+                s.state
             ),
             None => println!("neural      not found (state {:?})", s.state),
         }
@@ -77,14 +90,20 @@ fn print_report(report: &ListenReport) {
             "            samples {}  rate {:.2} Hz  gaps {} ({} samples missing)  dropped chunks {}  losses {}  recoveries {}",
             s.samples, n.measured_rate, s.gap_count, s.missing_samples, s.dropped_chunks, s.losses, s.recoveries
         );
-        println!("            latency p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms", s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms);
+        println!(
+            "            latency p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            s.latency.p50_ms, s.latency.p99_ms, s.latency.max_ms
+        );
         if let Some(e) = &s.error {
             println!("            error: {e}");
         }
     }
     if let Some(t) = &report.transcript {
         match &t.stream {
-            Some(meta) => println!("transcript  {} ({}) state {:?}  clock offset {:.6} s", meta.name, meta.kind, t.state, t.clock_offset),
+            Some(meta) => println!(
+                "transcript  {} ({}) state {:?}  clock offset {:.6} s",
+                meta.name, meta.kind, t.state, t.clock_offset
+            ),
             None => println!("transcript  not found (state {:?})", t.state),
         }
         let c = &t.counts;

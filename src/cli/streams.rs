@@ -30,10 +30,16 @@ pub fn run(args: StreamsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if streams.is_empty() {
-        println!("no LSL streams visible within {} s (is the amplifier app running on this machine?)", args.timeout);
+        println!(
+            "no LSL streams visible within {} s (is the amplifier app running on this machine?)",
+            args.timeout
+        );
         return Ok(());
     }
-    println!("{:<24} {:<12} {:>8} {:>9} {:<9} {:<24} host", "name", "type", "channels", "rate Hz", "format", "source_id");
+    println!(
+        "{:<24} {:<12} {:>8} {:>9} {:<9} {:<24} host",
+        "name", "type", "channels", "rate Hz", "format", "source_id"
+    );
     for s in &streams {
         println!(
             "{:<24} {:<12} {:>8} {:>9} {:<9} {:<24} {}",

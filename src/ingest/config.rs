@@ -19,7 +19,10 @@ pub struct LslConfig {
 
 impl Default for LslConfig {
     fn default() -> Self {
-        Self { api_config: None, resolve_timeout_s: 2.0 }
+        Self {
+            api_config: None,
+            resolve_timeout_s: 2.0,
+        }
     }
 }
 

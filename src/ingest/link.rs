@@ -25,7 +25,10 @@ pub enum LinkState {
 /// Points liblsl at the LSL config named in `[lsl]` (relative to `base_dir`, the server
 /// config's folder) by exporting `LSLAPICFG`, unless the environment already sets it. Must run
 /// before the first liblsl call (liblsl reads its config once). Returns the config in effect.
-pub fn apply_lsl_config(config: &LslConfig, base_dir: &Path) -> Result<Option<String>, IngestError> {
+pub fn apply_lsl_config(
+    config: &LslConfig,
+    base_dir: &Path,
+) -> Result<Option<String>, IngestError> {
     if let Ok(existing) = std::env::var("LSLAPICFG") {
         return Ok(Some(existing));
     }
@@ -35,7 +38,10 @@ pub fn apply_lsl_config(config: &LslConfig, base_dir: &Path) -> Result<Option<St
     };
     let path = base_dir.join(file);
     // liblsl silently ignores a config it cannot read, so check first.
-    std::fs::read_to_string(&path).map_err(|source| IngestError::LslConfig { path: path.clone(), source })?;
+    std::fs::read_to_string(&path).map_err(|source| IngestError::LslConfig {
+        path: path.clone(),
+        source,
+    })?;
     let path = std::fs::canonicalize(&path).unwrap_or(path);
     // Called at start-up before any thread exists, as `set_var` requires.
     std::env::set_var("LSLAPICFG", &path);
@@ -100,7 +106,12 @@ impl Latency {
 
     pub(crate) fn summary(&self) -> LatencySummary {
         let ms = |q: f64| self.0.value_at_quantile(q) as f64 / 1000.0;
-        LatencySummary { count: self.0.len(), p50_ms: ms(0.5), p99_ms: ms(0.99), max_ms: self.0.max() as f64 / 1000.0 }
+        LatencySummary {
+            count: self.0.len(),
+            p50_ms: ms(0.5),
+            p99_ms: ms(0.99),
+            max_ms: self.0.max() as f64 / 1000.0,
+        }
     }
 }
 

@@ -4,8 +4,8 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 use super::{
-    IngestError, LslConfig, NeuralConfig, NeuralInlet, NeuralStatus, Timeline, TranscriptConfig, TranscriptInlet,
-    TranscriptStatus,
+    IngestError, LslConfig, NeuralConfig, NeuralInlet, NeuralStatus, Timeline, TranscriptConfig,
+    TranscriptInlet, TranscriptStatus,
 };
 
 /// Seconds of neural data the listening timeline keeps.
@@ -41,8 +41,12 @@ pub fn listen(
     transcript: Option<TranscriptConfig>,
     duration: Duration,
 ) -> Result<ListenReport, IngestError> {
-    let neural = neural.map(|config| NeuralInlet::spawn(config, lsl.resolve_timeout_s)).transpose()?;
-    let transcript = transcript.map(|config| TranscriptInlet::spawn(config, lsl.resolve_timeout_s)).transpose()?;
+    let neural = neural
+        .map(|config| NeuralInlet::spawn(config, lsl.resolve_timeout_s))
+        .transpose()?;
+    let transcript = transcript
+        .map(|config| TranscriptInlet::spawn(config, lsl.resolve_timeout_s))
+        .transpose()?;
     let started = Instant::now();
     let mut timeline: Option<Timeline> = None;
     // Drain both channels as the pipeline would; the neural chunks go through a timeline.
@@ -77,6 +81,9 @@ pub fn listen(
 }
 
 fn timeline_for(status: &NeuralStatus) -> Timeline {
-    let (channels, rate) = status.stream.as_ref().map_or((1, 0.0), |s| (s.summary.channels, s.summary.rate));
+    let (channels, rate) = status
+        .stream
+        .as_ref()
+        .map_or((1, 0.0), |s| (s.summary.channels, s.summary.rate));
     Timeline::new(channels, ((rate * TIMELINE_S) as usize).max(1024))
 }

@@ -25,7 +25,8 @@ pub use neural::{NeuralInlet, NeuralStatus, StreamMeta};
 pub use resolve::{list_streams, StreamSelector, StreamSummary};
 pub use timeline::{Gap, GapTracker, NeuralChunk, Timeline};
 pub use transcript::{
-    parse_message, LmAction, RejectReason, Rejection, TranscriptCounts, TranscriptEvent, TranscriptState, Word,
+    parse_message, LmAction, RejectReason, Rejection, TranscriptCounts, TranscriptEvent,
+    TranscriptState, Word,
 };
 pub use transcript_inlet::{TranscriptInlet, TranscriptStatus, TranscriptUpdate};
 

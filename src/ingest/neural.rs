@@ -93,7 +93,10 @@ pub struct NeuralInlet {
 
 impl NeuralInlet {
     /// Starts the inlet thread; chunks arrive on the returned receiver.
-    pub fn spawn(config: NeuralConfig, resolve_timeout_s: f64) -> Result<(Self, Receiver<NeuralChunk>), IngestError> {
+    pub fn spawn(
+        config: NeuralConfig,
+        resolve_timeout_s: f64,
+    ) -> Result<(Self, Receiver<NeuralChunk>), IngestError> {
         let (sender, receiver) = crossbeam_channel::bounded(config.channel_capacity.max(1));
         let shared = Arc::new(Mutex::new(Shared {
             status: NeuralStatus {
@@ -116,12 +119,25 @@ impl NeuralInlet {
             latency: Latency::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker { config, resolve_timeout_s, shared: shared.clone(), stop: stop.clone(), sender };
+        let worker = Worker {
+            config,
+            resolve_timeout_s,
+            shared: shared.clone(),
+            stop: stop.clone(),
+            sender,
+        };
         let thread = std::thread::Builder::new()
             .name("lsl-neural".into())
             .spawn(move || worker.run())
             .map_err(|e| IngestError::Thread("neural", e))?;
-        Ok((Self { shared, stop, thread: Some(thread) }, receiver))
+        Ok((
+            Self {
+                shared,
+                stop,
+                thread: Some(thread),
+            },
+            receiver,
+        ))
     }
 
     /// The inlet's health now.
@@ -157,7 +173,9 @@ impl Drop for NeuralInlet {
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // A panic elsewhere must not take the status down with it.
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Worker {
@@ -172,8 +190,16 @@ impl Worker {
     fn run(self) {
         let mut tracker: Option<(StreamMeta, GapTracker)> = None;
         let buffer_s = self.config.lsl_buffer_s.min(i32::MAX as u32) as i32;
-        while let Some((inlet, mut info)) = connect(&self.config.stream, self.resolve_timeout_s, buffer_s, &self.stop) {
-            let meta = StreamMeta { summary: StreamSummary::from_info(&info), labels: channel_labels(&mut info) };
+        while let Some((inlet, mut info)) = connect(
+            &self.config.stream,
+            self.resolve_timeout_s,
+            buffer_s,
+            &self.stop,
+        ) {
+            let meta = StreamMeta {
+                summary: StreamSummary::from_info(&info),
+                labels: channel_labels(&mut info),
+            };
             if let Err(e) = self.check(&meta) {
                 tracing::error!("{e}");
                 lock(&self.shared).status.error = Some(e.to_string());
@@ -181,13 +207,16 @@ impl Worker {
                 continue;
             }
             if let Err(e) = self.set_postprocessing(&inlet) {
-                tracing::warn!("liblsl post-processing unavailable ({e:?}); time stamps are uncorrected");
+                tracing::warn!(
+                    "liblsl post-processing unavailable ({e:?}); time stamps are uncorrected"
+                );
             }
             // Keep the grid across a reconnection to the same layout, so the outage is a gap.
             tracker = match tracker.take() {
                 Some((old, grid)) if same_layout(&old, &meta) => Some((meta, grid)),
                 old => {
-                    let mut grid = GapTracker::new(meta.summary.rate, self.config.gap_tolerance_periods);
+                    let mut grid =
+                        GapTracker::new(meta.summary.rate, self.config.gap_tolerance_periods);
                     if let Some((_, previous)) = old {
                         // A new layout starts a fresh grid, past every index already handed out.
                         grid = grid.starting_at(previous.next_index());
@@ -299,14 +328,18 @@ impl Worker {
                 data: Vec::with_capacity((pulled.len() - k) * channels),
             });
             chunk.timestamps.push(stamp);
-            chunk.data.extend_from_slice(&pulled.data[k * channels..(k + 1) * channels]);
+            chunk
+                .data
+                .extend_from_slice(&pulled.data[k * channels..(k + 1) * channels]);
         }
         chunks.extend(current);
         let mut dropped = (0, 0);
         for chunk in chunks {
             match self.sender.try_send(chunk) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(chunk)) => dropped = (dropped.0 + 1, dropped.1 + chunk.len() as u64),
+                Err(TrySendError::Full(chunk)) => {
+                    dropped = (dropped.0 + 1, dropped.1 + chunk.len() as u64)
+                }
             }
         }
         let mut shared = lock(&self.shared);
@@ -321,7 +354,12 @@ impl Worker {
         status.dropped_chunks += dropped.0;
         status.dropped_samples += dropped.1;
         for gap in gaps {
-            tracing::warn!(missing = gap.missing_samples, after = gap.after, before = gap.before, "gap in the neural stream");
+            tracing::warn!(
+                missing = gap.missing_samples,
+                after = gap.after,
+                before = gap.before,
+                "gap in the neural stream"
+            );
             status.gap_count += 1;
             status.missing_samples += gap.missing_samples;
             if status.gaps.len() < MAX_GAPS_KEPT {

@@ -42,8 +42,11 @@ impl StreamSelector {
     /// Resolves the first stream matching this selector, waiting at most `timeout_s`.
     pub fn resolve(&self, timeout_s: f64) -> Result<Option<lsl::StreamInfo>, IngestError> {
         let (prop, value) = self.property();
-        let found = lsl::resolve_byprop(prop, value, 1, timeout_s)
-            .map_err(|e| IngestError::Lsl { during: "resolve", source: e })?;
+        let found =
+            lsl::resolve_byprop(prop, value, 1, timeout_s).map_err(|e| IngestError::Lsl {
+                during: "resolve",
+                source: e,
+            })?;
         Ok(found.into_iter().next())
     }
 }
@@ -92,8 +95,10 @@ impl StreamSummary {
 
 /// All streams visible within `timeout_s`, sorted by name then source_id.
 pub fn list_streams(timeout_s: f64) -> Result<Vec<StreamSummary>, IngestError> {
-    let infos =
-        lsl::resolve_streams(timeout_s).map_err(|e| IngestError::Lsl { during: "resolve", source: e })?;
+    let infos = lsl::resolve_streams(timeout_s).map_err(|e| IngestError::Lsl {
+        during: "resolve",
+        source: e,
+    })?;
     let mut streams: Vec<_> = infos.iter().map(StreamSummary::from_info).collect();
     streams.sort_by(|a, b| (&a.name, &a.source_id).cmp(&(&b.name, &b.source_id)));
     Ok(streams)
@@ -131,7 +136,13 @@ pub fn channel_labels(info: &mut lsl::StreamInfo) -> Vec<String> {
     described
         .into_iter()
         .enumerate()
-        .map(|(k, label)| if label.is_empty() { format!("ch{}", k + 1) } else { label })
+        .map(|(k, label)| {
+            if label.is_empty() {
+                format!("ch{}", k + 1)
+            } else {
+                label
+            }
+        })
         .collect()
 }
 
@@ -141,10 +152,25 @@ mod tests {
 
     #[test]
     fn selectors_parse_from_the_command_line() {
-        assert_eq!(StreamSelector::parse("Amp"), StreamSelector::Name("Amp".into()));
-        assert_eq!(StreamSelector::parse("name=a=b"), StreamSelector::Name("a=b".into()));
-        assert_eq!(StreamSelector::parse("type=iEEG"), StreamSelector::Type("iEEG".into()));
-        assert_eq!(StreamSelector::parse("source_id=amp-1"), StreamSelector::SourceId("amp-1".into()));
-        assert_eq!(StreamSelector::SourceId("x".into()).to_string(), "source_id=x");
+        assert_eq!(
+            StreamSelector::parse("Amp"),
+            StreamSelector::Name("Amp".into())
+        );
+        assert_eq!(
+            StreamSelector::parse("name=a=b"),
+            StreamSelector::Name("a=b".into())
+        );
+        assert_eq!(
+            StreamSelector::parse("type=iEEG"),
+            StreamSelector::Type("iEEG".into())
+        );
+        assert_eq!(
+            StreamSelector::parse("source_id=amp-1"),
+            StreamSelector::SourceId("amp-1".into())
+        );
+        assert_eq!(
+            StreamSelector::SourceId("x".into()).to_string(),
+            "source_id=x"
+        );
     }
 }

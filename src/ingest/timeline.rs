@@ -42,8 +42,18 @@ pub struct GapTracker {
 impl GapTracker {
     /// A tracker for a stream with nominal `rate` Hz.
     pub fn new(rate: f64, tolerance_periods: f64) -> Self {
-        let tolerance_s = if rate > 0.0 { tolerance_periods / rate } else { f64::INFINITY };
-        Self { rate, tolerance_s, next_index: 0, last_time: None, backward_steps: 0 }
+        let tolerance_s = if rate > 0.0 {
+            tolerance_periods / rate
+        } else {
+            f64::INFINITY
+        };
+        Self {
+            rate,
+            tolerance_s,
+            next_index: 0,
+            last_time: None,
+            backward_steps: 0,
+        }
     }
 
     /// The same tracker with its first sample at grid index `index` (a new grid that must
@@ -55,7 +65,10 @@ impl GapTracker {
 
     /// Places the next sample, stamped `time`.
     pub fn place(&mut self, time: f64) -> Placement {
-        let mut placement = Placement { index: self.next_index, gap: None };
+        let mut placement = Placement {
+            index: self.next_index,
+            gap: None,
+        };
         if let Some(last) = self.last_time {
             let step = time - last;
             if step <= 0.0 {
@@ -63,7 +76,11 @@ impl GapTracker {
             } else if step > self.tolerance_s {
                 let missing = ((step * self.rate).round() as u64).saturating_sub(1).max(1);
                 placement.index += missing;
-                placement.gap = Some(Gap { after: last, before: time, missing_samples: missing });
+                placement.gap = Some(Gap {
+                    after: last,
+                    before: time,
+                    missing_samples: missing,
+                });
             }
         }
         self.next_index = placement.index + 1;
@@ -126,7 +143,10 @@ pub struct Timeline {
 impl Timeline {
     /// An empty timeline keeping `capacity` samples of `channels` channels.
     pub fn new(channels: usize, capacity: usize) -> Self {
-        assert!(capacity > 0, "a timeline needs room for at least one sample");
+        assert!(
+            capacity > 0,
+            "a timeline needs room for at least one sample"
+        );
         Self {
             channels,
             capacity,
@@ -148,7 +168,10 @@ impl Timeline {
         if chunk.first_index > self.end_index {
             self.fill_missing(chunk.first_index, chunk.timestamps[0]);
         }
-        let skip = self.end_index.saturating_sub(chunk.first_index).min(chunk.len() as u64) as usize;
+        let skip = self
+            .end_index
+            .saturating_sub(chunk.first_index)
+            .min(chunk.len() as u64) as usize;
         self.overlapping += skip as u64;
         for k in skip..chunk.len() {
             let row = &chunk.data[k * self.channels..(k + 1) * self.channels];
@@ -212,11 +235,17 @@ impl Timeline {
             return None;
         }
         let slot = (index % self.capacity as u64) as usize;
-        Some((self.times[slot], &self.data[slot * self.channels..(slot + 1) * self.channels]))
+        Some((
+            self.times[slot],
+            &self.data[slot * self.channels..(slot + 1) * self.channels],
+        ))
     }
 
     fn last_time(&self) -> Option<f64> {
-        self.end_index.checked_sub(1).and_then(|i| self.sample(i)).map(|(t, _)| t)
+        self.end_index
+            .checked_sub(1)
+            .and_then(|i| self.sample(i))
+            .map(|(t, _)| t)
     }
 
     /// Time of the newest sample: all data up to here has arrived (or is known missing).
@@ -262,7 +291,10 @@ mod tests {
         let times = [10.0, 10.0104, 10.0196, 10.0301, 10.04];
         let indices: Vec<_> = times.iter().map(|&t| tracker.place(t)).collect();
         assert!(indices.iter().all(|p| p.gap.is_none()));
-        assert_eq!(indices.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            indices.iter().map(|p| p.index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
     }
 
     #[test]
@@ -272,7 +304,14 @@ mod tests {
         tracker.place(1.01);
         let after = tracker.place(1.05); // 1.02, 1.03, 1.04 missing
         assert_eq!(after.index, 5);
-        assert_eq!(after.gap, Some(Gap { after: 1.01, before: 1.05, missing_samples: 3 }));
+        assert_eq!(
+            after.gap,
+            Some(Gap {
+                after: 1.01,
+                before: 1.05,
+                missing_samples: 3
+            })
+        );
         assert_eq!(tracker.place(1.06).index, 6);
     }
 
@@ -289,16 +328,28 @@ mod tests {
     fn irregular_streams_have_no_gaps() {
         let mut tracker = GapTracker::new(0.0, 1.5);
         tracker.place(0.0);
-        assert_eq!(tracker.place(100.0), Placement { index: 1, gap: None });
+        assert_eq!(
+            tracker.place(100.0),
+            Placement {
+                index: 1,
+                gap: None
+            }
+        );
     }
 
     fn chunk(first_index: u64, times: &[f64], channels: usize) -> NeuralChunk {
         let data = times
             .iter()
             .enumerate()
-            .flat_map(|(k, _)| (0..channels).map(move |c| (first_index as usize + k) as f32 * 10.0 + c as f32))
+            .flat_map(|(k, _)| {
+                (0..channels).map(move |c| (first_index as usize + k) as f32 * 10.0 + c as f32)
+            })
             .collect();
-        NeuralChunk { first_index, timestamps: times.to_vec(), data }
+        NeuralChunk {
+            first_index,
+            timestamps: times.to_vec(),
+            data,
+        }
     }
 
     #[test]

@@ -59,8 +59,14 @@ impl TranscriptEvent {
     /// liblsl's time correction).
     pub fn shifted(self, offset: f64) -> Self {
         match self {
-            Self::Word(w) => Self::Word(Word { start: w.start + offset, end: w.end + offset, ..w }),
-            Self::Watermark { time } => Self::Watermark { time: time + offset },
+            Self::Word(w) => Self::Word(Word {
+                start: w.start + offset,
+                end: w.end + offset,
+                ..w
+            }),
+            Self::Watermark { time } => Self::Watermark {
+                time: time + offset,
+            },
             retract => retract,
         }
     }
@@ -128,7 +134,10 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -153,16 +162,26 @@ pub fn parse_message(msg: &str, sample_time: f64) -> Result<TranscriptEvent, Rej
             confidence: None,
         }));
     }
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| Rejection::new(RejectReason::MalformedJson, e.to_string()))?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Rejection::new(RejectReason::MalformedJson, e.to_string()))?;
     let Value::Object(obj) = value else {
-        return Err(Rejection::new(RejectReason::NotAnObject, "expected a JSON object"));
+        return Err(Rejection::new(
+            RejectReason::NotAnObject,
+            "expected a JSON object",
+        ));
     };
     match obj.get("kind").and_then(Value::as_str) {
         Some("word") => parse_word(&obj).map(TranscriptEvent::Word),
-        Some("retract") => Ok(TranscriptEvent::Retract { id: field_id(&obj)? }),
-        Some("watermark") => Ok(TranscriptEvent::Watermark { time: field_time(&obj, "time")? }),
-        other => Err(Rejection::new(RejectReason::UnknownKind, format!("kind {other:?}"))),
+        Some("retract") => Ok(TranscriptEvent::Retract {
+            id: field_id(&obj)?,
+        }),
+        Some("watermark") => Ok(TranscriptEvent::Watermark {
+            time: field_time(&obj, "time")?,
+        }),
+        other => Err(Rejection::new(
+            RejectReason::UnknownKind,
+            format!("kind {other:?}"),
+        )),
     }
 }
 
@@ -171,7 +190,12 @@ fn parse_word(obj: &Map<String, Value>) -> Result<Word, Rejection> {
     let text = match obj.get("text") {
         None => return Err(Rejection::new(RejectReason::MissingField, "text")),
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(_) => return Err(Rejection::new(RejectReason::BadField, "text must be a non-empty string")),
+        Some(_) => {
+            return Err(Rejection::new(
+                RejectReason::BadField,
+                "text must be a non-empty string",
+            ))
+        }
     };
     let start = field_time(obj, "start")?;
     let end = match obj.get("end") {
@@ -179,21 +203,41 @@ fn parse_word(obj: &Map<String, Value>) -> Result<Word, Rejection> {
         Some(_) => field_time(obj, "end")?,
     };
     if end < start {
-        return Err(Rejection::new(RejectReason::BadField, format!("end {end} before start {start}")));
+        return Err(Rejection::new(
+            RejectReason::BadField,
+            format!("end {end} before start {start}"),
+        ));
     }
     let is_final = match obj.get("final") {
         None => true,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(Rejection::new(RejectReason::BadField, "final must be a boolean")),
+        Some(_) => {
+            return Err(Rejection::new(
+                RejectReason::BadField,
+                "final must be a boolean",
+            ))
+        }
     };
     let confidence = match obj.get("confidence") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_f64() {
             Some(c) if (0.0..=1.0).contains(&c) => Some(c as f32),
-            _ => return Err(Rejection::new(RejectReason::BadField, "confidence must be a number in [0, 1]")),
+            _ => {
+                return Err(Rejection::new(
+                    RejectReason::BadField,
+                    "confidence must be a number in [0, 1]",
+                ))
+            }
         },
     };
-    Ok(Word { id, text, start, end, is_final, confidence })
+    Ok(Word {
+        id,
+        text,
+        start,
+        end,
+        is_final,
+        confidence,
+    })
 }
 
 fn field_id(obj: &Map<String, Value>) -> Result<u64, Rejection> {
@@ -202,17 +246,24 @@ fn field_id(obj: &Map<String, Value>) -> Result<u64, Rejection> {
         Some(v) => v
             .as_u64()
             .filter(|&id| id < BARE_WORD_ID_BASE)
-            .ok_or_else(|| Rejection::new(RejectReason::BadField, "id must be a non-negative integer below 2^63")),
+            .ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::BadField,
+                    "id must be a non-negative integer below 2^63",
+                )
+            }),
     }
 }
 
 fn field_time(obj: &Map<String, Value>, name: &'static str) -> Result<f64, Rejection> {
     match obj.get(name) {
         None => Err(Rejection::new(RejectReason::MissingField, name)),
-        Some(v) => v
-            .as_f64()
-            .filter(|t| t.is_finite())
-            .ok_or_else(|| Rejection::new(RejectReason::BadField, format!("{name} must be a finite number"))),
+        Some(v) => v.as_f64().filter(|t| t.is_finite()).ok_or_else(|| {
+            Rejection::new(
+                RejectReason::BadField,
+                format!("{name} must be a finite number"),
+            )
+        }),
     }
 }
 
@@ -307,7 +358,11 @@ impl TranscriptState {
 
     /// Applies one parsed event (times on the server clock) received at local time
     /// `received_at`, returning what the LM must do.
-    pub fn apply(&mut self, event: TranscriptEvent, received_at: f64) -> Result<Vec<LmAction>, Rejection> {
+    pub fn apply(
+        &mut self,
+        event: TranscriptEvent,
+        received_at: f64,
+    ) -> Result<Vec<LmAction>, Rejection> {
         self.last_message_at = Some(received_at);
         let result = match event {
             TranscriptEvent::Word(word) => self.apply_word(word),
@@ -341,7 +396,10 @@ impl TranscriptState {
             if word.start < self.watermark {
                 return Err(Rejection::new(
                     RejectReason::Late,
-                    format!("word {} starts at {} before the watermark {}", word.id, word.start, self.watermark),
+                    format!(
+                        "word {} starts at {} before the watermark {}",
+                        word.id, word.start, self.watermark
+                    ),
                 ));
             }
             self.counts.words += 1;
@@ -349,7 +407,10 @@ impl TranscriptState {
             return Ok(self.recompute_from(position));
         };
         if self.words[old] == word {
-            return Err(Rejection::new(RejectReason::Duplicate, format!("word {} repeated", word.id)));
+            return Err(Rejection::new(
+                RejectReason::Duplicate,
+                format!("word {} repeated", word.id),
+            ));
         }
         self.counts.revisions += 1;
         self.words.remove(old);
@@ -358,11 +419,12 @@ impl TranscriptState {
     }
 
     fn apply_retract(&mut self, id: u64) -> Result<Vec<LmAction>, Rejection> {
-        let position = self
-            .words
-            .iter()
-            .position(|w| w.id == id)
-            .ok_or_else(|| Rejection::new(RejectReason::UnknownId, format!("retraction of unknown word {id}")))?;
+        let position = self.words.iter().position(|w| w.id == id).ok_or_else(|| {
+            Rejection::new(
+                RejectReason::UnknownId,
+                format!("retraction of unknown word {id}"),
+            )
+        })?;
         self.counts.retractions += 1;
         self.words.remove(position);
         Ok(self.recompute_from(position))
@@ -384,7 +446,9 @@ impl TranscriptState {
 
     /// Inserts in onset order (ties by id) and returns the position.
     fn insert(&mut self, word: Word) -> usize {
-        let position = self.words.partition_point(|w| (w.start, w.id) < (word.start, word.id));
+        let position = self
+            .words
+            .partition_point(|w| (w.start, w.id) < (word.start, word.id));
         self.words.insert(position, word);
         position
     }
@@ -396,12 +460,12 @@ impl TranscriptState {
         let position = position.min(self.words.len());
         let mut actions = Vec::with_capacity(self.words.len() - position + 1);
         actions.push(LmAction::Rollback { position });
-        actions.extend(
-            self.words[position..]
-                .iter()
-                .enumerate()
-                .map(|(k, word)| LmAction::Append { position: position + k, word: word.clone() }),
-        );
+        actions.extend(self.words[position..].iter().enumerate().map(|(k, word)| {
+            LmAction::Append {
+                position: position + k,
+                word: word.clone(),
+            }
+        }));
         actions
     }
 }
@@ -411,7 +475,14 @@ mod tests {
     use super::*;
 
     fn word(id: u64, text: &str, start: f64) -> TranscriptEvent {
-        TranscriptEvent::Word(Word { id, text: text.into(), start, end: start + 0.3, is_final: true, confidence: None })
+        TranscriptEvent::Word(Word {
+            id,
+            text: text.into(),
+            start,
+            end: start + 0.3,
+            is_final: true,
+            confidence: None,
+        })
     }
 
     fn texts(state: &TranscriptState) -> Vec<&str> {
@@ -436,7 +507,10 @@ mod tests {
                 confidence: Some(0.93)
             })
         );
-        assert_eq!(parse_message(r#"{"kind":"retract","id":42}"#, 0.0).unwrap(), TranscriptEvent::Retract { id: 42 });
+        assert_eq!(
+            parse_message(r#"{"kind":"retract","id":42}"#, 0.0).unwrap(),
+            TranscriptEvent::Retract { id: 42 }
+        );
         assert_eq!(
             parse_message(r#"{"kind":"watermark","time":1236.0}"#, 0.0).unwrap(),
             TranscriptEvent::Watermark { time: 1236.0 }
@@ -445,8 +519,13 @@ mod tests {
 
     #[test]
     fn a_bare_string_is_a_word_at_the_sample_time() {
-        let TranscriptEvent::Word(w) = parse_message("  hello ", 12.5).unwrap() else { panic!("not a word") };
-        assert_eq!((w.text.as_str(), w.start, w.end, w.id), ("hello", 12.5, 12.5, BARE_WORD_ID_BASE));
+        let TranscriptEvent::Word(w) = parse_message("  hello ", 12.5).unwrap() else {
+            panic!("not a word")
+        };
+        assert_eq!(
+            (w.text.as_str(), w.start, w.end, w.id),
+            ("hello", 12.5, 12.5, BARE_WORD_ID_BASE)
+        );
     }
 
     #[test]
@@ -457,17 +536,47 @@ mod tests {
             ("[1,2]", RejectReason::NotAnObject),
             (r#"{"id":1}"#, RejectReason::UnknownKind),
             (r#"{"kind":"poem","id":1}"#, RejectReason::UnknownKind),
-            (r#"{"kind":"word","text":"a","start":1}"#, RejectReason::MissingField),
-            (r#"{"kind":"word","id":1,"start":1}"#, RejectReason::MissingField),
-            (r#"{"kind":"word","id":1,"text":"a"}"#, RejectReason::MissingField),
-            (r#"{"kind":"word","id":-1,"text":"a","start":1}"#, RejectReason::BadField),
-            (r#"{"kind":"word","id":1,"text":"a","start":"x"}"#, RejectReason::BadField),
-            (r#"{"kind":"word","id":1,"text":"a","start":2,"end":1}"#, RejectReason::BadField),
-            (r#"{"kind":"word","id":1,"text":"  ","start":2}"#, RejectReason::BadField),
-            (r#"{"kind":"word","id":1,"text":"a","start":2,"confidence":7}"#, RejectReason::BadField),
-            (r#"{"kind":"word","id":1,"text":"a","start":2,"final":"yes"}"#, RejectReason::BadField),
+            (
+                r#"{"kind":"word","text":"a","start":1}"#,
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"start":1}"#,
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"text":"a"}"#,
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"kind":"word","id":-1,"text":"a","start":1}"#,
+                RejectReason::BadField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"text":"a","start":"x"}"#,
+                RejectReason::BadField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"text":"a","start":2,"end":1}"#,
+                RejectReason::BadField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"text":"  ","start":2}"#,
+                RejectReason::BadField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"text":"a","start":2,"confidence":7}"#,
+                RejectReason::BadField,
+            ),
+            (
+                r#"{"kind":"word","id":1,"text":"a","start":2,"final":"yes"}"#,
+                RejectReason::BadField,
+            ),
             (r#"{"kind":"retract"}"#, RejectReason::MissingField),
-            (r#"{"kind":"watermark","time":null}"#, RejectReason::BadField),
+            (
+                r#"{"kind":"watermark","time":null}"#,
+                RejectReason::BadField,
+            ),
         ];
         for (msg, reason) in cases {
             assert_eq!(parse_message(msg, 0.0).unwrap_err().reason, reason, "{msg}");
@@ -476,8 +585,15 @@ mod tests {
 
     #[test]
     fn shifted_maps_every_time() {
-        let shifted = parse_message(r#"{"kind":"word","id":1,"text":"a","start":1,"end":2}"#, 0.0).unwrap().shifted(10.0);
-        let TranscriptEvent::Word(w) = shifted else { panic!("not a word") };
+        let shifted = parse_message(
+            r#"{"kind":"word","id":1,"text":"a","start":1,"end":2}"#,
+            0.0,
+        )
+        .unwrap()
+        .shifted(10.0);
+        let TranscriptEvent::Word(w) = shifted else {
+            panic!("not a word")
+        };
         assert_eq!((w.start, w.end), (11.0, 12.0));
     }
 
@@ -526,24 +642,38 @@ mod tests {
         let mut state = TranscriptState::new(3.0);
         state.apply(word(1, "the", 1.0), 0.0).unwrap();
         state.apply(word(2, "cat", 2.0), 0.0).unwrap();
-        let actions = state.apply(TranscriptEvent::Retract { id: 1 }, 0.0).unwrap();
+        let actions = state
+            .apply(TranscriptEvent::Retract { id: 1 }, 0.0)
+            .unwrap();
         assert_eq!(texts(&state), ["cat"]);
         assert_eq!(actions.len(), 2);
-        let err = state.apply(TranscriptEvent::Retract { id: 1 }, 0.0).unwrap_err();
+        let err = state
+            .apply(TranscriptEvent::Retract { id: 1 }, 0.0)
+            .unwrap_err();
         assert_eq!(err.reason, RejectReason::UnknownId);
     }
 
     #[test]
     fn watermarks_move_forward_and_late_words_are_rejected() {
         let mut state = TranscriptState::new(3.0);
-        state.apply(TranscriptEvent::Watermark { time: 10.0 }, 0.0).unwrap();
-        let err = state.apply(TranscriptEvent::Watermark { time: 9.0 }, 0.0).unwrap_err();
+        state
+            .apply(TranscriptEvent::Watermark { time: 10.0 }, 0.0)
+            .unwrap();
+        let err = state
+            .apply(TranscriptEvent::Watermark { time: 9.0 }, 0.0)
+            .unwrap_err();
         assert_eq!(err.reason, RejectReason::WatermarkRegression);
-        assert_eq!(state.apply(word(1, "late", 9.5), 0.0).unwrap_err().reason, RejectReason::Late);
+        assert_eq!(
+            state.apply(word(1, "late", 9.5), 0.0).unwrap_err().reason,
+            RejectReason::Late
+        );
         assert!(state.apply(word(2, "ok", 10.0), 0.0).is_ok());
         assert_eq!(state.watermark(), 10.0);
         let counts = state.counts();
-        assert_eq!((counts.words, counts.watermarks, counts.rejected_total()), (1, 1, 2));
+        assert_eq!(
+            (counts.words, counts.watermarks, counts.rejected_total()),
+            (1, 1, 2)
+        );
     }
 
     #[test]

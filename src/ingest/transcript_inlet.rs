@@ -112,7 +112,14 @@ impl TranscriptInlet {
             .name("lsl-transcript".into())
             .spawn(move || worker.run())
             .map_err(|e| IngestError::Thread("transcript", e))?;
-        Ok((Self { shared, stop, thread: Some(thread) }, receiver))
+        Ok((
+            Self {
+                shared,
+                stop,
+                thread: Some(thread),
+            },
+            receiver,
+        ))
     }
 
     /// The inlet's health now.
@@ -147,7 +154,9 @@ impl Drop for TranscriptInlet {
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Worker {
@@ -163,7 +172,12 @@ struct Worker {
 
 impl Worker {
     fn run(mut self) {
-        while let Some((inlet, info)) = connect(&self.config.stream, self.resolve_timeout_s, BUFFER_S, &self.stop) {
+        while let Some((inlet, info)) = connect(
+            &self.config.stream,
+            self.resolve_timeout_s,
+            BUFFER_S,
+            &self.stop,
+        ) {
             let summary = StreamSummary::from_info(&info);
             if summary.format != "string" || summary.channels != 1 {
                 let e = IngestError::Format {
@@ -258,9 +272,18 @@ impl Worker {
             Some(LmAction::Rollback { position }) => *position,
             _ => self.state.words().len(),
         };
-        let from = self.resync_from.map_or(touched, |pending| pending.min(touched));
-        let actions = if self.resync_from.is_some() { self.state.recompute_from(from) } else { actions };
-        match self.sender.try_send(TranscriptUpdate { actions, watermark }) {
+        let from = self
+            .resync_from
+            .map_or(touched, |pending| pending.min(touched));
+        let actions = if self.resync_from.is_some() {
+            self.state.recompute_from(from)
+        } else {
+            actions
+        };
+        match self
+            .sender
+            .try_send(TranscriptUpdate { actions, watermark })
+        {
             Ok(()) => self.resync_from = None,
             Err(TrySendError::Full(_)) => {
                 self.resync_from = Some(from);
