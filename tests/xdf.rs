@@ -239,3 +239,82 @@ fn sample_files_from_other_tools_load() {
     let resets = xdf::read_with(dir.join("clock_resets.xdf"), ReadOptions::pyxdf()).unwrap();
     assert!(resets.streams.iter().all(|s| s.clock_segments.len() == 2));
 }
+
+/// Pulls every sample of `name` until `expected` arrived or `timeout_s`
+/// passed; returns (stamps, receive-minus-stamp lags).
+fn pull_all(name: &str, expected: usize, timeout_s: f64) -> (Vec<f64>, Vec<f64>) {
+    use lsl::Pullable;
+    let found = lsl::resolve_byprop("name", name, 1, 10.0).unwrap();
+    assert!(!found.is_empty(), "stream {name} not found");
+    let inlet = lsl::StreamInlet::new(&found[0], 360, 0, false).unwrap();
+    inlet.open_stream(10.0).unwrap();
+    let (mut stamps, mut lags) = (Vec::new(), Vec::new());
+    let deadline = lsl::local_clock() + timeout_s;
+    while stamps.len() < expected && lsl::local_clock() < deadline {
+        let (sample, ts): (Vec<f32>, f64) = inlet.pull_sample(0.2).unwrap();
+        if !sample.is_empty() {
+            lags.push(lsl::local_clock() - ts);
+            stamps.push(ts);
+        }
+    }
+    (stamps, lags)
+}
+
+fn simulated_session(minutes: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.xdf");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_neuralign"))
+        .args(["simulate", "--out", path.to_str().unwrap(), "--minutes", minutes, "--electrodes", "8", "--seed", "1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (dir, path)
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
+    use neuralign::xdf::replay::{self, ReplayOptions, Speed};
+    use std::sync::{atomic::AtomicBool, Arc};
+    let (_dir, path) = simulated_session("0.25");
+    let recorded = xdf::read(&path).unwrap();
+    let hg = &recorded.streams[0];
+    for speed in [Speed::Factor(1.0), Speed::Max] {
+        let options = ReplayOptions { speed, streams: vec!["neuralign-sim-hg".into()], ..Default::default() };
+        let p = path.clone();
+        let player = std::thread::spawn(move || replay::run(&p, &options, Arc::new(AtomicBool::new(false))));
+        let (stamps, mut lags) = pull_all("neuralign-sim-hg", hg.len(), 60.0);
+        let report = player.join().unwrap().unwrap();
+        assert_eq!(report[0].samples as usize, hg.len());
+        assert_eq!(stamps.len(), hg.len(), "{speed:?}: every sample arrives");
+        // Relative timing is kept exactly (to float rounding of the re-basing).
+        for (got, want) in stamps.windows(2).zip(hg.time_stamps.windows(2)) {
+            assert!(((got[1] - got[0]) - (want[1] - want[0])).abs() < 1e-6);
+        }
+        if speed == Speed::Factor(1.0) {
+            let (p50, p99) = (percentile(&mut lags, 0.5), percentile(&mut lags, 0.99));
+            eprintln!(
+                "replay 1x: send lateness p50 {:.3} ms p99 {:.3} ms; arrival lag p50 {:.3} ms p99 {:.3} ms",
+                report[0].lateness_p50 * 1e3,
+                report[0].lateness_p99 * 1e3,
+                p50 * 1e3,
+                p99 * 1e3
+            );
+        }
+    }
+}
+
+#[test]
+fn retimed_transcript_messages_move_with_their_stamp() {
+    use neuralign::xdf::replay::retime_message;
+    let m = r#"{"kind":"word","id":4,"text":"fox","start":10.5,"end":10.75,"final":true}"#;
+    let v: serde_json::Value = serde_json::from_str(&retime_message(m, 100.0, 10)).unwrap();
+    assert_eq!((v["start"].as_f64(), v["end"].as_f64(), v["id"].as_i64()), (Some(110.5), Some(110.75), Some(14)));
+    let w: serde_json::Value = serde_json::from_str(&retime_message(r#"{"kind":"watermark","time":3.0}"#, 1.5, 0)).unwrap();
+    assert_eq!(w["time"].as_f64(), Some(4.5));
+    assert_eq!(retime_message("plain marker", 5.0, 1), "plain marker");
+}
