@@ -45,9 +45,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         snr: args.snr,
         ..Default::default()
     };
-    let lm = LmConfig { model: args.model.clone(), ..Default::default() };
+    let lm = LmConfig {
+        model: args.model.clone(),
+        ..Default::default()
+    };
     let out = simulate(&args.out, &cfg, |words| {
-        let mut engine = Engine::load(&lm).context("loading the language model (try `neuralign model fetch`)")?;
+        let mut engine = Engine::load(&lm)
+            .context("loading the language model (try `neuralign model fetch`)")?;
         let bar = indicatif::ProgressBar::new(words.len() as u64).with_message("embedding words");
         let mut per_word = Vec::with_capacity(words.len());
         let (mut layers, mut dim) = (0, 0);
@@ -59,9 +63,18 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
-        Ok(Embeddings { layers, dim, per_word })
+        Ok(Embeddings {
+            layers,
+            dim,
+            per_word,
+        })
     })
     .with_context(|| format!("simulating into {}", args.out.display()))?;
-    println!("{}\n{}\n{}", out.xdf.display(), out.truth_json.display(), out.truth_safetensors.display());
+    println!(
+        "{}\n{}\n{}",
+        out.xdf.display(),
+        out.truth_json.display(),
+        out.truth_safetensors.display()
+    );
     Ok(())
 }

@@ -52,7 +52,15 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { electrodes: 64, minutes: 5.0, seed: 0, raw: false, snr: 0.5, responsive_fraction: 0.8, line_hz: 60.0 }
+        SimConfig {
+            electrodes: 64,
+            minutes: 5.0,
+            seed: 0,
+            raw: false,
+            snr: 0.5,
+            responsive_fraction: 0.8,
+            line_hz: 60.0,
+        }
     }
 }
 
@@ -127,7 +135,11 @@ pub fn time_words(seconds: f64, rng: &mut impl Rng) -> Vec<TimedWord> {
         if t + dur > seconds - KERNEL_SECONDS {
             break;
         }
-        out.push(TimedWord { text: w.to_string(), start: T0 + t, end: T0 + t + dur });
+        out.push(TimedWord {
+            text: w.to_string(),
+            start: T0 + t,
+            end: T0 + t + dur,
+        });
         let pause = match w.chars().last() {
             Some('.' | '!' | '?') => 0.45,
             Some(',' | ';' | ':') => 0.2,
@@ -142,7 +154,9 @@ pub fn time_words(seconds: f64, rng: &mut impl Rng) -> Vec<TimedWord> {
 /// centred), by subspace iteration.
 fn pca_basis(x: &[Vec<f64>], dim: usize, k: usize, rng: &mut impl Rng) -> Vec<Vec<f64>> {
     let normal = Normal::new(0.0, 1.0).expect("valid");
-    let mut q: Vec<Vec<f64>> = (0..k).map(|_| (0..dim).map(|_| normal.sample(rng)).collect()).collect();
+    let mut q: Vec<Vec<f64>> = (0..k)
+        .map(|_| (0..dim).map(|_| normal.sample(rng)).collect())
+        .collect();
     for _ in 0..30 {
         // q ← orth(Xᵀ X q)
         let mut next = vec![vec![0.0; dim]; k];
@@ -158,7 +172,12 @@ fn pca_basis(x: &[Vec<f64>], dim: usize, k: usize, rng: &mut impl Rng) -> Vec<Ve
                 let prev = next[i].clone();
                 next[j].iter_mut().zip(&prev).for_each(|(a, b)| *a -= d * b);
             }
-            let n = next[j].iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-300);
+            let n = next[j]
+                .iter()
+                .map(|a| a * a)
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-300);
             next[j].iter_mut().for_each(|a| *a /= n);
         }
         q = next;
@@ -169,21 +188,40 @@ fn pca_basis(x: &[Vec<f64>], dim: usize, k: usize, rng: &mut impl Rng) -> Vec<Ve
 /// Per layer: PCA scores of every word, each component standardised.
 /// Returns `[layer][word][k]` plus the per-layer (mean, basis) used.
 #[allow(clippy::type_complexity)]
-fn reduce(emb: &Embeddings, rng: &mut impl Rng) -> (Vec<Vec<Vec<f64>>>, Vec<(Vec<f64>, Vec<Vec<f64>>)>) {
+fn reduce(
+    emb: &Embeddings,
+    rng: &mut impl Rng,
+) -> (Vec<Vec<Vec<f64>>>, Vec<(Vec<f64>, Vec<Vec<f64>>)>) {
     let n = emb.per_word.len();
     let mut scores = Vec::with_capacity(emb.layers);
     let mut bases = Vec::with_capacity(emb.layers);
     for l in 0..emb.layers {
-        let rows: Vec<&[f32]> = emb.per_word.iter().map(|w| &w[l * emb.dim..(l + 1) * emb.dim]).collect();
-        let mean: Vec<f64> = (0..emb.dim).map(|d| rows.iter().map(|r| r[d] as f64).sum::<f64>() / n as f64).collect();
-        let centred: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().zip(&mean).map(|(v, m)| *v as f64 - m).collect()).collect();
+        let rows: Vec<&[f32]> = emb
+            .per_word
+            .iter()
+            .map(|w| &w[l * emb.dim..(l + 1) * emb.dim])
+            .collect();
+        let mean: Vec<f64> = (0..emb.dim)
+            .map(|d| rows.iter().map(|r| r[d] as f64).sum::<f64>() / n as f64)
+            .collect();
+        let centred: Vec<Vec<f64>> = rows
+            .iter()
+            .map(|r| r.iter().zip(&mean).map(|(v, m)| *v as f64 - m).collect())
+            .collect();
         let basis = pca_basis(&centred, emb.dim, PCA_DIMS, rng);
         let mut s: Vec<Vec<f64>> = centred
             .iter()
-            .map(|r| basis.iter().map(|b| b.iter().zip(r).map(|(x, y)| x * y).sum()).collect())
+            .map(|r| {
+                basis
+                    .iter()
+                    .map(|b| b.iter().zip(r).map(|(x, y)| x * y).sum())
+                    .collect()
+            })
             .collect();
         for k in 0..PCA_DIMS {
-            let sd = (s.iter().map(|w| w[k] * w[k]).sum::<f64>() / n as f64).sqrt().max(1e-12);
+            let sd = (s.iter().map(|w| w[k] * w[k]).sum::<f64>() / n as f64)
+                .sqrt()
+                .max(1e-12);
             s.iter_mut().for_each(|w| w[k] /= sd);
         }
         scores.push(s);
@@ -224,7 +262,9 @@ fn pink_noise(n: usize, rate: f64, rng: &mut impl Rng) -> Vec<f64> {
 fn standardise(v: &mut [f64]) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
-    let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n).sqrt().max(1e-12);
+    let sd = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n)
+        .sqrt()
+        .max(1e-12);
     v.iter_mut().for_each(|x| *x = (*x - m) / sd);
 }
 
@@ -248,10 +288,18 @@ pub fn simulate(
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let seconds = cfg.minutes * 60.0;
     let words = time_words(seconds, &mut rng);
-    anyhow::ensure!(!words.is_empty(), "the session is too short to hold a word; give more --minutes");
+    anyhow::ensure!(
+        !words.is_empty(),
+        "the session is too short to hold a word; give more --minutes"
+    );
     let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
     let emb = embed(&texts)?;
-    anyhow::ensure!(emb.per_word.len() == words.len(), "embedding source returned {} words for {}", emb.per_word.len(), words.len());
+    anyhow::ensure!(
+        emb.per_word.len() == words.len(),
+        "embedding source returned {} words for {}",
+        emb.per_word.len(),
+        words.len()
+    );
     let (scores, bases) = reduce(&emb, &mut rng);
     let layers = emb.layers;
     let normal = Normal::new(0.0, 1.0).expect("valid");
@@ -263,13 +311,23 @@ pub fn simulate(
         let responsive = rng.gen_bool(cfg.responsive_fraction);
         let peak = rng.gen_range(0..layers);
         let width = rng.gen_range(2.0..5.0);
-        let mut profile: Vec<f64> = (0..layers).map(|l| (-((l as f64 - peak as f64) / width).powi(2) / 2.0).exp()).collect();
+        let mut profile: Vec<f64> = (0..layers)
+            .map(|l| (-((l as f64 - peak as f64) / width).powi(2) / 2.0).exp())
+            .collect();
         let sum: f64 = profile.iter().sum();
         profile.iter_mut().for_each(|p| *p /= sum);
-        let snr = if responsive { cfg.snr * (rng.gen_range(-1.0..1.0f64) * 1.5).exp() } else { 0.0 };
+        let snr = if responsive {
+            cfg.snr * (rng.gen_range(-1.0..1.0f64) * 1.5).exp()
+        } else {
+            0.0
+        };
         for l in 0..layers {
             for k in 0..PCA_DIMS {
-                let w = if responsive { profile[l] * normal.sample(&mut rng) } else { 0.0 };
+                let w = if responsive {
+                    profile[l] * normal.sample(&mut rng)
+                } else {
+                    0.0
+                };
                 weights[(l * cfg.electrodes + e) * PCA_DIMS + k] = w as f32;
             }
         }
@@ -293,7 +351,14 @@ pub fn simulate(
         if t.responsive {
             for (w, word) in words.iter().enumerate() {
                 let drive: f64 = (0..layers)
-                    .map(|l| (0..PCA_DIMS).map(|k| weights[(l * cfg.electrodes + e) * PCA_DIMS + k] as f64 * scores[l][w][k]).sum::<f64>())
+                    .map(|l| {
+                        (0..PCA_DIMS)
+                            .map(|k| {
+                                weights[(l * cfg.electrodes + e) * PCA_DIMS + k] as f64
+                                    * scores[l][w][k]
+                            })
+                            .sum::<f64>()
+                    })
                     .sum();
                 let onset = ((word.start - T0) * HG_RATE).round() as usize;
                 for (i, kv) in kern.iter().enumerate() {
@@ -310,20 +375,45 @@ pub fn simulate(
             hg[i * cfg.electrodes + e] = (gain * signal[i] + noise[i]) as f32;
         }
         if cfg.raw {
-            envelopes.push((0..n_hg).map(|i| hg[i * cfg.electrodes + e] as f64).collect::<Vec<_>>());
+            envelopes.push(
+                (0..n_hg)
+                    .map(|i| hg[i * cfg.electrodes + e] as f64)
+                    .collect::<Vec<_>>(),
+            );
         }
     }
 
     let labels: Vec<String> = truth.iter().map(|t| t.label.clone()).collect();
     let mut writer = XdfWriter::create(out)?;
-    let hg_info = StreamInfo::with_labels("neuralign-sim-hg", "iEEG-HG", HG_RATE, ChannelFormat::Float32, &format!("neuralign-sim-{}-hg", cfg.seed), labels.clone());
-    let tr_info = StreamInfo::new("neuralign-sim-transcript", "Transcript", 1, 0.0, ChannelFormat::String, &format!("neuralign-sim-{}-transcript", cfg.seed));
+    let hg_info = StreamInfo::with_labels(
+        "neuralign-sim-hg",
+        "iEEG-HG",
+        HG_RATE,
+        ChannelFormat::Float32,
+        &format!("neuralign-sim-{}-hg", cfg.seed),
+        labels.clone(),
+    );
+    let tr_info = StreamInfo::new(
+        "neuralign-sim-transcript",
+        "Transcript",
+        1,
+        0.0,
+        ChannelFormat::String,
+        &format!("neuralign-sim-{}-transcript", cfg.seed),
+    );
     let hg_id = writer.add_stream(&hg_info)?;
     let tr_id = writer.add_stream(&tr_info)?;
     let raw = cfg.raw.then(|| raw_ieeg(&envelopes, n_hg, cfg, &mut rng));
     let raw_id = match &raw {
         Some(_) => {
-            let info = StreamInfo::with_labels("neuralign-sim-raw", "iEEG", RAW_RATE, ChannelFormat::Float32, &format!("neuralign-sim-{}-raw", cfg.seed), labels);
+            let info = StreamInfo::with_labels(
+                "neuralign-sim-raw",
+                "iEEG",
+                RAW_RATE,
+                ChannelFormat::Float32,
+                &format!("neuralign-sim-{}-raw", cfg.seed),
+                labels,
+            );
             Some(writer.add_stream(&info)?)
         }
         None => None,
@@ -333,17 +423,31 @@ pub fn simulate(
     // Interleave one-second chunks, as a recorder would.
     let mut m = 0;
     for sec in 0..(seconds.ceil() as usize) {
-        let (a, b) = (sec * HG_RATE as usize, ((sec + 1) * HG_RATE as usize).min(n_hg));
+        let (a, b) = (
+            sec * HG_RATE as usize,
+            ((sec + 1) * HG_RATE as usize).min(n_hg),
+        );
         if a < b {
             let ts: Vec<f64> = (a..b).map(|i| T0 + i as f64 / HG_RATE).collect();
-            writer.write_samples(hg_id, &ts, &Samples::Float32(hg[a * cfg.electrodes..b * cfg.electrodes].to_vec()))?;
+            writer.write_samples(
+                hg_id,
+                &ts,
+                &Samples::Float32(hg[a * cfg.electrodes..b * cfg.electrodes].to_vec()),
+            )?;
         }
         if let (Some(raw), Some(id)) = (&raw, raw_id) {
             let n_raw = raw.len() / cfg.electrodes;
-            let (a, b) = (sec * RAW_RATE as usize, ((sec + 1) * RAW_RATE as usize).min(n_raw));
+            let (a, b) = (
+                sec * RAW_RATE as usize,
+                ((sec + 1) * RAW_RATE as usize).min(n_raw),
+            );
             if a < b {
                 let ts: Vec<f64> = (a..b).map(|i| T0 + i as f64 / RAW_RATE).collect();
-                writer.write_samples(id, &ts, &Samples::Float32(raw[a * cfg.electrodes..b * cfg.electrodes].to_vec()))?;
+                writer.write_samples(
+                    id,
+                    &ts,
+                    &Samples::Float32(raw[a * cfg.electrodes..b * cfg.electrodes].to_vec()),
+                )?;
             }
         }
         let until = T0 + (sec + 1) as f64;
@@ -353,7 +457,11 @@ pub fn simulate(
         }
         if m > start {
             let ts: Vec<f64> = messages[start..m].iter().map(|x| x.0).collect();
-            writer.write_samples(tr_id, &ts, &Samples::String(messages[start..m].iter().map(|x| x.1.clone()).collect()))?;
+            writer.write_samples(
+                tr_id,
+                &ts,
+                &Samples::String(messages[start..m].iter().map(|x| x.1.clone()).collect()),
+            )?;
         }
         if sec % 5 == 0 {
             for id in [Some(hg_id), Some(tr_id), raw_id].into_iter().flatten() {
@@ -363,16 +471,33 @@ pub fn simulate(
     }
     if m < messages.len() {
         let ts: Vec<f64> = messages[m..].iter().map(|x| x.0).collect();
-        writer.write_samples(tr_id, &ts, &Samples::String(messages[m..].iter().map(|x| x.1.clone()).collect()))?;
+        writer.write_samples(
+            tr_id,
+            &ts,
+            &Samples::String(messages[m..].iter().map(|x| x.1.clone()).collect()),
+        )?;
     }
     writer.finish()?;
 
     let truth_json = with_suffix(out, "truth.json");
     let truth_st = with_suffix(out, "truth.safetensors");
-    let doc = Truth { seed: cfg.seed, layers, pca_dims: PCA_DIMS, hg_rate: HG_RATE, kernel_times: ktimes, kernel: kern, electrodes: truth, words };
+    let doc = Truth {
+        seed: cfg.seed,
+        layers,
+        pca_dims: PCA_DIMS,
+        hg_rate: HG_RATE,
+        kernel_times: ktimes,
+        kernel: kern,
+        electrodes: truth,
+        words,
+    };
     std::fs::write(&truth_json, serde_json::to_string_pretty(&doc)?)?;
     write_truth_tensors(&truth_st, &weights, layers, cfg.electrodes, &bases, emb.dim)?;
-    Ok(SimOutput { xdf: out.to_path_buf(), truth_json, truth_safetensors: truth_st })
+    Ok(SimOutput {
+        xdf: out.to_path_buf(),
+        truth_json,
+        truth_safetensors: truth_st,
+    })
 }
 
 /// `FILE.xdf` → `FILE.<suffix>`.
@@ -410,9 +535,16 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
             i += 1;
         }
         // Words not yet sent start no earlier than this.
-        let pending = words.iter().filter(|w| w.end + 3.0 + 0.8 > next_mark).map(|w| w.start).fold(f64::INFINITY, f64::min);
+        let pending = words
+            .iter()
+            .filter(|w| w.end + 3.0 + 0.8 > next_mark)
+            .map(|w| w.start)
+            .fold(f64::INFINITY, f64::min);
         let time = pending.min(next_mark);
-        out.push((next_mark, serde_json::json!({"kind": "watermark", "time": time}).to_string()));
+        out.push((
+            next_mark,
+            serde_json::json!({"kind": "watermark", "time": time}).to_string(),
+        ));
         next_mark += 2.0;
     }
     out.extend(msgs[i..].iter().cloned());
@@ -431,7 +563,12 @@ fn raw_ieeg(envelopes: &[Vec<f64>], n_hg: usize, cfg: &SimConfig, rng: &mut impl
     let w0 = 2.0 * std::f64::consts::PI * 106.0 / RAW_RATE;
     let alpha = w0.sin() / (2.0 * 1.3);
     let a0 = 1.0 + alpha;
-    let (b0, b2, a1, a2) = (alpha / a0, -alpha / a0, -2.0 * w0.cos() / a0, (1.0 - alpha) / a0);
+    let (b0, b2, a1, a2) = (
+        alpha / a0,
+        -alpha / a0,
+        -2.0 * w0.cos() / a0,
+        (1.0 - alpha) / a0,
+    );
     for (e, env) in envelopes.iter().enumerate() {
         let background = pink_noise(n, RAW_RATE, rng);
         let phase = rng.gen_range(0.0..std::f64::consts::TAU);
@@ -464,15 +601,33 @@ fn write_truth_tensors(
     use safetensors::tensor::{Dtype, TensorView};
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let w = bytes(weights);
-    let basis: Vec<f32> = bases.iter().flat_map(|(_, b)| b.iter().flatten().map(|&x| x as f32)).collect();
-    let mean: Vec<f32> = bases.iter().flat_map(|(m, _)| m.iter().map(|&x| x as f32)).collect();
+    let basis: Vec<f32> = bases
+        .iter()
+        .flat_map(|(_, b)| b.iter().flatten().map(|&x| x as f32))
+        .collect();
+    let mean: Vec<f32> = bases
+        .iter()
+        .flat_map(|(m, _)| m.iter().map(|&x| x as f32))
+        .collect();
     let (basis, mean) = (bytes(&basis), bytes(&mean));
     let views = vec![
-        ("weights", TensorView::new(Dtype::F32, vec![layers, electrodes, PCA_DIMS], &w)?),
-        ("pca_basis", TensorView::new(Dtype::F32, vec![layers, PCA_DIMS, dim], &basis)?),
-        ("pca_mean", TensorView::new(Dtype::F32, vec![layers, dim], &mean)?),
+        (
+            "weights",
+            TensorView::new(Dtype::F32, vec![layers, electrodes, PCA_DIMS], &w)?,
+        ),
+        (
+            "pca_basis",
+            TensorView::new(Dtype::F32, vec![layers, PCA_DIMS, dim], &basis)?,
+        ),
+        (
+            "pca_mean",
+            TensorView::new(Dtype::F32, vec![layers, dim], &mean)?,
+        ),
     ];
-    let meta = HashMap::from([("description".to_string(), "neuralign simulate ground truth: weights [layer, electrode, pca]".to_string())]);
+    let meta = HashMap::from([(
+        "description".to_string(),
+        "neuralign simulate ground truth: weights [layer, electrode, pca]".to_string(),
+    )]);
     safetensors::serialize_to_file(views, Some(meta), path)?;
     Ok(())
 }
