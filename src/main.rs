@@ -20,6 +20,8 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Play an XDF recording as LSL outlets.
     Replay(cli::replay::ReplayArgs),
+    /// Write a synthetic session with known ground truth.
+    Simulate(cli::simulate::SimulateArgs),
     /// List the LSL streams visible now.
     Streams(cli::streams::StreamsArgs),
     /// Connect to the neural and transcript streams for a while and report what arrived.
@@ -40,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Simulate(args) => cli::simulate::run(args),
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),
         Command::Serve(args) => cli::serve::run(args),

@@ -36,9 +36,18 @@ fn header(name: &str, channels: usize, rate: f64, format: &str) -> String {
 
 fn hand_built() -> Vec<u8> {
     let mut f = b"XDF:".to_vec();
-    f.extend(chunk(1, b"<?xml version=\"1.0\"?><info><version>1.0</version></info>"));
-    f.extend(chunk(2, &with_id(7, header("num", 2, 10.0, "int16").as_bytes())));
-    f.extend(chunk(2, &with_id(9, header("txt", 1, 0.0, "string").as_bytes())));
+    f.extend(chunk(
+        1,
+        b"<?xml version=\"1.0\"?><info><version>1.0</version></info>",
+    ));
+    f.extend(chunk(
+        2,
+        &with_id(7, header("num", 2, 10.0, "int16").as_bytes()),
+    ));
+    f.extend(chunk(
+        2,
+        &with_id(9, header("txt", 1, 0.0, "string").as_bytes()),
+    ));
     // Samples of stream 7: 3 samples, the 2nd and 3rd with deduced stamps.
     let mut s = vec![1u8, 3];
     s.push(8);
@@ -62,8 +71,17 @@ fn hand_built() -> Vec<u8> {
     let mut c = 1.0f64.to_le_bytes().to_vec();
     c.extend_from_slice(&(-0.25f64).to_le_bytes());
     f.extend(chunk(4, &with_id(7, &c)));
-    f.extend(chunk(5, &[0x43, 0xA5, 0x46, 0xDC, 0xCB, 0xF5, 0x41, 0x0F, 0xB3, 0x0E, 0xD5, 0x46, 0x73, 0x83, 0xCB, 0xE4]));
-    f.extend(chunk(6, &with_id(7, b"<info><sample_count>3</sample_count></info>")));
+    f.extend(chunk(
+        5,
+        &[
+            0x43, 0xA5, 0x46, 0xDC, 0xCB, 0xF5, 0x41, 0x0F, 0xB3, 0x0E, 0xD5, 0x46, 0x73, 0x83,
+            0xCB, 0xE4,
+        ],
+    ));
+    f.extend(chunk(
+        6,
+        &with_id(7, b"<info><sample_count>3</sample_count></info>"),
+    ));
     f
 }
 
@@ -81,25 +99,47 @@ fn reads_hand_built_chunks_per_the_specification() {
     assert!(f.header_xml.contains("<version>1.0</version>"));
     assert!(f.warnings.is_empty(), "{:?}", f.warnings);
     let num = &f.streams[0];
-    assert_eq!((num.id, num.info.name.as_str(), num.info.channel_count), (7, "num", 2));
+    assert_eq!(
+        (num.id, num.info.name.as_str(), num.info.channel_count),
+        (7, "num", 2)
+    );
     assert_eq!(num.info.channel_labels, ["a", "b"]);
     assert_eq!(num.time_stamps, [100.0, 100.1, 100.1 + 0.1]);
     assert_eq!(num.data, Samples::Int16(vec![1, -2, 3, 4, 5, 6]));
-    assert_eq!(num.clock_offsets, [xdf::ClockOffset { time: 1.0, value: -0.25 }]);
-    assert!(num.footer_xml.as_deref().unwrap().contains("<sample_count>3"));
+    assert_eq!(
+        num.clock_offsets,
+        [xdf::ClockOffset {
+            time: 1.0,
+            value: -0.25
+        }]
+    );
+    assert!(num
+        .footer_xml
+        .as_deref()
+        .unwrap()
+        .contains("<sample_count>3"));
     let txt = &f.streams[1];
     assert_eq!(txt.info.channel_format, ChannelFormat::String);
-    assert_eq!((txt.time_stamps.as_slice(), &txt.data), (&[5.5][..], &Samples::String(vec!["hé".into()])));
+    assert_eq!(
+        (txt.time_stamps.as_slice(), &txt.data),
+        (&[5.5][..], &Samples::String(vec!["hé".into()]))
+    );
     assert!(txt.footer_xml.is_none());
 }
 
 #[test]
 fn applies_clock_offsets_when_asked() {
     let (_dir, path) = temp_file(&hand_built());
-    let options = ReadOptions { sync_clocks: true, ..Default::default() };
+    let options = ReadOptions {
+        sync_clocks: true,
+        ..Default::default()
+    };
     let f = xdf::read_with(&path, options).unwrap();
     // One offset: a constant shift, as pyxdf does.
-    assert_eq!(f.streams[0].time_stamps, [99.75, 100.1 - 0.25, 100.1 + 0.1 - 0.25]);
+    assert_eq!(
+        f.streams[0].time_stamps,
+        [99.75, 100.1 - 0.25, 100.1 + 0.1 - 0.25]
+    );
     assert_eq!(f.streams[1].time_stamps, [5.5], "no offsets, no change");
 }
 
@@ -120,11 +160,20 @@ fn file_cut_mid_chunk_loads_up_to_the_last_complete_chunk() {
 #[test]
 fn corrupt_chunks_are_skipped_and_reported() {
     let mut f = b"XDF:".to_vec();
-    f.extend(chunk(2, &with_id(1, header("x", 2, 0.0, "float32").as_bytes())));
+    f.extend(chunk(
+        2,
+        &with_id(1, header("x", 2, 0.0, "float32").as_bytes()),
+    ));
     f.extend(chunk(3, &with_id(1, &[1, 5, 8, 0, 0]))); // says 5 samples, holds none
     f.extend(chunk(3, &with_id(2, &[1, 0]))); // unknown stream
     f.push(3); // invalid length width: scan to the boundary
-    f.extend(chunk(5, &[0x43, 0xA5, 0x46, 0xDC, 0xCB, 0xF5, 0x41, 0x0F, 0xB3, 0x0E, 0xD5, 0x46, 0x73, 0x83, 0xCB, 0xE4]));
+    f.extend(chunk(
+        5,
+        &[
+            0x43, 0xA5, 0x46, 0xDC, 0xCB, 0xF5, 0x41, 0x0F, 0xB3, 0x0E, 0xD5, 0x46, 0x73, 0x83,
+            0xCB, 0xE4,
+        ],
+    ));
     let mut s = vec![1u8, 1, 8];
     s.extend_from_slice(&2.0f64.to_le_bytes());
     s.extend_from_slice(&1.5f32.to_le_bytes());
@@ -147,18 +196,54 @@ fn not_an_xdf_file_is_a_clear_error() {
 fn every_format() -> Vec<(StreamInfo, Samples)> {
     let n = 50usize;
     let labels = |k| (0..k).map(|c| format!("c{c}")).collect::<Vec<_>>();
-    let info = |f: ChannelFormat, rate| StreamInfo::with_labels(f.name(), "Test", rate, f, "sid", labels(3));
+    let info = |f: ChannelFormat, rate| {
+        StreamInfo::with_labels(f.name(), "Test", rate, f, "sid", labels(3))
+    };
     let vals = |k: usize| (0..n * 3).map(move |i| i as i64 * k as i64 - 70);
     vec![
-        (info(ChannelFormat::Float32, 100.0), Samples::Float32(vals(1).map(|v| v as f32 / 3.0).chain([f32::MAX, f32::MIN_POSITIVE, -0.0]).skip(3).collect())),
-        (info(ChannelFormat::Double64, 512.0), Samples::Double64(vals(1).map(|v| v as f64 / 7.0 + 1e300).collect())),
-        (info(ChannelFormat::Int8, 10.0), Samples::Int8(vals(1).map(|v| v as i8).collect())),
-        (info(ChannelFormat::Int16, 1000.0), Samples::Int16(vals(300).map(|v| v as i16).collect())),
-        (info(ChannelFormat::Int32, 0.0), Samples::Int32(vals(1 << 24).map(|v| v as i32).collect())),
-        (info(ChannelFormat::Int64, 3.0), Samples::Int64(vals(1 << 40).collect())),
+        (
+            info(ChannelFormat::Float32, 100.0),
+            Samples::Float32(
+                vals(1)
+                    .map(|v| v as f32 / 3.0)
+                    .chain([f32::MAX, f32::MIN_POSITIVE, -0.0])
+                    .skip(3)
+                    .collect(),
+            ),
+        ),
+        (
+            info(ChannelFormat::Double64, 512.0),
+            Samples::Double64(vals(1).map(|v| v as f64 / 7.0 + 1e300).collect()),
+        ),
+        (
+            info(ChannelFormat::Int8, 10.0),
+            Samples::Int8(vals(1).map(|v| v as i8).collect()),
+        ),
+        (
+            info(ChannelFormat::Int16, 1000.0),
+            Samples::Int16(vals(300).map(|v| v as i16).collect()),
+        ),
+        (
+            info(ChannelFormat::Int32, 0.0),
+            Samples::Int32(vals(1 << 24).map(|v| v as i32).collect()),
+        ),
+        (
+            info(ChannelFormat::Int64, 3.0),
+            Samples::Int64(vals(1 << 40).collect()),
+        ),
         (
             info(ChannelFormat::String, 0.0),
-            Samples::String((0..n * 3).map(|i| if i % 7 == 0 { String::new() } else { format!("{{\"w\":\"ünï {i}\"}}").repeat(i % 11) }).collect()),
+            Samples::String(
+                (0..n * 3)
+                    .map(|i| {
+                        if i % 7 == 0 {
+                            String::new()
+                        } else {
+                            format!("{{\"w\":\"ünï {i}\"}}").repeat(i % 11)
+                        }
+                    })
+                    .collect(),
+            ),
         ),
     ]
 }
@@ -174,12 +259,19 @@ fn write_then_read_is_exact_for_every_channel_format() {
         let id = w.add_stream(info).unwrap();
         let n = data.value_count() / 3;
         // Regular stamps (compressed on disk) with one irregular jump.
-        let rate = if info.nominal_srate > 0.0 { info.nominal_srate } else { 4.0 };
-        let mut ts: Vec<f64> = (0..n).map(|i| 1000.0 + k as f64 + i as f64 / rate).collect();
+        let rate = if info.nominal_srate > 0.0 {
+            info.nominal_srate
+        } else {
+            4.0
+        };
+        let mut ts: Vec<f64> = (0..n)
+            .map(|i| 1000.0 + k as f64 + i as f64 / rate)
+            .collect();
         ts[n / 2..].iter_mut().for_each(|t| *t += 0.123);
         // In two chunks, so that deduction carries across chunks.
         w.write_samples(id, &ts[..20], &data.slice(0, 60)).unwrap();
-        w.write_samples(id, &ts[20..], &data.slice(60, n * 3)).unwrap();
+        w.write_samples(id, &ts[20..], &data.slice(60, n * 3))
+            .unwrap();
         w.clock_offset(id, 1000.5, -0.001 * k as f64).unwrap();
         expected.push((info.clone(), ts, data.clone()));
     }
@@ -194,7 +286,10 @@ fn write_then_read_is_exact_for_every_channel_format() {
         assert_eq!(&s.data, data, "values of {}", info.name);
         assert_eq!(s.clock_offsets.len(), 1);
         let footer = s.footer_xml.as_deref().unwrap();
-        assert!(footer.contains(&format!("<sample_count>{}</sample_count>", ts.len())), "{footer}");
+        assert!(
+            footer.contains(&format!("<sample_count>{}</sample_count>", ts.len())),
+            "{footer}"
+        );
     }
 }
 
@@ -203,13 +298,24 @@ fn writer_refuses_to_overwrite_and_rejects_mismatched_samples() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.xdf");
     let mut w = XdfWriter::create(&path).unwrap();
-    let Err(again) = XdfWriter::create(&path) else { panic!("overwrote {}", path.display()) };
+    let Err(again) = XdfWriter::create(&path) else {
+        panic!("overwrote {}", path.display())
+    };
     assert!(again.to_string().contains("already exists"), "{again}");
-    let id = w.add_stream(&StreamInfo::new("x", "T", 2, 0.0, ChannelFormat::Int16, "")).unwrap();
-    assert!(w.write_samples(id, &[1.0], &Samples::Int32(vec![1, 2])).is_err());
-    assert!(w.write_samples(id, &[1.0], &Samples::Int16(vec![1])).is_err());
-    assert!(w.write_samples(id + 1, &[1.0], &Samples::Int16(vec![1, 2])).is_err());
-    w.write_samples(id, &[1.0], &Samples::Int16(vec![1, 2])).unwrap();
+    let id = w
+        .add_stream(&StreamInfo::new("x", "T", 2, 0.0, ChannelFormat::Int16, ""))
+        .unwrap();
+    assert!(w
+        .write_samples(id, &[1.0], &Samples::Int32(vec![1, 2]))
+        .is_err());
+    assert!(w
+        .write_samples(id, &[1.0], &Samples::Int16(vec![1]))
+        .is_err());
+    assert!(w
+        .write_samples(id + 1, &[1.0], &Samples::Int16(vec![1, 2]))
+        .is_err());
+    w.write_samples(id, &[1.0], &Samples::Int16(vec![1, 2]))
+        .unwrap();
     // Without finish (a crash), what was flushed still loads.
     w.flush().unwrap();
     let f = xdf::read(&path).unwrap();
@@ -223,19 +329,161 @@ fn sample_files_from_other_tools_load() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/xdf-samples"));
     if !dir.is_dir() {
-        eprintln!("notice: {} absent; skipping the files from other tools", dir.display());
+        eprintln!(
+            "notice: {} absent; skipping the files from other tools",
+            dir.display()
+        );
         return;
     }
     let counts = |name: &str| {
         let f = xdf::read_with(dir.join(name), ReadOptions::pyxdf()).unwrap();
-        f.streams.iter().map(|s| (s.info.name.clone(), s.len())).collect::<Vec<_>>()
+        f.streams
+            .iter()
+            .map(|s| (s.info.name.clone(), s.len()))
+            .collect::<Vec<_>>()
     };
-    assert_eq!(counts("minimal.xdf"), [("SendDataC".into(), 9), ("SendDataString".into(), 9)]);
-    assert_eq!(counts("clock_resets.xdf"), [("MyMarkerStream".into(), 175), ("BioSemi".into(), 27815)]);
-    assert_eq!(counts("openbci_int32_markers.xdf").iter().map(|c| c.1).collect::<Vec<_>>(), [29, 5620]);
-    assert_eq!(counts("empty_streams.xdf").iter().map(|c| c.1).collect::<Vec<_>>(), [0, 10, 1, 0]);
-    assert_eq!(counts("liesl_no_offsets_no_footer.xdf").iter().map(|c| c.1).collect::<Vec<_>>(), [1831, 1833]);
-    assert_eq!(counts("twochannel_string_marker.xdf").iter().map(|c| c.1).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(
+        counts("minimal.xdf"),
+        [("SendDataC".into(), 9), ("SendDataString".into(), 9)]
+    );
+    assert_eq!(
+        counts("clock_resets.xdf"),
+        [("MyMarkerStream".into(), 175), ("BioSemi".into(), 27815)]
+    );
+    assert_eq!(
+        counts("openbci_int32_markers.xdf")
+            .iter()
+            .map(|c| c.1)
+            .collect::<Vec<_>>(),
+        [29, 5620]
+    );
+    assert_eq!(
+        counts("empty_streams.xdf")
+            .iter()
+            .map(|c| c.1)
+            .collect::<Vec<_>>(),
+        [0, 10, 1, 0]
+    );
+    assert_eq!(
+        counts("liesl_no_offsets_no_footer.xdf")
+            .iter()
+            .map(|c| c.1)
+            .collect::<Vec<_>>(),
+        [1831, 1833]
+    );
+    assert_eq!(
+        counts("twochannel_string_marker.xdf")
+            .iter()
+            .map(|c| c.1)
+            .collect::<Vec<_>>(),
+        [1, 1]
+    );
     let resets = xdf::read_with(dir.join("clock_resets.xdf"), ReadOptions::pyxdf()).unwrap();
     assert!(resets.streams.iter().all(|s| s.clock_segments.len() == 2));
+}
+
+/// Pulls every sample of `name` until `expected` arrived or `timeout_s`
+/// passed; returns (stamps, receive-minus-stamp lags).
+fn pull_all(name: &str, expected: usize, timeout_s: f64) -> (Vec<f64>, Vec<f64>) {
+    use lsl::Pullable;
+    let found = lsl::resolve_byprop("name", name, 1, 10.0).unwrap();
+    assert!(!found.is_empty(), "stream {name} not found");
+    let inlet = lsl::StreamInlet::new(&found[0], 360, 0, false).unwrap();
+    inlet.open_stream(10.0).unwrap();
+    let (mut stamps, mut lags) = (Vec::new(), Vec::new());
+    let deadline = lsl::local_clock() + timeout_s;
+    while stamps.len() < expected && lsl::local_clock() < deadline {
+        let (sample, ts): (Vec<f32>, f64) = match inlet.pull_sample(0.2) {
+            Ok(got) => got,
+            Err(lsl::Error::StreamLost) => break,
+            Err(e) => panic!("{e}"),
+        };
+        if !sample.is_empty() {
+            lags.push(lsl::local_clock() - ts);
+            stamps.push(ts);
+        }
+    }
+    (stamps, lags)
+}
+
+fn simulated_session(minutes: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.xdf");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_neuralign"))
+        .args([
+            "simulate",
+            "--out",
+            path.to_str().unwrap(),
+            "--minutes",
+            minutes,
+            "--electrodes",
+            "8",
+            "--seed",
+            "1",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    (dir, path)
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
+    use neuralign::xdf::replay::{self, ReplayOptions, Speed};
+    use std::sync::{atomic::AtomicBool, Arc};
+    let (_dir, path) = simulated_session("0.25");
+    let recorded = xdf::read(&path).unwrap();
+    let hg = &recorded.streams[0];
+    for speed in [Speed::Factor(1.0), Speed::Max] {
+        let options = ReplayOptions {
+            speed,
+            streams: vec!["neuralign-sim-hg".into()],
+            ..Default::default()
+        };
+        let p = path.clone();
+        let player =
+            std::thread::spawn(move || replay::run(&p, &options, Arc::new(AtomicBool::new(false))));
+        let (stamps, mut lags) = pull_all("neuralign-sim-hg", hg.len(), 60.0);
+        let report = player.join().unwrap().unwrap();
+        assert_eq!(report[0].samples as usize, hg.len());
+        assert_eq!(stamps.len(), hg.len(), "{speed:?}: every sample arrives");
+        // Relative timing is kept exactly (to float rounding of the re-basing).
+        for (got, want) in stamps.windows(2).zip(hg.time_stamps.windows(2)) {
+            assert!(((got[1] - got[0]) - (want[1] - want[0])).abs() < 1e-6);
+        }
+        if speed == Speed::Factor(1.0) {
+            let (p50, p99) = (percentile(&mut lags, 0.5), percentile(&mut lags, 0.99));
+            eprintln!(
+                "replay 1x: send lateness p50 {:.3} ms p99 {:.3} ms; arrival lag p50 {:.3} ms p99 {:.3} ms",
+                report[0].lateness_p50 * 1e3,
+                report[0].lateness_p99 * 1e3,
+                p50 * 1e3,
+                p99 * 1e3
+            );
+        }
+    }
+}
+
+#[test]
+fn retimed_transcript_messages_move_with_their_stamp() {
+    use neuralign::xdf::replay::retime_message;
+    let m = r#"{"kind":"word","id":4,"text":"fox","start":10.5,"end":10.75,"final":true}"#;
+    let v: serde_json::Value = serde_json::from_str(&retime_message(m, 100.0, 10)).unwrap();
+    assert_eq!(
+        (v["start"].as_f64(), v["end"].as_f64(), v["id"].as_i64()),
+        (Some(110.5), Some(110.75), Some(14))
+    );
+    let w: serde_json::Value = serde_json::from_str(&retime_message(
+        r#"{"kind":"watermark","time":3.0}"#,
+        1.5,
+        0,
+    ))
+    .unwrap();
+    assert_eq!(w["time"].as_f64(), Some(4.5));
+    assert_eq!(retime_message("plain marker", 5.0, 1), "plain marker");
 }

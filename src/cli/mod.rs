@@ -9,6 +9,7 @@ pub mod listen;
 pub mod model;
 pub mod replay;
 pub mod serve;
+pub mod simulate;
 pub mod streams;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).

@@ -42,7 +42,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         streams: args.streams,
         ..Default::default()
     };
-    tracing::info!("replaying {} at speed {:?}", args.file.display(), options.speed);
+    tracing::info!(
+        "replaying {} at speed {:?}",
+        args.file.display(),
+        options.speed
+    );
     let report = replay::run(&args.file, &options, shutdown)
         .with_context(|| format!("replaying {}", args.file.display()))?;
     if args.json {
@@ -66,7 +70,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
 /// Calls `f` on SIGINT/SIGTERM, from a small thread with its own runtime.
 fn ctrlc_flag(f: impl FnOnce() + Send + 'static) {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
         if let Ok(rt) = rt {
             rt.block_on(async {
                 let _ = tokio::signal::ctrl_c().await;

@@ -12,7 +12,7 @@ pub mod info;
 mod reader;
 pub mod replay;
 pub mod samples;
-// pub mod simulate;
+pub mod simulate;
 pub mod sync;
 mod writer;
 mod xml;

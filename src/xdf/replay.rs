@@ -44,7 +44,9 @@ impl std::str::FromStr for Speed {
         }
         match s.parse::<f64>() {
             Ok(k) if k > 0.0 && k.is_finite() => Ok(Speed::Factor(k)),
-            _ => Err(format!("speed {s:?}: expected a positive number or \"max\"")),
+            _ => Err(format!(
+                "speed {s:?}: expected a positive number or \"max\""
+            )),
         }
     }
 }
@@ -118,7 +120,9 @@ pub enum ReplayError {
         reason: String,
     },
     /// No consumer connected within the timeout at `Speed::Max`.
-    #[error("stream {0:?}: no consumer connected; start the receiving program or use a timed speed")]
+    #[error(
+        "stream {0:?}: no consumer connected; start the receiving program or use a timed speed"
+    )]
     NoConsumer(String),
 }
 
@@ -138,8 +142,12 @@ pub fn run(
 ) -> Result<Vec<StreamReplay>, ReplayError> {
     let xdf = read(file)?;
     let available: Vec<String> = xdf.streams.iter().map(|s| s.info.name.clone()).collect();
-    let missing: Vec<String> =
-        options.streams.iter().filter(|n| !available.contains(n)).cloned().collect();
+    let missing: Vec<String> = options
+        .streams
+        .iter()
+        .filter(|n| !available.contains(n))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
         return Err(ReplayError::NoSuchStream { missing, available });
     }
@@ -150,15 +158,27 @@ pub fn run(
         .filter(|s| !s.is_empty())
         .collect();
     let synced: Vec<Vec<f64>> = chosen.iter().map(synced_stamps).collect();
-    let t0 = synced.iter().filter_map(|t| t.first()).copied().fold(f64::INFINITY, f64::min);
-    let t_end = synced.iter().filter_map(|t| t.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+    let t0 = synced
+        .iter()
+        .filter_map(|t| t.first())
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let t_end = synced
+        .iter()
+        .filter_map(|t| t.last())
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     let prepared: Vec<Prepared> = chosen
         .into_iter()
         .zip(synced)
         .map(|(stream, synced)| {
             let rel = synced.iter().map(|s| s - t0).collect();
             let max_word_id = max_word_id(&stream.data);
-            Prepared { stream, rel, max_word_id }
+            Prepared {
+                stream,
+                rel,
+                max_word_id,
+            }
         })
         .collect();
     // One pass lasts the session plus one second of silence before looping.
@@ -169,7 +189,8 @@ pub fn run(
     let handles: Vec<_> = prepared
         .into_iter()
         .map(|p| {
-            let (ready, go, base, shutdown) = (ready.clone(), go.clone(), base.clone(), shutdown.clone());
+            let (ready, go, base, shutdown) =
+                (ready.clone(), go.clone(), base.clone(), shutdown.clone());
             let options = options.clone();
             std::thread::Builder::new()
                 .name(format!("replay {}", p.stream.info.name))
@@ -188,7 +209,10 @@ pub fn run(
     // Half a second for consumers to see the new outlets before the first sample.
     base.set(lsl::local_clock() + 0.5).expect("set once");
     go.wait();
-    handles.into_iter().map(|h| h.join().expect("replay thread panicked")).collect()
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("replay thread panicked"))
+        .collect()
 }
 
 /// The stream's time stamps with its clock offsets applied.
@@ -204,9 +228,17 @@ fn synced_stamps(s: &Stream) -> Vec<f64> {
         segments: Vec::new(),
         clock_segments: Vec::new(),
     };
-    sync::process(&mut shadow, &ReadOptions { sync_clocks: true, ..Default::default() });
+    sync::process(
+        &mut shadow,
+        &ReadOptions {
+            sync_clocks: true,
+            ..Default::default()
+        },
+    );
     // pylsl#67 truncation may have dropped a trailing sample's stamp.
-    shadow.time_stamps.resize(s.len(), *shadow.time_stamps.last().unwrap_or(&0.0));
+    shadow
+        .time_stamps
+        .resize(s.len(), *shadow.time_stamps.last().unwrap_or(&0.0));
     shadow.time_stamps
 }
 
@@ -225,7 +257,10 @@ fn lsl_format(f: super::ChannelFormat) -> lsl::ChannelFormat {
 
 /// An outlet with the recorded stream info, its `desc` copied verbatim.
 fn make_outlet(info: &StreamInfo, buffer_seconds: i32) -> Result<lsl::StreamOutlet, ReplayError> {
-    let err = |e: lsl::Error| ReplayError::Outlet { name: info.name.clone(), reason: e.to_string() };
+    let err = |e: lsl::Error| ReplayError::Outlet {
+        name: info.name.clone(),
+        reason: e.to_string(),
+    };
     let mut lsl_info = lsl::StreamInfo::new(
         &info.name,
         &info.stream_type,
@@ -268,7 +303,8 @@ fn max_word_id(data: &Samples) -> i64 {
 /// Shifts a transcript message's sender-clock times by `shift` seconds and
 /// its word id by `id_shift`; other strings pass unchanged.
 pub fn retime_message(msg: &str, shift: f64, id_shift: i64) -> String {
-    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(msg) else {
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(msg)
+    else {
         return msg.to_string();
     };
     for key in ["start", "end", "time"] {
@@ -349,7 +385,10 @@ fn send(
             }
             let pushed = push_sample(outlet, &p.stream.data, i, ch, stamp, p, passes);
             if let Err(e) = pushed {
-                return Err(ReplayError::Outlet { name: info.name.clone(), reason: e.to_string() });
+                return Err(ReplayError::Outlet {
+                    name: info.name.clone(),
+                    reason: e.to_string(),
+                });
             }
             samples += 1;
         }
@@ -358,8 +397,18 @@ fn send(
             break;
         }
     }
+    // liblsl drops what is still queued when an outlet is destroyed: give
+    // connected consumers a moment to take the tail.
+    if outlet.have_consumers() {
+        std::thread::sleep(Duration::from_secs(1));
+    }
     lateness.sort_by(f64::total_cmp);
-    let q = |f: f64| lateness.get(((lateness.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0.0);
+    let q = |f: f64| {
+        lateness
+            .get(((lateness.len() as f64 - 1.0) * f).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
     Ok(StreamReplay {
         name: info.name.clone(),
         samples,
@@ -391,7 +440,10 @@ fn push_sample(
             // Sender-clock fields move with the sample's stamp.
             let shift = stamp - p.stream.time_stamps[i];
             let id_shift = pass as i64 * (p.max_word_id + 1);
-            let msgs: Vec<String> = v[row].iter().map(|m| retime_message(m, shift, id_shift)).collect();
+            let msgs: Vec<String> = v[row]
+                .iter()
+                .map(|m| retime_message(m, shift, id_shift))
+                .collect();
             outlet.push_sample_ex(&msgs, stamp, true)
         }
     }

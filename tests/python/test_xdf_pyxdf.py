@@ -90,3 +90,21 @@ def test_clock_resets_are_segmented_like_pyxdf():
         pytest.skip(f"{path} absent")
     ours = inspect(path, "--sync")
     assert all(len(s["clock_segments"]) == 2 for s in ours["streams"])
+
+
+def test_files_neuralign_writes_load_in_pyxdf_identically(tmp_path):
+    out = tmp_path / "sim.xdf"
+    subprocess.run(
+        [neuralign_bin(), "simulate", "--out", str(out), "--minutes", "0.5", "--electrodes", "4", "--raw", "--seed", "7"],
+        check=True,
+        capture_output=True,
+    )
+    theirs, header = pyxdf.load_xdf(str(out), synchronize_clocks=False, dejitter_timestamps=False)
+    assert header["info"]["version"][0] == "1.0"
+    assert {s["info"]["name"][0] for s in theirs} == {"neuralign-sim-hg", "neuralign-sim-transcript", "neuralign-sim-raw"}
+    assert_same(inspect(out), theirs, ts_tol=0)
+    hg = next(s for s in theirs if s["info"]["name"][0] == "neuralign-sim-hg")
+    labels = [c["label"][0] for c in hg["info"]["desc"][0]["channels"][0]["channel"]]
+    assert labels == ["e001", "e002", "e003", "e004"]
+    words = [json.loads(m[0]) for s in theirs if s["info"]["type"][0] == "Transcript" for m in s["time_series"]]
+    assert {m["kind"] for m in words} == {"word", "watermark"}
