@@ -3,15 +3,29 @@
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use crate::encode::{self, FitConfig, HighGammaMeta, Provenance};
 use std::path::PathBuf;
 
 /// Arguments of `neuralign fit`.
 #[derive(Args, Debug)]
 pub struct FitArgs {
-    /// The session: a safetensors file with `hg`, `onsets` and `embeddings`
-    /// (see docs/encoders.md).
+    /// The session: an XDF recording (high-gamma and transcript streams; the
+    /// transcript is embedded by the model), or a safetensors file with `hg`,
+    /// `onsets` and `embeddings` (see docs/encoders.md).
     pub session: PathBuf,
+    /// XDF: name of the high-gamma stream (default: the first numeric stream at ≤ 200 Hz).
+    #[arg(long)]
+    pub neural: Option<String>,
+    /// XDF: name of the transcript stream (default: the first of type `Transcript`).
+    #[arg(long)]
+    pub transcript: Option<String>,
+    /// XDF: fit on this leading fraction of the session only.
+    #[arg(long)]
+    pub fraction: Option<f64>,
+    /// XDF: the language model (GGUF); default: the fetched default model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Where to write the encoder file.
     #[arg(long)]
     pub out: PathBuf,
@@ -45,15 +59,21 @@ pub struct FitArgs {
 /// Runs `neuralign fit`.
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
     let ext = args.session.extension().and_then(|e| e.to_str()).unwrap_or_default();
-    if ext != "safetensors" {
-        bail!(
-            "{}: fit reads session arrays (.safetensors with hg, onsets, embeddings); XDF sessions need the XDF reader and the language-model engine",
-            args.session.display()
-        );
-    }
-    let (session, model) = encode::session_file::load(&args.session)
-        .with_context(|| format!("reading session {}", args.session.display()))?;
-    let model = model.context("the session file names no model (metadata `model`: name, sha256); encoders must record which model they fit")?;
+    let (session, model) = match ext {
+        "xdf" => {
+            let mut engine = crate::lm::Engine::load(&crate::lm::LmConfig { model: args.model.clone(), ..Default::default() })
+                .context("loading the language model")?;
+            let opts = XdfSessionOptions { neural: args.neural.clone(), transcript: args.transcript.clone(), fraction: args.fraction };
+            load_xdf(&args.session, &opts, &mut engine)?
+        }
+        "safetensors" => {
+            let (session, model) = encode::session_file::load(&args.session)
+                .with_context(|| format!("reading session {}", args.session.display()))?;
+            let model = model.context("the session file names no model (metadata `model`: name, sha256); encoders must record which model they fit")?;
+            (session, model)
+        }
+        _ => bail!("{}: expected an XDF recording (.xdf) or session arrays (.safetensors)", args.session.display()),
+    };
     let layers = match args.layers.as_str() {
         "all" => None,
         list => Some(

@@ -16,6 +16,7 @@ mod pca;
 mod predict;
 mod ridge;
 pub mod session_file;
+pub mod session_xdf;
 
 pub use design::{dense_design, LagGrid};
 pub use file::{ChannelMap, Encoder, EncoderMeta, HighGammaMeta, ModelMeta, TrainingMeta};
