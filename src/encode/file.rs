@@ -114,7 +114,8 @@ pub struct ChannelMap {
 }
 
 impl Encoder {
-    pub(crate) fn empty(layers: usize, electrodes: usize, lags: usize, pcs: usize, dim: usize) -> Self {
+    /// An all-zero encoder of the given shape (unit neural std), to be filled in.
+    pub fn zeros(layers: usize, electrodes: usize, lags: usize, pcs: usize, dim: usize) -> Self {
         let grid = LagGrid { tmin: 0.0, tmax: 0.0, rate: 1.0 };
         let meta = EncoderMeta {
             model: ModelMeta { name: String::new(), sha256: String::new() },
@@ -233,7 +234,7 @@ impl Encoder {
             .ok_or_else(|| bad("no `neuralign` metadata; not written by neuralign fit".into()))?;
         let meta: EncoderMeta = serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let mut enc = Encoder::empty(meta.layers.len(), meta.labels.len(), meta.grid.n_lags(), meta.pcs, meta.dim);
+        let mut enc = Encoder::zeros(meta.layers.len(), meta.labels.len(), meta.grid.n_lags(), meta.pcs, meta.dim);
         let shapes: Vec<(&str, Vec<usize>)> = enc.tensors().into_iter().map(|(n, s, _)| (n, s)).collect();
         let mut data = shapes
             .iter()
@@ -290,7 +291,7 @@ impl Encoder {
 
     /// The encoder restricted to electrodes `keep` (in that order).
     pub fn select(&self, keep: &[usize]) -> Encoder {
-        let mut out = Encoder::empty(self.layers, keep.len(), self.lags, self.pcs, self.dim);
+        let mut out = Encoder::zeros(self.layers, keep.len(), self.lags, self.pcs, self.dim);
         let lp = self.lags * self.pcs;
         for l in 0..self.layers {
             for (ne, &e) in keep.iter().enumerate() {

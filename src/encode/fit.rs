@@ -129,7 +129,7 @@ pub fn fit(
     }
     let prep = prepare(session, cfg, &grid)?;
     let (e, dim, pcs, n_lags) = (session.electrodes(), session.dim, cfg.pcs, grid.n_lags());
-    let mut enc = Encoder::empty(layers.len(), e, n_lags, pcs, dim);
+    let mut enc = Encoder::zeros(layers.len(), e, n_lags, pcs, dim);
     progress.set_length(layers.len() as u64);
     for (li, &layer) in layers.iter().enumerate() {
         let emb = |w: usize| &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim];
