@@ -7,7 +7,8 @@ use criterion::{black_box, Criterion};
 use indicatif::ProgressBar;
 use neuralign::align::{AlignConfig, Live};
 use neuralign::encode::{
-    self, ChannelMap, Encoder, FitConfig, HighGammaMeta, LagGrid, ModelMeta, Provenance, Session, SessionWord,
+    self, ChannelMap, Encoder, FitConfig, HighGammaMeta, LagGrid, ModelMeta, Predictor, Provenance,
+    Session, SessionWord,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +20,11 @@ const PCS: usize = 16;
 const RATE: f64 = 100.0;
 
 fn random_encoder(rng: &mut ChaCha8Rng) -> Encoder {
-    let grid = LagGrid { tmin: 0.0, tmax: 0.5, rate: RATE };
+    let grid = LagGrid {
+        tmin: 0.0,
+        tmax: 0.5,
+        rate: RATE,
+    };
     let mut enc = Encoder::zeros(LAYERS, ELECTRODES, grid.n_lags(), PCS, DIM);
     let mut fill = |v: &mut Vec<f32>| v.iter_mut().for_each(|x| *x = rng.gen_range(-1.0..1.0));
     fill(&mut enc.weights);
@@ -35,19 +40,24 @@ fn random_encoder(rng: &mut ChaCha8Rng) -> Encoder {
 fn live_benches(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let enc = random_encoder(&mut rng);
-    let map = ChannelMap { stream_index: (0..ELECTRODES).collect() };
-    let embedding: Vec<f32> = (0..LAYERS * DIM).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let embedding: Vec<f32> = (0..LAYERS * DIM)
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
     let row: Vec<f32> = (0..ELECTRODES).map(|_| rng.gen_range(-1.0..1.0)).collect();
 
-    let mut live = Live::new(enc.clone(), map.clone(), 0.0, AlignConfig::default());
+    // New words cycling over a 20 s stretch: one projection and kernel each.
+    let mut predictor = Predictor::new(enc.clone(), 0.0);
     let mut id = 0u64;
     c.bench_function("encode/word_256e_31l", |b| {
         b.iter(|| {
             id += 1;
-            live.word(id, (id % 1000) as f64 * 0.4, black_box(&embedding));
+            predictor.add_word(id, (id % 50) as f64 * 0.4, black_box(&embedding));
         })
     });
 
+    let map = ChannelMap {
+        stream_index: (0..ELECTRODES).collect(),
+    };
     let mut live = Live::new(enc, map, 0.0, AlignConfig::default());
     live.transcript_watermark(f64::INFINITY);
     c.bench_function("align/sample_256e_31l", |b| {
@@ -64,20 +74,48 @@ fn time_fit(minutes: f64) {
     let mut words = vec![];
     let mut t = 0.3;
     while t < samples as f64 / RATE - 0.5 {
-        let embedding = (0..LAYERS * DIM).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-        words.push(SessionWord { onset: t, embedding });
+        let embedding = (0..LAYERS * DIM)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect();
+        words.push(SessionWord {
+            onset: t,
+            embedding,
+        });
         t += rng.gen_range(0.15..0.65);
     }
-    let hg = (0..samples * ELECTRODES).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let hg = (0..samples * ELECTRODES)
+        .map(|_| rng.gen_range(-1.0f32..1.0))
+        .collect();
     let labels = (0..ELECTRODES).map(|e| format!("e{e:03}")).collect();
-    let session = Session { hg, rate: RATE, t0: 0.0, labels, layers: LAYERS, dim: DIM, words };
+    let session = Session {
+        hg,
+        rate: RATE,
+        t0: 0.0,
+        labels,
+        layers: LAYERS,
+        dim: DIM,
+        words,
+    };
     let provenance = Provenance {
-        model: ModelMeta { name: "bench".into(), sha256: "00".into() },
-        high_gamma: HighGammaMeta { source: "bench".into(), band_hz: [70.0, 150.0], extracted_by: "stream".into() },
+        model: ModelMeta {
+            name: "bench".into(),
+            sha256: "00".into(),
+        },
+        high_gamma: HighGammaMeta {
+            source: "bench".into(),
+            band_hz: [70.0, 150.0],
+            extracted_by: "stream".into(),
+        },
         description: "benches/encode.rs".into(),
     };
     let started = std::time::Instant::now();
-    encode::fit(&session, &FitConfig::default(), &provenance, &ProgressBar::new(0)).expect("fit");
+    encode::fit(
+        &session,
+        &FitConfig::default(),
+        &provenance,
+        &ProgressBar::new(0),
+    )
+    .expect("fit");
     println!(
         "encode/fit: {ELECTRODES} electrodes × {LAYERS} layers × {minutes} min ({} words): {:.1} s",
         session.words.len(),
@@ -89,7 +127,10 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     live_benches(&mut c);
     c.final_summary();
-    let minutes = std::env::var("NEURALIGN_BENCH_FIT_MINUTES").ok().and_then(|m| m.parse().ok()).unwrap_or(30.0);
+    let minutes = std::env::var("NEURALIGN_BENCH_FIT_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(30.0);
     if minutes > 0.0 {
         time_fit(minutes);
     }

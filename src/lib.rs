@@ -11,6 +11,6 @@
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
 
 pub mod align;
+pub mod cli;
 pub mod encode;
 pub mod lm;
-pub mod cli;
