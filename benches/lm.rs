@@ -4,7 +4,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use neuralign::lm::{Engine, LmConfig};
 
-const TEXT: &str = "The patient listened to a story about a lighthouse keeper who lived alone on a \
+const TEXT: &str =
+    "The patient listened to a story about a lighthouse keeper who lived alone on a \
 rocky island and every night he climbed the steps to light the lamp for the ships";
 
 fn filled(engine: &mut Engine, tokens: usize) -> Vec<String> {
@@ -19,7 +20,8 @@ fn filled(engine: &mut Engine, tokens: usize) -> Vec<String> {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut engine = Engine::load(&LmConfig::default()).expect("load the default model (neuralign model fetch)");
+    let mut engine =
+        Engine::load(&LmConfig::default()).expect("load the default model (neuralign model fetch)");
     let mut group = c.benchmark_group("lm");
     group.sample_size(10);
     for ctx in [16, 256, 1024] {

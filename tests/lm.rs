@@ -34,10 +34,12 @@ fn vocabulary() -> (Vec<String>, Vec<String>, Vec<i32>) {
         tokens.push(byte_char(b).to_string());
         types.push(1);
     }
-    let merges: Vec<String> = ["Ġ t", "h e", "Ġt he", "Ġ c", "a t", "Ġc at", "Ġ s", "Ġs at", "o n", "Ġ on", "Ġ m"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let merges: Vec<String> = [
+        "Ġ t", "h e", "Ġt he", "Ġ c", "a t", "Ġc at", "Ġ s", "Ġs at", "o n", "Ġ on", "Ġ m",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     for m in &merges {
         tokens.push(m.replace(' ', ""));
         types.push(1);
@@ -46,7 +48,9 @@ fn vocabulary() -> (Vec<String>, Vec<String>, Vec<i32>) {
 }
 
 fn random(rng: &mut rand_chacha::ChaCha8Rng, shape: (usize, usize), scale: f32) -> Tensor {
-    let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.gen_range(-scale..scale)).collect();
+    let data: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| rng.gen_range(-scale..scale))
+        .collect();
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
 
@@ -58,23 +62,54 @@ fn write_tiny_gguf(dir: &Path) -> PathBuf {
     let kv_dim = head_dim * KV_HEADS as usize;
     let q = |t: Tensor, dtype| QTensor::quantize(&t, dtype).unwrap();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    tensors.push(("token_embd.weight".into(), q(random(&mut rng, (tokens.len(), DIM), 1.0), GgmlDType::Q8_0)));
+    tensors.push((
+        "token_embd.weight".into(),
+        q(random(&mut rng, (tokens.len(), DIM), 1.0), GgmlDType::Q8_0),
+    ));
     let norm = |rng: &mut rand_chacha::ChaCha8Rng| {
         let w: Vec<f32> = (0..DIM).map(|_| rng.gen_range(0.5..1.5)).collect();
-        QTensor::quantize(&Tensor::from_vec(w, DIM, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
+        QTensor::quantize(
+            &Tensor::from_vec(w, DIM, &Device::Cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap()
     };
     for b in 0..BLOCKS {
         let s = 1.0 / (DIM as f32).sqrt();
         let mut add = |name: &str, t: QTensor| tensors.push((format!("blk.{b}.{name}"), t));
         add("attn_norm.weight", norm(&mut rng));
-        add("attn_q.weight", q(random(&mut rng, (DIM, DIM), s), GgmlDType::Q4_1));
-        add("attn_k.weight", q(random(&mut rng, (kv_dim, DIM), s), GgmlDType::Q4_1));
-        add("attn_v.weight", q(random(&mut rng, (kv_dim, DIM), s), GgmlDType::Q8_0));
-        add("attn_output.weight", q(random(&mut rng, (DIM, DIM), s), GgmlDType::Q4_1));
+        add(
+            "attn_q.weight",
+            q(random(&mut rng, (DIM, DIM), s), GgmlDType::Q4_1),
+        );
+        add(
+            "attn_k.weight",
+            q(random(&mut rng, (kv_dim, DIM), s), GgmlDType::Q4_1),
+        );
+        add(
+            "attn_v.weight",
+            q(random(&mut rng, (kv_dim, DIM), s), GgmlDType::Q8_0),
+        );
+        add(
+            "attn_output.weight",
+            q(random(&mut rng, (DIM, DIM), s), GgmlDType::Q4_1),
+        );
         add("ffn_norm.weight", norm(&mut rng));
-        add("ffn_gate.weight", q(random(&mut rng, (FFN, DIM), s), GgmlDType::Q4_1));
-        add("ffn_up.weight", q(random(&mut rng, (FFN, DIM), s), GgmlDType::Q4_1));
-        add("ffn_down.weight", q(random(&mut rng, (DIM, FFN), 1.0 / (FFN as f32).sqrt()), GgmlDType::Q4_1));
+        add(
+            "ffn_gate.weight",
+            q(random(&mut rng, (FFN, DIM), s), GgmlDType::Q4_1),
+        );
+        add(
+            "ffn_up.weight",
+            q(random(&mut rng, (FFN, DIM), s), GgmlDType::Q4_1),
+        );
+        add(
+            "ffn_down.weight",
+            q(
+                random(&mut rng, (DIM, FFN), 1.0 / (FFN as f32).sqrt()),
+                GgmlDType::Q4_1,
+            ),
+        );
     }
     tensors.push(("output_norm.weight".into(), norm(&mut rng)));
 
@@ -92,7 +127,10 @@ fn write_tiny_gguf(dir: &Path) -> PathBuf {
         ("tokenizer.ggml.model", Value::String("gpt2".into())),
         ("tokenizer.ggml.tokens", strings(&tokens)),
         ("tokenizer.ggml.merges", strings(&merges)),
-        ("tokenizer.ggml.token_type", Value::Array(types.into_iter().map(Value::I32).collect())),
+        (
+            "tokenizer.ggml.token_type",
+            Value::Array(types.into_iter().map(Value::I32).collect()),
+        ),
     ];
     let path = dir.join("tiny-llama.gguf");
     let mut file = std::fs::File::create(&path).unwrap();
@@ -114,14 +152,23 @@ fn tiny() -> Tiny {
 }
 
 fn engine(t: &Tiny, max_context_tokens: usize, pool: Pool) -> Engine {
-    Engine::load(&LmConfig { model: Some(t.path.clone()), max_context_tokens, pool }).unwrap()
+    Engine::load(&LmConfig {
+        model: Some(t.path.clone()),
+        max_context_tokens,
+        pool,
+    })
+    .unwrap()
 }
 
 /// Largest absolute difference relative to the largest magnitude.
 fn rel_diff(a: &WordEmbedding, b: &WordEmbedding) -> f32 {
     assert_eq!((a.layers, a.dim, &a.tokens), (b.layers, b.dim, &b.tokens));
     let scale = a.data.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
-    a.data.iter().zip(&b.data).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.data
+        .iter()
+        .zip(&b.data)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 fn assert_same(a: &[WordEmbedding], b: &[WordEmbedding]) {
@@ -139,15 +186,25 @@ fn shapes_and_tokenizer_of_the_tiny_model() {
     let t = tiny();
     let mut e = engine(&t, 256, Pool::Last);
     assert_eq!((e.n_layers(), e.dim()), (BLOCKS + 1, DIM));
-    assert_eq!(e.model_sha256(), neuralign::lm::fetch::sha256_of(&t.path).unwrap());
+    assert_eq!(
+        e.model_sha256(),
+        neuralign::lm::fetch::sha256_of(&t.path).unwrap()
+    );
     let tok = e.tokenizer();
     let ids = tok.encode(" the cat", false).unwrap().get_ids().to_vec();
     assert_eq!(tok.decode(&ids, false).unwrap(), " the cat");
     assert_eq!(ids.len(), 2, "merges Ġthe and Ġcat apply: {ids:?}");
-    assert_eq!(tok.encode("<|im_start|>12", false).unwrap().get_ids().len(), 3);
+    assert_eq!(
+        tok.encode("<|im_start|>12", false).unwrap().get_ids().len(),
+        3
+    );
     let first = e.push_word("the").unwrap();
     let second = e.push_word("cat").unwrap();
-    assert_eq!(first.tokens, tok_ids(&e, "the"), "the first word has no leading space");
+    assert_eq!(
+        first.tokens,
+        tok_ids(&e, "the"),
+        "the first word has no leading space"
+    );
     assert_ne!(first.tokens, tok_ids(&e, " the"));
     assert_eq!(second.tokens, tok_ids(&e, " cat"));
     assert!(first.data.iter().chain(&second.data).all(|x| x.is_finite()));
@@ -185,9 +242,14 @@ fn rollback_then_recompute_equals_never_seeing_the_retracted_words() {
     }
     e.rollback(3);
     assert_eq!(e.n_words(), 3);
-    let revised: Vec<_> = ["in", "the", "mat"].iter().map(|w| e.push_word(w).unwrap()).collect();
+    let revised: Vec<_> = ["in", "the", "mat"]
+        .iter()
+        .map(|w| e.push_word(w).unwrap())
+        .collect();
     let mut fresh = engine(&t, 256, Pool::Last);
-    let expected = fresh.embed_words(&["the", "cat", "sat", "in", "the", "mat"], 64).unwrap();
+    let expected = fresh
+        .embed_words(&["the", "cat", "sat", "in", "the", "mat"], 64)
+        .unwrap();
     assert_same(&revised, &expected[3..]);
     // Rolling back to nothing makes the next word the first of the context.
     e.rollback(0);
@@ -208,11 +270,19 @@ fn context_limit_drops_oldest_words_to_half_and_reprefills() {
     for (i, w) in words.iter().enumerate() {
         let before = e.n_words();
         let emb = e.push_word(w).unwrap();
-        assert!(e.n_tokens() <= limit, "context {} tokens over the limit", e.n_tokens());
+        assert!(
+            e.n_tokens() <= limit,
+            "context {} tokens over the limit",
+            e.n_tokens()
+        );
         if e.n_words() <= before {
             // Compacted: the kept words plus the new one fit in half the limit,
             compactions += 1;
-            assert!(e.n_tokens() <= limit / 2, "after compaction {} tokens", e.n_tokens());
+            assert!(
+                e.n_tokens() <= limit / 2,
+                "after compaction {} tokens",
+                e.n_tokens()
+            );
             // and the new word sees exactly the kept words, as a fresh engine would.
             let kept: Vec<String> = e.words().map(str::to_string).collect();
             let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
@@ -223,13 +293,19 @@ fn context_limit_drops_oldest_words_to_half_and_reprefills() {
             assert!(i > 0);
         }
     }
-    assert!(compactions >= 3, "the limit should have been reached several times, got {compactions}");
+    assert!(
+        compactions >= 3,
+        "the limit should have been reached several times, got {compactions}"
+    );
     // Batch mode applies the same policy at the same words.
     let mut step = engine(&t, limit, Pool::Last);
     let one_by_one: Vec<_> = words.iter().map(|w| step.push_word(w).unwrap()).collect();
     let mut batch = engine(&t, limit, Pool::Last);
     assert_same(&one_by_one, &batch.embed_words(&words, 7).unwrap());
-    assert_eq!(step.words().collect::<Vec<_>>(), batch.words().collect::<Vec<_>>());
+    assert_eq!(
+        step.words().collect::<Vec<_>>(),
+        batch.words().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -239,11 +315,17 @@ fn bad_words_are_rejected_and_lose_nothing() {
     e.push_word("the").unwrap();
     assert!(matches!(e.push_word("   "), Err(LmError::EmptyWord)));
     let long = "x".repeat(40);
-    assert!(matches!(e.push_word(&long), Err(LmError::WordTooLong { .. })));
+    assert!(matches!(
+        e.push_word(&long),
+        Err(LmError::WordTooLong { .. })
+    ));
     assert_eq!(e.n_words(), 1);
     let after = e.push_word("cat").unwrap();
     let mut fresh = engine(&t, 16, Pool::Last);
-    assert_same(&[after], &fresh.embed_words(&["the", "cat"], 8).unwrap()[1..]);
+    assert_same(
+        &[after],
+        &fresh.embed_words(&["the", "cat"], 8).unwrap()[1..],
+    );
 }
 
 #[test]
@@ -258,12 +340,24 @@ fn logits_leave_the_context_unchanged() {
     assert_eq!(logits, e.next_token_logits().unwrap());
     let next = e.push_word("sat").unwrap();
     let mut fresh = engine(&t, 256, Pool::Last);
-    assert_same(&[next], &fresh.embed_words(&["the", "cat", "sat"], 8).unwrap()[2..]);
+    assert_same(
+        &[next],
+        &fresh.embed_words(&["the", "cat", "sat"], 8).unwrap()[2..],
+    );
 }
 
 #[test]
 fn a_missing_model_file_is_a_clear_error() {
-    let cfg = LmConfig { model: Some("/nonexistent/model.gguf".into()), ..LmConfig::default() };
-    let err = Engine::load(&cfg).err().expect("loading must fail").to_string();
-    assert!(err.contains("/nonexistent/model.gguf") && err.contains("--model"), "{err}");
+    let cfg = LmConfig {
+        model: Some("/nonexistent/model.gguf".into()),
+        ..LmConfig::default()
+    };
+    let err = Engine::load(&cfg)
+        .err()
+        .expect("loading must fail")
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/model.gguf") && err.contains("--model"),
+        "{err}"
+    );
 }

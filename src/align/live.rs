@@ -137,7 +137,8 @@ impl Live {
     /// no word with onset in `(t − tmax, t − tmin]` can still arrive.
     pub fn horizon(&self) -> i64 {
         let lag_min = self.encoder().meta.grid.lag_min();
-        self.received.min(self.transcript_sample.saturating_add(lag_min))
+        self.received
+            .min(self.transcript_sample.saturating_add(lag_min))
     }
 
     /// The next unscored sample (everything before it has been scored).
@@ -159,7 +160,8 @@ impl Live {
         self.rolling.push(&self.pred_row, act);
         self.ew.push(&self.pred_row, act);
         if t >= self.chance_shift {
-            self.predictor.predicted(t - self.chance_shift, &mut self.shifted_row);
+            self.predictor
+                .predicted(t - self.chance_shift, &mut self.shifted_row);
             self.chance.push(&self.shifted_row, act);
         }
         self.scored = t + 1;
@@ -190,9 +192,11 @@ impl Live {
             let n = (end - start) as usize;
             let mut pred = vec![0.0; n * self.layers * e];
             for (k, t) in (start..end).enumerate() {
-                self.predictor.predicted(t, &mut pred[k * self.layers * e..(k + 1) * self.layers * e]);
+                self.predictor
+                    .predicted(t, &mut pred[k * self.layers * e..(k + 1) * self.layers * e]);
             }
-            let act = &self.actual[(start - self.actual_base) as usize * e..(end - self.actual_base) as usize * e];
+            let act = &self.actual
+                [(start - self.actual_base) as usize * e..(end - self.actual_base) as usize * e];
             let r = (0..self.layers * e)
                 .map(|i| {
                     let xs = (0..n).map(|k| pred[k * self.layers * e + i]);
@@ -206,7 +210,9 @@ impl Live {
 
     /// Drops history no longer needed (chance shift, word windows, margin).
     fn release(&mut self) {
-        let keep = self.chance_shift.max(self.encoder().lags as i64 + self.encoder().meta.grid.lag_min().abs());
+        let keep = self
+            .chance_shift
+            .max(self.encoder().lags as i64 + self.encoder().meta.grid.lag_min().abs());
         let t = self.scored - keep - 1;
         self.predictor.release_before(t);
         if t - self.actual_base >= 4096 {
@@ -253,7 +259,12 @@ impl Live {
 
     /// Summary over the electrodes whose cross-validated r passes the threshold.
     pub fn summary(&self) -> Summary {
-        Summary::new(&self.rolling_r(), &self.chance_r(), &self.selected, self.layers)
+        Summary::new(
+            &self.rolling_r(),
+            &self.chance_r(),
+            &self.selected,
+            self.layers,
+        )
     }
 
     /// The configuration in use.

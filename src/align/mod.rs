@@ -30,7 +30,12 @@ pub struct AlignConfig {
 
 impl Default for AlignConfig {
     fn default() -> Self {
-        Self { window_s: 10.0, ew_tau_s: 10.0, chance_shift_s: 5.0, cv_threshold: 0.1 }
+        Self {
+            window_s: 10.0,
+            ew_tau_s: 10.0,
+            chance_shift_s: 5.0,
+            cv_threshold: 0.1,
+        }
     }
 }
 
@@ -71,12 +76,22 @@ impl Summary {
                 v.iter().sum::<f64>() / v.len() as f64
             }
         };
-        let mean_r = (0..layers).map(|l| mean(&mut chosen.iter().map(|&k| r[l * e + k]))).collect();
-        let chance = mean(&mut (0..layers).flat_map(|l| chosen.iter().map(move |&k| chance[l * e + k])));
+        let mean_r = (0..layers)
+            .map(|l| mean(&mut chosen.iter().map(|&k| r[l * e + k])))
+            .collect();
+        let chance =
+            mean(&mut (0..layers).flat_map(|l| chosen.iter().map(move |&k| chance[l * e + k])));
         let peaks = peak_layers(r, layers, e);
         let mut peak_layer_counts = vec![0; layers];
-        chosen.iter().for_each(|&k| peak_layer_counts[peaks[k]] += 1);
-        Self { electrodes: chosen.len(), mean_r, chance, peak_layer_counts }
+        chosen
+            .iter()
+            .for_each(|&k| peak_layer_counts[peaks[k]] += 1);
+        Self {
+            electrodes: chosen.len(),
+            mean_r,
+            chance,
+            peak_layer_counts,
+        }
     }
 }
 

@@ -14,13 +14,24 @@ pub fn rolling_r(pred: &[Mat<f64>], act: &Mat<f64>, t: usize, window: usize) -> 
 
 /// Chance r at sample `t`: the prediction `shift` samples earlier against
 /// the actual, over the last `window` samples that have a shifted prediction.
-pub fn chance_r(pred: &[Mat<f64>], act: &Mat<f64>, t: usize, window: usize, shift: usize) -> Vec<f64> {
+pub fn chance_r(
+    pred: &[Mat<f64>],
+    act: &Mat<f64>,
+    t: usize,
+    window: usize,
+    shift: usize,
+) -> Vec<f64> {
     let start = (t + 1).saturating_sub(window.max(2)).max(shift);
     window_r(pred, act, start..t + 1, shift)
 }
 
 /// r over samples `range` of the prediction delayed by `shift` samples.
-pub fn window_r(pred: &[Mat<f64>], act: &Mat<f64>, range: std::ops::Range<usize>, shift: usize) -> Vec<f64> {
+pub fn window_r(
+    pred: &[Mat<f64>],
+    act: &Mat<f64>,
+    range: std::ops::Range<usize>,
+    shift: usize,
+) -> Vec<f64> {
     let e = act.ncols();
     pred.iter()
         .flat_map(|p| {
@@ -39,7 +50,13 @@ pub fn window_r(pred: &[Mat<f64>], act: &Mat<f64>, range: std::ops::Range<usize>
 /// `(1 − alpha)^t` (the weights of an average started at the first sample).
 pub fn ew_r(pred: &[Mat<f64>], act: &Mat<f64>, t: usize, alpha: f64) -> Vec<f64> {
     let w: Vec<f64> = (0..=t)
-        .map(|s| if s == 0 { (1.0 - alpha).powi(t as i32) } else { alpha * (1.0 - alpha).powi((t - s) as i32) })
+        .map(|s| {
+            if s == 0 {
+                (1.0 - alpha).powi(t as i32)
+            } else {
+                alpha * (1.0 - alpha).powi((t - s) as i32)
+            }
+        })
         .collect();
     let e = act.ncols();
     pred.iter()
@@ -68,7 +85,10 @@ pub fn ew_r(pred: &[Mat<f64>], act: &Mat<f64>, t: usize, alpha: f64) -> Vec<f64>
 }
 
 /// Two-pass Pearson r of two equally long series (NaN if either is constant).
-pub fn pearson(xs: impl Iterator<Item = f64> + Clone, ys: impl Iterator<Item = f64> + Clone) -> f64 {
+pub fn pearson(
+    xs: impl Iterator<Item = f64> + Clone,
+    ys: impl Iterator<Item = f64> + Clone,
+) -> f64 {
     let n = xs.clone().count() as f64;
     let (mx, my) = (xs.clone().sum::<f64>() / n, ys.clone().sum::<f64>() / n);
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);

@@ -62,7 +62,11 @@ impl RollingPearson {
         let old_act = &mut self.act[slot * e..(slot + 1) * e];
         for i in 0..p {
             let (x, y) = (pred[i], act[i % e]);
-            let (ox, oy) = if full { (old_pred[i], old_act[i % e]) } else { (0.0, 0.0) };
+            let (ox, oy) = if full {
+                (old_pred[i], old_act[i % e])
+            } else {
+                (0.0, 0.0)
+            };
             self.sp[i] += x - ox;
             self.spp[i] += x * x - ox * ox;
             self.spa[i] += x * y - ox * oy;
@@ -85,11 +89,20 @@ impl RollingPearson {
     fn recompute(&mut self) {
         let (p, e) = (self.pairs, self.electrodes);
         self.since_recompute = 0;
-        for v in [&mut self.sp, &mut self.spp, &mut self.spa, &mut self.sa, &mut self.saa] {
+        for v in [
+            &mut self.sp,
+            &mut self.spp,
+            &mut self.spa,
+            &mut self.sa,
+            &mut self.saa,
+        ] {
             v.iter_mut().for_each(|x| *x = 0.0);
         }
         for s in 0..self.count {
-            let (pr, ac) = (&self.pred[s * p..(s + 1) * p], &self.act[s * e..(s + 1) * e]);
+            let (pr, ac) = (
+                &self.pred[s * p..(s + 1) * p],
+                &self.act[s * e..(s + 1) * e],
+            );
             for i in 0..p {
                 self.sp[i] += pr[i];
                 self.spp[i] += pr[i] * pr[i];

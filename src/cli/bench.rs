@@ -30,7 +30,10 @@ pub struct BenchArgs {
 /// Runs `neuralign bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.target {
-        BenchTarget::Lm => run_lm(&LmBenchOptions { model: args.model, ..LmBenchOptions::default() })?,
+        BenchTarget::Lm => run_lm(&LmBenchOptions {
+            model: args.model,
+            ..LmBenchOptions::default()
+        })?,
     };
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)

@@ -51,13 +51,18 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     if transcript.words.is_empty() {
         bail!("{} holds no words", args.transcript.display());
     }
-    let cfg = LmConfig { model: args.model.clone(), max_context_tokens: args.max_context_tokens, pool: args.pool };
+    let cfg = LmConfig {
+        model: args.model.clone(),
+        max_context_tokens: args.max_context_tokens,
+        pool: args.pool,
+    };
     let mut engine = Engine::load(&cfg).context("loading the language model")?;
     let layers = parse_layers(&args.layers, engine.n_layers())?;
     let texts: Vec<&str> = transcript.words.iter().map(|w| w.text.as_str()).collect();
 
     let bar = ProgressBar::new(texts.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} words {per_sec} eta {eta}").expect("valid template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} words {per_sec} eta {eta}")
+            .expect("valid template"),
     );
     let started = std::time::Instant::now();
     let mut embeddings = Vec::with_capacity(texts.len());
@@ -78,7 +83,13 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let tokens: usize = embeddings.iter().map(|e| e.tokens.len()).sum();
     let secs = started.elapsed().as_secs_f64();
-    tracing::info!(words = texts.len(), tokens, seconds = secs, tokens_per_s = tokens as f64 / secs, "embedded");
+    tracing::info!(
+        words = texts.len(),
+        tokens,
+        seconds = secs,
+        tokens_per_s = tokens as f64 / secs,
+        "embedded"
+    );
 
     let all = |f: fn(&crate::lm::transcript::TranscriptWord) -> Option<f64>| {
         transcript.words.iter().map(f).collect::<Option<Vec<f64>>>()
@@ -117,10 +128,17 @@ fn parse_layers(spec: &str, n_layers: usize) -> anyhow::Result<Vec<usize>> {
     }
     let layers = spec
         .split(',')
-        .map(|s| s.trim().parse::<usize>().with_context(|| format!("--layers: {s:?} is not a layer number")))
+        .map(|s| {
+            s.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--layers: {s:?} is not a layer number"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(bad) = layers.iter().find(|&&l| l >= n_layers) {
-        bail!("--layers: layer {bad} does not exist; the model has layers 0..{}", n_layers - 1);
+        bail!(
+            "--layers: layer {bad} does not exist; the model has layers 0..{}",
+            n_layers - 1
+        );
     }
     Ok(layers)
 }

@@ -1,10 +1,10 @@
 //! `neuralign fit`: fit per-electrode encoders on a recorded session and
 //! write the encoder file.
+use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
+use crate::encode::{self, FitConfig, HighGammaMeta, Provenance};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
-use crate::encode::{self, FitConfig, HighGammaMeta, Provenance};
 use std::path::PathBuf;
 
 /// Arguments of `neuralign fit`.
@@ -58,12 +58,23 @@ pub struct FitArgs {
 
 /// Runs `neuralign fit`.
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
-    let ext = args.session.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let ext = args
+        .session
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
     let (session, model) = match ext {
         "xdf" => {
-            let mut engine = crate::lm::Engine::load(&crate::lm::LmConfig { model: args.model.clone(), ..Default::default() })
-                .context("loading the language model")?;
-            let opts = XdfSessionOptions { neural: args.neural.clone(), transcript: args.transcript.clone(), fraction: args.fraction };
+            let mut engine = crate::lm::Engine::load(&crate::lm::LmConfig {
+                model: args.model.clone(),
+                ..Default::default()
+            })
+            .context("loading the language model")?;
+            let opts = XdfSessionOptions {
+                neural: args.neural.clone(),
+                transcript: args.transcript.clone(),
+                fraction: args.fraction,
+            };
             load_xdf(&args.session, &opts, &mut engine)?
         }
         "safetensors" => {
@@ -72,7 +83,10 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
             let model = model.context("the session file names no model (metadata `model`: name, sha256); encoders must record which model they fit")?;
             (session, model)
         }
-        _ => bail!("{}: expected an XDF recording (.xdf) or session arrays (.safetensors)", args.session.display()),
+        _ => bail!(
+            "{}: expected an XDF recording (.xdf) or session arrays (.safetensors)",
+            args.session.display()
+        ),
     };
     let layers = match args.layers.as_str() {
         "all" => None,
@@ -80,13 +94,27 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
             list.split(',')
                 .map(|s| s.trim().parse::<usize>())
                 .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("--layers `{list}`: expected `all` or numbers like 0,6,12"))?,
+                .with_context(|| {
+                    format!("--layers `{list}`: expected `all` or numbers like 0,6,12")
+                })?,
         ),
     };
-    let cfg = FitConfig { tmin: args.tmin, tmax: args.tmax, pcs: args.pcs, folds: args.folds, holdout: args.holdout, layers, ..FitConfig::default() };
+    let cfg = FitConfig {
+        tmin: args.tmin,
+        tmax: args.tmax,
+        pcs: args.pcs,
+        folds: args.folds,
+        holdout: args.holdout,
+        layers,
+        ..FitConfig::default()
+    };
     let provenance = Provenance {
         model,
-        high_gamma: HighGammaMeta { source: args.session.display().to_string(), band_hz: [70.0, 150.0], extracted_by: "session file".into() },
+        high_gamma: HighGammaMeta {
+            source: args.session.display().to_string(),
+            band_hz: [70.0, 150.0],
+            extracted_by: "session file".into(),
+        },
         description: format!(
             "{}: {} samples at {} Hz, {} electrodes, {} words",
             args.session.display(),
@@ -97,11 +125,13 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         ),
     };
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("fitting layer {pos}/{len} {wide_bar} {elapsed} (eta {eta})").expect("template"),
+        ProgressStyle::with_template("fitting layer {pos}/{len} {wide_bar} {elapsed} (eta {eta})")
+            .expect("template"),
     );
     let started = std::time::Instant::now();
     let enc = encode::fit(&session, &cfg, &provenance, &bar).context("fitting encoders")?;
-    enc.save(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    enc.save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
     let best = enc.cv_r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -113,7 +143,11 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     );
     if let Some(path) = &args.dump_design {
         if args.dump_layer >= enc.layers {
-            bail!("--dump-layer {} but only {} layers were fit", args.dump_layer, enc.layers);
+            bail!(
+                "--dump-layer {} but only {} layers were fit",
+                args.dump_layer,
+                enc.layers
+            );
         }
         encode::dump_design(&session, &cfg, &enc, args.dump_layer)?.save(path)?;
     }

@@ -87,7 +87,14 @@ impl Segment {
                 sum_yy[e] += src[e] * src[e];
             }
         }
-        Self { start, end, words, gathered, sum_y, sum_yy }
+        Self {
+            start,
+            end,
+            words,
+            gathered,
+            sum_y,
+            sum_yy,
+        }
     }
 
     /// Number of samples.
@@ -111,7 +118,10 @@ impl Segment {
                 first += 1;
             }
             let z1 = &z[w1 * pcs..(w1 + 1) * pcs];
-            for &w2 in self.words[first..].iter().take_while(|&&w2| samples[w2] <= s1 + d_max) {
+            for &w2 in self.words[first..]
+                .iter()
+                .take_while(|&&w2| samples[w2] <= s1 + d_max)
+            {
                 let d = samples[w2] - s1;
                 let z2 = &z[w2 * pcs..(w2 + 1) * pcs];
                 let (j_lo, j_hi) = (d.max(0), n_lags.min(n_lags + d));
@@ -123,7 +133,13 @@ impl Segment {
                     for j1 in j_lo..j_hi {
                         let t = s1 + lag_min + j1;
                         if t >= self.start && t < self.end {
-                            add_outer_at(&mut out, j1 as usize * pcs, (j1 - d) as usize * pcs, z1, z2);
+                            add_outer_at(
+                                &mut out,
+                                j1 as usize * pcs,
+                                (j1 - d) as usize * pcs,
+                                z1,
+                                z2,
+                            );
                         }
                     }
                 }
@@ -165,7 +181,9 @@ impl Segment {
     pub fn xty(&self, z: &[f64], pcs: usize, electrodes: usize, n_lags: usize) -> Mat<f64> {
         let zt = Mat::<f64>::from_fn(pcs, self.words.len(), |p, i| z[self.words[i] * pcs + p]);
         let r = &zt * &self.gathered;
-        Mat::from_fn(n_lags * pcs, electrodes, |f, e| r[(f % pcs, (f / pcs) * electrodes + e)])
+        Mat::from_fn(n_lags * pcs, electrodes, |f, e| {
+            r[(f % pcs, (f / pcs) * electrodes + e)]
+        })
     }
 }
 
@@ -222,12 +240,20 @@ mod tests {
     #[test]
     fn sparse_statistics_equal_dense_design() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let grid = LagGrid { tmin: -0.05, tmax: 0.2, rate: 100.0 };
+        let grid = LagGrid {
+            tmin: -0.05,
+            tmax: 0.2,
+            rate: 100.0,
+        };
         let (pcs, e, samples_total) = (3, 2, 600i64);
         let mut samples: Vec<i64> = (0..70).map(|_| rng.gen_range(-30..630)).collect();
         samples.sort();
-        let z: Vec<f64> = (0..samples.len() * pcs).map(|_| rng.gen_range(-1.0..1.0)).collect();
-        let y: Vec<f64> = (0..samples_total as usize * e).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let z: Vec<f64> = (0..samples.len() * pcs)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        let y: Vec<f64> = (0..samples_total as usize * e)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
         for (a, b) in [(0, 600), (113, 377), (0, 250)] {
             let seg = Segment::new(a, b, &samples, &y, e, &grid);
             let x = dense_design(a, b, &z, pcs, &samples, &grid);

@@ -114,14 +114,26 @@ pub struct ChannelMap {
 }
 
 impl Encoder {
-    pub(crate) fn empty(layers: usize, electrodes: usize, lags: usize, pcs: usize, dim: usize) -> Self {
-        let grid = LagGrid { tmin: 0.0, tmax: 0.0, rate: 1.0 };
+    /// An all-zero encoder of the given shape (unit neural std), to be filled in.
+    pub fn zeros(layers: usize, electrodes: usize, lags: usize, pcs: usize, dim: usize) -> Self {
+        let grid = LagGrid {
+            tmin: 0.0,
+            tmax: 0.0,
+            rate: 1.0,
+        };
         let meta = EncoderMeta {
-            model: ModelMeta { name: String::new(), sha256: String::new() },
+            model: ModelMeta {
+                name: String::new(),
+                sha256: String::new(),
+            },
             layers: vec![],
             grid,
             labels: vec![],
-            high_gamma: HighGammaMeta { source: String::new(), band_hz: [70.0, 150.0], extracted_by: String::new() },
+            high_gamma: HighGammaMeta {
+                source: String::new(),
+                band_hz: [70.0, 150.0],
+                extracted_by: String::new(),
+            },
             training: TrainingMeta {
                 description: String::new(),
                 train_samples: 0,
@@ -154,7 +166,15 @@ impl Encoder {
     }
 
     /// Stores one layer's fit: `beta` is `[lags·pcs, electrodes]`.
-    pub(crate) fn set_layer(&mut self, l: usize, pca: &Pca, beta: &Mat<f64>, intercept: &[f64], r: &[f64], alpha: &[f64]) {
+    pub(crate) fn set_layer(
+        &mut self,
+        l: usize,
+        pca: &Pca,
+        beta: &Mat<f64>,
+        intercept: &[f64],
+        r: &[f64],
+        alpha: &[f64],
+    ) {
         let (e, lp) = (self.electrodes, self.lags * self.pcs);
         for el in 0..e {
             for f in 0..lp {
@@ -164,7 +184,8 @@ impl Encoder {
             self.cv_r[l * e + el] = r[el] as f32;
             self.alpha[l * e + el] = alpha[el] as f32;
         }
-        self.pca_components[l * self.pcs * self.dim..][..self.pcs * self.dim].copy_from_slice(&pca.components);
+        self.pca_components[l * self.pcs * self.dim..][..self.pcs * self.dim]
+            .copy_from_slice(&pca.components);
         self.pca_mean[l * self.dim..][..self.dim].copy_from_slice(&pca.mean);
         self.feature_std[l * self.pcs..][..self.pcs].copy_from_slice(&pca.scale);
     }
@@ -173,7 +194,8 @@ impl Encoder {
     pub fn pca(&self, l: usize) -> Pca {
         Pca {
             mean: self.pca_mean[l * self.dim..][..self.dim].to_vec(),
-            components: self.pca_components[l * self.pcs * self.dim..][..self.pcs * self.dim].to_vec(),
+            components: self.pca_components[l * self.pcs * self.dim..][..self.pcs * self.dim]
+                .to_vec(),
             scale: self.feature_std[l * self.pcs..][..self.pcs].to_vec(),
         }
     }
@@ -216,25 +238,40 @@ impl Encoder {
     /// Writes the encoder file.
     pub fn save(&self, path: &Path) -> Result<(), EncodeError> {
         let json = serde_json::to_string(&self.meta).expect("metadata serialises");
-        let raw: Vec<RawTensor> =
-            self.tensors().into_iter().map(|(n, s, d)| (n.to_string(), s, Dtype::F32, f32_bytes(d))).collect();
+        let raw: Vec<RawTensor> = self
+            .tensors()
+            .into_iter()
+            .map(|(n, s, d)| (n.to_string(), s, Dtype::F32, f32_bytes(d)))
+            .collect();
         write_tensors(path, &raw, HashMap::from([("neuralign".to_string(), json)]))
     }
 
     /// Reads an encoder file written by [`Encoder::save`].
     pub fn load(path: &Path) -> Result<Self, EncodeError> {
-        let bad = |reason: String| EncodeError::File { path: path.display().to_string(), reason };
+        let bad = |reason: String| EncodeError::File {
+            path: path.display().to_string(),
+            reason,
+        };
         let bytes = std::fs::read(path)?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
+        let (_, header) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
         let json = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get("neuralign"))
             .ok_or_else(|| bad("no `neuralign` metadata; not written by neuralign fit".into()))?;
-        let meta: EncoderMeta = serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
+        let meta: EncoderMeta =
+            serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
-        let mut enc = Encoder::empty(meta.layers.len(), meta.labels.len(), meta.grid.n_lags(), meta.pcs, meta.dim);
-        let shapes: Vec<(&str, Vec<usize>)> = enc.tensors().into_iter().map(|(n, s, _)| (n, s)).collect();
+        let mut enc = Encoder::zeros(
+            meta.layers.len(),
+            meta.labels.len(),
+            meta.grid.n_lags(),
+            meta.pcs,
+            meta.dim,
+        );
+        let shapes: Vec<(&str, Vec<usize>)> =
+            enc.tensors().into_iter().map(|(n, s, _)| (n, s)).collect();
         let mut data = shapes
             .iter()
             .map(|(n, s)| read_f32(&st, n, s).map_err(bad))
@@ -274,28 +311,51 @@ impl Encoder {
             });
         }
         if (self.meta.grid.rate - rate).abs() > 1e-6 * rate.abs().max(1.0) {
-            return Err(EncodeError::RateMismatch { expected: self.meta.grid.rate, actual: rate });
+            return Err(EncodeError::RateMismatch {
+                expected: self.meta.grid.rate,
+                actual: rate,
+            });
         }
-        let index: HashMap<&str, usize> = stream_labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-        let found: Vec<Option<usize>> = self.meta.labels.iter().map(|l| index.get(l.as_str()).copied()).collect();
-        let missing: Vec<String> =
-            self.meta.labels.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(l, _)| l.clone()).collect();
+        let index: HashMap<&str, usize> = stream_labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i))
+            .collect();
+        let found: Vec<Option<usize>> = self
+            .meta
+            .labels
+            .iter()
+            .map(|l| index.get(l.as_str()).copied())
+            .collect();
+        let missing: Vec<String> = self
+            .meta
+            .labels
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| f.is_none())
+            .map(|(l, _)| l.clone())
+            .collect();
         if missing.len() == self.meta.labels.len() || (!missing.is_empty() && !allow_subset) {
             return Err(EncodeError::MissingChannels { missing });
         }
-        let keep: Vec<usize> = (0..self.electrodes).filter(|&e| found[e].is_some()).collect();
-        let map = ChannelMap { stream_index: keep.iter().map(|&e| found[e].expect("kept")).collect() };
+        let keep: Vec<usize> = (0..self.electrodes)
+            .filter(|&e| found[e].is_some())
+            .collect();
+        let map = ChannelMap {
+            stream_index: keep.iter().map(|&e| found[e].expect("kept")).collect(),
+        };
         Ok((self.select(&keep), map))
     }
 
     /// The encoder restricted to electrodes `keep` (in that order).
     pub fn select(&self, keep: &[usize]) -> Encoder {
-        let mut out = Encoder::empty(self.layers, keep.len(), self.lags, self.pcs, self.dim);
+        let mut out = Encoder::zeros(self.layers, keep.len(), self.lags, self.pcs, self.dim);
         let lp = self.lags * self.pcs;
         for l in 0..self.layers {
             for (ne, &e) in keep.iter().enumerate() {
                 let (src, dst) = (l * self.electrodes + e, l * keep.len() + ne);
-                out.weights[dst * lp..(dst + 1) * lp].copy_from_slice(&self.weights[src * lp..(src + 1) * lp]);
+                out.weights[dst * lp..(dst + 1) * lp]
+                    .copy_from_slice(&self.weights[src * lp..(src + 1) * lp]);
                 out.intercepts[dst] = self.intercepts[src];
                 out.cv_r[dst] = self.cv_r[src];
                 out.alpha[dst] = self.alpha[src];
@@ -333,21 +393,41 @@ pub(crate) fn write_tensors(
 ) -> Result<(), EncodeError> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("shape matches data")))
+        .map(|(n, s, d, b)| {
+            (
+                n.clone(),
+                TensorView::new(*d, s.clone(), b).expect("shape matches data"),
+            )
+        })
         .collect();
-    safetensors::serialize_to_file(views, Some(metadata), path)
-        .map_err(|e| EncodeError::File { path: path.display().to_string(), reason: e.to_string() })
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| EncodeError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Reads a float tensor (f32 or f64) and checks its shape.
 pub(crate) fn read_f32(st: &SafeTensors, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
-    let t = st.tensor(name).map_err(|_| format!("tensor `{name}` is missing"))?;
+    let t = st
+        .tensor(name)
+        .map_err(|_| format!("tensor `{name}` is missing"))?;
     if t.shape() != shape {
-        return Err(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape()));
+        return Err(format!(
+            "tensor `{name}` has shape {:?}, expected {shape:?}",
+            t.shape()
+        ));
     }
     match t.dtype() {
-        Dtype::F32 => Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4"))).collect()),
-        Dtype::F64 => Ok(t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect()),
+        Dtype::F32 => Ok(t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
+            .collect()),
+        Dtype::F64 => Ok(t
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
+            .collect()),
         other => Err(format!("tensor `{name}` is {other:?}, expected F32 or F64")),
     }
 }

@@ -78,7 +78,10 @@ fn prepare(session: &Session, cfg: &FitConfig, grid: &LagGrid) -> Result<Prepare
     }
     let mut order: Vec<usize> = (0..session.words.len()).collect();
     order.sort_by(|&a, &b| session.words[a].onset.total_cmp(&session.words[b].onset));
-    let samples: Vec<i64> = order.iter().map(|&w| grid.onset_sample(session.words[w].onset, session.t0)).collect();
+    let samples: Vec<i64> = order
+        .iter()
+        .map(|&w| grid.onset_sample(session.words[w].onset, session.t0))
+        .collect();
     let (mut mean, mut m2) = (vec![0.0f64; e], vec![0.0f64; e]);
     for (i, row) in session.hg.chunks_exact(e).take(n_train).enumerate() {
         for c in 0..e {
@@ -87,16 +90,44 @@ fn prepare(session: &Session, cfg: &FitConfig, grid: &LagGrid) -> Result<Prepare
             m2[c] += d * (row[c] as f64 - mean[c]);
         }
     }
-    let std: Vec<f64> = m2.iter().map(|v| (v / (n_train as f64 - 1.0)).sqrt().max(1e-12)).collect();
-    let y: Vec<f64> = session.hg.iter().enumerate().map(|(i, &v)| (v as f64 - mean[i % e]) / std[i % e]).collect();
-    let bounds: Vec<i64> = (0..=cfg.folds).map(|k| (k * n_train / cfg.folds) as i64).collect();
-    let folds = bounds.windows(2).map(|b| Segment::new(b[0], b[1], &samples, &y, e, grid)).collect();
+    let std: Vec<f64> = m2
+        .iter()
+        .map(|v| (v / (n_train as f64 - 1.0)).sqrt().max(1e-12))
+        .collect();
+    let y: Vec<f64> = session
+        .hg
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 - mean[i % e]) / std[i % e])
+        .collect();
+    let bounds: Vec<i64> = (0..=cfg.folds)
+        .map(|k| (k * n_train / cfg.folds) as i64)
+        .collect();
+    let folds = bounds
+        .windows(2)
+        .map(|b| Segment::new(b[0], b[1], &samples, &y, e, grid))
+        .collect();
     let test = (n_train < t).then(|| Segment::new(n_train as i64, t as i64, &samples, &y, e, grid));
     let train_words = samples.iter().filter(|&&s| s < n_train as i64).count();
-    Ok(Prepared { order, samples, folds, test, neural_mean: mean, neural_std: std, train_words })
+    Ok(Prepared {
+        order,
+        samples,
+        folds,
+        test,
+        neural_mean: mean,
+        neural_std: std,
+        train_words,
+    })
 }
 
-fn stats(seg: &Segment, z: &[f64], pcs: usize, samples: &[i64], grid: &LagGrid, electrodes: usize) -> Stats {
+fn stats(
+    seg: &Segment,
+    z: &[f64],
+    pcs: usize,
+    samples: &[i64],
+    grid: &LagGrid,
+    electrodes: usize,
+) -> Stats {
     Stats {
         n: seg.len() as f64,
         xtx: seg.xtx(z, pcs, samples, grid),
@@ -116,36 +147,55 @@ pub fn fit(
     progress: &ProgressBar,
 ) -> Result<Encoder, EncodeError> {
     session.validate()?;
-    let grid = LagGrid { tmin: cfg.tmin, tmax: cfg.tmax, rate: session.rate };
+    let grid = LagGrid {
+        tmin: cfg.tmin,
+        tmax: cfg.tmax,
+        rate: session.rate,
+    };
     if grid.n_lags() == 0 || cfg.alphas.is_empty() {
         return Err(EncodeError::Shape(format!(
             "empty lag grid (tmin {} s, tmax {} s) or no alphas",
             cfg.tmin, cfg.tmax
         )));
     }
-    let layers: Vec<usize> = cfg.layers.clone().unwrap_or_else(|| (0..session.layers).collect());
+    let layers: Vec<usize> = cfg
+        .layers
+        .clone()
+        .unwrap_or_else(|| (0..session.layers).collect());
     if let Some(&bad) = layers.iter().find(|&&l| l >= session.layers) {
-        return Err(EncodeError::Shape(format!("layer {bad} requested, the embeddings have {}", session.layers)));
+        return Err(EncodeError::Shape(format!(
+            "layer {bad} requested, the embeddings have {}",
+            session.layers
+        )));
     }
     let prep = prepare(session, cfg, &grid)?;
     let (e, dim, pcs, n_lags) = (session.electrodes(), session.dim, cfg.pcs, grid.n_lags());
-    let mut enc = Encoder::empty(layers.len(), e, n_lags, pcs, dim);
+    let mut enc = Encoder::zeros(layers.len(), e, n_lags, pcs, dim);
     progress.set_length(layers.len() as u64);
     for (li, &layer) in layers.iter().enumerate() {
-        let emb = |w: usize| &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim];
+        let emb =
+            |w: usize| &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim];
         let train_rows: Vec<&[f32]> = (0..prep.train_words).map(emb).collect();
         let pca = Pca::fit(&train_rows, dim, pcs)?;
         let mut z = vec![0.0f64; prep.samples.len() * pcs];
         let mut buf = vec![0.0f32; pcs];
         for w in 0..prep.samples.len() {
             pca.project(emb(w), &mut buf);
-            z[w * pcs..(w + 1) * pcs].iter_mut().zip(&buf).for_each(|(d, &s)| *d = s as f64);
+            z[w * pcs..(w + 1) * pcs]
+                .iter_mut()
+                .zip(&buf)
+                .for_each(|(d, &s)| *d = s as f64);
         }
-        let fold_stats: Vec<Stats> =
-            prep.folds.iter().map(|s| stats(s, &z, pcs, &prep.samples, &grid, e)).collect();
+        let fold_stats: Vec<Stats> = prep
+            .folds
+            .iter()
+            .map(|s| stats(s, &z, pcs, &prep.samples, &grid, e))
+            .collect();
         let cv = ridge::cross_validate(&fold_stats, &cfg.alphas)?;
         let best: Vec<usize> = (0..e)
-            .map(|el| (0..cfg.alphas.len()).fold(0, |b, a| if cv[a][el] > cv[b][el] { a } else { b }))
+            .map(|el| {
+                (0..cfg.alphas.len()).fold(0, |b, a| if cv[a][el] > cv[b][el] { a } else { b })
+            })
             .collect();
         let alpha: Vec<f64> = best.iter().map(|&a| cfg.alphas[a]).collect();
         let (beta, intercept) = ridge::solve(&Stats::sum(fold_stats.iter()), &alpha)?;
@@ -205,7 +255,12 @@ pub struct DesignDump {
 
 /// Recomputes layer `li` of a fitted encoder's design (dense, training part)
 /// for `session`, returning it with the encoder's solution.
-pub fn dump_design(session: &Session, cfg: &FitConfig, enc: &Encoder, li: usize) -> Result<DesignDump, EncodeError> {
+pub fn dump_design(
+    session: &Session,
+    cfg: &FitConfig,
+    enc: &Encoder,
+    li: usize,
+) -> Result<DesignDump, EncodeError> {
     let grid = enc.meta.grid;
     let prep = prepare(session, cfg, &grid)?;
     let (dim, pcs, e) = (enc.dim, enc.pcs, enc.electrodes);
@@ -214,8 +269,14 @@ pub fn dump_design(session: &Session, cfg: &FitConfig, enc: &Encoder, li: usize)
     let mut features = vec![0.0f64; prep.samples.len() * pcs];
     let mut buf = vec![0.0f32; pcs];
     for w in 0..prep.samples.len() {
-        pca.project(&session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim], &mut buf);
-        features[w * pcs..(w + 1) * pcs].iter_mut().zip(&buf).for_each(|(d, &s)| *d = s as f64);
+        pca.project(
+            &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim],
+            &mut buf,
+        );
+        features[w * pcs..(w + 1) * pcs]
+            .iter_mut()
+            .zip(&buf)
+            .for_each(|(d, &s)| *d = s as f64);
     }
     let n_train = prep.folds.last().map_or(0, |s| s.end);
     let design = super::dense_design(0, n_train, &features, pcs, &prep.samples, &grid);
@@ -225,10 +286,23 @@ pub fn dump_design(session: &Session, cfg: &FitConfig, enc: &Encoder, li: usize)
         .map(|(i, &v)| (v as f64 - prep.neural_mean[i % e]) / prep.neural_std[i % e])
         .collect();
     let n_lags = grid.n_lags();
-    let beta = faer::Mat::from_fn(n_lags * pcs, e, |f, el| enc.weight(li, el, f / pcs, f % pcs) as f64);
-    let intercept = (0..e).map(|el| enc.intercepts[li * e + el] as f64).collect();
+    let beta = faer::Mat::from_fn(n_lags * pcs, e, |f, el| {
+        enc.weight(li, el, f / pcs, f % pcs) as f64
+    });
+    let intercept = (0..e)
+        .map(|el| enc.intercepts[li * e + el] as f64)
+        .collect();
     let alpha = (0..e).map(|el| enc.alpha[li * e + el] as f64).collect();
-    Ok(DesignDump { features, samples: prep.samples, design, target, alpha, beta, intercept, lag_min: grid.lag_min() })
+    Ok(DesignDump {
+        features,
+        samples: prep.samples,
+        design,
+        target,
+        alpha,
+        beta,
+        intercept,
+        lag_min: grid.lag_min(),
+    })
 }
 
 impl DesignDump {
@@ -239,19 +313,52 @@ impl DesignDump {
         use safetensors::Dtype::F64;
         let (n, d) = (self.design.nrows(), self.design.ncols());
         let e = self.alpha.len();
-        let design: Vec<f64> = (0..n).flat_map(|t| (0..d).map(move |f| (t, f))).map(|(t, f)| self.design[(t, f)]).collect();
-        let beta: Vec<f64> = (0..d).flat_map(|f| (0..e).map(move |k| (f, k))).map(|(f, k)| self.beta[(f, k)]).collect();
+        let design: Vec<f64> = (0..n)
+            .flat_map(|t| (0..d).map(move |f| (t, f)))
+            .map(|(t, f)| self.design[(t, f)])
+            .collect();
+        let beta: Vec<f64> = (0..d)
+            .flat_map(|f| (0..e).map(move |k| (f, k)))
+            .map(|(f, k)| self.beta[(f, k)])
+            .collect();
         let samples: Vec<f64> = self.samples.iter().map(|&s| s as f64).collect();
         let tensors = vec![
-            ("features".to_string(), vec![self.samples.len(), self.features.len() / self.samples.len().max(1)], F64, f64_bytes(&self.features)),
-            ("samples".to_string(), vec![samples.len()], F64, f64_bytes(&samples)),
+            (
+                "features".to_string(),
+                vec![
+                    self.samples.len(),
+                    self.features.len() / self.samples.len().max(1),
+                ],
+                F64,
+                f64_bytes(&self.features),
+            ),
+            (
+                "samples".to_string(),
+                vec![samples.len()],
+                F64,
+                f64_bytes(&samples),
+            ),
             ("design".to_string(), vec![n, d], F64, f64_bytes(&design)),
-            ("target".to_string(), vec![n, e], F64, f64_bytes(&self.target)),
+            (
+                "target".to_string(),
+                vec![n, e],
+                F64,
+                f64_bytes(&self.target),
+            ),
             ("alpha".to_string(), vec![e], F64, f64_bytes(&self.alpha)),
             ("beta".to_string(), vec![d, e], F64, f64_bytes(&beta)),
-            ("intercept".to_string(), vec![e], F64, f64_bytes(&self.intercept)),
+            (
+                "intercept".to_string(),
+                vec![e],
+                F64,
+                f64_bytes(&self.intercept),
+            ),
         ];
         let lag_min = self.lag_min.to_string();
-        write_tensors(path, &tensors, std::collections::HashMap::from([("lag_min".to_string(), lag_min)]))
+        write_tensors(
+            path,
+            &tensors,
+            std::collections::HashMap::from([("lag_min".to_string(), lag_min)]),
+        )
     }
 }

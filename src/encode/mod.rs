@@ -76,7 +76,10 @@ impl Session {
             )));
         }
         if !(self.rate > 0.0) {
-            return Err(EncodeError::Shape(format!("rate must be positive, got {}", self.rate)));
+            return Err(EncodeError::Shape(format!(
+                "rate must be positive, got {}",
+                self.rate
+            )));
         }
         if let Some((i, w)) = self
             .words

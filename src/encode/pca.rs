@@ -40,7 +40,7 @@ impl Pca {
         let mut scale = Vec::with_capacity(pcs);
         for k in 0..pcs {
             let col = dim - 1 - k; // eigenvalues ascend
-            // Fix the sign so the largest-magnitude loading is positive (deterministic basis).
+                                   // Fix the sign so the largest-magnitude loading is positive (deterministic basis).
             let pivot = (0..dim)
                 .max_by(|&a, &b| u[(a, col)].abs().total_cmp(&u[(b, col)].abs()))
                 .unwrap_or(0);
@@ -48,7 +48,11 @@ impl Pca {
             components.extend((0..dim).map(|j| (sign * u[(j, col)]) as f32));
             scale.push(s[col].max(0.0).sqrt().max(1e-12) as f32);
         }
-        Ok(Self { mean: mean.into_iter().map(|m| m as f32).collect(), components, scale })
+        Ok(Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            components,
+            scale,
+        })
     }
 
     /// Number of components.
@@ -68,7 +72,11 @@ pub(crate) fn project(components: &[f32], mean: &[f32], scale: &[f32], x: &[f32]
     let dim = mean.len();
     for (p, o) in out.iter_mut().enumerate() {
         let row = &components[p * dim..(p + 1) * dim];
-        let dot: f32 = row.iter().zip(x.iter().zip(mean)).map(|(c, (v, m))| c * (v - m)).sum();
+        let dot: f32 = row
+            .iter()
+            .zip(x.iter().zip(mean))
+            .map(|(c, (v, m))| c * (v - m))
+            .sum();
         *o = dot / scale[p];
     }
 }

@@ -50,8 +50,19 @@ impl Stats {
         let d = mx.len();
         let xtx = Mat::from_fn(d, d, |i, j| self.xtx[(i, j)] - n * mx[i] * mx[j]);
         let xty = Mat::from_fn(d, my.len(), |i, e| self.xty[(i, e)] - n * mx[i] * my[e]);
-        let syy = self.syy.iter().zip(&my).map(|(s, m)| (s - n * m * m).max(0.0)).collect();
-        Centred { xtx, xty, syy, mx, my }
+        let syy = self
+            .syy
+            .iter()
+            .zip(&my)
+            .map(|(s, m)| (s - n * m * m).max(0.0))
+            .collect();
+        Centred {
+            xtx,
+            xty,
+            syy,
+            mx,
+            my,
+        }
     }
 }
 
@@ -71,17 +82,24 @@ fn spectrum(xtx: &Mat<f64>) -> Result<Spectrum, EncodeError> {
         .map_err(|e| EncodeError::Linalg(format!("eigendecomposition of XᵀX: {e:?}")))?;
     let s = eig.S().column_vector();
     let lambda = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
-    Ok(Spectrum { v: eig.U().to_owned(), lambda })
+    Ok(Spectrum {
+        v: eig.U().to_owned(),
+        lambda,
+    })
 }
 
 /// `A = Q / (Λ + α_e)`, column `e` using `alpha[e]`.
 fn shrink(q: &Mat<f64>, lambda: &[f64], alpha: impl Fn(usize) -> f64) -> Mat<f64> {
-    Mat::from_fn(q.nrows(), q.ncols(), |i, e| q[(i, e)] / (lambda[i] + alpha(e)))
+    Mat::from_fn(q.nrows(), q.ncols(), |i, e| {
+        q[(i, e)] / (lambda[i] + alpha(e))
+    })
 }
 
 /// `Σ_i a[i, e] · b[i, e]` for every column `e`.
 fn column_dots(a: &Mat<f64>, b: &Mat<f64>) -> Vec<f64> {
-    (0..a.ncols()).map(|e| (0..a.nrows()).map(|i| a[(i, e)] * b[(i, e)]).sum()).collect()
+    (0..a.ncols())
+        .map(|e| (0..a.nrows()).map(|i| a[(i, e)] * b[(i, e)]).sum())
+        .collect()
 }
 
 fn pearson(num: f64, var_pred: f64, var_y: f64) -> f64 {
@@ -95,11 +113,21 @@ fn pearson(num: f64, var_pred: f64, var_y: f64) -> f64 {
 
 /// Mean validation r over folds, `[alphas][electrodes]`: fold `k` is held out
 /// while the others train, for every alpha.
-pub(crate) fn cross_validate(folds: &[Stats], alphas: &[f64]) -> Result<Vec<Vec<f64>>, EncodeError> {
+pub(crate) fn cross_validate(
+    folds: &[Stats],
+    alphas: &[f64],
+) -> Result<Vec<Vec<f64>>, EncodeError> {
     let electrodes = folds[0].sy.len();
     let mut scores = vec![vec![0.0; electrodes]; alphas.len()];
     for k in 0..folds.len() {
-        let train = Stats::sum(folds.iter().enumerate().filter(|(i, _)| *i != k).map(|(_, s)| s)).centred();
+        let train = Stats::sum(
+            folds
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != k)
+                .map(|(_, s)| s),
+        )
+        .centred();
         let spec = spectrum(&train.xtx)?;
         let q = spec.v.transpose() * &train.xty;
         let val = folds[k].centred();
@@ -125,7 +153,12 @@ pub(crate) fn solve(train: &Stats, alpha: &[f64]) -> Result<(Mat<f64>, Vec<f64>)
     let q = spec.v.transpose() * &c.xty;
     let beta = &spec.v * shrink(&q, &spec.lambda, |e| alpha[e]);
     let intercept = (0..beta.ncols())
-        .map(|e| c.my[e] - (0..beta.nrows()).map(|i| c.mx[i] * beta[(i, e)]).sum::<f64>())
+        .map(|e| {
+            c.my[e]
+                - (0..beta.nrows())
+                    .map(|i| c.mx[i] * beta[(i, e)])
+                    .sum::<f64>()
+        })
         .collect();
     Ok((beta, intercept))
 }
@@ -135,7 +168,9 @@ pub(crate) fn score(beta: &Mat<f64>, test: &Stats) -> Vec<f64> {
     let c = test.centred();
     let num = column_dots(beta, &c.xty);
     let den = column_dots(beta, &(&c.xtx * beta));
-    (0..beta.ncols()).map(|e| pearson(num[e], den[e], c.syy[e])).collect()
+    (0..beta.ncols())
+        .map(|e| pearson(num[e], den[e], c.syy[e]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -144,14 +179,20 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn stats_of(x: &Mat<f64>, y: &Mat<f64>) -> Stats {
-        let col_sums = |m: &Mat<f64>| (0..m.ncols()).map(|j| (0..m.nrows()).map(|i| m[(i, j)]).sum()).collect();
+        let col_sums = |m: &Mat<f64>| {
+            (0..m.ncols())
+                .map(|j| (0..m.nrows()).map(|i| m[(i, j)]).sum())
+                .collect()
+        };
         Stats {
             n: x.nrows() as f64,
             xtx: x.transpose() * x,
             sx: col_sums(x),
             xty: x.transpose() * y,
             sy: col_sums(y),
-            syy: (0..y.ncols()).map(|j| (0..y.nrows()).map(|i| y[(i, j)] * y[(i, j)]).sum()).collect(),
+            syy: (0..y.ncols())
+                .map(|j| (0..y.nrows()).map(|i| y[(i, j)] * y[(i, j)]).sum())
+                .collect(),
         }
     }
 
@@ -162,12 +203,16 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let (n, d, e) = (200, 6, 3);
         let x = Mat::<f64>::from_fn(n, d, |_, _| rng.gen_range(-1.0..1.0) + 0.3);
-        let y = Mat::<f64>::from_fn(n, e, |i, j| x[(i, j)] * 2.0 + rng.gen_range(-1.0..1.0) + 1.0);
+        let y = Mat::<f64>::from_fn(n, e, |i, j| {
+            x[(i, j)] * 2.0 + rng.gen_range(-1.0..1.0) + 1.0
+        });
         let alpha = [0.5, 10.0, 300.0];
         let (beta, intercept) = solve(&stats_of(&x, &y), &alpha).unwrap();
         let c = stats_of(&x, &y).centred();
         for k in 0..e {
-            let a = Mat::<f64>::from_fn(d, d, |i, j| c.xtx[(i, j)] + if i == j { alpha[k] } else { 0.0 });
+            let a = Mat::<f64>::from_fn(d, d, |i, j| {
+                c.xtx[(i, j)] + if i == j { alpha[k] } else { 0.0 }
+            });
             let b = Mat::<f64>::from_fn(d, 1, |i, _| c.xty[(i, k)]);
             let direct = faer::prelude::Solve::solve(&a.partial_piv_lu(), &b);
             for i in 0..d {

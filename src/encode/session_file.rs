@@ -22,7 +22,10 @@ struct Header {
 
 /// Reads a session file, with the model named in its metadata if any.
 pub fn load(path: &Path) -> Result<(Session, Option<ModelMeta>), EncodeError> {
-    let bad = |reason: String| EncodeError::File { path: path.display().to_string(), reason };
+    let bad = |reason: String| EncodeError::File {
+        path: path.display().to_string(),
+        reason,
+    };
     let bytes = std::fs::read(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -32,9 +35,14 @@ pub fn load(path: &Path) -> Result<(Session, Option<ModelMeta>), EncodeError> {
         .and_then(|m| m.get("neuralign_session"))
         .ok_or_else(|| bad("no `neuralign_session` metadata (rate, t0, labels)".into()))?;
     let h: Header = serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
-    let shape = |name: &str| st.tensor(name).map(|t| t.shape().to_vec()).map_err(|_| bad(format!("tensor `{name}` is missing")));
+    let shape = |name: &str| {
+        st.tensor(name)
+            .map(|t| t.shape().to_vec())
+            .map_err(|_| bad(format!("tensor `{name}` is missing")))
+    };
     let (hs, os, es) = (shape("hg")?, shape("onsets")?, shape("embeddings")?);
-    if hs.len() != 2 || hs[1] != h.labels.len() || os.len() != 1 || es.len() != 3 || es[0] != os[0] {
+    if hs.len() != 2 || hs[1] != h.labels.len() || os.len() != 1 || es.len() != 3 || es[0] != os[0]
+    {
         return Err(bad(format!(
             "shapes hg {hs:?}, onsets {os:?}, embeddings {es:?} do not fit {} labels",
             h.labels.len()
@@ -43,17 +51,36 @@ pub fn load(path: &Path) -> Result<(Session, Option<ModelMeta>), EncodeError> {
     let hg = read_f32(&st, "hg", &hs).map_err(bad)?;
     let onsets = st.tensor("onsets").map_err(|e| bad(e.to_string()))?;
     let onsets: Vec<f64> = match onsets.dtype() {
-        safetensors::Dtype::F64 => onsets.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect(),
-        _ => read_f32(&st, "onsets", &os).map_err(bad)?.into_iter().map(f64::from).collect(),
+        safetensors::Dtype::F64 => onsets
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+            .collect(),
+        _ => read_f32(&st, "onsets", &os)
+            .map_err(bad)?
+            .into_iter()
+            .map(f64::from)
+            .collect(),
     };
     let emb = read_f32(&st, "embeddings", &es).map_err(bad)?;
     let per = es[1] * es[2];
     let words = onsets
         .iter()
         .enumerate()
-        .map(|(i, &onset)| SessionWord { onset, embedding: emb[i * per..(i + 1) * per].to_vec() })
+        .map(|(i, &onset)| SessionWord {
+            onset,
+            embedding: emb[i * per..(i + 1) * per].to_vec(),
+        })
         .collect();
-    let session = Session { hg, rate: h.rate, t0: h.t0, labels: h.labels, layers: es[1], dim: es[2], words };
+    let session = Session {
+        hg,
+        rate: h.rate,
+        t0: h.t0,
+        labels: h.labels,
+        layers: es[1],
+        dim: es[2],
+        words,
+    };
     session.validate()?;
     Ok((session, h.model))
 }

@@ -39,15 +39,23 @@ pub fn load_xdf(
             && s.info.nominal_srate > 0.0
             && s.info.nominal_srate <= 200.0
     })?;
-    let transcript = pick(&file.streams, opts.transcript.as_deref(), "transcript", |s| {
-        s.info.channel_format == xdf::ChannelFormat::String
-            && s.info.stream_type.eq_ignore_ascii_case("transcript")
-    })?;
+    let transcript = pick(
+        &file.streams,
+        opts.transcript.as_deref(),
+        "transcript",
+        |s| {
+            s.info.channel_format == xdf::ChannelFormat::String
+                && s.info.stream_type.eq_ignore_ascii_case("transcript")
+        },
+    )?;
 
     let electrodes = neural.info.channel_count;
     let mut hg = to_f32(&neural.data)
         .with_context(|| format!("stream {:?} is not numeric", neural.info.name))?;
-    let t0 = *neural.time_stamps.first().context("the high-gamma stream is empty")?;
+    let t0 = *neural
+        .time_stamps
+        .first()
+        .context("the high-gamma stream is empty")?;
     let rate = neural.info.nominal_srate;
     let mut samples = hg.len() / electrodes;
     if let Some(f) = opts.fraction {
@@ -73,14 +81,22 @@ pub fn load_xdf(
     let words: Vec<_> = state.words().iter().filter(|w| w.start < t_end).collect();
     let rejected = state.counts().rejected_total();
     if rejected > 0 {
-        tracing::warn!(rejected, "transcript messages rejected while loading the session");
+        tracing::warn!(
+            rejected,
+            "transcript messages rejected while loading the session"
+        );
     }
     if words.is_empty() {
-        bail!("{}: no transcript words fall within the high-gamma recording", path.display());
+        bail!(
+            "{}: no transcript words fall within the high-gamma recording",
+            path.display()
+        );
     }
     let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
     engine.reset();
-    let embeddings = engine.embed_words(&texts, BATCH_TOKENS).context("embedding the transcript")?;
+    let embeddings = engine
+        .embed_words(&texts, BATCH_TOKENS)
+        .context("embedding the transcript")?;
     engine.reset();
     let session = Session {
         hg,
@@ -92,11 +108,17 @@ pub fn load_xdf(
         words: words
             .iter()
             .zip(embeddings)
-            .map(|(w, e)| SessionWord { onset: w.start, embedding: e.data })
+            .map(|(w, e)| SessionWord {
+                onset: w.start,
+                embedding: e.data,
+            })
             .collect(),
     };
     session.validate()?;
-    let model = ModelMeta { name: engine.model_name().to_string(), sha256: engine.model_sha256().to_string() };
+    let model = ModelMeta {
+        name: engine.model_name().to_string(),
+        sha256: engine.model_sha256().to_string(),
+    };
     Ok((session, model))
 }
 
@@ -112,8 +134,15 @@ fn pick<'a>(
         None => streams.iter().find(|s| default(s)),
     };
     found.with_context(|| {
-        let names: Vec<_> = streams.iter().map(|s| format!("{} ({})", s.info.name, s.info.stream_type)).collect();
-        format!("no {what} stream{} in the recording (it has: {})", name.map(|n| format!(" named {n:?}")).unwrap_or_default(), names.join(", "))
+        let names: Vec<_> = streams
+            .iter()
+            .map(|s| format!("{} ({})", s.info.name, s.info.stream_type))
+            .collect();
+        format!(
+            "no {what} stream{} in the recording (it has: {})",
+            name.map(|n| format!(" named {n:?}")).unwrap_or_default(),
+            names.join(", ")
+        )
     })
 }
 
@@ -122,7 +151,9 @@ fn labels(s: &Stream) -> Vec<String> {
     if s.info.channel_labels.len() == s.info.channel_count {
         s.info.channel_labels.clone()
     } else {
-        (1..=s.info.channel_count).map(|i| format!("ch{i}")).collect()
+        (1..=s.info.channel_count)
+            .map(|i| format!("ch{i}"))
+            .collect()
     }
 }
 
