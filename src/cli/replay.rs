@@ -24,6 +24,9 @@ pub struct ReplayArgs {
     /// Only these streams (names, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub streams: Vec<String>,
+    /// Start this many seconds into the session.
+    #[arg(long, default_value_t = 0.0)]
+    pub from: f64,
     /// Print the per-stream report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -40,6 +43,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         speed: args.speed,
         looped: args.looped,
         streams: args.streams,
+        start_at: args.from,
         ..Default::default()
     };
     tracing::info!(

@@ -65,6 +65,8 @@ pub struct ReplayOptions {
     /// With `Speed::Max`: how long to wait for a first consumer before
     /// giving up on an outlet.
     pub consumer_timeout: Duration,
+    /// Skip the session's first seconds (e.g. the part encoders were fit on).
+    pub start_at: f64,
 }
 
 impl Default for ReplayOptions {
@@ -75,6 +77,7 @@ impl Default for ReplayOptions {
             streams: Vec::new(),
             buffer_seconds: 360,
             consumer_timeout: Duration::from_secs(60),
+            start_at: 0.0,
         }
     }
 }
@@ -171,8 +174,18 @@ pub fn run(
     let prepared: Vec<Prepared> = chosen
         .into_iter()
         .zip(synced)
-        .map(|(stream, synced)| {
-            let rel = synced.iter().map(|s| s - t0).collect();
+        .map(|(mut stream, synced)| {
+            let skip = synced.partition_point(|s| s - t0 < options.start_at);
+            if skip > 0 {
+                let per_sample = stream.data.value_count() / stream.len().max(1);
+                let values = stream.data.value_count();
+                stream.data = stream.data.slice(skip * per_sample, values);
+                stream.time_stamps.drain(..skip);
+            }
+            let rel = synced[skip..]
+                .iter()
+                .map(|s| s - t0 - options.start_at)
+                .collect();
             let max_word_id = max_word_id(&stream.data);
             Prepared {
                 stream,
@@ -182,7 +195,7 @@ pub fn run(
         })
         .collect();
     // One pass lasts the session plus one second of silence before looping.
-    let pass_seconds = (t_end - t0).max(0.0) + 1.0;
+    let pass_seconds = (t_end - t0 - options.start_at).max(0.0) + 1.0;
     let ready = Arc::new(Barrier::new(prepared.len() + 1));
     let base = Arc::new(OnceLock::<f64>::new());
     let go = Arc::new(Barrier::new(prepared.len() + 1));
