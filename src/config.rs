@@ -18,6 +18,18 @@ pub struct Config {
     pub transcript: TranscriptConfig,
     /// `[server]`: WebSocket and dashboard address, token and limits.
     pub server: crate::serve::ServerConfig,
+    /// `[high_gamma]`: causal extraction when `[neural] mode = "raw"`.
+    pub high_gamma: crate::dsp::HighGammaConfig,
+    /// `[lm]`: the language model.
+    pub lm: crate::lm::LmConfig,
+    /// `[encoders]`: the encoder file (required for serve).
+    pub encoders: crate::serve::pipeline::EncodersConfig,
+    /// `[align]`: rolling window, chance shift, summary threshold.
+    pub align: crate::align::AlignConfig,
+    /// `[recording]`: the XDF recording of everything received.
+    pub recording: crate::serve::pipeline::RecordingConfig,
+    /// `[pipeline]`: publishing rates and queues.
+    pub pipeline: crate::serve::pipeline::PipelineSettings,
 }
 
 impl Config {

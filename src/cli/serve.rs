@@ -1,10 +1,12 @@
 //! `neuralign serve`: the live server — dashboard at `/`, JSON frames at `/ws`.
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::config::Config;
 use crate::serve::synthetic::{self, SyntheticConfig};
-use crate::serve::{Hub, Server};
+use crate::serve::{pipeline, Hub, Server};
 use anyhow::Context;
 use clap::Args;
 
@@ -29,16 +31,14 @@ pub struct ServeArgs {
 
 /// Runs the server until Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = Config::load_or_default(args.config.as_deref())?.0.server;
+    let (session_config, base_dir) = Config::load_or_default(args.config.as_deref())?;
+    let mut config = session_config.server.clone();
     if let Some(bind) = args.bind {
         config.bind = bind;
     }
     let config = config.with_env_token();
     if !args.synthetic {
-        anyhow::bail!(
-            "live serving from LSL needs the ingest → lm → encode → align pipeline, which is \
-             not wired into `serve` yet; run `neuralign serve --synthetic` to try the dashboard"
-        );
+        return serve_live(config, session_config, base_dir);
     }
     if args.electrodes == 0 {
         anyhow::bail!("--electrodes must be at least 1");
@@ -65,6 +65,52 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let publisher = tokio::spawn(synthetic::run(hub.clone(), synthetic, hub.closed()));
         server.run(shutdown).await?;
         publisher.await.context("synthetic publisher failed")?;
+        anyhow::Ok(())
+    })
+}
+
+/// Serves the live pipeline (LSL in, frames out, XDF recording) until Ctrl-C or until the
+/// pipeline stops on an error.
+fn serve_live(config: crate::serve::ServerConfig, session: Config, base_dir: PathBuf) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let has_token = config.token.is_some();
+        let hub = Hub::new(config.hub_config());
+        let server = Server::bind(config, hub.clone()).await?;
+        println!(
+            "dashboard: http://{}/{}",
+            server.local_addr(),
+            if has_token { "?token=<your token>" } else { "" }
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let pipeline = std::thread::Builder::new().name("pipeline".into()).spawn({
+            let stop = stop.clone();
+            move || {
+                let report = pipeline::run(&session, &base_dir, hub, stop);
+                let _ = done_tx.send(());
+                report
+            }
+        })?;
+        let shutdown = {
+            let stop = stop.clone();
+            async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+                    _ = done_rx => {}
+                }
+                stop.store(true, Ordering::Relaxed);
+            }
+        };
+        server.run(shutdown).await?;
+        stop.store(true, Ordering::Relaxed);
+        let report = tokio::task::spawn_blocking(move || pipeline.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))??;
+        if let Some(path) = &report.recording {
+            println!("recording: {}", path.display());
+        }
+        println!("{}", serde_json::to_string(&report)?);
         anyhow::Ok(())
     })
 }

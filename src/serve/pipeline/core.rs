@@ -1,0 +1,423 @@
+//! The core loop: neural chunks (through causal high-gamma in raw mode) and embedded words
+//! go into [`Live`]; every sample that passes the horizon is scored once and its predicted
+//! and actual values are queued for `trace`; `alignment` and `status` go out at their rates.
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{select, Receiver};
+
+use super::lm_thread::{LmOutput, LmThread};
+use super::recorder::{Record, RecordTx};
+use super::PipelineReport;
+use crate::align::{AlignConfig, Live};
+use crate::config::Config;
+use crate::dsp::{HighGamma, HighGammaConfig};
+use crate::encode::Encoder;
+use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, TranscriptInlet};
+use crate::serve::{AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk, WordEvent, WordStatus};
+
+/// The alignment engine once the neural stream is known.
+struct Bound {
+    live: Live,
+    /// Causal high-gamma of a raw stream.
+    high_gamma: Option<HighGamma>,
+    /// Time of high-gamma sample 0, server clock.
+    t0: f64,
+    rate: f64,
+    /// Stream channel of each electrode, and the encoder's z-scoring.
+    stream_index: Vec<usize>,
+    neural_mean: Vec<f32>,
+    neural_std: Vec<f32>,
+    /// Next grid index of the neural stream (high-gamma mode: gap filling).
+    next_index: u64,
+    /// Last row pushed; it stands in for missing samples.
+    last_row: Vec<f32>,
+    /// z-scored actual rows `[electrodes]` from sample `actual_base` on, kept until scored.
+    actual: VecDeque<Vec<f32>>,
+    actual_base: i64,
+    trace: TraceBuffer,
+}
+
+/// Scored samples waiting for the next `trace` frame.
+struct TraceBuffer {
+    first: Option<i64>,
+    samples: usize,
+    /// `[electrode][sample]`.
+    actual: Vec<Vec<f32>>,
+    /// `[electrode][layer][sample]`.
+    predicted: Vec<Vec<f32>>,
+}
+
+/// The core loop's state.
+pub(super) struct Core {
+    hub: Hub,
+    encoder: Option<Encoder>,
+    allow_subset: bool,
+    model: (String, String),
+    mode: NeuralMode,
+    high_gamma_cfg: HighGammaConfig,
+    align: AlignConfig,
+    alignment_every: Duration,
+    status_every: Duration,
+    record: Option<RecordTx>,
+    bound: Option<Bound>,
+    /// Words received before the neural stream, applied once it is bound.
+    early: Vec<LmOutput>,
+    words: u64,
+    gap_filled: u64,
+}
+
+impl Core {
+    pub fn new(config: &Config, encoder: Encoder, model: (String, String), hub: Hub, record: Option<RecordTx>) -> Self {
+        let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
+        Self {
+            hub,
+            encoder: Some(encoder),
+            allow_subset: config.encoders.allow_subset,
+            model,
+            mode: config.neural.mode,
+            high_gamma_cfg: config.high_gamma.clone(),
+            align: config.align.clone(),
+            alignment_every: every(config.pipeline.alignment_hz),
+            status_every: every(config.pipeline.status_hz),
+            record,
+            bound: None,
+            early: Vec::new(),
+            words: 0,
+            gap_filled: 0,
+        }
+    }
+
+    /// Runs until `shutdown` (or until both inputs are gone).
+    pub fn run(
+        mut self,
+        neural: &NeuralInlet,
+        transcript: &TranscriptInlet,
+        neural_rx: Receiver<NeuralChunk>,
+        words_rx: Receiver<LmOutput>,
+        lm: &LmThread,
+        shutdown: &AtomicBool,
+    ) -> anyhow::Result<PipelineReport> {
+        let (mut next_alignment, mut next_status) = (Instant::now(), Instant::now());
+        while !shutdown.load(Ordering::Relaxed) {
+            select! {
+                recv(neural_rx) -> chunk => match chunk {
+                    Ok(chunk) => {
+                        if self.bound.is_none() {
+                            self.neural_stream(neural, &chunk)?;
+                        }
+                        self.neural(chunk);
+                    }
+                    Err(_) => break,
+                },
+                recv(words_rx) -> out => if let Ok(out) = out { self.lm_output(out) },
+                default(Duration::from_millis(20)) => {}
+            }
+            let now = Instant::now();
+            if now >= next_alignment {
+                next_alignment = now + self.alignment_every;
+                self.publish_alignment();
+            }
+            if now >= next_status {
+                next_status = now + self.status_every;
+                let _ = self.hub.publish(Frame::Status(self.status(neural, transcript, lm)));
+            }
+        }
+        self.publish_alignment();
+        let status = self.status(neural, transcript, lm);
+        let _ = self.hub.publish(Frame::Status(status.clone()));
+        Ok(PipelineReport {
+            scored_samples: self.bound.as_ref().map_or(0, |b| b.live.scored()),
+            words: self.words,
+            recording: None,
+            drops: status.drops,
+        })
+    }
+
+    /// Binds the encoders to the stream whose first chunk just arrived and says hello.
+    fn neural_stream(&mut self, neural: &NeuralInlet, first: &NeuralChunk) -> anyhow::Result<()> {
+        let Some(meta) = neural.status().stream else {
+            return Ok(()); // the inlet describes the stream before its first chunk; never seen
+        };
+        let channels = meta.summary.channels;
+        let labels = if meta.labels.len() == channels {
+            meta.labels.clone()
+        } else {
+            (1..=channels).map(|i| format!("ch{i}")).collect()
+        };
+        if let Some(record) = &self.record {
+            let info = crate::xdf::StreamInfo::with_labels(
+                &meta.summary.name,
+                &meta.summary.kind,
+                meta.summary.rate,
+                crate::xdf::ChannelFormat::Float32,
+                &meta.summary.source_id,
+                labels.clone(),
+            );
+            record.send(Record::NeuralStream(info));
+        }
+        let high_gamma = match self.mode {
+            NeuralMode::Raw => Some(
+                HighGamma::new(channels, meta.summary.rate, &self.high_gamma_cfg)
+                    .context("cannot extract high-gamma from this stream; check [high_gamma]")?,
+            ),
+            NeuralMode::HighGamma => None,
+        };
+        let rate = high_gamma.as_ref().map_or(meta.summary.rate, HighGamma::output_rate);
+        let encoder = self.encoder.take().expect("bound once");
+        let (encoder, map) = encoder
+            .bind(&self.model.1, rate, &labels, self.allow_subset)
+            .context("the encoders do not fit the neural stream")?;
+        let session = Session {
+            electrodes: encoder.meta.labels.clone(),
+            layers: encoder.meta.layers.clone(),
+            model: self.model.0.clone(),
+            rates: Rates {
+                neural_hz: meta.summary.rate,
+                high_gamma_hz: rate,
+                alignment_hz: 1.0 / self.alignment_every.as_secs_f64(),
+            },
+            horizon: None,
+            window_s: self.align.window_s,
+        };
+        self.hub.set_session(session);
+        let (e, l) = (encoder.electrodes, encoder.layers);
+        // Live's sample 0 is the first sample; word onsets are placed relative to it
+        let t0 = first.timestamps[0] - high_gamma.as_ref().map_or(0.0, HighGamma::group_delay_s);
+        let mut bound = Bound {
+            stream_index: map.stream_index.clone(),
+            neural_mean: encoder.neural_mean.clone(),
+            neural_std: encoder.neural_std.clone(),
+            live: Live::new(encoder, map, t0, self.align.clone()),
+            high_gamma,
+            t0,
+            rate,
+            next_index: first.first_index,
+            last_row: Vec::new(),
+            actual: VecDeque::new(),
+            actual_base: 0,
+            trace: TraceBuffer::new(e, l),
+        };
+        for out in std::mem::take(&mut self.early) {
+            Self::apply_word(&mut bound, &self.hub, out);
+        }
+        self.bound = Some(bound);
+        Ok(())
+    }
+
+    fn neural(&mut self, chunk: NeuralChunk) {
+        if let Some(record) = &self.record {
+            record.send(Record::Neural(chunk.timestamps.clone(), chunk.data.clone()));
+        }
+        let Some(b) = self.bound.as_mut() else { return };
+        match b.high_gamma.as_mut() {
+            Some(hg) => {
+                // missing raw samples enter the filters as NaN: HighGamma holds each channel's
+                // last value through them and counts them
+                let channels = hg.channels();
+                let missing = chunk.first_index.saturating_sub(b.next_index) as usize;
+                let mut raw = vec![f32::NAN; missing * channels];
+                raw.extend_from_slice(&chunk.data);
+                let mut out = Vec::new();
+                hg.process(&raw, &mut out);
+                for row in out.chunks_exact(channels) {
+                    b.push_row(row);
+                }
+            }
+            None => {
+                let channels = chunk.data.len() / chunk.len().max(1);
+                // a gap on the grid: hold the last row through it (counted) so that time stays continuous
+                let missing = chunk.first_index.saturating_sub(b.next_index);
+                if !b.last_row.is_empty() {
+                    for _ in 0..missing {
+                        let row = b.last_row.clone();
+                        b.push_row(&row);
+                    }
+                    self.gap_filled += missing;
+                }
+                for row in chunk.data.chunks_exact(channels) {
+                    b.push_row(row);
+                }
+            }
+        }
+        b.next_index = b.next_index.max(chunk.first_index + chunk.len() as u64);
+        b.advance();
+    }
+
+    fn lm_output(&mut self, out: LmOutput) {
+        if matches!(out, LmOutput::Word { .. }) {
+            self.words += 1;
+        }
+        match self.bound.as_mut() {
+            Some(b) => {
+                Self::apply_word(b, &self.hub, out);
+                b.advance();
+            }
+            None => self.early.push(out),
+        }
+    }
+
+    fn apply_word(b: &mut Bound, hub: &Hub, out: LmOutput) {
+        match out {
+            LmOutput::Word { word, embedding, revised, latency_ms } => {
+                b.live.word(word.id, word.start, &embedding);
+                let onset = b.t0 + b.live_onset_sample(word.start) as f64 / b.rate;
+                let event = WordEvent {
+                    id: word.id,
+                    text: word.text,
+                    onset,
+                    offset: Some(word.end),
+                    status: if revised { WordStatus::Revised } else { WordStatus::New },
+                    latency_ms,
+                };
+                let _ = hub.publish(Frame::Word(Arc::new(event)));
+            }
+            LmOutput::Retract(id) => {
+                b.live.retract(id);
+                let event = WordEvent {
+                    id,
+                    text: String::new(),
+                    onset: f64::NAN,
+                    offset: None,
+                    status: WordStatus::Retracted,
+                    latency_ms: BTreeMap::new(),
+                };
+                let _ = hub.publish(Frame::Word(Arc::new(event)));
+            }
+            LmOutput::Watermark(time) => b.live.transcript_watermark(time),
+        }
+    }
+
+    fn publish_alignment(&mut self) {
+        let Some(b) = self.bound.as_mut() else { return };
+        if b.live.scored() == 0 {
+            return;
+        }
+        let (e, l) = (b.live.encoder().electrodes, b.live.encoder().layers);
+        let trace = std::mem::replace(&mut b.trace, TraceBuffer::new(e, l));
+        if let Some(first) = trace.first {
+            let chunk = TraceChunk {
+                t0: b.t0 + first as f64 / b.rate,
+                samples: trace.samples,
+                actual: trace.actual.concat(),
+                predicted: trace.predicted.concat(),
+            };
+            if let Err(err) = self.hub.publish(Frame::Trace(Arc::new(chunk))) {
+                tracing::error!("trace frame rejected: {err}");
+            }
+        }
+        // Live is layer-major `[layer, electrode]`; frames are electrode-major
+        let rolling = b.live.rolling_r();
+        let r = (0..e).flat_map(|k| (0..l).map(move |j| (k, j))).map(|(k, j)| rolling[j * e + k] as f32).collect();
+        let summary = b.live.summary();
+        let chance = if summary.chance.is_finite() { summary.chance } else { mean_finite(&b.live.chance_r()) };
+        let horizon = b.t0 + b.live.scored() as f64 / b.rate;
+        let update = AlignmentUpdate { time: horizon, horizon, r, chance: chance as f32 };
+        if let Err(err) = self.hub.publish(Frame::Alignment(Arc::new(update))) {
+            tracing::error!("alignment frame rejected: {err}");
+        }
+    }
+
+    fn status(&self, neural: &NeuralInlet, transcript: &TranscriptInlet, lm: &LmThread) -> PipelineStatus {
+        let (n, t) = (neural.status(), transcript.status());
+        let mut drops = BTreeMap::from([
+            ("neural_chunks".to_string(), n.dropped_chunks),
+            ("neural_samples".to_string(), n.dropped_samples),
+            ("transcript_updates".to_string(), t.dropped_updates),
+            ("lm_outputs".to_string(), lm.dropped.load(Ordering::Relaxed)),
+            ("recorder_items".to_string(), self.record.as_ref().map_or(0, RecordTx::dropped)),
+        ]);
+        let mut errors: BTreeMap<String, u64> = t.counts.rejected.iter().map(|(r, &c)| (format!("transcript_{}", r.name()), c)).collect();
+        errors.insert("words_not_embedded".into(), lm.failed_words.load(Ordering::Relaxed));
+        errors.insert("neural_gaps".into(), n.gap_count);
+        errors.insert("neural_gap_samples_held".into(), self.gap_filled);
+        errors.insert("neural_backward_steps".into(), n.backward_steps);
+        errors.insert("neural_lost".into(), n.losses);
+        errors.insert("neural_recovered".into(), n.recoveries);
+        errors.insert("transcript_lost".into(), t.losses);
+        errors.insert("transcript_recovered".into(), t.recoveries);
+        // the LM's backlog is not a drop, but it is what an operator needs to see next to them
+        drops.insert("lm_queue_waiting".into(), lm.queue.len() as u64);
+        let mut horizon = None;
+        if let Some(b) = self.bound.as_ref() {
+            let c = b.live.counts();
+            drops.insert("late_word_samples".into(), c.late_samples);
+            errors.insert("late_word_events".into(), c.late_word_events);
+            errors.insert("unknown_retractions".into(), c.unknown_retractions);
+            errors.insert("bad_neural_samples".into(), c.bad_neural_samples);
+            if let Some(hg) = &b.high_gamma {
+                errors.insert("neural_nonfinite_values".into(), hg.nonfinite_count());
+            }
+            horizon = Some(b.t0 + b.live.scored() as f64 / b.rate);
+        }
+        let streams = vec![
+            StreamStatus {
+                role: "neural".into(),
+                connected: n.state == LinkState::Streaming,
+                rate_hz: n.measured_rate(),
+                samples: n.samples,
+                watermark: n.watermark,
+            },
+            StreamStatus {
+                role: "transcript".into(),
+                connected: t.state == LinkState::Streaming,
+                rate_hz: 0.0,
+                samples: t.messages,
+                watermark: t.watermark.is_finite().then_some(t.watermark),
+            },
+        ];
+        PipelineStatus { streams, horizon, drops, errors }
+    }
+}
+
+impl TraceBuffer {
+    fn new(electrodes: usize, layers: usize) -> Self {
+        Self { first: None, samples: 0, actual: vec![Vec::new(); electrodes], predicted: vec![Vec::new(); electrodes * layers] }
+    }
+}
+
+impl Bound {
+    fn live_onset_sample(&self, onset: f64) -> i64 {
+        self.live.encoder().meta.grid.onset_sample(onset, self.t0)
+    }
+
+    fn push_row(&mut self, row: &[f32]) {
+        self.live.push_neural(row);
+        let z = self.stream_index.iter().enumerate().map(|(e, &i)| (row[i] - self.neural_mean[e]) / self.neural_std[e]).collect();
+        self.actual.push_back(z);
+        self.last_row = row.to_vec();
+    }
+
+    /// Scores every sample up to the horizon, queuing each for the next trace frame.
+    fn advance(&mut self) {
+        let (e, l) = (self.live.encoder().electrodes, self.live.encoder().layers);
+        while let Some(t) = self.live.advance_one() {
+            while self.actual_base < t {
+                self.actual.pop_front();
+                self.actual_base += 1;
+            }
+            let actual = self.actual.front().expect("scored samples have arrived");
+            let pred = self.live.last_prediction();
+            self.trace.first.get_or_insert(t);
+            self.trace.samples += 1;
+            for k in 0..e {
+                self.trace.actual[k].push(actual[k]);
+                for j in 0..l {
+                    self.trace.predicted[k * l + j].push(pred[j * e + k] as f32);
+                }
+            }
+        }
+    }
+}
+
+fn mean_finite(xs: &[f64]) -> f64 {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}

@@ -1,0 +1,165 @@
+//! The LM thread: follows the transcript with the language model. Each
+//! [`TranscriptUpdate`] is applied in order (rollbacks truncate the KV cache, appends embed
+//! one word); words rolled back and not appended again are retracted; the watermark goes
+//! out after the words it covers, so the core loop never scores a sample before its words.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::recorder::{Record, RecordTx};
+use crate::ingest::{LmAction, TranscriptUpdate, Word};
+use crate::lm::Engine;
+
+/// What the LM thread hands the core loop.
+pub(super) enum LmOutput {
+    /// A word (new or revised) and its embedding `[model layers, dim]`.
+    Word {
+        word: Word,
+        embedding: Vec<f32>,
+        /// Whether the id was embedded before (a revision or a recomputation).
+        revised: bool,
+        /// Milliseconds per stage: `lm_queue` (behind earlier words of the same update),
+        /// `tokenize`, `forward`, `embed` (both), `total` (LM thread receipt → embedding done).
+        latency_ms: BTreeMap<String, f64>,
+    },
+    /// Word `id` is no longer in the transcript.
+    Retract(u64),
+    /// No word will start before this time (server clock).
+    Watermark(f64),
+}
+
+/// Handle on the LM thread.
+pub(super) struct LmThread {
+    thread: JoinHandle<()>,
+    /// Words the model could not embed (e.g. longer than half the context).
+    pub failed_words: Arc<AtomicU64>,
+    /// Outputs dropped because the core loop's queue was full.
+    pub dropped: Arc<AtomicU64>,
+    /// Updates waiting for the LM now.
+    pub queue: Receiver<TranscriptUpdate>,
+}
+
+impl LmThread {
+    /// Waits for the thread (it ends when the transcript inlet stops or on shutdown).
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the LM thread panicked");
+        }
+    }
+}
+
+/// Starts the LM thread.
+pub(super) fn spawn(
+    engine: Engine,
+    updates: Receiver<TranscriptUpdate>,
+    out: Sender<LmOutput>,
+    record: Option<RecordTx>,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<LmThread> {
+    let failed_words = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut worker = Worker {
+        engine,
+        ids: Vec::new(),
+        embedded: BTreeMap::new(),
+        out,
+        record,
+        failed_words: failed_words.clone(),
+        dropped: dropped.clone(),
+    };
+    let queue = updates.clone();
+    let thread = std::thread::Builder::new().name("lm".into()).spawn(move || {
+        while !shutdown.load(Ordering::Relaxed) {
+            match updates.recv_timeout(Duration::from_millis(50)) {
+                Ok(update) => worker.apply(update, Instant::now()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    })?;
+    Ok(LmThread { thread, failed_words, dropped, queue })
+}
+
+struct Worker {
+    engine: Engine,
+    /// Word id at each transcript position the engine holds.
+    ids: Vec<u64>,
+    /// Words sent to the core loop, by id (text and onset), to tell revisions.
+    embedded: BTreeMap<u64, Word>,
+    out: Sender<LmOutput>,
+    record: Option<RecordTx>,
+    failed_words: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Worker {
+    fn apply(&mut self, update: TranscriptUpdate, received: Instant) {
+        let mut removed: Vec<u64> = Vec::new();
+        for action in update.actions {
+            match action {
+                LmAction::Rollback { position } => {
+                    removed.extend(self.ids.drain(position.min(self.ids.len())..));
+                    self.engine.rollback(position);
+                }
+                LmAction::Append { position, word } => {
+                    removed.retain(|&id| id != word.id);
+                    self.append(position, word, received);
+                }
+            }
+        }
+        for id in removed {
+            if self.embedded.remove(&id).is_some() {
+                self.record(serde_json::json!({ "kind": "retract", "id": id }));
+                self.send(LmOutput::Retract(id));
+            }
+        }
+        if update.watermark.is_finite() {
+            self.record(serde_json::json!({ "kind": "watermark", "time": update.watermark }));
+            self.send(LmOutput::Watermark(update.watermark));
+        }
+    }
+
+    fn append(&mut self, position: usize, word: Word, received: Instant) {
+        debug_assert_eq!(position, self.ids.len(), "appends follow the last embedded word");
+        let started = Instant::now();
+        let embedding = match self.engine.push_word(&word.text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.failed_words.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(id = word.id, "word not embedded: {e}");
+                return;
+            }
+        };
+        self.ids.push(word.id);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let latency_ms = BTreeMap::from([
+            ("lm_queue".to_string(), ms(started - received)),
+            ("tokenize".to_string(), ms(embedding.timing.tokenize)),
+            ("forward".to_string(), ms(embedding.timing.forward)),
+            ("embed".to_string(), ms(started.elapsed())),
+            ("total".to_string(), ms(received.elapsed())),
+        ]);
+        let revised = self.embedded.insert(word.id, word.clone()).is_some();
+        self.record(serde_json::json!({
+            "kind": "word", "id": word.id, "text": word.text, "start": word.start,
+            "end": word.end, "final": word.is_final, "confidence": word.confidence,
+        }));
+        self.send(LmOutput::Word { word, embedding: embedding.data, revised, latency_ms });
+    }
+
+    fn send(&self, output: LmOutput) {
+        if self.out.try_send(output).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn record(&self, message: serde_json::Value) {
+        if let Some(record) = &self.record {
+            record.send(Record::Transcript(lsl::local_clock(), message.to_string()));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The live pipeline behind `neuralign serve`: LSL ingest → language model → encoders →
+//! alignment → [`Hub`], with everything received recorded to XDF.
+//!
+//! Threads, joined by bounded crossbeam channels (a full channel drops and counts, so nothing
+//! ever blocks ingest):
+//! - the neural and transcript inlets ([`crate::ingest`]), each on its own thread;
+//! - the LM thread ([`lm_thread`]): follows the transcript with [`crate::lm::Engine`]
+//!   (push_word, rollback on revisions and retractions);
+//! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
+//!   alignment, and every frame published to the hub;
+//! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
+//!   flushed at least once a second and finished (footers) on shutdown.
+//!
+//! [`run`] is the library entry: `neuralign serve` and `neuralign demo` call it with the
+//! server's [`Hub`] and a shutdown flag.
+//!
+//! [`Live`]: crate::align::Live
+mod core;
+mod lm_thread;
+mod recorder;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::Hub;
+use crate::config::Config;
+use crate::ingest::{NeuralInlet, TranscriptInlet};
+use crate::lm::Engine;
+
+/// `[encoders]`: the pretrained encoder file the pipeline aligns with (required for serve).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncodersConfig {
+    /// Encoder file written by `neuralign fit` (relative to the config's folder).
+    pub path: Option<PathBuf>,
+    /// Run with the electrodes the stream carries when some encoder electrodes are missing
+    /// (otherwise a missing electrode is an error).
+    pub allow_subset: bool,
+}
+
+/// `[recording]`: where everything received is written as XDF.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Record at all.
+    pub enabled: bool,
+    /// Folder for the recordings (relative to the config's folder); each session gets a new
+    /// file `neuralign-YYYYmmdd-HHMMSS.xdf`, never overwriting one.
+    pub directory: PathBuf,
+    /// Items queued for the recorder; beyond it items are dropped and counted.
+    pub channel_capacity: usize,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self { enabled: true, directory: PathBuf::from("recordings"), channel_capacity: 4096 }
+    }
+}
+
+/// `[pipeline]`: how often the pipeline publishes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// `alignment` (and `trace`) frames per second.
+    pub alignment_hz: f64,
+    /// `status` updates per second.
+    pub status_hz: f64,
+    /// Embedded words queued from the LM thread to the core loop.
+    pub word_queue: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self { alignment_hz: 10.0, status_hz: 1.0, word_queue: 1024 }
+    }
+}
+
+/// What the pipeline did, returned when it stops.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PipelineReport {
+    /// Neural samples aligned (scored up to the horizon).
+    pub scored_samples: i64,
+    /// Words embedded.
+    pub words: u64,
+    /// The XDF recording, when one was written.
+    pub recording: Option<PathBuf>,
+    /// Drops by reason, as in the last `status` frame.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// Runs the pipeline until `shutdown` is set, publishing into `hub`. `config` is the server
+/// config, `base_dir` the folder its relative paths are relative to. Blocks the calling
+/// thread (it runs the core loop); start it on a thread of its own next to the server.
+pub fn run(config: &Config, base_dir: &Path, hub: Hub, shutdown: Arc<AtomicBool>) -> anyhow::Result<PipelineReport> {
+    crate::ingest::apply_lsl_config(&config.lsl, base_dir).context("LSL must stay on the configured interfaces")?;
+    let encoder_path = config.encoders.path.as_ref().map(|p| base_dir.join(p)).context(
+        "no encoder file: set [encoders] path in the config (fit one with `neuralign fit SESSION.xdf --out encoders.safetensors`)",
+    )?;
+    let encoder = crate::encode::Encoder::load(&encoder_path)
+        .with_context(|| format!("cannot load the encoders {}", encoder_path.display()))?;
+    let mut lm = config.lm.clone();
+    lm.model = lm.model.map(|p| base_dir.join(p));
+    let engine = Engine::load(&lm).context("cannot load the language model (try `neuralign model fetch`)")?;
+    let model = (engine.model_name().to_string(), engine.model_sha256().to_string());
+    // fail before any stream is touched when the encoders belong to another model
+    encoder.bind(&model.1, encoder.meta.grid.rate, &encoder.meta.labels, false)?;
+    let timeout = config.lsl.resolve_timeout_s;
+    let (neural, neural_rx) = NeuralInlet::spawn(config.neural.clone(), timeout)?;
+    let (transcript, transcript_rx) = TranscriptInlet::spawn(config.transcript.clone(), timeout)?;
+    let (words_tx, words_rx) = crossbeam_channel::bounded(config.pipeline.word_queue.max(1));
+    let recorder = config
+        .recording
+        .enabled
+        .then(|| recorder::Recorder::spawn(&base_dir.join(&config.recording.directory), config.recording.channel_capacity))
+        .transpose()?;
+    let lm_thread = lm_thread::spawn(engine, transcript_rx, words_tx, recorder.as_ref().map(|r| r.sender()), shutdown.clone())?;
+    let core = core::Core::new(config, encoder, model, hub, recorder.as_ref().map(|r| r.sender()));
+    let result = core.run(&neural, &transcript, neural_rx, words_rx, &lm_thread, &shutdown);
+    // stop the producers first so that the recorder sees everything before it finishes
+    neural.stop();
+    transcript.stop();
+    lm_thread.join();
+    let mut report = result?;
+    if let Some(recorder) = recorder {
+        report.recording = recorder.finish().context("the XDF recording could not be finished")?;
+    }
+    Ok(report)
+}
