@@ -13,6 +13,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything on built-in defaults: simulate, fit, replay over LSL, serve.
+    Demo(cli::demo::DemoArgs),
     /// Fetch and verify the default model.
     #[command(subcommand)]
     Model(cli::model::ModelCommand),
@@ -39,6 +41,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     cli::init_tracing();
     match Cli::parse().command {
+        Command::Demo(args) => cli::demo::run(args),
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Replay(args) => cli::replay::run(args),

@@ -108,39 +108,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         layers,
         ..FitConfig::default()
     };
-    let provenance = Provenance {
-        model,
-        high_gamma: HighGammaMeta {
-            source: args.session.display().to_string(),
-            band_hz: [70.0, 150.0],
-            extracted_by: "session file".into(),
-        },
-        description: format!(
-            "{}: {} samples at {} Hz, {} electrodes, {} words",
-            args.session.display(),
-            session.samples(),
-            session.rate,
-            session.electrodes(),
-            session.words.len()
-        ),
-    };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("fitting layer {pos}/{len} {wide_bar} {elapsed} (eta {eta})")
-            .expect("template"),
-    );
-    let started = std::time::Instant::now();
-    let enc = encode::fit(&session, &cfg, &provenance, &bar).context("fitting encoders")?;
-    enc.save(&args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    let best = enc.cv_r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    tracing::info!(
-        seconds = started.elapsed().as_secs_f64(),
-        layers = enc.layers,
-        electrodes = enc.electrodes,
-        best_r = best,
-        "wrote {}",
-        args.out.display()
-    );
+    let enc = fit_and_save(&session, model, &cfg, &args.session, &args.out)?;
     if let Some(path) = &args.dump_design {
         if args.dump_layer >= enc.layers {
             bail!(
@@ -152,4 +120,50 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         encode::dump_design(&session, &cfg, &enc, args.dump_layer)?.save(path)?;
     }
     Ok(())
+}
+
+/// Fits encoders on `session` with a progress bar, writes them to `out` and
+/// logs the result (shared by `fit` and `demo`).
+pub(crate) fn fit_and_save(
+    session: &encode::Session,
+    model: encode::ModelMeta,
+    cfg: &FitConfig,
+    source: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<encode::Encoder> {
+    let provenance = Provenance {
+        model,
+        high_gamma: HighGammaMeta {
+            source: source.display().to_string(),
+            band_hz: [70.0, 150.0],
+            extracted_by: "stream".into(),
+        },
+        description: format!(
+            "{}: {} samples at {} Hz, {} electrodes, {} words",
+            source.display(),
+            session.samples(),
+            session.rate,
+            session.electrodes(),
+            session.words.len()
+        ),
+    };
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("fitting layer {pos}/{len} {wide_bar} {elapsed} (eta {eta})")
+            .expect("template"),
+    );
+    let started = std::time::Instant::now();
+    let enc = encode::fit(session, cfg, &provenance, &bar).context("fitting encoders")?;
+    bar.finish_and_clear();
+    enc.save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    let best = enc.cv_r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        layers = enc.layers,
+        electrodes = enc.electrodes,
+        best_r = best,
+        "wrote {}",
+        out.display()
+    );
+    Ok(enc)
 }

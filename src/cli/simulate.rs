@@ -49,27 +49,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         model: args.model.clone(),
         ..Default::default()
     };
-    let out = simulate(&args.out, &cfg, |words| {
-        let mut engine = Engine::load(&lm)
-            .context("loading the language model (try `neuralign model fetch`)")?;
-        let bar = indicatif::ProgressBar::new(words.len() as u64).with_message("embedding words");
-        let mut per_word = Vec::with_capacity(words.len());
-        let (mut layers, mut dim) = (0, 0);
-        for chunk in words.chunks(64) {
-            for e in engine.embed_words(chunk, 256)? {
-                (layers, dim) = (e.layers, e.dim);
-                per_word.push(e.data);
-            }
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        Ok(Embeddings {
-            layers,
-            dim,
-            per_word,
-        })
-    })
-    .with_context(|| format!("simulating into {}", args.out.display()))?;
+    let out = simulate(&args.out, &cfg, |words| embed_with_model(&lm, words))
+        .with_context(|| format!("simulating into {}", args.out.display()))?;
     println!(
         "{}\n{}\n{}",
         out.xdf.display(),
@@ -77,4 +58,28 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         out.truth_safetensors.display()
     );
     Ok(())
+}
+
+/// Embeds the session's words with the language model (full context, batched),
+/// with a progress bar: the embedding source of `simulate` here and in `demo`.
+pub(crate) fn embed_with_model(lm: &LmConfig, words: &[&str]) -> anyhow::Result<Embeddings> {
+    let mut engine =
+        Engine::load(lm).context("loading the language model (try `neuralign model fetch`)")?;
+    let bar = indicatif::ProgressBar::new(words.len() as u64).with_message("embedding words");
+    let mut per_word = Vec::with_capacity(words.len());
+    let (mut layers, mut dim) = (0, 0);
+    // Chunks only pace the progress bar: the engine keeps the context across calls.
+    for chunk in words.chunks(64) {
+        for e in engine.embed_words(chunk, 256)? {
+            (layers, dim) = (e.layers, e.dim);
+            per_word.push(e.data);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Embeddings {
+        layers,
+        dim,
+        per_word,
+    })
 }

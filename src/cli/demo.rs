@@ -1,0 +1,165 @@
+//! `neuralign demo`: the main job on built-in defaults, in one command. Fetches
+//! the model, simulates a session with known ground truth, fits encoders on its
+//! first part, replays the rest over LSL (loopback) at 1×, and serves the live
+//! pipeline with its dashboard until Ctrl-C.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::Config;
+use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
+use crate::encode::FitConfig;
+use crate::lm::{Engine, LmConfig};
+use crate::xdf::replay::{self, ReplayOptions};
+use crate::xdf::simulate::{simulate, SimConfig};
+
+/// Arguments of `neuralign demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Electrodes of the simulated session.
+    #[arg(long, default_value_t = 64)]
+    pub electrodes: usize,
+    /// Length of the simulated session, minutes.
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Seed of the simulated session.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Leading fraction of the session the encoders are fit on; the rest is replayed.
+    #[arg(long, default_value_t = 0.7)]
+    pub fit_fraction: f64,
+    /// Principal components per layer in the encoders.
+    #[arg(long, default_value_t = 8)]
+    pub pcs: usize,
+    /// Dashboard and WebSocket address (default from configs/demo.toml: 127.0.0.1:8787).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
+    /// Simulate and fit again even when this session's files exist.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// Runs the demo until Ctrl-C.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.fit_fraction > 0.0 && args.fit_fraction < 1.0,
+        "--fit-fraction must be between 0 and 1 (exclusive)"
+    );
+    let dir = crate::lm::fetch::home_dir().join("demo").join(format!(
+        "e{}-m{}-s{}",
+        args.electrodes, args.minutes, args.seed
+    ));
+    if args.fresh && dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut config: Config = toml::from_str(include_str!("../../configs/demo.toml"))
+        .expect("configs/demo.toml is valid");
+    if let Some(bind) = args.bind {
+        config.server.bind = bind;
+    }
+    // LSL stays on loopback: liblsl reads its config once, before the first call.
+    std::fs::write(
+        dir.join("lsl_api.cfg"),
+        include_str!("../../configs/lsl_api.cfg"),
+    )?;
+    crate::ingest::apply_lsl_config(&config.lsl, &dir)?;
+
+    let lm = LmConfig::default();
+    let session = dir.join("session.xdf");
+    if !session.exists() {
+        eprintln!(
+            "[1/3] simulating {} electrodes × {} minutes",
+            args.electrodes, args.minutes
+        );
+        let sim = SimConfig {
+            electrodes: args.electrodes,
+            minutes: args.minutes,
+            seed: args.seed,
+            ..Default::default()
+        };
+        simulate(&session, &sim, |words| {
+            super::simulate::embed_with_model(&lm, words)
+        })
+        .with_context(|| format!("simulating into {}", session.display()))?;
+    }
+    let encoders = dir.join("encoders.safetensors");
+    if !encoders.exists() {
+        eprintln!(
+            "[2/3] fitting encoders on the first {:.0} % of the session",
+            args.fit_fraction * 100.0
+        );
+        fit_encoders(&session, &encoders, &lm, args.fit_fraction, args.pcs)?;
+    }
+    let start_at = session_seconds(&session)? * args.fit_fraction;
+    eprintln!(
+        "[3/3] replaying the rest ({start_at:.0} s on) at 1× over LSL and serving; Ctrl-C stops"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let replay = spawn_replay(session.clone(), start_at, stop.clone())?;
+    let served = super::serve::serve_live(config.server.clone().with_env_token(), config, dir);
+    stop.store(true, Ordering::Relaxed);
+    replay
+        .join()
+        .map_err(|_| anyhow::anyhow!("the replay thread panicked"))??;
+    served
+}
+
+/// Fits encoders on the leading `fraction` of the recording.
+fn fit_encoders(
+    session: &Path,
+    out: &Path,
+    lm: &LmConfig,
+    fraction: f64,
+    pcs: usize,
+) -> anyhow::Result<()> {
+    let mut engine =
+        Engine::load(lm).context("loading the language model (try `neuralign model fetch`)")?;
+    let opts = XdfSessionOptions {
+        fraction: Some(fraction),
+        ..Default::default()
+    };
+    let (data, model) = load_xdf(session, &opts, &mut engine)?;
+    let cfg = FitConfig {
+        pcs,
+        ..FitConfig::default()
+    };
+    super::fit::fit_and_save(&data, model, &cfg, session, out)?;
+    Ok(())
+}
+
+/// Length of the recording's high-gamma stream, seconds.
+fn session_seconds(session: &Path) -> anyhow::Result<f64> {
+    let file =
+        crate::xdf::read(session).with_context(|| format!("reading {}", session.display()))?;
+    let span = file
+        .streams
+        .iter()
+        .filter(|s| s.info.nominal_srate > 0.0 && s.len() > 1)
+        .map(|s| s.time_stamps[s.len() - 1] - s.time_stamps[0])
+        .fold(0.0, f64::max);
+    anyhow::ensure!(span > 0.0, "{} holds no regular stream", session.display());
+    Ok(span)
+}
+
+/// Replays the session from `start_at` in a loop until `stop`.
+fn spawn_replay(
+    session: PathBuf,
+    start_at: f64,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let options = ReplayOptions {
+        looped: true,
+        start_at,
+        ..Default::default()
+    };
+    Ok(std::thread::Builder::new()
+        .name("demo replay".into())
+        .spawn(move || {
+            replay::run(&session, &options, stop).context("replaying the demo session")?;
+            Ok(())
+        })?)
+}
