@@ -24,6 +24,8 @@ enum Command {
     Listen(cli::listen::ListenArgs),
     /// Serve the dashboard and the WebSocket API.
     Serve(cli::serve::ServeArgs),
+    /// Latency and throughput figures, side by side.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: each holds its clap arguments and a `run`
 //! function that calls into the library and prints the result.
 
+pub mod bench;
 pub mod inspect;
 pub mod listen;
 pub mod model;
