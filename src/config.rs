@@ -40,3 +40,29 @@ impl Config {
 fn parent_dir(path: &Path) -> PathBuf {
     path.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{NeuralMode, StreamSelector};
+
+    #[test]
+    fn the_documented_bedside_config_parses_to_the_defaults_it_documents() {
+        let config: Config = toml::from_str(include_str!("../configs/bedside.toml")).unwrap();
+        assert_eq!(config.lsl.api_config.as_deref(), Some(Path::new("lsl_api.cfg")));
+        assert_eq!(config.neural.stream, StreamSelector::Type("iEEG".into()));
+        assert_eq!(config.neural.mode, NeuralMode::HighGamma);
+        let defaults = NeuralConfig::default();
+        assert_eq!(config.neural.max_chunk, defaults.max_chunk);
+        assert_eq!(config.neural.gap_tolerance_periods, defaults.gap_tolerance_periods);
+        assert_eq!(config.transcript.silence_timeout_s, TranscriptConfig::default().silence_timeout_s);
+    }
+
+    #[test]
+    fn selectors_and_typos_are_checked() {
+        let config: Config = toml::from_str("[neural]\nstream = { source_id = \"amp-7\" }\nmode = \"raw\"").unwrap();
+        assert_eq!(config.neural.stream, StreamSelector::SourceId("amp-7".into()));
+        assert!(toml::from_str::<Config>("[neural]\ndejiter = true").is_err(), "unknown field");
+        assert!(toml::from_str::<Config>("[neural]\nstream = { host = \"x\" }").is_err(), "unknown selector");
+    }
+}

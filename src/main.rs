@@ -18,14 +18,20 @@ enum Command {
     Model(cli::model::ModelCommand),
     /// Show the streams of an XDF recording.
     Inspect(cli::inspect::InspectArgs),
+    /// Play an XDF recording as LSL outlets.
+    Replay(cli::replay::ReplayArgs),
     /// List the LSL streams visible now.
     Streams(cli::streams::StreamsArgs),
     /// Connect to the neural and transcript streams for a while and report what arrived.
     Listen(cli::listen::ListenArgs),
     /// Serve the dashboard and the WebSocket API.
     Serve(cli::serve::ServeArgs),
-    /// Latency and throughput figures, side by side.
+    /// Per-word, per-layer embeddings of a transcript into a safetensors file.
+    Embed(cli::embed::EmbedArgs),
+    /// Latency and throughput benchmarks.
     Bench(cli::bench::BenchArgs),
+    /// Fit per-electrode encoders on a recorded session.
+    Fit(cli::fit::FitArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,9 +39,12 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
+        Command::Replay(args) => cli::replay::run(args),
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::Embed(args) => cli::embed::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Fit(args) => cli::fit::run(args),
     }
 }

@@ -163,7 +163,7 @@ function drawHeatmap() {
     ctx.fillStyle = PRED[i % PRED.length];
     ctx.beginPath(); ctx.moveTo(LEFT - 1, y); ctx.lineTo(LEFT - 7, y - 4); ctx.lineTo(LEFT - 7, y + 4); ctx.fill();
   });
-  ctx.textAlign = "left"; ctx.textBaseline = "alphabetic";
+  axisText(ctx); ctx.textAlign = "left"; ctx.textBaseline = "alphabetic";
   const hz = state.session ? state.session.rates.alignment_hz : 10;
   ctx.fillText(`← ${(HEAT_COLUMNS / hz).toFixed(0)} s`, LEFT, h - 4);
   ctx.textAlign = "right"; ctx.fillText("now", w - 6, h - 4);

@@ -216,6 +216,11 @@ impl Live {
         }
     }
 
+    /// The prediction (`[layers, electrodes]`) at the last scored sample.
+    pub fn last_prediction(&self) -> &[f64] {
+        &self.pred_row
+    }
+
     /// Word scores since the last call.
     pub fn take_word_scores(&mut self) -> Vec<WordScore> {
         std::mem::take(&mut self.word_scores)

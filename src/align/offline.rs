@@ -2,6 +2,7 @@
 //! definitions (two-pass, no running sums): the reference the live engine
 //! must reproduce. `pred` holds one `[samples, electrodes]` matrix per layer
 //! (see [`crate::encode::predict_offline`]), `act` the z-scored actual.
+use super::rolling::flat;
 use faer::Mat;
 
 /// Rolling r per `[layer, electrode]` at sample `t` over samples
@@ -54,7 +55,9 @@ pub fn ew_r(pred: &[Mat<f64>], act: &Mat<f64>, t: usize, alpha: f64) -> Vec<f64>
                     vx += w[s] * dx * dx;
                     vy += w[s] * dy * dy;
                 }
-                if vx <= 0.0 || vy <= 0.0 {
+                let msx: f64 = (0..=t).map(|s| w[s] * p[(s, k)] * p[(s, k)]).sum();
+                let msy: f64 = (0..=t).map(|s| w[s] * act[(s, k)] * act[(s, k)]).sum();
+                if flat(vx, msx) || flat(vy, msy) {
                     f64::NAN
                 } else {
                     c / (vx * vy).sqrt()
@@ -74,7 +77,8 @@ pub fn pearson(xs: impl Iterator<Item = f64> + Clone, ys: impl Iterator<Item = f
         sxx += (x - mx) * (x - mx);
         syy += (y - my) * (y - my);
     }
-    if n < 2.0 || sxx <= 0.0 || syy <= 0.0 {
+    let (msx, msy) = (sxx + n * mx * mx, syy + n * my * my);
+    if n < 2.0 || flat(sxx, msx) || flat(syy, msy) {
         return f64::NAN;
     }
     sxy / (sxx * syy).sqrt()

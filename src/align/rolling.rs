@@ -110,7 +110,7 @@ impl RollingPearson {
         let cov = self.spa[i] - self.sp[i] * self.sa[k] / n;
         let vp = self.spp[i] - self.sp[i] * self.sp[i] / n;
         let va = self.saa[k] - self.sa[k] * self.sa[k] / n;
-        if self.count < 2 || vp <= 0.0 || va <= 0.0 {
+        if self.count < 2 || flat(vp, self.spp[i]) || flat(va, self.saa[k]) {
             return f64::NAN;
         }
         cov / (vp * va).sqrt()
@@ -180,8 +180,9 @@ impl EwPearson {
 
     /// r of pair `i` (NaN until both series vary).
     pub fn r(&self, i: usize) -> f64 {
-        let (vp, va) = (self.vp[i], self.va[i % self.electrodes]);
-        if vp <= 0.0 || va <= 0.0 {
+        let k = i % self.electrodes;
+        let (vp, va) = (self.vp[i], self.va[k]);
+        if flat(vp, vp + self.mp[i] * self.mp[i]) || flat(va, va + self.ma[k] * self.ma[k]) {
             return f64::NAN;
         }
         self.cov[i] / (vp * va).sqrt()
@@ -191,4 +192,10 @@ impl EwPearson {
     pub fn r_all(&self) -> Vec<f64> {
         (0..self.mp.len()).map(|i| self.r(i)).collect()
     }
+}
+
+/// Whether a series is constant up to rounding: its variance is a negligible
+/// fraction of its mean square (both in the same normalisation).
+pub(crate) fn flat(variance: f64, mean_square: f64) -> bool {
+    variance <= 1e-10 * mean_square || variance <= 0.0
 }

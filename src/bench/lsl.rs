@@ -15,7 +15,7 @@ const RATE: f64 = 100.0;
 /// Longest wait for the inlet to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between the inlet connecting and the first sample.
-const SETTLE: Duration = Duration::from_millis(500);
+const SETTLE: Duration = Duration::from_secs(1);
 /// Transport target on loopback, milliseconds.
 const TARGET_P99_MS: f64 = 1.5;
 
@@ -95,8 +95,11 @@ fn stream(source_id: &str, stop: &AtomicBool) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot describe the bench stream: {e:?}"))?;
     let outlet = lsl::StreamOutlet::new(&info, 1, 10)
         .map_err(|e| anyhow::anyhow!("cannot open the bench outlet: {e:?}"))?;
-    outlet.wait_for_consumers(CONNECT_TIMEOUT.as_secs_f64());
-    // The inlet still fetches the stream's full info after it connects:
+    anyhow::ensure!(
+        outlet.wait_for_consumers(CONNECT_TIMEOUT.as_secs_f64()),
+        "the inlet never connected over loopback: is LSLAPICFG set?"
+    );
+    // Let the inlet finish connecting (full info, clock-offset probes):
     // samples pushed meanwhile would wait in its buffer and measure the
     // connection, not the transport.
     std::thread::sleep(SETTLE);

@@ -3,12 +3,23 @@
 //! [`report`] prints, plots and writes as JSON.
 
 pub mod dsp;
+pub mod lm;
 pub mod lsl;
 pub mod report;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use report::Outcome;
+
+/// What every part is given.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// About how long to measure each part.
+    pub duration: Duration,
+    /// A local GGUF instead of the default model (the `lm` part).
+    pub model: Option<PathBuf>,
+}
 
 /// A part of the pipeline `neuralign bench` can measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +51,16 @@ impl Part {
         }
     }
 
-    /// Measures this part for about `duration`; a part this build lacks is
-    /// [`Outcome::NotAvailable`], an error is [`Outcome::Failed`].
-    pub fn run(self, duration: Duration) -> Outcome {
+    /// Measures this part for about `settings.duration`; a part this build
+    /// lacks is [`Outcome::NotAvailable`], an error is [`Outcome::Failed`].
+    pub fn run(self, settings: &Settings) -> Outcome {
         let measured = match self {
-            Part::Dsp => dsp::run(duration),
-            Part::Lsl => lsl::run(duration),
-            Part::Lm => return not_available("the LM benchmark (bench::lm) has not landed yet"),
+            Part::Dsp => dsp::run(settings.duration),
+            Part::Lsl => lsl::run(settings.duration),
+            Part::Lm => lm::run(&lm::LmBenchOptions::for_duration(
+                settings.duration,
+                settings.model.clone(),
+            )),
             Part::Encode => {
                 return not_available("the encoder benchmark (bench::encode) has not landed yet")
             }

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::report::{self, Machine, Outcome};
-use crate::bench::Part;
+use crate::bench::{Part, Settings};
 use crate::config::Config;
 use crate::ingest::apply_lsl_config;
 
@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Plot latency percentiles per stage (log scale) as SVG here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// A local GGUF instead of the default model (the `lm` part).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Server config naming the LSL config (default: configs/bedside.toml when present).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -62,7 +65,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         seconds > 0.0 && seconds.is_finite(),
         "--duration must be a positive number of seconds"
     );
-    let duration = Duration::from_secs_f64(seconds);
+    let settings = Settings {
+        duration: Duration::from_secs_f64(seconds),
+        model: args.model,
+    };
     // The LSL part opens outlets: keep them on the configured (loopback) interfaces.
     let (config, base) = Config::load_or_default(args.config.as_deref())?;
     apply_lsl_config(&config.lsl, &base)?;
@@ -78,7 +84,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             )
             .with_message(format!("measuring {} for {seconds} s", part.name()));
         spinner.enable_steady_tick(Duration::from_millis(200));
-        let outcome = part.run(duration);
+        let outcome = part.run(&settings);
         spinner.finish_and_clear();
         if let Outcome::Failed(e) = &outcome {
             tracing::error!(part = part.name(), "benchmark failed: {e:#}");

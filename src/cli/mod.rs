@@ -2,9 +2,12 @@
 //! function that calls into the library and prints the result.
 
 pub mod bench;
+pub mod embed;
+pub mod fit;
 pub mod inspect;
 pub mod listen;
 pub mod model;
+pub mod replay;
 pub mod serve;
 pub mod streams;
 

@@ -216,7 +216,9 @@ impl Encoder {
     /// Writes the encoder file.
     pub fn save(&self, path: &Path) -> Result<(), EncodeError> {
         let json = serde_json::to_string(&self.meta).expect("metadata serialises");
-        write_f32_tensors(path, &self.tensors(), HashMap::from([("neuralign".to_string(), json)]))
+        let raw: Vec<RawTensor> =
+            self.tensors().into_iter().map(|(n, s, d)| (n.to_string(), s, Dtype::F32, f32_bytes(d))).collect();
+        write_tensors(path, &raw, HashMap::from([("neuralign".to_string(), json)]))
     }
 
     /// Reads an encoder file written by [`Encoder::save`].
@@ -310,19 +312,28 @@ impl Encoder {
     }
 }
 
-/// Writes named f32 tensors (name, shape, data) to a safetensors file.
-pub(crate) fn write_f32_tensors(
+/// Little-endian bytes of f32 values, for [`write_tensors`].
+pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes of f64 values, for [`write_tensors`].
+pub(crate) fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A named tensor ready to write: name, shape, dtype, little-endian bytes.
+pub(crate) type RawTensor = (String, Vec<usize>, Dtype, Vec<u8>);
+
+/// Writes tensors with a metadata header to a safetensors file.
+pub(crate) fn write_tensors(
     path: &Path,
-    tensors: &[(&str, Vec<usize>, &[f32])],
+    tensors: &[RawTensor],
     metadata: HashMap<String, String>,
 ) -> Result<(), EncodeError> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+    let views: Vec<(String, TensorView)> = tensors
         .iter()
-        .map(|(n, s, d)| (n.to_string(), d.iter().flat_map(|v| v.to_le_bytes()).collect(), s.clone()))
-        .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, b, s)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches data")))
+        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("shape matches data")))
         .collect();
     safetensors::serialize_to_file(views, Some(metadata), path)
         .map_err(|e| EncodeError::File { path: path.display().to_string(), reason: e.to_string() })

@@ -195,10 +195,12 @@ pub struct DesignDump {
     pub target: Vec<f64>,
     /// Alpha per electrode.
     pub alpha: Vec<f64>,
-    /// Weights `[lags·pcs, electrodes]` and intercepts `[electrodes]`.
+    /// Weights `[lags·pcs, electrodes]`.
     pub beta: faer::Mat<f64>,
     /// Intercept per electrode.
     pub intercept: Vec<f64>,
+    /// First lag in samples (feature `j·pcs + p` is lag `lag_min + j`).
+    pub lag_min: i64,
 }
 
 /// Recomputes layer `li` of a fitted encoder's design (dense, training part)
@@ -226,5 +228,30 @@ pub fn dump_design(session: &Session, cfg: &FitConfig, enc: &Encoder, li: usize)
     let beta = faer::Mat::from_fn(n_lags * pcs, e, |f, el| enc.weight(li, el, f / pcs, f % pcs) as f64);
     let intercept = (0..e).map(|el| enc.intercepts[li * e + el] as f64).collect();
     let alpha = (0..e).map(|el| enc.alpha[li * e + el] as f64).collect();
-    Ok(DesignDump { features, samples: prep.samples, design, target, alpha, beta, intercept })
+    Ok(DesignDump { features, samples: prep.samples, design, target, alpha, beta, intercept, lag_min: grid.lag_min() })
+}
+
+impl DesignDump {
+    /// Writes the dump as f64 tensors `features`, `samples`, `design`,
+    /// `target`, `alpha`, `beta` (`[lags·pcs, electrodes]`), `intercept`.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), EncodeError> {
+        use super::file::{f64_bytes, write_tensors};
+        use safetensors::Dtype::F64;
+        let (n, d) = (self.design.nrows(), self.design.ncols());
+        let e = self.alpha.len();
+        let design: Vec<f64> = (0..n).flat_map(|t| (0..d).map(move |f| (t, f))).map(|(t, f)| self.design[(t, f)]).collect();
+        let beta: Vec<f64> = (0..d).flat_map(|f| (0..e).map(move |k| (f, k))).map(|(f, k)| self.beta[(f, k)]).collect();
+        let samples: Vec<f64> = self.samples.iter().map(|&s| s as f64).collect();
+        let tensors = vec![
+            ("features".to_string(), vec![self.samples.len(), self.features.len() / self.samples.len().max(1)], F64, f64_bytes(&self.features)),
+            ("samples".to_string(), vec![samples.len()], F64, f64_bytes(&samples)),
+            ("design".to_string(), vec![n, d], F64, f64_bytes(&design)),
+            ("target".to_string(), vec![n, e], F64, f64_bytes(&self.target)),
+            ("alpha".to_string(), vec![e], F64, f64_bytes(&self.alpha)),
+            ("beta".to_string(), vec![d, e], F64, f64_bytes(&beta)),
+            ("intercept".to_string(), vec![e], F64, f64_bytes(&self.intercept)),
+        ];
+        let lag_min = self.lag_min.to_string();
+        write_tensors(path, &tensors, std::collections::HashMap::from([("lag_min".to_string(), lag_min)]))
+    }
 }

@@ -2,8 +2,9 @@
 //! recording (e.g. high-gamma and embeddings prepared in numpy): tensors `hg`
 //! `[samples, electrodes]`, `onsets` `[words]` (seconds) and `embeddings`
 //! `[words, layers, dim]`; metadata key `neuralign_session` holds JSON
-//! `{"rate": Hz, "t0": seconds, "labels": [...]}`.
-use super::file::read_f32;
+//! `{"rate": Hz, "t0": seconds, "labels": [...], "model": {"name", "sha256"}}`
+//! (`model` optional).
+use super::file::{read_f32, ModelMeta};
 use super::{EncodeError, Session, SessionWord};
 use safetensors::SafeTensors;
 use serde::Deserialize;
@@ -14,10 +15,13 @@ struct Header {
     rate: f64,
     t0: f64,
     labels: Vec<String>,
+    /// The model the embeddings came from, when known.
+    #[serde(default)]
+    model: Option<ModelMeta>,
 }
 
-/// Reads a session file.
-pub fn load(path: &Path) -> Result<Session, EncodeError> {
+/// Reads a session file, with the model named in its metadata if any.
+pub fn load(path: &Path) -> Result<(Session, Option<ModelMeta>), EncodeError> {
     let bad = |reason: String| EncodeError::File { path: path.display().to_string(), reason };
     let bytes = std::fs::read(path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not safetensors: {e}")))?;
@@ -51,5 +55,5 @@ pub fn load(path: &Path) -> Result<Session, EncodeError> {
         .collect();
     let session = Session { hg, rate: h.rate, t0: h.t0, labels: h.labels, layers: es[1], dim: es[2], words };
     session.validate()?;
-    Ok(session)
+    Ok((session, h.model))
 }

@@ -71,6 +71,12 @@ pub(crate) fn connect(
         let opened = lsl::StreamInlet::new(&info, buffer_s, 0, false).and_then(|inlet| {
             inlet.open_stream(timeout_s)?;
             let full = inlet.info(timeout_s)?;
+            // The first clock-offset estimate takes several probes; get it before the first
+            // pull so that it does not stall the first samples. Failure is not fatal: liblsl
+            // keeps estimating in the background.
+            if let Err(e) = inlet.time_correction(timeout_s) {
+                tracing::warn!(%selector, "no clock correction yet: {e:?}");
+            }
             Ok((inlet, full))
         });
         match opened {

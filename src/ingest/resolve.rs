@@ -134,3 +134,17 @@ pub fn channel_labels(info: &mut lsl::StreamInfo) -> Vec<String> {
         .map(|(k, label)| if label.is_empty() { format!("ch{}", k + 1) } else { label })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_from_the_command_line() {
+        assert_eq!(StreamSelector::parse("Amp"), StreamSelector::Name("Amp".into()));
+        assert_eq!(StreamSelector::parse("name=a=b"), StreamSelector::Name("a=b".into()));
+        assert_eq!(StreamSelector::parse("type=iEEG"), StreamSelector::Type("iEEG".into()));
+        assert_eq!(StreamSelector::parse("source_id=amp-1"), StreamSelector::SourceId("amp-1".into()));
+        assert_eq!(StreamSelector::SourceId("x".into()).to_string(), "source_id=x");
+    }
+}

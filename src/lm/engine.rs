@@ -122,6 +122,11 @@ impl Engine {
         self.model.hparams()
     }
 
+    /// Bytes of weights one decoding step reads (see [`Model::step_weight_bytes`]).
+    pub fn step_weight_bytes(&self) -> usize {
+        self.model.step_weight_bytes()
+    }
+
     /// The tokenizer rebuilt from the model's metadata.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer

@@ -23,13 +23,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod embeddings_file;
 mod engine;
 mod error;
 pub mod fetch;
 pub mod hparams;
 pub mod model;
 pub mod tokenizer;
+pub mod transcript;
 
+pub use embeddings_file::{write_embeddings, EmbeddingsMeta};
 pub use engine::Engine;
 pub use error::LmError;
 

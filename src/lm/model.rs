@@ -146,6 +146,25 @@ impl Model {
         self.embeddings.dims()[0]
     }
 
+    /// Bytes of weights one decoding step reads: every block's matrices and
+    /// norms (the LM head is skipped unless logits are asked for).
+    pub fn step_weight_bytes(&self) -> usize {
+        let qm = |m: &QMatMul| match m {
+            QMatMul::QTensor(t) => t.storage_size_in_bytes(),
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.elem_count() * t.dtype().size_in_bytes(),
+        };
+        let f32s = |t: &Tensor| t.elem_count() * 4;
+        self.blocks
+            .iter()
+            .map(|b| {
+                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down].into_iter().map(qm).sum::<usize>()
+                    + f32s(&b.attn_norm)
+                    + f32s(&b.ffn_norm)
+            })
+            .sum::<usize>()
+            + f32s(&self.out_norm)
+    }
+
     /// Tokens currently in the key/value cache.
     pub fn cache_len(&self) -> usize {
         self.cache.len

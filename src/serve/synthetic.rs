@@ -27,6 +27,10 @@ and of having nothing to do: once or twice she had peeped into the book her sist
 but it had no pictures or conversations in it, and what is the use of a book, thought Alice, \
 without pictures or conversations?";
 
+/// Standard deviation of the noise on actual and predicted traces (the evoked
+/// response peaks near 1).
+const NOISE: f32 = 0.35;
+
 /// Shape and pace of a synthetic session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticConfig {
@@ -185,12 +189,12 @@ impl SyntheticSession {
             let row = (self.sample as usize) % k;
             for e in 0..n_e {
                 let signal = std::mem::take(&mut self.pending[row * n_e + e]);
-                let y = signal + 0.6 * self.rng.sample::<f32, _>(StandardNormal);
+                let y = signal + NOISE * self.rng.sample::<f32, _>(StandardNormal);
                 actual[e * n + s] = y;
                 for l in 0..n_l {
                     let f = self.fidelity[e * n_l + l];
                     let noise: f32 = self.rng.sample(StandardNormal);
-                    let x = f * signal + (1.0 - f * f).sqrt() * 0.6 * noise;
+                    let x = f * signal + (1.0 - f * f).sqrt() * NOISE * noise;
                     predicted[(e * n_l + l) * n + s] = x;
                     let (x, y) = (f64::from(x), f64::from(y));
                     let acc = &mut self.sums[e * n_l + l];

@@ -10,7 +10,7 @@
 mod chunk;
 pub mod info;
 mod reader;
-// pub mod replay;
+pub mod replay;
 pub mod samples;
 // pub mod simulate;
 pub mod sync;

@@ -1,0 +1,77 @@
+//! `neuralign replay FILE.xdf [--speed 1|K|max] [--loop] [--streams A,B]`:
+//! plays a recording as LSL outlets until it ends (or Ctrl-C with `--loop`).
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::xdf::replay::{self, ReplayOptions, Speed};
+
+/// Arguments of `neuralign replay`.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// The XDF recording to play.
+    pub file: PathBuf,
+    /// `1` for real time, `K` for K times faster, `max` for as fast as the
+    /// consumers take it.
+    #[arg(long, default_value = "1")]
+    pub speed: Speed,
+    /// Start again at the end until interrupted.
+    #[arg(long = "loop")]
+    pub looped: bool,
+    /// Only these streams (names, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub streams: Vec<String>,
+    /// Print the per-stream report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `neuralign replay`.
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    {
+        let shutdown = shutdown.clone();
+        ctrlc_flag(move || shutdown.store(true, Ordering::Relaxed));
+    }
+    let options = ReplayOptions {
+        speed: args.speed,
+        looped: args.looped,
+        streams: args.streams,
+        ..Default::default()
+    };
+    tracing::info!("replaying {} at speed {:?}", args.file.display(), options.speed);
+    let report = replay::run(&args.file, &options, shutdown)
+        .with_context(|| format!("replaying {}", args.file.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for r in &report {
+            println!(
+                "{:<32} {:>9} samples  {:>3} passes  send lateness p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+                r.name,
+                r.samples,
+                r.passes,
+                r.lateness_p50 * 1e3,
+                r.lateness_p99 * 1e3,
+                r.lateness_max * 1e3
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` on SIGINT/SIGTERM, from a small thread with its own runtime.
+fn ctrlc_flag(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        if let Ok(rt) = rt {
+            rt.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            f();
+        }
+    });
+}

@@ -1,0 +1,398 @@
+//! Plays an XDF recording as LSL outlets, one OS thread per stream (liblsl
+//! handles are not `Send`).
+//!
+//! Timing: clock offsets are applied first (each stream onto the recorder's
+//! clock), then every stream is re-based by the same shift so that the
+//! earliest sample of the session lands just after start-up on this
+//! machine's LSL clock; cross-stream alignment and the recorded spacing of
+//! time stamps are kept at every speed. At `--speed K` a sample is sent when
+//! `(t - t0) / K` has elapsed; at 1× stamps and send times coincide (the
+//! sender sleeps until shortly before each sample, then spins). At
+//! `Speed::Max` each outlet waits for a consumer, pauses whenever it has
+//! none, and sends as fast as liblsl takes the samples, into an outlet
+//! buffer bounded by [`ReplayOptions::buffer_seconds`] (liblsl gives the
+//! sender no view of a consumer's progress: a consumer that falls further
+//! behind than that buffer loses the oldest samples, liblsl's own rule).
+//!
+//! Transcript messages carry `start`/`end` (and watermarks `time`) on the
+//! sender's clock: they are shifted by the same amount as the sample's time
+//! stamp, so words stay aligned with the neural data; on `--loop` word ids
+//! are shifted past the previous pass so that passes are not revisions.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::Duration;
+
+use lsl::ExPushable;
+
+use super::xml::Element;
+use super::{read, sync, ReadOptions, Samples, Stream, StreamInfo, XdfError};
+
+/// How fast to replay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// `K` times real time (1.0 = as recorded).
+    Factor(f64),
+    /// As fast as the consumers take it.
+    Max,
+}
+
+impl std::str::FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Speed::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(k) if k > 0.0 && k.is_finite() => Ok(Speed::Factor(k)),
+            _ => Err(format!("speed {s:?}: expected a positive number or \"max\"")),
+        }
+    }
+}
+
+/// What to replay and how.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Replay speed.
+    pub speed: Speed,
+    /// Start again at the end, until shut down.
+    pub looped: bool,
+    /// Stream names to replay; all streams when empty.
+    pub streams: Vec<String>,
+    /// Outlet buffer, in seconds of data (liblsl's `max_buffered`).
+    pub buffer_seconds: i32,
+    /// With `Speed::Max`: how long to wait for a first consumer before
+    /// giving up on an outlet.
+    pub consumer_timeout: Duration,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            speed: Speed::Factor(1.0),
+            looped: false,
+            streams: Vec::new(),
+            buffer_seconds: 360,
+            consumer_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one outlet sent.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamReplay {
+    /// Stream name.
+    pub name: String,
+    /// Samples pushed (all passes).
+    pub samples: u64,
+    /// Passes completed.
+    pub passes: u64,
+    /// Send lateness against schedule, seconds (median, 99th percentile,
+    /// max); zeros at `Speed::Max`, which has no schedule.
+    pub lateness_p50: f64,
+    /// 99th percentile of send lateness, seconds.
+    pub lateness_p99: f64,
+    /// Largest send lateness, seconds.
+    pub lateness_max: f64,
+}
+
+/// Errors of a replay.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The file could not be read.
+    #[error(transparent)]
+    Xdf(#[from] XdfError),
+    /// `--streams` named streams the file lacks.
+    #[error("no stream named {missing:?} in the file (it has {available:?})")]
+    NoSuchStream {
+        /// Names asked for but absent.
+        missing: Vec<String>,
+        /// Names present.
+        available: Vec<String>,
+    },
+    /// liblsl refused to create an outlet.
+    #[error("stream {name:?}: cannot create an LSL outlet: {reason}")]
+    Outlet {
+        /// Stream name.
+        name: String,
+        /// liblsl's reason.
+        reason: String,
+    },
+    /// No consumer connected within the timeout at `Speed::Max`.
+    #[error("stream {0:?}: no consumer connected; start the receiving program or use a timed speed")]
+    NoConsumer(String),
+}
+
+/// A stream ready to send: time stamps re-based to the session's start.
+struct Prepared {
+    stream: Stream,
+    /// Synchronised stamps minus the session's first stamp.
+    rel: Vec<f64>,
+    max_word_id: i64,
+}
+
+/// Replays `file` until done (or, with `looped`, until `shutdown`).
+pub fn run(
+    file: &std::path::Path,
+    options: &ReplayOptions,
+    shutdown: Arc<AtomicBool>,
+) -> Result<Vec<StreamReplay>, ReplayError> {
+    let xdf = read(file)?;
+    let available: Vec<String> = xdf.streams.iter().map(|s| s.info.name.clone()).collect();
+    let missing: Vec<String> =
+        options.streams.iter().filter(|n| !available.contains(n)).cloned().collect();
+    if !missing.is_empty() {
+        return Err(ReplayError::NoSuchStream { missing, available });
+    }
+    let chosen: Vec<Stream> = xdf
+        .streams
+        .into_iter()
+        .filter(|s| options.streams.is_empty() || options.streams.contains(&s.info.name))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let synced: Vec<Vec<f64>> = chosen.iter().map(synced_stamps).collect();
+    let t0 = synced.iter().filter_map(|t| t.first()).copied().fold(f64::INFINITY, f64::min);
+    let t_end = synced.iter().filter_map(|t| t.last()).copied().fold(f64::NEG_INFINITY, f64::max);
+    let prepared: Vec<Prepared> = chosen
+        .into_iter()
+        .zip(synced)
+        .map(|(stream, synced)| {
+            let rel = synced.iter().map(|s| s - t0).collect();
+            let max_word_id = max_word_id(&stream.data);
+            Prepared { stream, rel, max_word_id }
+        })
+        .collect();
+    // One pass lasts the session plus one second of silence before looping.
+    let pass_seconds = (t_end - t0).max(0.0) + 1.0;
+    let ready = Arc::new(Barrier::new(prepared.len() + 1));
+    let base = Arc::new(OnceLock::<f64>::new());
+    let go = Arc::new(Barrier::new(prepared.len() + 1));
+    let handles: Vec<_> = prepared
+        .into_iter()
+        .map(|p| {
+            let (ready, go, base, shutdown) = (ready.clone(), go.clone(), base.clone(), shutdown.clone());
+            let options = options.clone();
+            std::thread::Builder::new()
+                .name(format!("replay {}", p.stream.info.name))
+                .spawn(move || {
+                    let outlet = make_outlet(&p.stream.info, options.buffer_seconds);
+                    ready.wait();
+                    go.wait();
+                    let outlet = outlet?;
+                    let base = *base.get().expect("set before go");
+                    send(&outlet, &p, &options, base, pass_seconds, &shutdown)
+                })
+                .expect("spawning a replay thread")
+        })
+        .collect();
+    ready.wait();
+    // Half a second for consumers to see the new outlets before the first sample.
+    base.set(lsl::local_clock() + 0.5).expect("set once");
+    go.wait();
+    handles.into_iter().map(|h| h.join().expect("replay thread panicked")).collect()
+}
+
+/// The stream's time stamps with its clock offsets applied.
+fn synced_stamps(s: &Stream) -> Vec<f64> {
+    let mut shadow = Stream {
+        id: s.id,
+        info: s.info.clone(),
+        time_stamps: s.time_stamps.clone(),
+        data: Samples::empty(s.info.channel_format),
+        clock_offsets: s.clock_offsets.clone(),
+        footer_xml: s.footer_xml.clone(),
+        effective_srate: 0.0,
+        segments: Vec::new(),
+        clock_segments: Vec::new(),
+    };
+    sync::process(&mut shadow, &ReadOptions { sync_clocks: true, ..Default::default() });
+    // pylsl#67 truncation may have dropped a trailing sample's stamp.
+    shadow.time_stamps.resize(s.len(), *shadow.time_stamps.last().unwrap_or(&0.0));
+    shadow.time_stamps
+}
+
+fn lsl_format(f: super::ChannelFormat) -> lsl::ChannelFormat {
+    use super::ChannelFormat as F;
+    match f {
+        F::Float32 => lsl::ChannelFormat::Float32,
+        F::Double64 => lsl::ChannelFormat::Double64,
+        F::Int8 => lsl::ChannelFormat::Int8,
+        F::Int16 => lsl::ChannelFormat::Int16,
+        F::Int32 => lsl::ChannelFormat::Int32,
+        F::Int64 => lsl::ChannelFormat::Int64,
+        F::String => lsl::ChannelFormat::String,
+    }
+}
+
+/// An outlet with the recorded stream info, its `desc` copied verbatim.
+fn make_outlet(info: &StreamInfo, buffer_seconds: i32) -> Result<lsl::StreamOutlet, ReplayError> {
+    let err = |e: lsl::Error| ReplayError::Outlet { name: info.name.clone(), reason: e.to_string() };
+    let mut lsl_info = lsl::StreamInfo::new(
+        &info.name,
+        &info.stream_type,
+        info.channel_count as u32,
+        info.nominal_srate,
+        lsl_format(info.channel_format),
+        &info.source_id,
+    )
+    .map_err(err)?;
+    if let Some(desc) = info.desc() {
+        let mut target = lsl_info.desc();
+        for child in &desc.children {
+            copy_element(&mut target, child);
+        }
+    }
+    lsl::StreamOutlet::new(&lsl_info, 0, buffer_seconds).map_err(err)
+}
+
+fn copy_element(parent: &mut lsl::XMLElement, el: &Element) {
+    if el.children.is_empty() {
+        parent.append_child_value(&el.name, el.text.trim());
+    } else {
+        let mut child = parent.append_child(&el.name);
+        for c in &el.children {
+            copy_element(&mut child, c);
+        }
+    }
+}
+
+/// The largest `"id"` of the transcript words in a string stream.
+fn max_word_id(data: &Samples) -> i64 {
+    let Samples::String(v) = data else { return 0 };
+    v.iter()
+        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+        .filter_map(|j| j.get("id").and_then(|i| i.as_i64()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Shifts a transcript message's sender-clock times by `shift` seconds and
+/// its word id by `id_shift`; other strings pass unchanged.
+pub fn retime_message(msg: &str, shift: f64, id_shift: i64) -> String {
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(msg) else {
+        return msg.to_string();
+    };
+    for key in ["start", "end", "time"] {
+        if let Some(t) = obj.get(key).and_then(|v| v.as_f64()) {
+            obj.insert(key.into(), (t + shift).into());
+        }
+    }
+    if id_shift != 0 {
+        if let Some(id) = obj.get("id").and_then(|v| v.as_i64()) {
+            obj.insert("id".into(), (id + id_shift).into());
+        }
+    }
+    serde_json::Value::Object(obj).to_string()
+}
+
+/// Sleeps until `target` on the LSL clock: coarse sleep to 1.5 ms before,
+/// then a yielding spin (send jitter stays well under a millisecond).
+fn wait_until(target: f64, shutdown: &AtomicBool) {
+    loop {
+        let left = target - lsl::local_clock();
+        if left <= 0.0 || shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        if left > 0.0015 {
+            std::thread::sleep(Duration::from_secs_f64((left - 0.0015).min(0.1)));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Waits for a consumer at `Speed::Max`; false on shutdown or timeout.
+fn await_consumer(outlet: &lsl::StreamOutlet, timeout: Duration, shutdown: &AtomicBool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !shutdown.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+        if outlet.wait_for_consumers(0.1) {
+            return true;
+        }
+    }
+    false
+}
+
+fn send(
+    outlet: &lsl::StreamOutlet,
+    p: &Prepared,
+    options: &ReplayOptions,
+    base: f64,
+    pass_seconds: f64,
+    shutdown: &AtomicBool,
+) -> Result<StreamReplay, ReplayError> {
+    let info = &p.stream.info;
+    let ch = info.channel_count;
+    let mut lateness = Vec::new();
+    let (mut samples, mut passes) = (0u64, 0u64);
+    'passes: loop {
+        let pass_base = base + passes as f64 * pass_seconds;
+        for (i, &rel) in p.rel.iter().enumerate() {
+            if shutdown.load(Ordering::Relaxed) {
+                break 'passes;
+            }
+            let stamp = pass_base + rel;
+            match options.speed {
+                Speed::Factor(k) => {
+                    let due = base + (passes as f64 * pass_seconds + rel) / k;
+                    wait_until(due, shutdown);
+                    lateness.push(lsl::local_clock() - due);
+                }
+                Speed::Max => {
+                    if !outlet.have_consumers()
+                        && !await_consumer(outlet, options.consumer_timeout, shutdown)
+                    {
+                        if shutdown.load(Ordering::Relaxed) {
+                            break 'passes;
+                        }
+                        return Err(ReplayError::NoConsumer(info.name.clone()));
+                    }
+                }
+            }
+            let pushed = push_sample(outlet, &p.stream.data, i, ch, stamp, p, passes);
+            if let Err(e) = pushed {
+                return Err(ReplayError::Outlet { name: info.name.clone(), reason: e.to_string() });
+            }
+            samples += 1;
+        }
+        passes += 1;
+        if !options.looped {
+            break;
+        }
+    }
+    lateness.sort_by(f64::total_cmp);
+    let q = |f: f64| lateness.get(((lateness.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0.0);
+    Ok(StreamReplay {
+        name: info.name.clone(),
+        samples,
+        passes,
+        lateness_p50: q(0.5),
+        lateness_p99: q(0.99),
+        lateness_max: lateness.last().copied().unwrap_or(0.0),
+    })
+}
+
+fn push_sample(
+    outlet: &lsl::StreamOutlet,
+    data: &Samples,
+    i: usize,
+    ch: usize,
+    stamp: f64,
+    p: &Prepared,
+    pass: u64,
+) -> Result<(), lsl::Error> {
+    let row = i * ch..(i + 1) * ch;
+    match data {
+        Samples::Float32(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
+        Samples::Double64(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
+        Samples::Int8(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
+        Samples::Int16(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
+        Samples::Int32(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
+        Samples::Int64(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
+        Samples::String(v) => {
+            // Sender-clock fields move with the sample's stamp.
+            let shift = stamp - p.stream.time_stamps[i];
+            let id_shift = pass as i64 * (p.max_word_id + 1);
+            let msgs: Vec<String> = v[row].iter().map(|m| retime_message(m, shift, id_shift)).collect();
+            outlet.push_sample_ex(&msgs, stamp, true)
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Real LSL outlets (from Rust through liblsl, and from Python's pylsl as an independent
+//! implementation) streaming into neuralign's neural and transcript inlets over loopback.
+//! Cargo sets LSLAPICFG to configs/lsl_api.cfg for tests (.cargo/config.toml).
+use crossbeam_channel::Receiver;
+use lsl::{ExPushable, Pushable};
+use neuralign::ingest::{
+    LinkState, LmAction, NeuralChunk, NeuralConfig, NeuralInlet, RejectReason, StreamSelector, TranscriptConfig,
+    TranscriptInlet, TranscriptUpdate, Word,
+};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const RESOLVE_S: f64 = 1.0;
+
+/// A name no other test (or test run) uses.
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("neuralign-test-{tag}-{}-{nanos}", std::process::id())
+}
+
+fn neural_config(source_id: &str) -> NeuralConfig {
+    NeuralConfig { stream: StreamSelector::SourceId(source_id.into()), ..NeuralConfig::default() }
+}
+
+/// Collects chunks until `samples` samples arrived or `timeout` passed.
+fn collect(chunks: &Receiver<NeuralChunk>, samples: usize, timeout: Duration) -> Vec<NeuralChunk> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut count = 0;
+    while count < samples && Instant::now() < deadline {
+        if let Ok(chunk) = chunks.recv_timeout(Duration::from_millis(50)) {
+            count += chunk.len();
+            got.push(chunk);
+        }
+    }
+    got
+}
+
+/// Flattens chunks into (grid index, time stamp, row) triples.
+fn rows(chunks: &[NeuralChunk], channels: usize) -> Vec<(u64, f64, Vec<f32>)> {
+    chunks
+        .iter()
+        .flat_map(|c| {
+            (0..c.len()).map(move |k| {
+                (c.first_index + k as u64, c.timestamps[k], c.data[k * channels..(k + 1) * channels].to_vec())
+            })
+        })
+        .collect()
+}
+
+fn outlet_info(name: &str, channels: u32, rate: f64, format: lsl::ChannelFormat, labels: &[&str]) -> lsl::StreamInfo {
+    let mut info = lsl::StreamInfo::new(name, "iEEG", channels, rate, format, name).unwrap();
+    let mut desc = info.desc().append_child("channels");
+    for label in labels {
+        desc.append_child("channel").append_child_value("label", label);
+    }
+    info
+}
+
+/// Starts an outlet on its own thread (liblsl handles are not Send), waits for the inlet, and
+/// pushes `samples` rows with explicit time stamps `t0 + k / rate`.
+fn push_all<T, I, F>(info: I, samples: usize, rate: f64, row: F) -> thread::JoinHandle<f64>
+where
+    T: Send + 'static,
+    I: FnOnce() -> lsl::StreamInfo + Send + 'static,
+    F: Fn(usize) -> Vec<T> + Send + 'static,
+    lsl::StreamOutlet: ExPushable<Vec<T>>,
+{
+    thread::spawn(move || {
+        let info = info();
+        let outlet = lsl::StreamOutlet::new(&info, 0, 360).unwrap();
+        assert!(outlet.wait_for_consumers(10.0), "the inlet never connected");
+        let t0 = lsl::local_clock();
+        for k in 0..samples {
+            outlet.push_sample_ex(&row(k), t0 + k as f64 / rate, true).unwrap();
+        }
+        // Keep the outlet alive until everything is read.
+        thread::sleep(Duration::from_millis(1500));
+        t0
+    })
+}
+
+#[test]
+fn float32_samples_arrive_with_their_values_labels_and_time_stamps() {
+    let name = unique("f32");
+    let labels = ["LTG1", "LTG2", "LTG3", "RTG1"];
+    let outlet_name = name.clone();
+    let info = move || outlet_info(&outlet_name, 4, 200.0, lsl::ChannelFormat::Float32, &labels);
+    let (inlet, chunks) = NeuralInlet::spawn(neural_config(&name), RESOLVE_S).unwrap();
+    let outlet = push_all(info, 400, 200.0, |k| (0..4).map(|c| (k * 10 + c) as f32 + 0.25).collect::<Vec<f32>>());
+    let got = rows(&collect(&chunks, 400, Duration::from_secs(10)), 4);
+    let t0 = outlet.join().unwrap();
+    let status = inlet.stop();
+    assert_eq!(got.len(), 400, "every sample arrives");
+    for (k, (index, stamp, row)) in got.iter().enumerate() {
+        assert_eq!(*index, k as u64, "consecutive grid indices");
+        let expected: Vec<f32> = (0..4).map(|c| (k * 10 + c) as f32 + 0.25).collect();
+        assert_eq!(row, &expected, "sample {k}");
+        // Same host: the clock correction is microseconds.
+        assert!((stamp - (t0 + k as f64 / 200.0)).abs() < 1e-3, "time stamp of sample {k}");
+    }
+    assert_eq!(status.stream.unwrap().labels, labels);
+    assert_eq!((status.samples, status.gap_count, status.dropped_chunks), (400, 0, 0));
+}
+
+#[test]
+fn double64_and_int16_streams_arrive_as_float32_with_default_labels() {
+    let name = unique("f64");
+    let outlet_name = name.clone();
+    let info = move || outlet_info(&outlet_name, 3, 100.0, lsl::ChannelFormat::Double64, &[]);
+    let (inlet, chunks) = NeuralInlet::spawn(neural_config(&name), RESOLVE_S).unwrap();
+    let outlet = push_all(info, 150, 100.0, |k| (0..3).map(|c| k as f64 * 0.5 - c as f64).collect::<Vec<f64>>());
+    let got = rows(&collect(&chunks, 150, Duration::from_secs(10)), 3);
+    outlet.join().unwrap();
+    assert_eq!(got.len(), 150);
+    assert!(got.iter().enumerate().all(|(k, (_, _, row))| row == &[k as f32 * 0.5, k as f32 * 0.5 - 1.0, k as f32 * 0.5 - 2.0]));
+    assert_eq!(inlet.stop().stream.unwrap().labels, ["ch1", "ch2", "ch3"]);
+
+    let name = unique("i16");
+    let outlet_name = name.clone();
+    let info = move || outlet_info(&outlet_name, 2, 100.0, lsl::ChannelFormat::Int16, &["a", "b"]);
+    let (inlet, chunks) = NeuralInlet::spawn(neural_config(&name), RESOLVE_S).unwrap();
+    let outlet = push_all(info, 150, 100.0, |k| vec![k as i16 - 75, -(k as i16) * 200]);
+    let got = rows(&collect(&chunks, 150, Duration::from_secs(10)), 2);
+    outlet.join().unwrap();
+    assert_eq!(got.len(), 150);
+    assert!(got.iter().enumerate().all(|(k, (_, _, row))| row == &[k as f32 - 75.0, -(k as f32) * 200.0]));
+    assert_eq!(inlet.stop().stream.unwrap().summary.format, "int16");
+}
+
+/// Pushes `samples` rows at `rate` in real time, stamped with the local clock.
+fn stream_for(name: &str, samples: usize, rate: f64, first_value: usize) {
+    let info = outlet_info(name, 2, rate, lsl::ChannelFormat::Float32, &[]);
+    let outlet = lsl::StreamOutlet::new(&info, 0, 360).unwrap();
+    assert!(outlet.wait_for_consumers(10.0), "the inlet never connected");
+    let start = Instant::now();
+    for k in 0..samples {
+        if let Some(wait) = (start + Duration::from_secs_f64(k as f64 / rate)).checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let v = (first_value + k) as f32;
+        outlet.push_sample_ex(&vec![v, -v], lsl::local_clock(), true).unwrap();
+    }
+    thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn a_killed_and_restarted_outlet_is_recovered_with_the_outage_as_a_gap() {
+    let name = unique("restart");
+    let config = NeuralConfig { lost_after_s: 1.0, ..neural_config(&name) };
+    let (inlet, chunks) = NeuralInlet::spawn(config, RESOLVE_S).unwrap();
+    let outlet_name = name.clone();
+    let sender = thread::spawn(move || {
+        stream_for(&outlet_name, 100, 100.0, 0);
+        // The outlet is gone (as if its process died); it comes back a second later.
+        thread::sleep(Duration::from_secs(1));
+        stream_for(&outlet_name, 100, 100.0, 100);
+    });
+    let got = rows(&collect(&chunks, 200, Duration::from_secs(15)), 2);
+    sender.join().unwrap();
+    let status = inlet.stop();
+    assert_eq!(got.len(), 200, "every sample pushed while connected arrives");
+    assert!(got.iter().enumerate().all(|(k, (_, _, row))| row[0] == k as f32));
+    assert!(status.losses >= 1 && status.recoveries >= 1, "loss reported and recovered: {status:?}");
+    assert_eq!(status.gap_count, 1, "{:?}", status.gaps);
+    // About 1.3 s without samples at 100 Hz; the grid skips them.
+    let gap = status.gaps[0];
+    assert!((100..=250).contains(&gap.missing_samples), "{gap:?}");
+    assert_eq!(got[100].0, 100 + gap.missing_samples, "samples after the outage keep time continuity");
+    assert_eq!(status.state, LinkState::Stopped);
+}
+
+/// Applies LM actions to a word list, as the LM's KV cache would.
+fn replay(updates: &Receiver<TranscriptUpdate>, words: &mut Vec<Word>) {
+    for update in updates.try_iter() {
+        for action in update.actions {
+            match action {
+                LmAction::Rollback { position } => words.truncate(position),
+                LmAction::Append { position, word } => {
+                    assert_eq!(position, words.len(), "appends follow the rollback");
+                    words.push(word);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn transcript_messages_are_applied_and_malformed_ones_rejected_and_counted() {
+    let name = unique("words");
+    let config = TranscriptConfig { stream: StreamSelector::Name(name.clone()), ..TranscriptConfig::default() };
+    let (inlet, updates) = TranscriptInlet::spawn(config, RESOLVE_S).unwrap();
+    let outlet_name = name.clone();
+    let sender = thread::spawn(move || {
+        let info = lsl::StreamInfo::new(&outlet_name, "Transcript", 1, 0.0, lsl::ChannelFormat::String, &outlet_name).unwrap();
+        let outlet = lsl::StreamOutlet::new(&info, 0, 360).unwrap();
+        assert!(outlet.wait_for_consumers(10.0));
+        let t = lsl::local_clock();
+        let word = |id: u64, text: &str, start: f64| {
+            format!(r#"{{"kind":"word","id":{id},"text":"{text}","start":{},"end":{},"final":true}}"#, t + start, t + start + 0.2)
+        };
+        let messages = vec![
+            word(1, "the", 0.0),
+            word(3, "sat", 0.6),
+            word(2, "cat", 0.5),                  // out of order: inserted before "sat"
+            word(2, "hat", 0.5),                  // revision
+            word(2, "hat", 0.5),                  // duplicate
+            "{broken".to_string(),                // malformed JSON
+            r#"{"kind":"poem","id":9}"#.into(),   // unknown kind
+            r#"{"kind":"word","id":7}"#.into(),   // missing fields
+            r#"{"kind":"retract","id":1}"#.into(),
+            r#"{"kind":"retract","id":99}"#.into(), // unknown id
+            format!(r#"{{"kind":"watermark","time":{}}}"#, t + 0.8),
+            word(8, "late", 0.7),                 // starts before the watermark
+        ];
+        for m in &messages {
+            outlet.push_sample(&vec![m.as_str()]).unwrap();
+        }
+        // A bare string's onset is its sample time: send it after the watermark.
+        while lsl::local_clock() < t + 0.9 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        outlet.push_sample(&vec!["down"]).unwrap();
+        thread::sleep(Duration::from_millis(1500));
+    });
+    let mut words = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inlet.status().messages < 13 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    sender.join().unwrap();
+    let status = inlet.stop();
+    replay(&updates, &mut words);
+    let texts: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    assert_eq!(texts, ["hat", "sat", "down"], "the LM follows the transcript");
+    let c = &status.counts;
+    assert_eq!((status.messages, c.words, c.revisions, c.retractions, c.watermarks), (13, 4, 1, 1, 1));
+    let rejected: Vec<(RejectReason, u64)> = c.rejected.iter().map(|(r, n)| (*r, *n)).collect();
+    assert_eq!(
+        rejected,
+        [
+            (RejectReason::MalformedJson, 1),
+            (RejectReason::UnknownKind, 1),
+            (RejectReason::MissingField, 1),
+            (RejectReason::Duplicate, 1),
+            (RejectReason::Late, 1),
+            (RejectReason::UnknownId, 1),
+        ]
+    );
+    assert!(status.watermark > 0.0);
+}
+
+const PYLSL_OUTLET: &str = r#"
+import sys, time, pylsl
+name, n, rate = sys.argv[1], int(sys.argv[2]), 250.0
+info = pylsl.StreamInfo(name, "iEEG", 3, rate, "float32", name)
+chans = info.desc().append_child("channels")
+for label in ("G1", "G2", "G3"):
+    chans.append_child("channel").append_child_value("label", label)
+outlet = pylsl.StreamOutlet(info)
+deadline = time.time() + 10
+while not outlet.have_consumers() and time.time() < deadline:
+    time.sleep(0.01)
+t0 = pylsl.local_clock()
+print(repr(t0), flush=True)
+for k in range(n):
+    outlet.push_sample([k * 0.5, -k * 0.5, k * 3.0], t0 + k / rate)
+time.sleep(1.5)
+"#;
+
+#[test]
+fn samples_from_pylsl_arrive_with_their_values_and_time_stamps() {
+    let name = unique("pylsl");
+    let (inlet, chunks) = NeuralInlet::spawn(neural_config(&name), RESOLVE_S).unwrap();
+    let child = Command::new("python3")
+        .args(["-c", PYLSL_OUTLET, &name, "500"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with pylsl is needed: python3 -m pip install pylsl");
+    let got = rows(&collect(&chunks, 500, Duration::from_secs(15)), 3);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the pylsl outlet failed (is pylsl installed?)");
+    let t0: f64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    let status = inlet.stop();
+    assert_eq!(got.len(), 500);
+    for (k, (index, stamp, row)) in got.iter().enumerate() {
+        assert_eq!(*index, k as u64);
+        assert_eq!(row, &[k as f32 * 0.5, -(k as f32) * 0.5, k as f32 * 3.0]);
+        assert!((stamp - (t0 + k as f64 / 250.0)).abs() < 1e-3, "time stamp of sample {k}");
+    }
+    assert_eq!(status.stream.unwrap().labels, ["G1", "G2", "G3"]);
+}

@@ -1,0 +1,269 @@
+//! The engine on a tiny random llama GGUF that the test writes itself (Q4_1,
+//! Q8_0 and F32 tensors, a small byte-level BPE vocabulary): incremental
+//! equals full-context forward, rollback equals never having seen the
+//! retracted words, and the context limit does what its doc says.
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use neuralign::lm::{Engine, LmConfig, LmError, Pool, WordEmbedding};
+use rand::{Rng, SeedableRng};
+
+const DIM: usize = 64;
+const FFN: usize = 128;
+const HEADS: u32 = 4;
+const KV_HEADS: u32 = 2;
+const BLOCKS: usize = 2;
+
+/// GPT-2's byte-to-character map used by byte-level BPE vocabularies.
+fn byte_char(b: u8) -> char {
+    let printable = |b: u8| (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
+    if printable(b) {
+        return char::from(b);
+    }
+    let rank = (0..b).filter(|&x| !printable(x)).count() as u32;
+    char::from_u32(256 + rank).unwrap()
+}
+
+/// Byte tokens, a few merges and two control tokens.
+fn vocabulary() -> (Vec<String>, Vec<String>, Vec<i32>) {
+    let mut tokens: Vec<String> = vec!["<|endoftext|>".into(), "<|im_start|>".into()];
+    let mut types = vec![3, 3];
+    for b in 0..=255u8 {
+        tokens.push(byte_char(b).to_string());
+        types.push(1);
+    }
+    let merges: Vec<String> = ["Ġ t", "h e", "Ġt he", "Ġ c", "a t", "Ġc at", "Ġ s", "Ġs at", "o n", "Ġ on", "Ġ m"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for m in &merges {
+        tokens.push(m.replace(' ', ""));
+        types.push(1);
+    }
+    (tokens, merges, types)
+}
+
+fn random(rng: &mut rand_chacha::ChaCha8Rng, shape: (usize, usize), scale: f32) -> Tensor {
+    let data: Vec<f32> = (0..shape.0 * shape.1).map(|_| rng.gen_range(-scale..scale)).collect();
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+/// Writes the tiny model to `dir` and returns its path.
+fn write_tiny_gguf(dir: &Path) -> PathBuf {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (tokens, merges, types) = vocabulary();
+    let head_dim = DIM / HEADS as usize;
+    let kv_dim = head_dim * KV_HEADS as usize;
+    let q = |t: Tensor, dtype| QTensor::quantize(&t, dtype).unwrap();
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    tensors.push(("token_embd.weight".into(), q(random(&mut rng, (tokens.len(), DIM), 1.0), GgmlDType::Q8_0)));
+    let norm = |rng: &mut rand_chacha::ChaCha8Rng| {
+        let w: Vec<f32> = (0..DIM).map(|_| rng.gen_range(0.5..1.5)).collect();
+        QTensor::quantize(&Tensor::from_vec(w, DIM, &Device::Cpu).unwrap(), GgmlDType::F32).unwrap()
+    };
+    for b in 0..BLOCKS {
+        let s = 1.0 / (DIM as f32).sqrt();
+        let mut add = |name: &str, t: QTensor| tensors.push((format!("blk.{b}.{name}"), t));
+        add("attn_norm.weight", norm(&mut rng));
+        add("attn_q.weight", q(random(&mut rng, (DIM, DIM), s), GgmlDType::Q4_1));
+        add("attn_k.weight", q(random(&mut rng, (kv_dim, DIM), s), GgmlDType::Q4_1));
+        add("attn_v.weight", q(random(&mut rng, (kv_dim, DIM), s), GgmlDType::Q8_0));
+        add("attn_output.weight", q(random(&mut rng, (DIM, DIM), s), GgmlDType::Q4_1));
+        add("ffn_norm.weight", norm(&mut rng));
+        add("ffn_gate.weight", q(random(&mut rng, (FFN, DIM), s), GgmlDType::Q4_1));
+        add("ffn_up.weight", q(random(&mut rng, (FFN, DIM), s), GgmlDType::Q4_1));
+        add("ffn_down.weight", q(random(&mut rng, (DIM, FFN), 1.0 / (FFN as f32).sqrt()), GgmlDType::Q4_1));
+    }
+    tensors.push(("output_norm.weight".into(), norm(&mut rng)));
+
+    let strings = |v: &[String]| Value::Array(v.iter().map(|s| Value::String(s.clone())).collect());
+    let metadata: Vec<(&str, Value)> = vec![
+        ("general.architecture", Value::String("llama".into())),
+        ("llama.block_count", Value::U32(BLOCKS as u32)),
+        ("llama.embedding_length", Value::U32(DIM as u32)),
+        ("llama.feed_forward_length", Value::U32(FFN as u32)),
+        ("llama.attention.head_count", Value::U32(HEADS)),
+        ("llama.attention.head_count_kv", Value::U32(KV_HEADS)),
+        ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+        ("llama.rope.freq_base", Value::F32(10_000.0)),
+        ("llama.context_length", Value::U32(256)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        ("tokenizer.ggml.tokens", strings(&tokens)),
+        ("tokenizer.ggml.merges", strings(&merges)),
+        ("tokenizer.ggml.token_type", Value::Array(types.into_iter().map(Value::I32).collect())),
+    ];
+    let path = dir.join("tiny-llama.gguf");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let meta: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
+    let tens: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut file, &meta, &tens).unwrap();
+    path
+}
+
+struct Tiny {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn tiny() -> Tiny {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_tiny_gguf(dir.path());
+    Tiny { _dir: dir, path }
+}
+
+fn engine(t: &Tiny, max_context_tokens: usize, pool: Pool) -> Engine {
+    Engine::load(&LmConfig { model: Some(t.path.clone()), max_context_tokens, pool }).unwrap()
+}
+
+/// Largest absolute difference relative to the largest magnitude.
+fn rel_diff(a: &WordEmbedding, b: &WordEmbedding) -> f32 {
+    assert_eq!((a.layers, a.dim, &a.tokens), (b.layers, b.dim, &b.tokens));
+    let scale = a.data.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
+    a.data.iter().zip(&b.data).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+fn assert_same(a: &[WordEmbedding], b: &[WordEmbedding]) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let d = rel_diff(x, y);
+        assert!(d <= 1e-4, "word {i}: relative difference {d}");
+    }
+}
+
+const TEXT: &str = "the cat sat on the mat, then the cat sat on 42 hats; über-cats ate 7 mats";
+
+#[test]
+fn shapes_and_tokenizer_of_the_tiny_model() {
+    let t = tiny();
+    let mut e = engine(&t, 256, Pool::Last);
+    assert_eq!((e.n_layers(), e.dim()), (BLOCKS + 1, DIM));
+    assert_eq!(e.model_sha256(), neuralign::lm::fetch::sha256_of(&t.path).unwrap());
+    let tok = e.tokenizer();
+    let ids = tok.encode(" the cat", false).unwrap().get_ids().to_vec();
+    assert_eq!(tok.decode(&ids, false).unwrap(), " the cat");
+    assert_eq!(ids.len(), 2, "merges Ġthe and Ġcat apply: {ids:?}");
+    assert_eq!(tok.encode("<|im_start|>12", false).unwrap().get_ids().len(), 3);
+    let first = e.push_word("the").unwrap();
+    let second = e.push_word("cat").unwrap();
+    assert_eq!(first.tokens, tok_ids(&e, "the"), "the first word has no leading space");
+    assert_ne!(first.tokens, tok_ids(&e, " the"));
+    assert_eq!(second.tokens, tok_ids(&e, " cat"));
+    assert!(first.data.iter().chain(&second.data).all(|x| x.is_finite()));
+    assert_eq!(second.layer(1).len(), DIM);
+}
+
+fn tok_ids(e: &Engine, s: &str) -> Vec<u32> {
+    e.tokenizer().encode(s, false).unwrap().get_ids().to_vec()
+}
+
+#[test]
+fn word_by_word_equals_one_full_context_forward() {
+    let t = tiny();
+    let words: Vec<&str> = TEXT.split(' ').collect();
+    for pool in [Pool::Last, Pool::Mean] {
+        let mut inc = engine(&t, 256, pool);
+        let step: Vec<_> = words.iter().map(|w| inc.push_word(w).unwrap()).collect();
+        let mut full = engine(&t, 256, pool);
+        let all = full.embed_words(&words, usize::MAX).unwrap();
+        assert_same(&step, &all);
+        // Small batches give the same embeddings too.
+        full.reset();
+        assert_same(&step, &full.embed_words(&words, 5).unwrap());
+        // The layers differ from each other: states really are per layer.
+        assert_ne!(step[3].layer(0), step[3].layer(BLOCKS));
+    }
+}
+
+#[test]
+fn rollback_then_recompute_equals_never_seeing_the_retracted_words() {
+    let t = tiny();
+    let mut e = engine(&t, 256, Pool::Last);
+    for w in ["the", "cat", "sat", "on", "hats"] {
+        e.push_word(w).unwrap();
+    }
+    e.rollback(3);
+    assert_eq!(e.n_words(), 3);
+    let revised: Vec<_> = ["in", "the", "mat"].iter().map(|w| e.push_word(w).unwrap()).collect();
+    let mut fresh = engine(&t, 256, Pool::Last);
+    let expected = fresh.embed_words(&["the", "cat", "sat", "in", "the", "mat"], 64).unwrap();
+    assert_same(&revised, &expected[3..]);
+    // Rolling back to nothing makes the next word the first of the context.
+    e.rollback(0);
+    assert_same(&[e.push_word("cat").unwrap()], &[fresh_first(&t, "cat")]);
+}
+
+fn fresh_first(t: &Tiny, word: &str) -> WordEmbedding {
+    engine(t, 256, Pool::Last).push_word(word).unwrap()
+}
+
+#[test]
+fn context_limit_drops_oldest_words_to_half_and_reprefills() {
+    let t = tiny();
+    let limit = 32;
+    let mut e = engine(&t, limit, Pool::Last);
+    let words: Vec<&str> = TEXT.split(' ').cycle().take(60).collect();
+    let mut compactions = 0;
+    for (i, w) in words.iter().enumerate() {
+        let before = e.n_words();
+        let emb = e.push_word(w).unwrap();
+        assert!(e.n_tokens() <= limit, "context {} tokens over the limit", e.n_tokens());
+        if e.n_words() <= before {
+            // Compacted: the kept words plus the new one fit in half the limit,
+            compactions += 1;
+            assert!(e.n_tokens() <= limit / 2, "after compaction {} tokens", e.n_tokens());
+            // and the new word sees exactly the kept words, as a fresh engine would.
+            let kept: Vec<String> = e.words().map(str::to_string).collect();
+            let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+            assert_eq!(kept.last(), Some(w));
+            let mut fresh = engine(&t, limit, Pool::Last);
+            let expected = fresh.embed_words(&kept, usize::MAX).unwrap();
+            assert_same(&[emb], &expected[expected.len() - 1..]);
+            assert!(i > 0);
+        }
+    }
+    assert!(compactions >= 3, "the limit should have been reached several times, got {compactions}");
+    // Batch mode applies the same policy at the same words.
+    let mut step = engine(&t, limit, Pool::Last);
+    let one_by_one: Vec<_> = words.iter().map(|w| step.push_word(w).unwrap()).collect();
+    let mut batch = engine(&t, limit, Pool::Last);
+    assert_same(&one_by_one, &batch.embed_words(&words, 7).unwrap());
+    assert_eq!(step.words().collect::<Vec<_>>(), batch.words().collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_words_are_rejected_and_lose_nothing() {
+    let t = tiny();
+    let mut e = engine(&t, 16, Pool::Last);
+    e.push_word("the").unwrap();
+    assert!(matches!(e.push_word("   "), Err(LmError::EmptyWord)));
+    let long = "x".repeat(40);
+    assert!(matches!(e.push_word(&long), Err(LmError::WordTooLong { .. })));
+    assert_eq!(e.n_words(), 1);
+    let after = e.push_word("cat").unwrap();
+    let mut fresh = engine(&t, 16, Pool::Last);
+    assert_same(&[after], &fresh.embed_words(&["the", "cat"], 8).unwrap()[1..]);
+}
+
+#[test]
+fn logits_leave_the_context_unchanged() {
+    let t = tiny();
+    let mut e = engine(&t, 256, Pool::Last);
+    e.push_word("the").unwrap();
+    e.push_word("cat").unwrap();
+    let logits = e.next_token_logits().unwrap();
+    assert_eq!(logits.len(), vocabulary().0.len());
+    assert!(logits.iter().all(|x| x.is_finite()));
+    assert_eq!(logits, e.next_token_logits().unwrap());
+    let next = e.push_word("sat").unwrap();
+    let mut fresh = engine(&t, 256, Pool::Last);
+    assert_same(&[next], &fresh.embed_words(&["the", "cat", "sat"], 8).unwrap()[2..]);
+}
+
+#[test]
+fn a_missing_model_file_is_a_clear_error() {
+    let cfg = LmConfig { model: Some("/nonexistent/model.gguf".into()), ..LmConfig::default() };
+    let err = Engine::load(&cfg).err().expect("loading must fail").to_string();
+    assert!(err.contains("/nonexistent/model.gguf") && err.contains("--model"), "{err}");
+}
