@@ -224,3 +224,29 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<PartReport> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_scale_with_the_duration() {
+        let quick = LmBenchOptions::for_duration(Duration::from_secs(2), None);
+        assert_eq!(quick.contexts, [16, 256]);
+        let d = LmBenchOptions::default();
+        let ten = LmBenchOptions::for_duration(Duration::from_secs(10), None);
+        assert_eq!(
+            (ten.contexts, ten.steps, ten.full_steps, ten.embed_words),
+            (d.contexts, d.steps, d.full_steps, d.embed_words)
+        );
+        let twenty = LmBenchOptions::for_duration(Duration::from_secs(20), Some("m.gguf".into()));
+        assert_eq!(
+            (twenty.steps, twenty.full_steps),
+            (2 * d.steps, 2 * d.full_steps)
+        );
+        assert_eq!(
+            twenty.model.as_deref(),
+            Some(std::path::Path::new("m.gguf"))
+        );
+    }
+}
