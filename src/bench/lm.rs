@@ -80,7 +80,7 @@ fn words(n: usize) -> Vec<&'static str> {
 /// Sustained memory read bandwidth in bytes/s: every core sums its share of
 /// a 512 MiB buffer, best of three passes.
 pub fn read_bandwidth() -> f64 {
-    let words = 64 << 20;
+    let words: usize = 64 << 20;
     let buf: Vec<u64> = (0..words as u64).collect();
     let threads = num_cpus::get().max(1);
     let mut best = f64::MAX;
