@@ -41,16 +41,16 @@ impl Default for LmBenchOptions {
 impl LmBenchOptions {
     /// Options sized for about `duration` per context on a 2-core machine: the
     /// defaults at 10 s, scaled with it; under 5 s (smoke tests) only the 16-
-    /// and 256-token contexts, with few steps.
+    /// and 128-token contexts, with few steps.
     pub fn for_duration(duration: Duration, model: Option<PathBuf>) -> Self {
         let s = duration.as_secs_f64();
         if s < 5.0 {
             return LmBenchOptions {
                 model,
-                contexts: vec![16, 256],
+                contexts: vec![16, 128],
                 steps: 10,
                 full_steps: 2,
-                embed_words: 200,
+                embed_words: 40,
             };
         }
         let scale = s / 10.0;
@@ -232,7 +232,7 @@ mod tests {
     #[test]
     fn options_scale_with_the_duration() {
         let quick = LmBenchOptions::for_duration(Duration::from_secs(2), None);
-        assert_eq!(quick.contexts, [16, 256]);
+        assert_eq!(quick.contexts, [16, 128]);
         let d = LmBenchOptions::default();
         let ten = LmBenchOptions::for_duration(Duration::from_secs(10), None);
         assert_eq!(
