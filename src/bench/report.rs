@@ -307,7 +307,8 @@ pub fn write_plot(
     let hi = rows.iter().map(|(_, p)| p.max_ms).fold(0.0, f64::max);
     let lo = 10f64.powf(lo.max(1e-3).log10().floor());
     let hi = 10f64.powf(hi.max(lo * 10.0).log10().ceil());
-    let width = (200 + 150 * rows.len() as u32).max(800);
+    // room for row labels of about 30 characters side by side
+    let width = (200 + 230 * rows.len() as u32).max(800);
     let root = SVGBackend::new(path, (width, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let caption = format!(
