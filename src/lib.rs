@@ -9,6 +9,9 @@
 //! - [`align`]: predicted-versus-actual scoring up to the horizon.
 //! - [`serve`]: WebSocket API and dashboard.
 //! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
+//!
+//! Across stages: [`metrics`] (per-stage latency histograms) and [`bench`]
+//! (`neuralign bench`).
 
 pub mod align;
 pub mod bench;
@@ -18,5 +21,6 @@ pub mod dsp;
 pub mod encode;
 pub mod ingest;
 pub mod lm;
+pub mod metrics;
 pub mod serve;
 pub mod xdf;

@@ -12,7 +12,9 @@ use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use super::report::{Figure, PartReport, Row};
 use crate::dsp::{HighGamma, HighGammaConfig};
+use crate::metrics::StageLatency;
 
 /// Input samples per chunk handed to the extractor (≈16 ms at 2048 Hz, a
 /// typical LSL pull).
@@ -31,43 +33,76 @@ pub fn flops_per_sample(hg: &HighGamma) -> usize {
     9 * hg.notches().len() + 6 * stages + 7 * hg.bands().len()
 }
 
-/// Runs every configuration for `duration / 3`, prints a table and returns the
-/// figures as JSON.
-pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
+/// Runs every configuration for `duration / 3` and reports the per-chunk
+/// processing time, throughput, CPU share and added delay of each.
+pub fn run(duration: Duration) -> anyhow::Result<PartReport> {
     let per_case = duration / CASES.len() as u32;
-    let results = CASES
+    let cases = CASES
         .iter()
         .map(|&(channels, rate)| measure(channels, rate, per_case))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    println!(
-        "{:>8} {:>8} {:>11} {:>13} {:>13} {:>10} {:>12} {:>8}",
-        "channels",
-        "rate_hz",
-        "cpu_share_%",
-        "chunk_p50_us",
-        "chunk_p99_us",
-        "delay_ms",
-        "flops/sample",
-        "GFLOP/s"
-    );
-    for r in &results {
-        println!(
-            "{:>8} {:>8} {:>11.2} {:>13.1} {:>13.1} {:>10.1} {:>12} {:>8.2}",
-            r["channels"],
-            r["input_rate_hz"],
-            r["cpu_share_of_one_core"].as_f64().unwrap_or(f64::NAN) * 100.0,
-            r["chunk_us_p50"].as_f64().unwrap_or(f64::NAN),
-            r["chunk_us_p99"].as_f64().unwrap_or(f64::NAN),
-            r["added_delay_ms"].as_f64().unwrap_or(f64::NAN),
-            r["flops_per_channel_sample"],
-            r["gflops"].as_f64().unwrap_or(f64::NAN),
-        );
+    let mut figures = Vec::new();
+    for case in &cases {
+        let name = case.name();
+        figures.push(Figure::new(
+            format!("CPU share of one core, {name}"),
+            case.cpu_share * 100.0,
+            "%",
+        ));
+        figures.push(Figure::new(
+            format!("added delay (filters + 1 sample + chunk p99), {name}"),
+            case.details["added_delay_ms"].as_f64().unwrap_or(f64::NAN),
+            "ms",
+        ));
+        figures.push(Figure::new(
+            format!("arithmetic, {name}"),
+            case.gflops,
+            "GFLOP/s",
+        ));
     }
-    Ok(json!({ "dsp": results, "chunk_samples": CHUNK }))
+    Ok(PartReport {
+        title: format!("raw → high-gamma per {CHUNK}-sample chunk (synthetic iEEG)"),
+        rows: cases.iter().map(Case::row).collect(),
+        figures,
+        details: json!({
+            "cases": cases.iter().map(|c| &c.details).collect::<Vec<_>>(),
+            "chunk_samples": CHUNK,
+        }),
+    })
+}
+
+/// What one configuration measured.
+struct Case {
+    channels: usize,
+    rate: f64,
+    chunk: StageLatency,
+    /// Input samples (all channels) processed per second of processing time.
+    samples_per_s: f64,
+    cpu_share: f64,
+    gflops: f64,
+    details: serde_json::Value,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        format!("{} ch @ {} Hz", self.channels, self.rate)
+    }
+
+    fn row(&self) -> Row {
+        Row {
+            label: format!("high_gamma {}", self.name()),
+            latency: self.chunk.percentiles(),
+            throughput: Some(Figure::new(
+                "channel samples",
+                self.samples_per_s * self.channels as f64 / 1e6,
+                "M ch·samples/s",
+            )),
+        }
+    }
 }
 
 /// Measures one configuration for `duration` of wall-clock time.
-fn measure(channels: usize, rate: f64, duration: Duration) -> anyhow::Result<serde_json::Value> {
+fn measure(channels: usize, rate: f64, duration: Duration) -> anyhow::Result<Case> {
     let mut hg = HighGamma::new(channels, rate, &HighGammaConfig::default())
         .with_context(|| format!("building the extractor for {channels} channels at {rate} Hz"))?;
     // One second of noise, replayed: the filters do the same work on any data.
@@ -76,27 +111,30 @@ fn measure(channels: usize, rate: f64, duration: Duration) -> anyhow::Result<ser
         .map(|_| rng.gen_range(-1.0..1.0))
         .collect();
     let mut out = Vec::new();
-    let mut chunk_us = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut chunk = StageLatency::new();
     let (mut busy, mut samples) = (Duration::ZERO, 0u64);
     let started = Instant::now();
     while started.elapsed() < duration || samples == 0 {
-        for chunk in second.chunks_exact(CHUNK * channels) {
+        for input in second.chunks_exact(CHUNK * channels) {
             out.clear();
             let t = Instant::now();
-            hg.process(chunk, &mut out);
+            hg.process(input, &mut out);
             let spent = t.elapsed();
             busy += spent;
-            chunk_us.record(spent.as_micros() as u64)?;
+            chunk.record(spent);
             samples += CHUNK as u64;
         }
     }
     let data_s = samples as f64 / rate;
+    let busy_s = busy.as_secs_f64().max(f64::MIN_POSITIVE);
     let flops = flops_per_sample(&hg);
+    let latency = chunk.percentiles();
     // Added delay: the filters' group delay plus waiting for the input sample
     // after each frame's grid time (at most one sample), plus processing.
-    let p99_s = chunk_us.value_at_quantile(0.99) as f64 * 1e-6;
-    let added = hg.group_delay_s() + 1.0 / rate + p99_s;
-    Ok(json!({
+    let added = hg.group_delay_s() + 1.0 / rate + latency.p99_ms * 1e-3;
+    let cpu_share = busy_s / data_s;
+    let gflops = flops as f64 * channels as f64 * samples as f64 / busy_s / 1e9;
+    let details = json!({
         "channels": channels,
         "input_rate_hz": rate,
         "output_rate_hz": hg.output_rate(),
@@ -104,15 +142,23 @@ fn measure(channels: usize, rate: f64, duration: Duration) -> anyhow::Result<ser
         "lowpass_stages": hg.bands().iter().map(|b| b.stages).sum::<usize>(),
         "notches": hg.notches().len(),
         "data_seconds": data_s,
-        "cpu_share_of_one_core": busy.as_secs_f64() / data_s,
+        "cpu_share_of_one_core": cpu_share,
         "chunk_samples": CHUNK,
-        "chunk_us_p50": chunk_us.value_at_quantile(0.5),
-        "chunk_us_p99": chunk_us.value_at_quantile(0.99),
+        "chunk_latency": latency,
         "group_delay_ms": hg.group_delay_s() * 1e3,
         "added_delay_ms": added * 1e3,
         "flops_per_channel_sample": flops,
-        "gflops": flops as f64 * channels as f64 * samples as f64 / busy.as_secs_f64() / 1e9,
-    }))
+        "gflops": gflops,
+    });
+    Ok(Case {
+        channels,
+        rate,
+        chunk,
+        samples_per_s: samples as f64 / busy_s,
+        cpu_share,
+        gflops,
+        details,
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +168,9 @@ mod tests {
     #[test]
     fn reports_every_case_with_its_figures() {
         let report = run(Duration::from_millis(30)).unwrap();
-        let cases = report["dsp"].as_array().unwrap();
+        assert_eq!(report.rows.len(), CASES.len());
+        assert!(report.rows.iter().all(|r| r.latency.count > 0));
+        let cases = report.details["cases"].as_array().unwrap();
         assert_eq!(cases.len(), CASES.len());
         for case in cases {
             assert!(case["cpu_share_of_one_core"].as_f64().unwrap() > 0.0);

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 
+use super::report::{Figure, PartReport, Row};
 use crate::lm::{Engine, LmConfig};
+use crate::metrics::{Percentiles, StageLatency};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -36,6 +38,34 @@ impl Default for LmBenchOptions {
     }
 }
 
+impl LmBenchOptions {
+    /// Options sized for about `duration` per context on a 2-core machine: the
+    /// defaults at 10 s, scaled with it; under 5 s (smoke tests) only the 16-
+    /// and 128-token contexts, with few steps.
+    pub fn for_duration(duration: Duration, model: Option<PathBuf>) -> Self {
+        let s = duration.as_secs_f64();
+        if s < 5.0 {
+            return LmBenchOptions {
+                model,
+                contexts: vec![16, 128],
+                steps: 10,
+                full_steps: 2,
+                embed_words: 40,
+            };
+        }
+        let scale = s / 10.0;
+        let scaled = |n: usize, min: usize| ((n as f64 * scale).round() as usize).max(min);
+        let d = LmBenchOptions::default();
+        LmBenchOptions {
+            model,
+            steps: scaled(d.steps, 20),
+            full_steps: scaled(d.full_steps, 3),
+            embed_words: scaled(d.embed_words, 500),
+            ..d
+        }
+    }
+}
+
 /// Running text the benchmark feeds the model.
 const TEXT: &str =
     "The patient listened to a story about a lighthouse keeper who lived alone on a \
@@ -45,14 +75,6 @@ sometimes reached the windows of his small kitchen, but he never missed a night.
 
 fn words(n: usize) -> Vec<&'static str> {
     TEXT.split(' ').cycle().take(n).collect()
-}
-
-/// Median and 99th percentile in milliseconds.
-fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let at = |q: f64| ms(samples[((samples.len() - 1) as f64 * q).round() as usize]);
-    (at(0.5), at(0.99))
 }
 
 /// Sustained memory read bandwidth in bytes/s: every core sums its share of
@@ -80,8 +102,10 @@ pub fn read_bandwidth() -> f64 {
     (words * 8) as f64 / best
 }
 
-/// Runs the benchmark, prints a table and returns the figures as JSON.
-pub fn run(opts: &LmBenchOptions) -> anyhow::Result<serde_json::Value> {
+/// Runs the benchmark: per context, an incremental step (KV cache) against a
+/// full recompute of the context plus the word; then `embed` throughput and
+/// the bandwidth bound of one step.
+pub fn run(opts: &LmBenchOptions) -> anyhow::Result<PartReport> {
     let max_ctx = opts.contexts.iter().copied().max().unwrap_or(16) * 2 + 64;
     let cfg = LmConfig {
         model: opts.model.clone(),
@@ -91,7 +115,7 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<serde_json::Value> {
     let mut engine = Engine::load(&cfg).context("loading the language model for the benchmark")?;
     let probe = words(64);
 
-    let mut rows = Vec::new();
+    let (mut rows, mut figures, mut per_word) = (Vec::new(), Vec::new(), Vec::new());
     for &ctx in &opts.contexts {
         engine.reset();
         let filler = words(ctx * 2);
@@ -101,33 +125,49 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<serde_json::Value> {
             fed += 1;
         }
         let kept = engine.n_words();
-        let mut incremental = Vec::with_capacity(opts.steps);
+        let mut incremental = StageLatency::new();
         let mut tokens = 0;
         for i in 0..opts.steps {
             let started = Instant::now();
             let emb = engine.push_word(probe[i % probe.len()])?;
-            incremental.push(started.elapsed());
+            incremental.record(started.elapsed());
             tokens += emb.tokens.len();
             engine.rollback(kept);
         }
         let context_words: Vec<String> = engine.words().map(str::to_string).collect();
-        let mut full = Vec::with_capacity(opts.full_steps);
+        let mut full = StageLatency::new();
         for i in 0..opts.full_steps {
             let mut all: Vec<&str> = context_words.iter().map(String::as_str).collect();
             all.push(probe[i % probe.len()]);
             let started = Instant::now();
             engine.reset();
             engine.embed_words(&all, usize::MAX)?;
-            full.push(started.elapsed());
+            full.record(started.elapsed());
         }
-        let (inc_med, inc_p99) = percentiles(&mut incremental);
-        let (full_med, full_p99) = percentiles(&mut full);
-        rows.push(json!({
+        let (inc, full) = (incremental.percentiles(), full.percentiles());
+        let words_per_s = |p: &Percentiles| Some(Figure::new("words", 1e3 / p.mean_ms, "words/s"));
+        rows.push(Row {
+            label: format!("lm_step incremental @ {ctx}"),
+            latency: inc,
+            throughput: words_per_s(&inc),
+        });
+        rows.push(Row {
+            label: format!("lm_step full recompute @ {ctx}"),
+            latency: full,
+            throughput: words_per_s(&full),
+        });
+        let speedup = full.p50_ms / inc.p50_ms;
+        figures.push(Figure::new(
+            format!("KV cache speed-up (full / incremental p50) @ {ctx} tokens"),
+            speedup,
+            "×",
+        ));
+        per_word.push(json!({
             "context_tokens": ctx,
-            "incremental_ms": {"median": inc_med, "p99": inc_p99},
-            "full_recompute_ms": {"median": full_med, "p99": full_p99},
-            "speedup": full_med / inc_med,
-            "tokens_per_word": tokens as f64 / opts.steps as f64,
+            "incremental": inc,
+            "full_recompute": full,
+            "speedup": speedup,
+            "tokens_per_word": tokens as f64 / opts.steps.max(1) as f64,
         }));
     }
 
@@ -141,55 +181,72 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<serde_json::Value> {
     let step_bytes = engine.step_weight_bytes();
     let bandwidth = read_bandwidth();
     let bound_ms = step_bytes as f64 / bandwidth * 1e3;
-    let shortest = rows.first().map_or(f64::NAN, |r| {
-        r["incremental_ms"]["median"].as_f64().unwrap_or(f64::NAN)
-    });
+    let shortest = rows.first().map_or(f64::NAN, |r| r.latency.p50_ms);
+    figures.push(Figure::new(
+        "embed throughput",
+        embed_tokens as f64 / secs,
+        "tokens/s",
+    ));
+    figures.push(Figure::new(
+        format!(
+            "bandwidth bound ({:.1} MB weights/step at {:.1} GB/s)",
+            step_bytes as f64 / 1e6,
+            bandwidth / 1e9
+        ),
+        bound_ms,
+        "ms",
+    ));
+    figures.push(Figure::new(
+        "shortest-context incremental p50 over the bound",
+        shortest / bound_ms,
+        "×",
+    ));
 
-    println!(
-        "language model: {} ({} layers x {})",
-        engine.model_name(),
-        engine.n_layers(),
-        engine.dim()
-    );
-    println!(
-        "{:>8} | {:>22} | {:>22} | {:>8}",
-        "context", "incremental ms med/p99", "full recompute med/p99", "speedup"
-    );
-    for r in &rows {
-        println!(
-            "{:>8} | {:>10.2} / {:>9.2} | {:>10.1} / {:>9.1} | {:>7.1}x",
-            r["context_tokens"],
-            r["incremental_ms"]["median"].as_f64().unwrap_or_default(),
-            r["incremental_ms"]["p99"].as_f64().unwrap_or_default(),
-            r["full_recompute_ms"]["median"]
-                .as_f64()
-                .unwrap_or_default(),
-            r["full_recompute_ms"]["p99"].as_f64().unwrap_or_default(),
-            r["speedup"].as_f64().unwrap_or_default(),
+    let avx = candle_core::utils::with_avx();
+    Ok(PartReport {
+        title: format!(
+            "{} ({} layers × {}), per word, KV cache against full recompute (avx={avx} f16c={})",
+            engine.model_name(),
+            engine.n_layers(),
+            engine.dim(),
+            candle_core::utils::with_f16c()
+        ),
+        rows,
+        figures,
+        details: json!({
+            "model": engine.model_name(),
+            "model_sha256": engine.model_sha256(),
+            "threads": num_cpus::get(),
+            "avx": avx,
+            "per_word": per_word,
+            "embed": {"words": opts.embed_words, "tokens": embed_tokens, "seconds": secs, "tokens_per_s": embed_tokens as f64 / secs},
+            "bandwidth": {"step_weight_bytes": step_bytes, "read_bytes_per_s": bandwidth, "bound_ms": bound_ms, "measured_over_bound": shortest / bound_ms},
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_scale_with_the_duration() {
+        let quick = LmBenchOptions::for_duration(Duration::from_secs(2), None);
+        assert_eq!(quick.contexts, [16, 128]);
+        let d = LmBenchOptions::default();
+        let ten = LmBenchOptions::for_duration(Duration::from_secs(10), None);
+        assert_eq!(
+            (ten.contexts, ten.steps, ten.full_steps, ten.embed_words),
+            (d.contexts, d.steps, d.full_steps, d.embed_words)
+        );
+        let twenty = LmBenchOptions::for_duration(Duration::from_secs(20), Some("m.gguf".into()));
+        assert_eq!(
+            (twenty.steps, twenty.full_steps),
+            (2 * d.steps, 2 * d.full_steps)
+        );
+        assert_eq!(
+            twenty.model.as_deref(),
+            Some(std::path::Path::new("m.gguf"))
         );
     }
-    println!(
-        "embed: {embed_tokens} tokens in {secs:.2} s = {:.0} tokens/s",
-        embed_tokens as f64 / secs
-    );
-    println!(
-        "bandwidth bound: {:.1} MB weights/step / {:.1} GB/s = {bound_ms:.2} ms; measured {shortest:.2} ms at the shortest context = {:.1}x the bound",
-        step_bytes as f64 / 1e6,
-        bandwidth / 1e9,
-        shortest / bound_ms
-    );
-    println!(
-        "fast kernels: avx={} f16c={}",
-        candle_core::utils::with_avx(),
-        candle_core::utils::with_f16c()
-    );
-    Ok(json!({
-        "model": engine.model_name(),
-        "model_sha256": engine.model_sha256(),
-        "threads": num_cpus::get(),
-        "avx": candle_core::utils::with_avx(),
-        "per_word": rows,
-        "embed": {"words": opts.embed_words, "tokens": embed_tokens, "seconds": secs, "tokens_per_s": embed_tokens as f64 / secs},
-        "bandwidth": {"step_weight_bytes": step_bytes, "read_bytes_per_s": bandwidth, "bound_ms": bound_ms, "measured_over_bound": shortest / bound_ms},
-    }))
 }

@@ -1,21 +1,26 @@
 //! LSL arrival latency: a loopback outlet streams 256 channels at 100 Hz, stamped with the
 //! local clock at push, into neuralign's own neural inlet; latency = local clock at pull −
-//! sample time stamp, as percentiles (hdrhistogram).
+//! sample time stamp, as percentiles ([`crate::metrics::StageLatency`]).
 use lsl::ExPushable;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::report::{Figure, PartReport, Row};
 use crate::ingest::{NeuralConfig, NeuralInlet, StreamSelector};
 
 const CHANNELS: usize = 256;
 const RATE: f64 = 100.0;
+/// Longest wait for the inlet to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between the inlet connecting and the first sample.
+const SETTLE: Duration = Duration::from_secs(1);
 /// Transport target on loopback, milliseconds.
 const TARGET_P99_MS: f64 = 1.5;
 
-/// Streams for `duration` and returns the figures (also printed as a table).
-pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
+/// Streams for `duration` and reports the arrival latency of every sample.
+pub fn run(duration: Duration) -> anyhow::Result<PartReport> {
     let source_id = format!("neuralign-bench-lsl-{}", std::process::id());
     let stop = Arc::new(AtomicBool::new(false));
     let outlet = {
@@ -30,8 +35,10 @@ pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
         ..NeuralConfig::default()
     };
     let (inlet, chunks) = NeuralInlet::spawn(config, 5.0)?;
+    // Measure for `duration` from the first sample, not from the connection.
+    let first = chunks.recv_timeout(CONNECT_TIMEOUT);
     let started = Instant::now();
-    while started.elapsed() < duration {
+    while first.is_ok() && started.elapsed() < duration {
         // Drain as the pipeline would, so that the channel never fills.
         let _ = chunks.recv_timeout(Duration::from_millis(50));
     }
@@ -45,32 +52,34 @@ pub fn run(duration: Duration) -> anyhow::Result<serde_json::Value> {
         latency.count > 0,
         "no samples arrived over loopback: is LSLAPICFG set to configs/lsl_api.cfg?"
     );
-    println!(
-        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>10}",
-        "stage", "samples", "p50 ms", "p99 ms", "max ms", "target p99"
-    );
-    println!(
-        "{:<14} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>10}",
-        "lsl arrival",
-        latency.count,
-        latency.p50_ms,
-        latency.p99_ms,
-        latency.max_ms,
-        format!("<= {TARGET_P99_MS}")
-    );
-    Ok(json!({
-        "stage": "lsl_arrival",
-        "channels": CHANNELS,
-        "rate": RATE,
-        "liblsl_version": lsl::library_version(),
-        "samples": latency.count,
-        "p50_ms": latency.p50_ms,
-        "p99_ms": latency.p99_ms,
-        "max_ms": latency.max_ms,
-        "target_p99_ms": TARGET_P99_MS,
-        "gaps": status.gap_count,
-        "dropped_chunks": status.dropped_chunks,
-    }))
+    Ok(PartReport {
+        title: format!(
+            "LSL arrival over loopback, {CHANNELS} channels at {RATE} Hz (liblsl {})",
+            lsl::library_version()
+        ),
+        rows: vec![Row {
+            label: "neural_arrival".into(),
+            latency,
+            throughput: Some(Figure::new("samples", status.measured_rate(), "samples/s")),
+        }],
+        figures: vec![
+            Figure::new(
+                "p99 against its target",
+                latency.p99_ms / TARGET_P99_MS,
+                "× target",
+            ),
+            Figure::new("gaps", status.gap_count as f64, ""),
+            Figure::new("dropped chunks", status.dropped_chunks as f64, ""),
+        ],
+        details: json!({
+            "channels": CHANNELS,
+            "rate": RATE,
+            "liblsl_version": lsl::library_version(),
+            "target_p99_ms": TARGET_P99_MS,
+            "gaps": status.gap_count,
+            "dropped_chunks": status.dropped_chunks,
+        }),
+    })
 }
 
 /// Pushes samples on a 100 Hz schedule, each stamped with the local clock, until `stop`.
@@ -87,11 +96,13 @@ fn stream(source_id: &str, stop: &AtomicBool) -> anyhow::Result<()> {
     let outlet = lsl::StreamOutlet::new(&info, 1, 10)
         .map_err(|e| anyhow::anyhow!("cannot open the bench outlet: {e:?}"))?;
     anyhow::ensure!(
-        outlet.wait_for_consumers(10.0),
+        outlet.wait_for_consumers(CONNECT_TIMEOUT.as_secs_f64()),
         "the inlet never connected over loopback: is LSLAPICFG set?"
     );
-    // Let the inlet finish connecting (clock-offset probes) so that start-up is not measured.
-    std::thread::sleep(Duration::from_secs(1));
+    // Let the inlet finish connecting (full info, clock-offset probes):
+    // samples pushed meanwhile would wait in its buffer and measure the
+    // connection, not the transport.
+    std::thread::sleep(SETTLE);
     let mut sample = vec![0.0f32; CHANNELS];
     let period = Duration::from_secs_f64(1.0 / RATE);
     let started = Instant::now();

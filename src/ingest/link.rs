@@ -1,12 +1,16 @@
 //! Plumbing shared by both inlets: the LSL config, connecting to a selected stream (resolve,
 //! open, full info) while watching for a stop request, link states, and latency statistics.
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{IngestError, LslConfig, StreamSelector};
+
+/// Percentiles of arrival latency.
+pub use crate::metrics::Percentiles as LatencySummary;
+/// Arrival latency (local clock − sample time stamp), one histogram per inlet.
+pub(crate) use crate::metrics::StageLatency as Latency;
 
 /// Where an inlet stands with its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,43 +91,4 @@ pub(crate) fn connect(
         }
     }
     None
-}
-
-/// Arrival latency (local clock − sample time stamp) histogram, microseconds, 1 µs to 100 s.
-#[derive(Debug, Clone)]
-pub(crate) struct Latency(Histogram<u64>);
-
-impl Latency {
-    pub(crate) fn new() -> Self {
-        Self(Histogram::new_with_bounds(1, 100_000_000, 3).expect("valid histogram bounds"))
-    }
-
-    /// Records one latency in seconds; negative ones (clock-offset noise) count as 1 µs.
-    pub(crate) fn record(&mut self, seconds: f64) {
-        let micros = (seconds * 1e6).clamp(1.0, 100_000_000.0) as u64;
-        self.0.saturating_record(micros);
-    }
-
-    pub(crate) fn summary(&self) -> LatencySummary {
-        let ms = |q: f64| self.0.value_at_quantile(q) as f64 / 1000.0;
-        LatencySummary {
-            count: self.0.len(),
-            p50_ms: ms(0.5),
-            p99_ms: ms(0.99),
-            max_ms: self.0.max() as f64 / 1000.0,
-        }
-    }
-}
-
-/// Percentiles of arrival latency.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct LatencySummary {
-    /// Samples measured.
-    pub count: u64,
-    /// Median, milliseconds.
-    pub p50_ms: f64,
-    /// 99th percentile, milliseconds.
-    pub p99_ms: f64,
-    /// Largest, milliseconds.
-    pub max_ms: f64,
 }

@@ -113,7 +113,7 @@ impl NeuralInlet {
                 dropped_samples: 0,
                 losses: 0,
                 recoveries: 0,
-                latency: Latency::new().summary(),
+                latency: Latency::new().percentiles(),
                 error: None,
             },
             latency: Latency::new(),
@@ -144,7 +144,7 @@ impl NeuralInlet {
     pub fn status(&self) -> NeuralStatus {
         let shared = lock(&self.shared);
         let mut status = shared.status.clone();
-        status.latency = shared.latency.summary();
+        status.latency = shared.latency.percentiles();
         status
     }
 
@@ -344,7 +344,7 @@ impl Worker {
         }
         let mut shared = lock(&self.shared);
         for latency in &pulled.latencies {
-            shared.latency.record(*latency);
+            shared.latency.record_seconds(*latency);
         }
         let status = &mut shared.status;
         status.samples += pulled.len() as u64;

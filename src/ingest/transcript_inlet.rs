@@ -93,7 +93,7 @@ impl TranscriptInlet {
                 dropped_updates: 0,
                 losses: 0,
                 recoveries: 0,
-                latency: Latency::new().summary(),
+                latency: Latency::new().percentiles(),
                 error: None,
             },
             latency: Latency::new(),
@@ -126,7 +126,7 @@ impl TranscriptInlet {
     pub fn status(&self) -> TranscriptStatus {
         let shared = lock(&self.shared);
         let mut status = shared.status.clone();
-        status.latency = shared.latency.summary();
+        status.latency = shared.latency.percentiles();
         status
     }
 
@@ -255,7 +255,7 @@ impl Worker {
         };
         {
             let mut shared = lock(&self.shared);
-            shared.latency.record(now - (stamp + offset));
+            shared.latency.record_seconds(now - (stamp + offset));
             shared.status.messages += 1;
         }
         match applied {

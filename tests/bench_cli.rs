@@ -1,0 +1,128 @@
+//! `neuralign bench` as users run it: the real binary, its JSON report and its plot.
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bench(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_neuralign"))
+        .current_dir(dir)
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("the neuralign binary runs");
+    eprintln!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn positive(v: &serde_json::Value, what: &str) -> f64 {
+    let x = v
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+    assert!(x.is_finite() && x > 0.0, "{what} = {x}");
+    x
+}
+
+#[test]
+fn dsp_writes_json_with_positive_figures_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(
+        dir.path(),
+        &[
+            "dsp",
+            "--duration",
+            "1",
+            "--json",
+            "out.json",
+            "--plot",
+            "out.svg",
+        ],
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("p99 ms"), "no table printed");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap())
+            .unwrap();
+    let machine = &report["machine"];
+    positive(&machine["logical_cores"], "logical_cores");
+    positive(&machine["physical_cores"], "physical_cores");
+    assert!(["debug", "release"].contains(&machine["profile"].as_str().unwrap()));
+    assert!(machine["date_utc"].as_str().unwrap().ends_with('Z'));
+    // Only the part asked for.
+    assert_eq!(report.as_object().unwrap().len(), 2, "{report}");
+
+    let dsp = &report["dsp"];
+    assert_eq!(dsp["status"], "ok");
+    let rows = dsp["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "one row per configuration");
+    for row in rows {
+        let label = row["label"].as_str().unwrap();
+        positive(&row["count"], "count");
+        let p: Vec<f64> = ["p50_ms", "p90_ms", "p99_ms", "max_ms"]
+            .iter()
+            .map(|k| positive(&row[*k], &format!("{label} {k}")))
+            .collect();
+        assert!(p.windows(2).all(|w| w[0] <= w[1]), "{label}: {p:?}");
+        positive(&row["throughput"]["value"], "throughput");
+        assert!(!row["throughput"]["unit"].as_str().unwrap().is_empty());
+    }
+    let figures = dsp["figures"].as_array().unwrap();
+    assert!(!figures.is_empty());
+    for f in figures {
+        positive(&f["value"], f["label"].as_str().unwrap());
+    }
+    for case in dsp["details"]["cases"].as_array().unwrap() {
+        positive(&case["cpu_share_of_one_core"], "cpu share");
+        positive(&case["added_delay_ms"], "added delay");
+    }
+
+    let svg = std::fs::read_to_string(dir.path().join("out.svg")).unwrap();
+    assert!(svg.contains("<svg"), "not an SVG");
+    for name in ["p50", "p90", "p99"] {
+        assert!(svg.contains(name), "no {name} legend");
+    }
+    assert!(
+        svg.contains("high_gamma 256 ch @ 2048 Hz"),
+        "row labels missing"
+    );
+}
+
+#[test]
+fn a_part_missing_from_this_build_is_reported_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(
+        dir.path(),
+        &[
+            "e2e",
+            "--duration",
+            "1",
+            "--json",
+            "e2e.json",
+            "--plot",
+            "e2e.svg",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not available in this build"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("e2e.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["e2e"]["status"], "not_available");
+    assert!(!report["e2e"]["reason"].as_str().unwrap().is_empty());
+    assert!(
+        !dir.path().join("e2e.svg").exists(),
+        "nothing measured, nothing plotted"
+    );
+}
+
+#[test]
+fn a_bad_duration_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(dir.path(), &["dsp", "--duration", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration must be a positive number"));
+}
