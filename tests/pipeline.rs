@@ -10,7 +10,9 @@ use faer::Mat;
 use futures_util::StreamExt;
 use neuralign::align::{offline, AlignConfig};
 use neuralign::config::Config;
-use neuralign::encode::{self, Encoder, FitConfig, HighGammaMeta, ModelMeta, Provenance, Session, SessionWord};
+use neuralign::encode::{
+    self, Encoder, FitConfig, HighGammaMeta, ModelMeta, Provenance, Session, SessionWord,
+};
 use neuralign::ingest::{NeuralMode, StreamSelector};
 use neuralign::lm::{Engine, LmConfig};
 use neuralign::serve::{pipeline, Hub, Server, ServerConfig};
@@ -30,7 +32,12 @@ fn words() -> Vec<(f64, String)> {
     text.split(' ')
         .cycle()
         .enumerate()
-        .map(|(i, w)| (T0 + 0.5 + (i * 37) as f64 / RATE + 0.3 / RATE, w.to_string()))
+        .map(|(i, w)| {
+            (
+                T0 + 0.5 + (i * 37) as f64 / RATE + 0.3 / RATE,
+                w.to_string(),
+            )
+        })
         .take_while(|(onset, _)| *onset < T0 + SAMPLES as f64 / RATE - 0.6)
         .collect()
 }
@@ -39,14 +46,17 @@ fn words() -> Vec<(f64, String)> {
 fn high_gamma(words: &[(f64, String)]) -> Vec<f32> {
     let mut state = 12345u64;
     let mut noise = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) as f32
     };
     let mut hg: Vec<f32> = (0..SAMPLES * ELECTRODES).map(|_| 2.0 + noise()).collect();
     for (onset, text) in words {
         let s = ((onset - T0) * RATE).round() as usize;
         for lag in 0..25 {
-            let bump = (std::f64::consts::PI * lag as f64 / 25.0).sin() as f32 * text.len() as f32 * 0.2;
+            let bump =
+                (std::f64::consts::PI * lag as f64 / 25.0).sin() as f32 * text.len() as f32 * 0.2;
             for e in 0..ELECTRODES {
                 if let Some(v) = hg.get_mut((s + lag + e * 3) * ELECTRODES + e) {
                     *v += bump * (e + 1) as f32;
@@ -60,10 +70,29 @@ fn high_gamma(words: &[(f64, String)]) -> Vec<f32> {
 fn write_session(path: &Path, neural: &str, transcript: &str, hg: &[f32], words: &[(f64, String)]) {
     let mut w = XdfWriter::create(path).unwrap();
     let labels: Vec<String> = (0..ELECTRODES).map(|e| format!("E{e}")).collect();
-    let n = w.add_stream(&StreamInfo::with_labels(neural, "iEEG", RATE, ChannelFormat::Float32, neural, labels)).unwrap();
-    let t = w.add_stream(&StreamInfo::new(transcript, "Transcript", 1, 0.0, ChannelFormat::String, transcript)).unwrap();
+    let n = w
+        .add_stream(&StreamInfo::with_labels(
+            neural,
+            "iEEG",
+            RATE,
+            ChannelFormat::Float32,
+            neural,
+            labels,
+        ))
+        .unwrap();
+    let t = w
+        .add_stream(&StreamInfo::new(
+            transcript,
+            "Transcript",
+            1,
+            0.0,
+            ChannelFormat::String,
+            transcript,
+        ))
+        .unwrap();
     let stamps: Vec<f64> = (0..SAMPLES).map(|i| T0 + i as f64 / RATE).collect();
-    w.write_samples(n, &stamps, &Samples::Float32(hg.to_vec())).unwrap();
+    w.write_samples(n, &stamps, &Samples::Float32(hg.to_vec()))
+        .unwrap();
     let mut messages = Vec::new();
     let mut times = Vec::new();
     for (id, (onset, text)) in words.iter().enumerate() {
@@ -76,18 +105,28 @@ fn write_session(path: &Path, neural: &str, transcript: &str, hg: &[f32], words:
     let end = T0 + SAMPLES as f64 / RATE;
     messages.push(serde_json::json!({"kind": "watermark", "time": end + 1.0}).to_string());
     times.push(end);
-    w.write_samples(t, &times, &Samples::String(messages)).unwrap();
+    w.write_samples(t, &times, &Samples::String(messages))
+        .unwrap();
     w.finish().unwrap();
 }
 
 /// Embeds the words in order with a fresh engine, as the pipeline's LM thread does.
 fn embed(words: &[(f64, String)]) -> (Vec<Vec<f32>>, Engine) {
-    let mut engine = Engine::load(&LmConfig::default()).expect("the default model (neuralign model fetch)");
-    let embeddings = words.iter().map(|(_, w)| engine.push_word(w).unwrap().data).collect();
+    let mut engine =
+        Engine::load(&LmConfig::default()).expect("the default model (neuralign model fetch)");
+    let embeddings = words
+        .iter()
+        .map(|(_, w)| engine.push_word(w).unwrap().data)
+        .collect();
     (embeddings, engine)
 }
 
-fn fit_encoder(hg: &[f32], words: &[(f64, String)], embeddings: &[Vec<f32>], engine: &Engine) -> Encoder {
+fn fit_encoder(
+    hg: &[f32],
+    words: &[(f64, String)],
+    embeddings: &[Vec<f32>],
+    engine: &Engine,
+) -> Encoder {
     let session = Session {
         hg: hg.to_vec(),
         rate: RATE,
@@ -95,26 +134,59 @@ fn fit_encoder(hg: &[f32], words: &[(f64, String)], embeddings: &[Vec<f32>], eng
         labels: (0..ELECTRODES).map(|e| format!("E{e}")).collect(),
         layers: engine.n_layers(),
         dim: engine.dim(),
-        words: words.iter().zip(embeddings).map(|((onset, _), emb)| SessionWord { onset: *onset, embedding: emb.clone() }).collect(),
+        words: words
+            .iter()
+            .zip(embeddings)
+            .map(|((onset, _), emb)| SessionWord {
+                onset: *onset,
+                embedding: emb.clone(),
+            })
+            .collect(),
     };
-    let cfg = FitConfig { tmin: 0.0, tmax: 0.3, pcs: 4, folds: 3, holdout: 0.2, alphas: vec![1.0, 10.0, 100.0], layers: Some(vec![0, 6, 30]) };
+    let cfg = FitConfig {
+        tmin: 0.0,
+        tmax: 0.3,
+        pcs: 4,
+        folds: 3,
+        holdout: 0.2,
+        alphas: vec![1.0, 10.0, 100.0],
+        layers: Some(vec![0, 6, 30]),
+    };
     let provenance = Provenance {
-        model: ModelMeta { name: engine.model_name().into(), sha256: engine.model_sha256().into() },
-        high_gamma: HighGammaMeta { source: "test".into(), band_hz: [70.0, 150.0], extracted_by: "stream".into() },
+        model: ModelMeta {
+            name: engine.model_name().into(),
+            sha256: engine.model_sha256().into(),
+        },
+        high_gamma: HighGammaMeta {
+            source: "test".into(),
+            band_hz: [70.0, 150.0],
+            extracted_by: "stream".into(),
+        },
         description: "tests/pipeline.rs".into(),
     };
-    encode::fit(&session, &cfg, &provenance, &indicatif::ProgressBar::hidden()).unwrap()
+    encode::fit(
+        &session,
+        &cfg,
+        &provenance,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap_or(f64::NAN))
+        .collect()
 }
 
 #[test]
 fn replayed_session_through_serve_equals_the_offline_computation() {
     let dir = tempfile::tempdir().unwrap();
     let id = std::process::id();
-    let (neural_name, transcript_name) = (format!("pipeline-hg-{id}"), format!("pipeline-words-{id}"));
+    let (neural_name, transcript_name) =
+        (format!("pipeline-hg-{id}"), format!("pipeline-words-{id}"));
     let words = words();
     let hg = high_gamma(&words);
     let session_file = dir.path().join("session.xdf");
@@ -122,7 +194,9 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     let (embeddings, engine) = embed(&words);
     let encoder = fit_encoder(&hg, &words, &embeddings, &engine);
     drop(engine);
-    encoder.save(&dir.path().join("encoders.safetensors")).unwrap();
+    encoder
+        .save(&dir.path().join("encoders.safetensors"))
+        .unwrap();
 
     let mut config = Config::default();
     config.neural.stream = StreamSelector::Name(neural_name);
@@ -131,14 +205,23 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     config.encoders.path = Some("encoders.safetensors".into());
     config.recording.directory = "recordings".into();
     config.pipeline.alignment_hz = 20.0;
-    let align = AlignConfig { window_s: 5.0, ..Default::default() };
+    let align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
     config.align = align.clone();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // a queue deep enough that this client, reading as fast as it can, never loses a frame
-    let server_config = ServerConfig { bind: "127.0.0.1:0".parse().unwrap(), queue_frames: 4096, ..Default::default() };
+    let server_config = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        queue_frames: 4096,
+        ..Default::default()
+    };
     let hub = Hub::new(server_config.hub_config());
-    let server = runtime.block_on(Server::bind(server_config, hub.clone())).unwrap();
+    let server = runtime
+        .block_on(Server::bind(server_config, hub.clone()))
+        .unwrap();
     let addr = server.local_addr();
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = runtime.spawn(server.run(async move {
@@ -150,10 +233,22 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         let (shutdown, hub) = (shutdown.clone(), hub.clone());
         move || pipeline::run(&config, &base, hub, shutdown)
     });
-    let mut client = runtime.block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))).unwrap().0;
+    let mut client = runtime
+        .block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/ws")))
+        .unwrap()
+        .0;
     let replay = std::thread::spawn({
         let shutdown = shutdown.clone();
-        move || replay::run(&session_file, &replay::ReplayOptions { speed: replay::Speed::Max, ..Default::default() }, shutdown)
+        move || {
+            replay::run(
+                &session_file,
+                &replay::ReplayOptions {
+                    speed: replay::Speed::Max,
+                    ..Default::default()
+                },
+                shutdown,
+            )
+        }
     });
 
     // collect frames until every sample has been scored and the alignment after it arrived
@@ -165,7 +260,11 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     runtime.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         while last_alignment.is_none() {
-            let msg = tokio::time::timeout_at(deadline, client.next()).await.expect("frames within 3 minutes").unwrap().unwrap();
+            let msg = tokio::time::timeout_at(deadline, client.next())
+                .await
+                .expect("frames within 3 minutes")
+                .unwrap()
+                .unwrap();
             let Message::Text(text) = msg else { continue };
             let frame: Value = serde_json::from_str(&text).unwrap();
             match frame["type"].as_str().unwrap() {
@@ -174,7 +273,11 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
                 "trace" => {
                     let t0 = frame["t0"].as_f64().unwrap();
                     let first = *trace_t0.get_or_insert(t0);
-                    assert_eq!(((t0 - first) * RATE).round() as usize, actual.first().map_or(0, Vec::len), "trace frames are contiguous");
+                    assert_eq!(
+                        ((t0 - first) * RATE).round() as usize,
+                        actual.first().map_or(0, Vec::len),
+                        "trace frames are contiguous"
+                    );
                     let pred = frame["predicted"].as_array().unwrap();
                     trace.resize(pred.len(), Vec::new());
                     actual.resize(pred.len(), Vec::new());
@@ -187,7 +290,9 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
                         actual[e].extend(floats(&frame["actual"][e]));
                     }
                 }
-                "alignment" if actual.first().map_or(0, Vec::len) == SAMPLES => last_alignment = Some(frame),
+                "alignment" if actual.first().map_or(0, Vec::len) == SAMPLES => {
+                    last_alignment = Some(frame)
+                }
                 _ => {}
             }
         }
@@ -199,12 +304,19 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     runtime.block_on(server).unwrap().unwrap();
 
     let hello = hello.expect("hello frame");
-    assert_eq!(hello["session"]["electrodes"], serde_json::json!(["E0", "E1", "E2"]));
+    assert_eq!(
+        hello["session"]["electrodes"],
+        serde_json::json!(["E0", "E1", "E2"])
+    );
     assert_eq!(hello["session"]["layers"], serde_json::json!([0, 6, 30]));
     assert_eq!(word_frames, words.len(), "one word frame per word");
 
     // offline reference on the original data
-    let word_refs: Vec<(f64, &[f32])> = words.iter().zip(&embeddings).map(|((o, _), e)| (*o, e.as_slice())).collect();
+    let word_refs: Vec<(f64, &[f32])> = words
+        .iter()
+        .zip(&embeddings)
+        .map(|((o, _), e)| (*o, e.as_slice()))
+        .collect();
     let predicted = encode::predict_offline(&encoder, &word_refs, T0, SAMPLES);
     let act = Mat::<f64>::from_fn(SAMPLES, ELECTRODES, |t, e| {
         ((hg[t * ELECTRODES + e] - encoder.neural_mean[e]) / encoder.neural_std[e]) as f64
@@ -214,11 +326,17 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
             assert_eq!(trace[e][l].len(), SAMPLES);
             for t in 0..SAMPLES {
                 let (live, off) = (trace[e][l][t], predicted[l][(t, e)]);
-                assert!((live - off).abs() <= 1e-4 * (1.0 + off.abs()), "prediction e{e} l{l} t{t}: live {live}, offline {off}");
+                assert!(
+                    (live - off).abs() <= 1e-4 * (1.0 + off.abs()),
+                    "prediction e{e} l{l} t{t}: live {live}, offline {off}"
+                );
             }
         }
         for t in 0..SAMPLES {
-            assert!((actual[e][t] - act[(t, e)]).abs() < 1e-4, "actual e{e} t{t}");
+            assert!(
+                (actual[e][t] - act[(t, e)]).abs() < 1e-4,
+                "actual e{e} t{t}"
+            );
         }
     }
     let alignment = last_alignment.unwrap();
@@ -229,16 +347,32 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         let r_live = floats(&rows[e]);
         for l in 0..3 {
             let off = r_off[l * ELECTRODES + e];
-            assert!((r_live[l] - off).abs() < 1e-4, "rolling r e{e} l{l}: live {}, offline {off}", r_live[l]);
+            assert!(
+                (r_live[l] - off).abs() < 1e-4,
+                "rolling r e{e} l{l}: live {}, offline {off}",
+                r_live[l]
+            );
         }
     }
-    assert!(r_off.iter().any(|r| *r > 0.3), "the encoders pick up the word responses: {r_off:?}");
+    assert!(
+        r_off.iter().any(|r| *r > 0.3),
+        "the encoders pick up the word responses: {r_off:?}"
+    );
 
     // the recording holds what was received, and is a complete XDF file
     let recording = report.recording.expect("a recording");
     let file = xdf::read(&recording).unwrap();
-    let neural = file.streams.iter().find(|s| s.info.channel_count == ELECTRODES).expect("neural stream recorded");
+    let neural = file
+        .streams
+        .iter()
+        .find(|s| s.info.channel_count == ELECTRODES)
+        .expect("neural stream recorded");
     assert_eq!(neural.time_stamps.len(), SAMPLES);
     assert!(neural.footer_xml.is_some(), "footers written on shutdown");
-    assert_eq!(report.drops.values().filter(|&&d| d > 0).count(), 0, "nothing dropped: {:?}", report.drops);
+    assert_eq!(
+        report.drops.values().filter(|&&d| d > 0).count(),
+        0,
+        "nothing dropped: {:?}",
+        report.drops
+    );
 }

@@ -71,7 +71,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Serves the live pipeline (LSL in, frames out, XDF recording) until Ctrl-C or until the
 /// pipeline stops on an error.
-fn serve_live(config: crate::serve::ServerConfig, session: Config, base_dir: PathBuf) -> anyhow::Result<()> {
+fn serve_live(
+    config: crate::serve::ServerConfig,
+    session: Config,
+    base_dir: PathBuf,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let has_token = config.token.is_some();

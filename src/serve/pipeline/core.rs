@@ -17,7 +17,10 @@ use crate::config::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
 use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, TranscriptInlet};
-use crate::serve::{AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk, WordEvent, WordStatus};
+use crate::serve::{
+    AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
+    WordEvent, WordStatus,
+};
 
 /// The alignment engine once the neural stream is known.
 struct Bound {
@@ -71,7 +74,13 @@ pub(super) struct Core {
 }
 
 impl Core {
-    pub fn new(config: &Config, encoder: Encoder, model: (String, String), hub: Hub, record: Option<RecordTx>) -> Self {
+    pub fn new(
+        config: &Config,
+        encoder: Encoder,
+        model: (String, String),
+        hub: Hub,
+        record: Option<RecordTx>,
+    ) -> Self {
         let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
         Self {
             hub,
@@ -123,7 +132,9 @@ impl Core {
             }
             if now >= next_status {
                 next_status = now + self.status_every;
-                let _ = self.hub.publish(Frame::Status(self.status(neural, transcript, lm)));
+                let _ = self
+                    .hub
+                    .publish(Frame::Status(self.status(neural, transcript, lm)));
             }
         }
         self.publish_alignment();
@@ -166,7 +177,9 @@ impl Core {
             ),
             NeuralMode::HighGamma => None,
         };
-        let rate = high_gamma.as_ref().map_or(meta.summary.rate, HighGamma::output_rate);
+        let rate = high_gamma
+            .as_ref()
+            .map_or(meta.summary.rate, HighGamma::output_rate);
         let encoder = self.encoder.take().expect("bound once");
         let (encoder, map) = encoder
             .bind(&self.model.1, rate, &labels, self.allow_subset)
@@ -262,7 +275,12 @@ impl Core {
 
     fn apply_word(b: &mut Bound, hub: &Hub, out: LmOutput) {
         match out {
-            LmOutput::Word { word, embedding, revised, latency_ms } => {
+            LmOutput::Word {
+                word,
+                embedding,
+                revised,
+                latency_ms,
+            } => {
                 b.live.word(word.id, word.start, &embedding);
                 let onset = b.t0 + b.live_onset_sample(word.start) as f64 / b.rate;
                 let event = WordEvent {
@@ -270,7 +288,11 @@ impl Core {
                     text: word.text,
                     onset,
                     offset: Some(word.end),
-                    status: if revised { WordStatus::Revised } else { WordStatus::New },
+                    status: if revised {
+                        WordStatus::Revised
+                    } else {
+                        WordStatus::New
+                    },
                     latency_ms,
                 };
                 let _ = hub.publish(Frame::Word(Arc::new(event)));
@@ -311,27 +333,55 @@ impl Core {
         }
         // Live is layer-major `[layer, electrode]`; frames are electrode-major
         let rolling = b.live.rolling_r();
-        let r = (0..e).flat_map(|k| (0..l).map(move |j| (k, j))).map(|(k, j)| rolling[j * e + k] as f32).collect();
+        let r = (0..e)
+            .flat_map(|k| (0..l).map(move |j| (k, j)))
+            .map(|(k, j)| rolling[j * e + k] as f32)
+            .collect();
         let summary = b.live.summary();
-        let chance = if summary.chance.is_finite() { summary.chance } else { mean_finite(&b.live.chance_r()) };
+        let chance = if summary.chance.is_finite() {
+            summary.chance
+        } else {
+            mean_finite(&b.live.chance_r())
+        };
         let horizon = b.t0 + b.live.scored() as f64 / b.rate;
-        let update = AlignmentUpdate { time: horizon, horizon, r, chance: chance as f32 };
+        let update = AlignmentUpdate {
+            time: horizon,
+            horizon,
+            r,
+            chance: chance as f32,
+        };
         if let Err(err) = self.hub.publish(Frame::Alignment(Arc::new(update))) {
             tracing::error!("alignment frame rejected: {err}");
         }
     }
 
-    fn status(&self, neural: &NeuralInlet, transcript: &TranscriptInlet, lm: &LmThread) -> PipelineStatus {
+    fn status(
+        &self,
+        neural: &NeuralInlet,
+        transcript: &TranscriptInlet,
+        lm: &LmThread,
+    ) -> PipelineStatus {
         let (n, t) = (neural.status(), transcript.status());
         let mut drops = BTreeMap::from([
             ("neural_chunks".to_string(), n.dropped_chunks),
             ("neural_samples".to_string(), n.dropped_samples),
             ("transcript_updates".to_string(), t.dropped_updates),
             ("lm_outputs".to_string(), lm.dropped.load(Ordering::Relaxed)),
-            ("recorder_items".to_string(), self.record.as_ref().map_or(0, RecordTx::dropped)),
+            (
+                "recorder_items".to_string(),
+                self.record.as_ref().map_or(0, RecordTx::dropped),
+            ),
         ]);
-        let mut errors: BTreeMap<String, u64> = t.counts.rejected.iter().map(|(r, &c)| (format!("transcript_{}", r.name()), c)).collect();
-        errors.insert("words_not_embedded".into(), lm.failed_words.load(Ordering::Relaxed));
+        let mut errors: BTreeMap<String, u64> = t
+            .counts
+            .rejected
+            .iter()
+            .map(|(r, &c)| (format!("transcript_{}", r.name()), c))
+            .collect();
+        errors.insert(
+            "words_not_embedded".into(),
+            lm.failed_words.load(Ordering::Relaxed),
+        );
         errors.insert("neural_gaps".into(), n.gap_count);
         errors.insert("neural_gap_samples_held".into(), self.gap_filled);
         errors.insert("neural_backward_steps".into(), n.backward_steps);
@@ -369,13 +419,23 @@ impl Core {
                 watermark: t.watermark.is_finite().then_some(t.watermark),
             },
         ];
-        PipelineStatus { streams, horizon, drops, errors }
+        PipelineStatus {
+            streams,
+            horizon,
+            drops,
+            errors,
+        }
     }
 }
 
 impl TraceBuffer {
     fn new(electrodes: usize, layers: usize) -> Self {
-        Self { first: None, samples: 0, actual: vec![Vec::new(); electrodes], predicted: vec![Vec::new(); electrodes * layers] }
+        Self {
+            first: None,
+            samples: 0,
+            actual: vec![Vec::new(); electrodes],
+            predicted: vec![Vec::new(); electrodes * layers],
+        }
     }
 }
 
@@ -386,7 +446,12 @@ impl Bound {
 
     fn push_row(&mut self, row: &[f32]) {
         self.live.push_neural(row);
-        let z = self.stream_index.iter().enumerate().map(|(e, &i)| (row[i] - self.neural_mean[e]) / self.neural_std[e]).collect();
+        let z = self
+            .stream_index
+            .iter()
+            .enumerate()
+            .map(|(e, &i)| (row[i] - self.neural_mean[e]) / self.neural_std[e])
+            .collect();
         self.actual.push_back(z);
         self.last_row = row.to_vec();
     }

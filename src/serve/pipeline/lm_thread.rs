@@ -72,16 +72,23 @@ pub(super) fn spawn(
         dropped: dropped.clone(),
     };
     let queue = updates.clone();
-    let thread = std::thread::Builder::new().name("lm".into()).spawn(move || {
-        while !shutdown.load(Ordering::Relaxed) {
-            match updates.recv_timeout(Duration::from_millis(50)) {
-                Ok(update) => worker.apply(update, Instant::now()),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+    let thread = std::thread::Builder::new()
+        .name("lm".into())
+        .spawn(move || {
+            while !shutdown.load(Ordering::Relaxed) {
+                match updates.recv_timeout(Duration::from_millis(50)) {
+                    Ok(update) => worker.apply(update, Instant::now()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
             }
-        }
-    })?;
-    Ok(LmThread { thread, failed_words, dropped, queue })
+        })?;
+    Ok(LmThread {
+        thread,
+        failed_words,
+        dropped,
+        queue,
+    })
 }
 
 struct Worker {
@@ -124,7 +131,11 @@ impl Worker {
     }
 
     fn append(&mut self, position: usize, word: Word, received: Instant) {
-        debug_assert_eq!(position, self.ids.len(), "appends follow the last embedded word");
+        debug_assert_eq!(
+            position,
+            self.ids.len(),
+            "appends follow the last embedded word"
+        );
         let started = Instant::now();
         let embedding = match self.engine.push_word(&word.text) {
             Ok(e) => e,
@@ -148,7 +159,12 @@ impl Worker {
             "kind": "word", "id": word.id, "text": word.text, "start": word.start,
             "end": word.end, "final": word.is_final, "confidence": word.confidence,
         }));
-        self.send(LmOutput::Word { word, embedding: embedding.data, revised, latency_ms });
+        self.send(LmOutput::Word {
+            word,
+            embedding: embedding.data,
+            revised,
+            latency_ms,
+        });
     }
 
     fn send(&self, output: LmOutput) {

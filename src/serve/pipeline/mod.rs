@@ -57,7 +57,11 @@ pub struct RecordingConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        Self { enabled: true, directory: PathBuf::from("recordings"), channel_capacity: 4096 }
+        Self {
+            enabled: true,
+            directory: PathBuf::from("recordings"),
+            channel_capacity: 4096,
+        }
     }
 }
 
@@ -75,7 +79,11 @@ pub struct PipelineSettings {
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { alignment_hz: 10.0, status_hz: 1.0, word_queue: 1024 }
+        Self {
+            alignment_hz: 10.0,
+            status_hz: 1.0,
+            word_queue: 1024,
+        }
     }
 }
 
@@ -95,8 +103,14 @@ pub struct PipelineReport {
 /// Runs the pipeline until `shutdown` is set, publishing into `hub`. `config` is the server
 /// config, `base_dir` the folder its relative paths are relative to. Blocks the calling
 /// thread (it runs the core loop); start it on a thread of its own next to the server.
-pub fn run(config: &Config, base_dir: &Path, hub: Hub, shutdown: Arc<AtomicBool>) -> anyhow::Result<PipelineReport> {
-    crate::ingest::apply_lsl_config(&config.lsl, base_dir).context("LSL must stay on the configured interfaces")?;
+pub fn run(
+    config: &Config,
+    base_dir: &Path,
+    hub: Hub,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<PipelineReport> {
+    crate::ingest::apply_lsl_config(&config.lsl, base_dir)
+        .context("LSL must stay on the configured interfaces")?;
     let encoder_path = config.encoders.path.as_ref().map(|p| base_dir.join(p)).context(
         "no encoder file: set [encoders] path in the config (fit one with `neuralign fit SESSION.xdf --out encoders.safetensors`)",
     )?;
@@ -104,10 +118,19 @@ pub fn run(config: &Config, base_dir: &Path, hub: Hub, shutdown: Arc<AtomicBool>
         .with_context(|| format!("cannot load the encoders {}", encoder_path.display()))?;
     let mut lm = config.lm.clone();
     lm.model = lm.model.map(|p| base_dir.join(p));
-    let engine = Engine::load(&lm).context("cannot load the language model (try `neuralign model fetch`)")?;
-    let model = (engine.model_name().to_string(), engine.model_sha256().to_string());
+    let engine = Engine::load(&lm)
+        .context("cannot load the language model (try `neuralign model fetch`)")?;
+    let model = (
+        engine.model_name().to_string(),
+        engine.model_sha256().to_string(),
+    );
     // fail before any stream is touched when the encoders belong to another model
-    encoder.bind(&model.1, encoder.meta.grid.rate, &encoder.meta.labels, false)?;
+    encoder.bind(
+        &model.1,
+        encoder.meta.grid.rate,
+        &encoder.meta.labels,
+        false,
+    )?;
     let timeout = config.lsl.resolve_timeout_s;
     let (neural, neural_rx) = NeuralInlet::spawn(config.neural.clone(), timeout)?;
     let (transcript, transcript_rx) = TranscriptInlet::spawn(config.transcript.clone(), timeout)?;
@@ -115,18 +138,44 @@ pub fn run(config: &Config, base_dir: &Path, hub: Hub, shutdown: Arc<AtomicBool>
     let recorder = config
         .recording
         .enabled
-        .then(|| recorder::Recorder::spawn(&base_dir.join(&config.recording.directory), config.recording.channel_capacity))
+        .then(|| {
+            recorder::Recorder::spawn(
+                &base_dir.join(&config.recording.directory),
+                config.recording.channel_capacity,
+            )
+        })
         .transpose()?;
-    let lm_thread = lm_thread::spawn(engine, transcript_rx, words_tx, recorder.as_ref().map(|r| r.sender()), shutdown.clone())?;
-    let core = core::Core::new(config, encoder, model, hub, recorder.as_ref().map(|r| r.sender()));
-    let result = core.run(&neural, &transcript, neural_rx, words_rx, &lm_thread, &shutdown);
+    let lm_thread = lm_thread::spawn(
+        engine,
+        transcript_rx,
+        words_tx,
+        recorder.as_ref().map(|r| r.sender()),
+        shutdown.clone(),
+    )?;
+    let core = core::Core::new(
+        config,
+        encoder,
+        model,
+        hub,
+        recorder.as_ref().map(|r| r.sender()),
+    );
+    let result = core.run(
+        &neural,
+        &transcript,
+        neural_rx,
+        words_rx,
+        &lm_thread,
+        &shutdown,
+    );
     // stop the producers first so that the recorder sees everything before it finishes
     neural.stop();
     transcript.stop();
     lm_thread.join();
     let mut report = result?;
     if let Some(recorder) = recorder {
-        report.recording = recorder.finish().context("the XDF recording could not be finished")?;
+        report.recording = recorder
+            .finish()
+            .context("the XDF recording could not be finished")?;
     }
     Ok(report)
 }

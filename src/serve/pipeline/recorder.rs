@@ -53,13 +53,22 @@ pub(super) struct Recorder {
 impl Recorder {
     /// Creates `directory` and a new, timestamped file in it, and starts the thread.
     pub fn spawn(directory: &Path, capacity: usize) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(directory)
-            .with_context(|| format!("cannot create the recording folder {}", directory.display()))?;
+        std::fs::create_dir_all(directory).with_context(|| {
+            format!("cannot create the recording folder {}", directory.display())
+        })?;
         let writer = create_unique(directory)?;
         tracing::info!(path = %writer.path().display(), "recording");
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-        let thread = std::thread::Builder::new().name("recorder".into()).spawn(move || record(writer, rx))?;
-        Ok(Self { tx: RecordTx { tx, dropped: Arc::new(AtomicU64::new(0)) }, thread })
+        let thread = std::thread::Builder::new()
+            .name("recorder".into())
+            .spawn(move || record(writer, rx))?;
+        Ok(Self {
+            tx: RecordTx {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            thread,
+        })
     }
 
     /// A sender for the other threads.
@@ -70,17 +79,27 @@ impl Recorder {
     /// Writes what is queued, the footers, and returns the file. Every sender must be gone.
     pub fn finish(self) -> anyhow::Result<Option<PathBuf>> {
         drop(self.tx);
-        let path = self.thread.join().map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
+        let path = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
         Ok(Some(path))
     }
 }
 
 /// `neuralign-YYYYmmdd-HHMMSS.xdf` (UTC), with `-2`, `-3`… when that exists already.
 fn create_unique(directory: &Path) -> anyhow::Result<XdfWriter> {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let stem = format!("neuralign-{}", utc_stamp(secs));
     for n in 1.. {
-        let name = if n == 1 { format!("{stem}.xdf") } else { format!("{stem}-{n}.xdf") };
+        let name = if n == 1 {
+            format!("{stem}.xdf")
+        } else {
+            format!("{stem}-{n}.xdf")
+        };
         match XdfWriter::create(directory.join(name)) {
             Err(XdfError::Exists(_)) => continue,
             other => return other.context("cannot create the recording"),
@@ -101,7 +120,12 @@ fn utc_stamp(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfError> {
@@ -116,7 +140,9 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
     let mut neural = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Record::NeuralStream(info)) if neural.is_none() => neural = Some(writer.add_stream(&info)?),
+            Ok(Record::NeuralStream(info)) if neural.is_none() => {
+                neural = Some(writer.add_stream(&info)?)
+            }
             Ok(Record::NeuralStream(_)) => {} // a re-resolved stream continues the same record
             Ok(Record::Neural(stamps, data)) => {
                 if let Some(id) = neural {
