@@ -93,8 +93,9 @@ pub(super) fn spawn(
 
 struct Worker {
     engine: Engine,
-    /// Word id at each transcript position the engine holds.
-    ids: Vec<u64>,
+    /// Word id at each transcript position; `None` where the model could not embed the word
+    /// (the engine holds only the others, so positions map to fewer engine words).
+    ids: Vec<Option<u64>>,
     /// Words sent to the core loop, by id (text and onset), to tell revisions.
     embedded: BTreeMap<u64, Word>,
     out: Sender<LmOutput>,
@@ -109,8 +110,10 @@ impl Worker {
         for action in update.actions {
             match action {
                 LmAction::Rollback { position } => {
-                    removed.extend(self.ids.drain(position.min(self.ids.len())..));
-                    self.engine.rollback(position);
+                    let position = position.min(self.ids.len());
+                    self.engine
+                        .rollback(self.ids[..position].iter().flatten().count());
+                    removed.extend(self.ids.drain(position..).flatten());
                 }
                 LmAction::Append { position, word } => {
                     removed.retain(|&id| id != word.id);
@@ -140,12 +143,13 @@ impl Worker {
         let embedding = match self.engine.push_word(&word.text) {
             Ok(e) => e,
             Err(e) => {
+                self.ids.push(None);
                 self.failed_words.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(id = word.id, "word not embedded: {e}");
                 return;
             }
         };
-        self.ids.push(word.id);
+        self.ids.push(Some(word.id));
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let latency_ms = BTreeMap::from([
             ("lm_queue".to_string(), ms(started - received)),
