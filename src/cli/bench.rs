@@ -25,12 +25,18 @@ pub struct BenchArgs {
     /// A local GGUF instead of the default model.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// A short smoke run (contexts 16 and 256, few samples; under 20 s).
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// Runs `neuralign bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.target {
-        BenchTarget::Lm => run_lm(&LmBenchOptions { model: args.model, ..LmBenchOptions::default() })?,
+        BenchTarget::Lm => {
+            let base = if args.quick { LmBenchOptions::quick() } else { LmBenchOptions::default() };
+            run_lm(&LmBenchOptions { model: args.model, ..base })?
+        }
     };
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
