@@ -26,7 +26,13 @@ pub struct LmBenchOptions {
 
 impl Default for LmBenchOptions {
     fn default() -> Self {
-        LmBenchOptions { model: None, contexts: vec![16, 256, 1024], steps: 50, full_steps: 5, embed_words: 2000 }
+        LmBenchOptions {
+            model: None,
+            contexts: vec![16, 256, 1024],
+            steps: 50,
+            full_steps: 5,
+            embed_words: 2000,
+        }
     }
 }
 
@@ -34,12 +40,19 @@ impl LmBenchOptions {
     /// A smoke run for CI (well under 20 s on two cores): the same figures
     /// from fewer samples and a shorter longest context.
     pub fn quick() -> Self {
-        LmBenchOptions { contexts: vec![16, 256], steps: 8, full_steps: 2, embed_words: 200, ..Self::default() }
+        LmBenchOptions {
+            contexts: vec![16, 256],
+            steps: 8,
+            full_steps: 2,
+            embed_words: 200,
+            ..Self::default()
+        }
     }
 }
 
 /// Running text the benchmark feeds the model.
-const TEXT: &str = "The patient listened to a story about a lighthouse keeper who lived alone on a \
+const TEXT: &str =
+    "The patient listened to a story about a lighthouse keeper who lived alone on a \
 rocky island. Every night he climbed one hundred and twelve steps, lit the great lamp, and watched \
 the ships pass safely through the narrow channel. In winter the storms were fierce, and the waves \
 sometimes reached the windows of his small kitchen, but he never missed a night.";
@@ -70,7 +83,10 @@ pub fn read_bandwidth() -> f64 {
                 .chunks(words.div_ceil(threads))
                 .map(|c| s.spawn(move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x))))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("summing thread")).fold(0, u64::wrapping_add)
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("summing thread"))
+                .fold(0, u64::wrapping_add)
         });
         std::hint::black_box(total);
         best = best.min(started.elapsed().as_secs_f64());
@@ -81,7 +97,11 @@ pub fn read_bandwidth() -> f64 {
 /// Runs the benchmark, prints a table and returns the figures as JSON.
 pub fn run(opts: &LmBenchOptions) -> anyhow::Result<serde_json::Value> {
     let max_ctx = opts.contexts.iter().copied().max().unwrap_or(16) * 2 + 64;
-    let cfg = LmConfig { model: opts.model.clone(), max_context_tokens: max_ctx.max(2048), ..LmConfig::default() };
+    let cfg = LmConfig {
+        model: opts.model.clone(),
+        max_context_tokens: max_ctx.max(2048),
+        ..LmConfig::default()
+    };
     let mut engine = Engine::load(&cfg).context("loading the language model for the benchmark")?;
     let probe = words(64);
 
@@ -138,29 +158,48 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<serde_json::Value> {
     let step_bytes = engine.step_weight_bytes();
     let bandwidth = read_bandwidth();
     let bound_ms = step_bytes as f64 / bandwidth * 1e3;
-    let shortest = rows.first().map_or(f64::NAN, |r| r["incremental_ms"]["median"].as_f64().unwrap_or(f64::NAN));
+    let shortest = rows.first().map_or(f64::NAN, |r| {
+        r["incremental_ms"]["median"].as_f64().unwrap_or(f64::NAN)
+    });
 
-    println!("language model: {} ({} layers x {})", engine.model_name(), engine.n_layers(), engine.dim());
-    println!("{:>8} | {:>22} | {:>22} | {:>8}", "context", "incremental ms med/p99", "full recompute med/p99", "speedup");
+    println!(
+        "language model: {} ({} layers x {})",
+        engine.model_name(),
+        engine.n_layers(),
+        engine.dim()
+    );
+    println!(
+        "{:>8} | {:>22} | {:>22} | {:>8}",
+        "context", "incremental ms med/p99", "full recompute med/p99", "speedup"
+    );
     for r in &rows {
         println!(
             "{:>8} | {:>10.2} / {:>9.2} | {:>10.1} / {:>9.1} | {:>7.1}x",
             r["context_tokens"],
             r["incremental_ms"]["median"].as_f64().unwrap_or_default(),
             r["incremental_ms"]["p99"].as_f64().unwrap_or_default(),
-            r["full_recompute_ms"]["median"].as_f64().unwrap_or_default(),
+            r["full_recompute_ms"]["median"]
+                .as_f64()
+                .unwrap_or_default(),
             r["full_recompute_ms"]["p99"].as_f64().unwrap_or_default(),
             r["speedup"].as_f64().unwrap_or_default(),
         );
     }
-    println!("embed: {embed_tokens} tokens in {secs:.2} s = {:.0} tokens/s", embed_tokens as f64 / secs);
+    println!(
+        "embed: {embed_tokens} tokens in {secs:.2} s = {:.0} tokens/s",
+        embed_tokens as f64 / secs
+    );
     println!(
         "bandwidth bound: {:.1} MB weights/step / {:.1} GB/s = {bound_ms:.2} ms; measured {shortest:.2} ms at the shortest context = {:.1}x the bound",
         step_bytes as f64 / 1e6,
         bandwidth / 1e9,
         shortest / bound_ms
     );
-    println!("fast kernels: avx={} f16c={}", candle_core::utils::with_avx(), candle_core::utils::with_f16c());
+    println!(
+        "fast kernels: avx={} f16c={}",
+        candle_core::utils::with_avx(),
+        candle_core::utils::with_f16c()
+    );
     Ok(json!({
         "model": engine.model_name(),
         "model_sha256": engine.model_sha256(),

@@ -34,8 +34,15 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = match args.target {
         BenchTarget::Lm => {
-            let base = if args.quick { LmBenchOptions::quick() } else { LmBenchOptions::default() };
-            run_lm(&LmBenchOptions { model: args.model, ..base })?
+            let base = if args.quick {
+                LmBenchOptions::quick()
+            } else {
+                LmBenchOptions::default()
+            };
+            run_lm(&LmBenchOptions {
+                model: args.model,
+                ..base
+            })?
         }
     };
     if let Some(path) = args.json {

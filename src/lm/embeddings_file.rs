@@ -31,7 +31,11 @@ pub struct EmbeddingsMeta<'a> {
 /// Writes `embeddings` `[words, layers, dim]` (f32), `layers` (i64),
 /// `token_counts` (i64), `onsets`/`offsets` (f64, when known) and JSON
 /// metadata to `out`.
-pub fn write_embeddings(out: &Path, embeddings: &[WordEmbedding], meta: &EmbeddingsMeta) -> Result<(), LmError> {
+pub fn write_embeddings(
+    out: &Path,
+    embeddings: &[WordEmbedding],
+    meta: &EmbeddingsMeta,
+) -> Result<(), LmError> {
     let dim = embeddings.first().map_or(0, |e| e.dim);
     let mut data = Vec::with_capacity(embeddings.len() * meta.layers.len() * dim * 4);
     for e in embeddings {
@@ -39,29 +43,57 @@ pub fn write_embeddings(out: &Path, embeddings: &[WordEmbedding], meta: &Embeddi
             data.extend(e.layer(l).iter().flat_map(|x| x.to_le_bytes()));
         }
     }
-    let layers: Vec<u8> = meta.layers.iter().flat_map(|&l| (l as i64).to_le_bytes()).collect();
-    let counts: Vec<u8> = embeddings.iter().flat_map(|e| (e.tokens.len() as i64).to_le_bytes()).collect();
-    let times = |v: &Option<Vec<f64>>| v.as_ref().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+    let layers: Vec<u8> = meta
+        .layers
+        .iter()
+        .flat_map(|&l| (l as i64).to_le_bytes())
+        .collect();
+    let counts: Vec<u8> = embeddings
+        .iter()
+        .flat_map(|e| (e.tokens.len() as i64).to_le_bytes())
+        .collect();
+    let times = |v: &Option<Vec<f64>>| {
+        v.as_ref()
+            .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+    };
     let (onsets, offsets) = (times(&meta.onsets), times(&meta.offsets));
     let n = embeddings.len();
     let bad = |e: safetensors::SafeTensorError| LmError::Gguf(format!("building safetensors: {e}"));
     let mut tensors = vec![
-        ("embeddings".to_string(), TensorView::new(Dtype::F32, vec![n, meta.layers.len(), dim], &data).map_err(bad)?),
-        ("layers".to_string(), TensorView::new(Dtype::I64, vec![meta.layers.len()], &layers).map_err(bad)?),
-        ("token_counts".to_string(), TensorView::new(Dtype::I64, vec![n], &counts).map_err(bad)?),
+        (
+            "embeddings".to_string(),
+            TensorView::new(Dtype::F32, vec![n, meta.layers.len(), dim], &data).map_err(bad)?,
+        ),
+        (
+            "layers".to_string(),
+            TensorView::new(Dtype::I64, vec![meta.layers.len()], &layers).map_err(bad)?,
+        ),
+        (
+            "token_counts".to_string(),
+            TensorView::new(Dtype::I64, vec![n], &counts).map_err(bad)?,
+        ),
     ];
     for (name, v) in [("onsets", &onsets), ("offsets", &offsets)] {
         if let Some(bytes) = v {
-            tensors.push((name.to_string(), TensorView::new(Dtype::F64, vec![n], bytes).map_err(bad)?));
+            tensors.push((
+                name.to_string(),
+                TensorView::new(Dtype::F64, vec![n], bytes).map_err(bad)?,
+            ));
         }
     }
     let metadata: HashMap<String, String> = [
         ("format", "neuralign-embeddings-1".to_string()),
         ("model", meta.model_name.to_string()),
         ("model_sha256", meta.model_sha256.to_string()),
-        ("words", serde_json::to_string(meta.words).expect("strings serialize")),
+        (
+            "words",
+            serde_json::to_string(meta.words).expect("strings serialize"),
+        ),
         ("pool", meta.pool.to_string()),
-        ("context_words", meta.context_words.map_or("all".into(), |c| c.to_string())),
+        (
+            "context_words",
+            meta.context_words.map_or("all".into(), |c| c.to_string()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

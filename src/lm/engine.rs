@@ -61,8 +61,12 @@ impl Engine {
             path.display()
         )))?;
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
-            .map_err(|e| LmError::Gguf(format!("{} is not a readable GGUF file: {e}", path.display())))?;
+        let content = Content::read(&mut reader).map_err(|e| {
+            LmError::Gguf(format!(
+                "{} is not a readable GGUF file: {e}",
+                path.display()
+            ))
+        })?;
         let hp = HParams::from_gguf(&content)?;
         let tokenizer = super::tokenizer::from_gguf(&content)?;
         let add_bos = content
@@ -76,7 +80,10 @@ impl Engine {
         };
         let model = Model::load(&content, &mut reader, hp, cfg.max_context_tokens)?;
         let sha256 = fetch::file_sha256(path)?;
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         tracing::info!(
             model = %name,
             layers = model.n_layers(),
@@ -164,7 +171,11 @@ impl Engine {
     /// each), and returns their embeddings. Each word sees the same context as
     /// with [`Engine::push_word`], the context limit included. On error the
     /// words of this call are forgotten.
-    pub fn embed_words(&mut self, words: &[&str], batch_tokens: usize) -> Result<Vec<WordEmbedding>, LmError> {
+    pub fn embed_words(
+        &mut self,
+        words: &[&str],
+        batch_tokens: usize,
+    ) -> Result<Vec<WordEmbedding>, LmError> {
         let before = self.words.len();
         let mut dropped = 0;
         let result = self.embed_words_inner(words, batch_tokens.max(1), &mut dropped);
@@ -211,7 +222,11 @@ impl Engine {
     /// The embedding of `word` with exactly `context` before it and nothing
     /// else (the paper's limited-context analysis). Replaces the current
     /// context with `context` + `word`.
-    pub fn embed_in_context(&mut self, context: &[&str], word: &str) -> Result<WordEmbedding, LmError> {
+    pub fn embed_in_context(
+        &mut self,
+        context: &[&str],
+        word: &str,
+    ) -> Result<WordEmbedding, LmError> {
         self.reset();
         let result = (|| {
             for text in context.iter().chain(std::iter::once(&word)) {
@@ -243,7 +258,10 @@ impl Engine {
         self.words.truncate(keep_words);
         self.cached_words = self.cached_words.min(keep_words);
         if self.model.cache_len() > 0 {
-            let kept: usize = self.words[..self.cached_words].iter().map(|w| w.tokens.len()).sum();
+            let kept: usize = self.words[..self.cached_words]
+                .iter()
+                .map(|w| w.tokens.len())
+                .sum();
             self.model.truncate(self.bos_len() + kept);
         }
     }
@@ -259,9 +277,15 @@ impl Engine {
     /// generation). Re-runs the last token, which leaves the cache unchanged.
     pub fn next_token_logits(&mut self) -> Result<Vec<f32>, LmError> {
         if self.cached_words < self.words.len() || self.model.cache_len() == 0 {
-            return Err(LmError::Gguf("next_token_logits needs at least one word in the context".into()));
+            return Err(LmError::Gguf(
+                "next_token_logits needs at least one word in the context".into(),
+            ));
         }
-        let last = *self.words.last().and_then(|w| w.tokens.last()).expect("a cached word has tokens");
+        let last = *self
+            .words
+            .last()
+            .and_then(|w| w.tokens.last())
+            .expect("a cached word has tokens");
         self.model.logits_after_last(last)
     }
 
@@ -270,7 +294,10 @@ impl Engine {
     }
 
     fn uncached_tokens(&self) -> usize {
-        self.words[self.cached_words..].iter().map(|w| w.tokens.len()).sum()
+        self.words[self.cached_words..]
+            .iter()
+            .map(|w| w.tokens.len())
+            .sum()
     }
 
     /// Tokenizes a word as the next word of the context.
@@ -287,7 +314,10 @@ impl Engine {
                 limit: self.max_context_tokens,
             });
         }
-        Ok(Word { text: text.to_string(), tokens })
+        Ok(Word {
+            text: text.to_string(),
+            tokens,
+        })
     }
 
     /// Words are joined by single spaces: every word but the context's first
@@ -300,7 +330,10 @@ impl Engine {
             spaced = format!(" {text}");
             &spaced
         };
-        let enc = self.tokenizer.encode(input, false).map_err(|e| LmError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .tokenizer
+            .encode(input, false)
+            .map_err(|e| LmError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -327,7 +360,11 @@ impl Engine {
             }
             self.cached_words = 0;
             self.model.truncate(0);
-            tracing::debug!(dropped, kept = self.words.len(), "context limit reached: re-prefilling");
+            tracing::debug!(
+                dropped,
+                kept = self.words.len(),
+                "context limit reached: re-prefilling"
+            );
         }
         self.words.push(word);
         Ok(dropped)
@@ -370,7 +407,11 @@ impl Engine {
             .iter()
             .zip(&self.words[first_emit..])
             .map(|(span, word)| {
-                let n = if self.pool == Pool::Last { 1 } else { span.len() };
+                let n = if self.pool == Pool::Last {
+                    1
+                } else {
+                    span.len()
+                };
                 let rows = &forward.hidden[offset * row..(offset + n) * row];
                 offset += n;
                 WordEmbedding {
@@ -378,7 +419,10 @@ impl Engine {
                     dim,
                     data: mean_rows(rows, row, n),
                     tokens: word.tokens.clone(),
-                    timing: StepTiming { tokenize: Duration::ZERO, forward: per_word },
+                    timing: StepTiming {
+                        tokenize: Duration::ZERO,
+                        forward: per_word,
+                    },
                 }
             })
             .collect();

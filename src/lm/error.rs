@@ -37,7 +37,9 @@ pub enum LmError {
     #[error("empty word: a word must contain at least one non-space character")]
     EmptyWord,
     /// A single word has more tokens than the context may hold.
-    #[error("word {word:?} has {tokens} tokens, more than half the context limit of {limit} tokens")]
+    #[error(
+        "word {word:?} has {tokens} tokens, more than half the context limit of {limit} tokens"
+    )]
     WordTooLong {
         /// The word (possibly truncated for display).
         word: String,

