@@ -208,15 +208,14 @@ fn portable_dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out:
                     lanes[l] = q[c * 8 + l].mul_add(x[c * 8 + l], lanes[l]);
                 }
             }
-            for l in 0..8 {
-                acc[r][l] = d.mul_add(lanes[l], acc[r][l]);
+            for (a, lane) in acc[r].iter_mut().zip(lanes) {
+                *a = d.mul_add(lane, *a);
             }
             min_acc[r] = m.mul_add(sums[r * w.len() + b], min_acc[r]);
         }
     }
-    for r in 0..R {
-        let a = &acc[r];
-        out[r] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min_acc[r];
+    for ((o, a), min) in out.iter_mut().zip(&acc).zip(min_acc) {
+        *o = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min;
     }
 }
 
@@ -267,11 +266,10 @@ mod avx2 {
                 min_acc[r] = m.mul_add(*sums.get_unchecked(r * w.len() + b), min_acc[r]);
             }
         }
-        for r in 0..R {
+        for ((o, lanes), min) in out.iter_mut().zip(acc).zip(min_acc) {
             let mut a = [0f32; 8];
-            _mm256_storeu_ps(a.as_mut_ptr(), acc[r]);
-            *out.get_unchecked_mut(r) =
-                ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min_acc[r];
+            _mm256_storeu_ps(a.as_mut_ptr(), lanes);
+            *o = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min;
         }
     }
 }
