@@ -321,13 +321,13 @@ mod tests {
         let x: Vec<f32> = (0..7 * inputs).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let x = Tensor::from_vec(x, (7, inputs), &Device::Cpu).unwrap();
         let batch = lin.forward(&x).unwrap().to_vec2::<f32>().unwrap();
-        for r in 0..7 {
+        for (r, row) in batch.iter().enumerate() {
             let one = lin
                 .forward(&x.narrow(0, r, 1).unwrap())
                 .unwrap()
                 .to_vec2::<f32>()
                 .unwrap();
-            assert_eq!(one[0], batch[r], "row {r}");
+            assert_eq!(&one[0], row, "row {r}");
         }
     }
 }
