@@ -118,11 +118,14 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<PartReport> {
     let (mut rows, mut figures, mut per_word) = (Vec::new(), Vec::new(), Vec::new());
     for &ctx in &opts.contexts {
         engine.reset();
-        let filler = words(ctx * 2);
+        // Batches of 16 words (at most a few dozen tokens) while far from
+        // `ctx`, then single words so the context ends just past it.
+        let filler = words(ctx);
         let mut fed = 0;
         while engine.n_tokens() < ctx {
-            engine.push_word(filler[fed])?;
-            fed += 1;
+            let batch = if ctx - engine.n_tokens() > 64 { 16 } else { 1 };
+            engine.embed_words(&filler[fed..fed + batch], usize::MAX)?;
+            fed += batch;
         }
         let kept = engine.n_words();
         let mut incremental = StageLatency::new();

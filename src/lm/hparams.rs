@@ -63,7 +63,7 @@ impl HParams {
         let int = |key: &str| -> Result<usize, LmError> {
             let v = get(key)
                 .ok_or_else(|| LmError::Gguf(format!("no {arch}.{key} in the metadata")))?;
-            Ok(value_usize(v)?)
+            value_usize(v)
         };
         let n_heads = int("attention.head_count")?;
         let dim = int("embedding_length")?;

@@ -28,6 +28,7 @@ mod engine;
 mod error;
 pub mod fetch;
 pub mod hparams;
+mod linear;
 pub mod model;
 pub mod tokenizer;
 pub mod transcript;

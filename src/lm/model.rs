@@ -11,21 +11,22 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use super::hparams::{HParams, RopeStyle};
+use super::linear::Linear;
 use super::LmError;
 
 /// One transformer block's weights.
 struct Block {
     attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
+    q: Linear,
+    k: Linear,
+    v: Linear,
     /// Qwen2 has biases on the Q, K and V projections.
     qkv_bias: Option<[Tensor; 3]>,
-    o: QMatMul,
+    o: Linear,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
 }
 
 /// Keys and values of every block for the tokens seen so far, in buffers
@@ -106,15 +107,15 @@ impl Model {
             };
             blocks.push(Block {
                 attn_norm: t("attn_norm.weight")?.dequantize(&device)?,
-                q: QMatMul::from_qtensor(t("attn_q.weight")?)?,
-                k: QMatMul::from_qtensor(t("attn_k.weight")?)?,
-                v: QMatMul::from_qtensor(t("attn_v.weight")?)?,
+                q: Linear::new(t("attn_q.weight")?)?,
+                k: Linear::new(t("attn_k.weight")?)?,
+                v: Linear::new(t("attn_v.weight")?)?,
                 qkv_bias,
-                o: QMatMul::from_qtensor(t("attn_output.weight")?)?,
+                o: Linear::new(t("attn_output.weight")?)?,
                 ffn_norm: t("ffn_norm.weight")?.dequantize(&device)?,
-                gate: QMatMul::from_qtensor(t("ffn_gate.weight")?)?,
-                up: QMatMul::from_qtensor(t("ffn_up.weight")?)?,
-                down: QMatMul::from_qtensor(t("ffn_down.weight")?)?,
+                gate: Linear::new(t("ffn_gate.weight")?)?,
+                up: Linear::new(t("ffn_up.weight")?)?,
+                down: Linear::new(t("ffn_down.weight")?)?,
             });
         }
         let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
@@ -167,19 +168,13 @@ impl Model {
     /// Bytes of weights one decoding step reads: every block's matrices and
     /// norms (the LM head is skipped unless logits are asked for).
     pub fn step_weight_bytes(&self) -> usize {
-        let qm = |m: &QMatMul| match m {
-            QMatMul::QTensor(t) => t.storage_size_in_bytes(),
-            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
-                t.elem_count() * t.dtype().size_in_bytes()
-            }
-        };
         let f32s = |t: &Tensor| t.elem_count() * 4;
         self.blocks
             .iter()
             .map(|b| {
                 [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
                     .into_iter()
-                    .map(qm)
+                    .map(Linear::weight_bytes)
                     .sum::<usize>()
                     + f32s(&b.attn_norm)
                     + f32s(&b.ffn_norm)

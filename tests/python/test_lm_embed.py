@@ -15,6 +15,8 @@ MODEL = HOME / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def neuralign():
+    if os.environ.get("NEURALIGN_BIN"):
+        return os.environ["NEURALIGN_BIN"]
     for profile in ("release", "debug"):
         target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         exe = target / profile / "neuralign"
