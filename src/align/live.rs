@@ -4,7 +4,7 @@
 use super::rolling::{EwPearson, RollingPearson};
 use super::{AlignConfig, Summary, WordScore};
 use crate::encode::{ChannelMap, Encoder, Predictor};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Counts of input that could not be used as intended.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -41,6 +41,8 @@ pub struct Live {
     chance_shift: i64,
     /// Words awaiting their word-level score, by window end then id.
     pending: BTreeMap<(i64, u64), f64>,
+    /// Window end of each pending word, so a revision finds its entry in O(log n).
+    pending_end: HashMap<u64, i64>,
     word_scores: Vec<WordScore>,
     counts: LiveCounts,
     pred_row: Vec<f64>,
@@ -74,6 +76,7 @@ impl Live {
             transcript_sample: i64::MIN,
             scored: 0,
             pending: BTreeMap::new(),
+            pending_end: HashMap::new(),
             word_scores: Vec::new(),
             counts: LiveCounts::default(),
             pred_row: vec![0.0; pairs],
@@ -104,16 +107,24 @@ impl Live {
 
     /// A word or a revision of word `id` (embedding `[model layers, dim]`).
     pub fn word(&mut self, id: u64, onset: f64, embedding: &[f32]) {
-        self.pending.retain(|&(_, wid), _| wid != id);
+        self.forget_pending(id);
         let up = self.predictor.add_word(id, onset, embedding);
         self.note_late(up.late_samples);
         let end = up.sample + self.encoder().meta.grid.lag_min() + self.encoder().lags as i64;
         self.pending.insert((end, id), onset);
+        self.pending_end.insert(id, end);
+    }
+
+    /// Drops word `id`'s pending word-level score, if any.
+    fn forget_pending(&mut self, id: u64) {
+        if let Some(end) = self.pending_end.remove(&id) {
+            self.pending.remove(&(end, id));
+        }
     }
 
     /// Word `id` was wrong: its prediction is removed.
     pub fn retract(&mut self, id: u64) {
-        self.pending.retain(|&(_, wid), _| wid != id);
+        self.forget_pending(id);
         match self.predictor.retract(id) {
             Some(up) => self.note_late(up.late_samples),
             None => self.counts.unknown_retractions += 1,
@@ -185,6 +196,7 @@ impl Live {
                 break;
             }
             self.pending.pop_first();
+            self.pending_end.remove(&id);
             let start = (end - lags).max(self.actual_base);
             if end - start < 2 {
                 continue; // the window lies before the first neural sample

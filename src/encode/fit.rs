@@ -8,6 +8,7 @@ use super::pca::Pca;
 use super::ridge::{self, Stats};
 use super::{EncodeError, Session};
 use indicatif::ProgressBar;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How to fit encoders.
@@ -138,6 +139,62 @@ fn stats(
     }
 }
 
+/// One layer's fitted encoder.
+struct LayerFit {
+    pca: Pca,
+    beta: faer::Mat<f64>,
+    intercept: Vec<f64>,
+    r: Vec<f64>,
+    alpha: Vec<f64>,
+}
+
+/// PCA, per-fold statistics, cross-validated alpha per electrode, the refit
+/// on all training folds and the held-out r, for one model layer.
+fn fit_layer(
+    session: &Session,
+    cfg: &FitConfig,
+    grid: &LagGrid,
+    prep: &Prepared,
+    layer: usize,
+) -> Result<LayerFit, EncodeError> {
+    let (e, dim, pcs) = (session.electrodes(), session.dim, cfg.pcs);
+    let emb = |w: usize| &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim];
+    let train_rows: Vec<&[f32]> = (0..prep.train_words).map(emb).collect();
+    let pca = Pca::fit(&train_rows, dim, pcs)?;
+    let mut z = vec![0.0f64; prep.samples.len() * pcs];
+    let mut buf = vec![0.0f32; pcs];
+    for w in 0..prep.samples.len() {
+        pca.project(emb(w), &mut buf);
+        z[w * pcs..(w + 1) * pcs]
+            .iter_mut()
+            .zip(&buf)
+            .for_each(|(d, &s)| *d = s as f64);
+    }
+    let fold_stats: Vec<Stats> = prep
+        .folds
+        .iter()
+        .map(|s| stats(s, &z, pcs, &prep.samples, grid, e))
+        .collect();
+    let total = Stats::sum(fold_stats.iter());
+    let cv = ridge::cross_validate(&fold_stats, &total, &cfg.alphas)?;
+    let best: Vec<usize> = (0..e)
+        .map(|el| (0..cfg.alphas.len()).fold(0, |b, a| if cv[a][el] > cv[b][el] { a } else { b }))
+        .collect();
+    let alpha: Vec<f64> = best.iter().map(|&a| cfg.alphas[a]).collect();
+    let (beta, intercept) = ridge::solve(&total, &alpha)?;
+    let r = match &prep.test {
+        Some(seg) => ridge::score(&beta, &stats(seg, &z, pcs, &prep.samples, grid, e)),
+        None => (0..e).map(|el| cv[best[el]][el]).collect(),
+    };
+    Ok(LayerFit {
+        pca,
+        beta,
+        intercept,
+        r,
+        alpha,
+    })
+}
+
 /// Fits encoders for every requested layer of `session`. `progress` advances
 /// once per layer (pass `ProgressBar::hidden()` when nobody watches).
 pub fn fit(
@@ -170,41 +227,20 @@ pub fn fit(
     }
     let prep = prepare(session, cfg, &grid)?;
     let (e, dim, pcs, n_lags) = (session.electrodes(), session.dim, cfg.pcs, grid.n_lags());
-    let mut enc = Encoder::zeros(layers.len(), e, n_lags, pcs, dim);
     progress.set_length(layers.len() as u64);
-    for (li, &layer) in layers.iter().enumerate() {
-        let emb =
-            |w: usize| &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim];
-        let train_rows: Vec<&[f32]> = (0..prep.train_words).map(emb).collect();
-        let pca = Pca::fit(&train_rows, dim, pcs)?;
-        let mut z = vec![0.0f64; prep.samples.len() * pcs];
-        let mut buf = vec![0.0f32; pcs];
-        for w in 0..prep.samples.len() {
-            pca.project(emb(w), &mut buf);
-            z[w * pcs..(w + 1) * pcs]
-                .iter_mut()
-                .zip(&buf)
-                .for_each(|(d, &s)| *d = s as f64);
-        }
-        let fold_stats: Vec<Stats> = prep
-            .folds
-            .iter()
-            .map(|s| stats(s, &z, pcs, &prep.samples, &grid, e))
-            .collect();
-        let cv = ridge::cross_validate(&fold_stats, &cfg.alphas)?;
-        let best: Vec<usize> = (0..e)
-            .map(|el| {
-                (0..cfg.alphas.len()).fold(0, |b, a| if cv[a][el] > cv[b][el] { a } else { b })
-            })
-            .collect();
-        let alpha: Vec<f64> = best.iter().map(|&a| cfg.alphas[a]).collect();
-        let (beta, intercept) = ridge::solve(&Stats::sum(fold_stats.iter()), &alpha)?;
-        let r = match &prep.test {
-            Some(seg) => ridge::score(&beta, &stats(seg, &z, pcs, &prep.samples, &grid, e)),
-            None => (0..e).map(|el| cv[best[el]][el]).collect(),
-        };
-        enc.set_layer(li, &pca, &beta, &intercept, &r, &alpha);
-        progress.inc(1);
+    // Layers are independent: fit them in parallel (faer's own parallelism
+    // shares rayon's pool, so the cores are not oversubscribed).
+    let fitted = layers
+        .par_iter()
+        .map(|&layer| {
+            let fitted = fit_layer(session, cfg, &grid, &prep, layer);
+            progress.inc(1);
+            fitted
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut enc = Encoder::zeros(layers.len(), e, n_lags, pcs, dim);
+    for (li, f) in fitted.iter().enumerate() {
+        enc.set_layer(li, &f.pca, &f.beta, &f.intercept, &f.r, &f.alpha);
     }
     enc.neural_mean = prep.neural_mean.iter().map(|&v| v as f32).collect();
     enc.neural_std = prep.neural_std.iter().map(|&v| v as f32).collect();

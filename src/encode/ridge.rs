@@ -43,6 +43,21 @@ impl Stats {
         acc
     }
 
+    /// The statistics of `self` without the disjoint subset `part`: a fold's
+    /// training set is the total less the held-out fold.
+    pub fn without(&self, part: &Stats) -> Stats {
+        let sub =
+            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
+        Stats {
+            n: self.n - part.n,
+            xtx: &self.xtx - &part.xtx,
+            sx: sub(&self.sx, &part.sx),
+            xty: &self.xty - &part.xty,
+            sy: sub(&self.sy, &part.sy),
+            syy: sub(&self.syy, &part.syy),
+        }
+    }
+
     pub fn centred(&self) -> Centred {
         let n = self.n.max(1.0);
         let mx: Vec<f64> = self.sx.iter().map(|v| v / n).collect();
@@ -112,25 +127,19 @@ fn pearson(num: f64, var_pred: f64, var_y: f64) -> f64 {
 }
 
 /// Mean validation r over folds, `[alphas][electrodes]`: fold `k` is held out
-/// while the others train, for every alpha.
+/// while the others (`total` less fold `k`) train, for every alpha.
 pub(crate) fn cross_validate(
     folds: &[Stats],
+    total: &Stats,
     alphas: &[f64],
 ) -> Result<Vec<Vec<f64>>, EncodeError> {
     let electrodes = folds[0].sy.len();
     let mut scores = vec![vec![0.0; electrodes]; alphas.len()];
-    for k in 0..folds.len() {
-        let train = Stats::sum(
-            folds
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != k)
-                .map(|(_, s)| s),
-        )
-        .centred();
+    for fold in folds {
+        let train = total.without(fold).centred();
         let spec = spectrum(&train.xtx)?;
         let q = spec.v.transpose() * &train.xty;
-        let val = folds[k].centred();
+        let val = fold.centred();
         let p = spec.v.transpose() * &val.xty;
         let m = spec.v.transpose() * &val.xtx * &spec.v;
         for (ai, &alpha) in alphas.iter().enumerate() {
