@@ -75,7 +75,7 @@ impl Session {
                 e
             )));
         }
-        if !(self.rate > 0.0) {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err(EncodeError::Shape(format!(
                 "rate must be positive, got {}",
                 self.rate
