@@ -443,6 +443,8 @@ fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
         let options = ReplayOptions {
             speed,
             streams: vec!["neuralign-sim-hg".into()],
+            // the test's inlet resolves the stream after the outlet appears
+            wait_for_consumers: true,
             ..Default::default()
         };
         let p = path.clone();

@@ -27,6 +27,9 @@ pub struct ReplayArgs {
     /// Start this many seconds into the session.
     #[arg(long, default_value_t = 0.0)]
     pub from: f64,
+    /// Hold the first sample until every stream has a consumer.
+    #[arg(long)]
+    pub wait_for_consumers: bool,
     /// Print the per-stream report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -44,6 +47,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         looped: args.looped,
         streams: args.streams,
         start_at: args.from,
+        wait_for_consumers: args.wait_for_consumers,
         ..Default::default()
     };
     tracing::info!(

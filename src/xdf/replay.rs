@@ -67,6 +67,9 @@ pub struct ReplayOptions {
     pub consumer_timeout: Duration,
     /// Skip the session's first seconds (e.g. the part encoders were fit on).
     pub start_at: f64,
+    /// Hold the first sample until every outlet has a consumer (at most
+    /// `consumer_timeout`), so that a consumer started after the replay misses nothing.
+    pub wait_for_consumers: bool,
 }
 
 impl Default for ReplayOptions {
@@ -78,6 +81,7 @@ impl Default for ReplayOptions {
             buffer_seconds: 360,
             consumer_timeout: Duration::from_secs(60),
             start_at: 0.0,
+            wait_for_consumers: false,
         }
     }
 }
@@ -209,6 +213,9 @@ pub fn run(
                 .name(format!("replay {}", p.stream.info.name))
                 .spawn(move || {
                     let outlet = make_outlet(&p.stream.info, options.buffer_seconds);
+                    if let (true, Ok(o)) = (options.wait_for_consumers, &outlet) {
+                        await_consumer(o, options.consumer_timeout, &shutdown);
+                    }
                     ready.wait();
                     go.wait();
                     let outlet = outlet?;
@@ -349,7 +356,7 @@ fn wait_until(target: f64, shutdown: &AtomicBool) {
     }
 }
 
-/// Waits for a consumer at `Speed::Max`; false on shutdown or timeout.
+/// Waits for a consumer; false on shutdown or timeout.
 fn await_consumer(outlet: &lsl::StreamOutlet, timeout: Duration, shutdown: &AtomicBool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while !shutdown.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
