@@ -23,4 +23,5 @@ pub mod ingest;
 pub mod lm;
 pub mod metrics;
 pub mod serve;
+pub mod utc;
 pub mod xdf;

@@ -108,23 +108,12 @@ fn create_unique(directory: &Path) -> anyhow::Result<XdfWriter> {
     unreachable!("some file name is free")
 }
 
-/// `YYYYmmdd-HHMMSS` of a Unix time (UTC, proleptic Gregorian; Hinnant's civil_from_days).
+/// `YYYYmmdd-HHMMSS` of a Unix time (UTC).
 fn utc_stamp(secs: u64) -> String {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let u = crate::utc::from_unix(secs);
     format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        u.year, u.month, u.day, u.hour, u.minute, u.second
     )
 }
 
