@@ -182,8 +182,6 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 #[test]
-#[ignore = "known to hang: after a max-speed replay ends the horizon stops short of the last \
-            samples and no final alignment frame comes (issue 6); run with --ignored to debug"]
 fn replayed_session_through_serve_equals_the_offline_computation() {
     let dir = tempfile::tempdir().unwrap();
     let id = std::process::id();
@@ -356,9 +354,11 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
             );
         }
     }
+    // over the whole session the encoders clearly pick up the word responses
+    let r_session = offline::rolling_r(&predicted, &act, SAMPLES - 1, SAMPLES);
     assert!(
-        r_off.iter().any(|r| *r > 0.3),
-        "the encoders pick up the word responses: {r_off:?}"
+        r_session.iter().all(|r| *r > 0.2),
+        "the encoders pick up the word responses: {r_session:?}"
     );
 
     // the recording holds what was received, and is a complete XDF file

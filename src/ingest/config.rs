@@ -48,12 +48,15 @@ pub struct NeuralConfig {
     pub dejitter: bool,
     /// Largest chunk pulled at once, in samples.
     pub max_chunk: usize,
-    /// How much liblsl buffers while the inlet is busy, in seconds.
+    /// How much liblsl buffers while the pipeline is busy, in seconds. The inlet thread
+    /// waits for room in the pipeline's channel for up to this long (liblsl goes on
+    /// receiving meanwhile), so a burst (a replay at `--speed max`, a stalled consumer)
+    /// loses nothing unless it outlasts this buffer.
     pub lsl_buffer_s: u32,
     /// A step between consecutive time stamps longer than this many sample periods is a gap.
     pub gap_tolerance_periods: f64,
-    /// Capacity of the channel that hands chunks to the pipeline (a full channel drops the
-    /// chunk and counts it).
+    /// Capacity of the channel that hands chunks to the pipeline (a chunk that finds it
+    /// full for `lsl_buffer_s` is dropped and counted).
     pub channel_capacity: usize,
     /// A stream silent for this long is reported lost and re-resolved, in seconds.
     pub lost_after_s: f64,
@@ -66,7 +69,7 @@ impl Default for NeuralConfig {
             mode: NeuralMode::HighGamma,
             dejitter: false,
             max_chunk: 1024,
-            lsl_buffer_s: 10,
+            lsl_buffer_s: 360,
             gap_tolerance_periods: 1.5,
             channel_capacity: 256,
             lost_after_s: 2.0,

@@ -6,12 +6,13 @@
 //!
 //! In raw mode the chunks are raw iEEG; the pipeline runs them through the causal high-gamma
 //! extraction (`dsp`) on its own thread, so that filtering never delays the LSL pulls.
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, SendTimeoutError};
 use lsl::Pullable;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use super::link::{connect, Latency};
 use super::resolve::{channel_labels, StreamSummary};
@@ -203,7 +204,7 @@ impl Worker {
             if let Err(e) = self.check(&meta) {
                 tracing::error!("{e}");
                 lock(&self.shared).status.error = Some(e.to_string());
-                std::thread::sleep(std::time::Duration::from_secs(1));
+                std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
             if let Err(e) = self.set_postprocessing(&inlet) {
@@ -334,10 +335,12 @@ impl Worker {
         }
         chunks.extend(current);
         let mut dropped = (0, 0);
+        // A busy pipeline holds this thread back; liblsl goes on buffering meanwhile.
+        let patience = Duration::from_secs(self.config.lsl_buffer_s.into());
         for chunk in chunks {
-            match self.sender.try_send(chunk) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-                Err(TrySendError::Full(chunk)) => {
+            match self.sender.send_timeout(chunk, patience) {
+                Ok(()) | Err(SendTimeoutError::Disconnected(_)) => {}
+                Err(SendTimeoutError::Timeout(chunk)) => {
                     dropped = (dropped.0 + 1, dropped.1 + chunk.len() as u64)
                 }
             }

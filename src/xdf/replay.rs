@@ -9,10 +9,14 @@
 //! `(t - t0) / K` has elapsed; at 1× stamps and send times coincide (the
 //! sender sleeps until shortly before each sample, then spins). At
 //! `Speed::Max` each outlet waits for a consumer, pauses whenever it has
-//! none, and sends as fast as liblsl takes the samples, into an outlet
-//! buffer bounded by [`ReplayOptions::buffer_seconds`] (liblsl gives the
-//! sender no view of a consumer's progress: a consumer that falls further
-//! behind than that buffer loses the oldest samples, liblsl's own rule).
+//! none, and sends as fast as liblsl takes the samples. liblsl gives the
+//! sender no view of a consumer's progress, so backpressure is by buffering:
+//! without `--loop` the outlet buffer holds the whole pass (memory is used
+//! only while a consumer lags), and the consumer's own inlet buffer must
+//! hold what it has not pulled yet (neuralign's inlets wait for the pipeline,
+//! see `lsl_buffer_s`); with `--loop` the buffer is
+//! [`ReplayOptions::buffer_seconds`] and a consumer further behind loses the
+//! oldest samples, liblsl's own rule.
 //!
 //! Transcript messages carry `start`/`end` (and watermarks `time`) on the
 //! sender's clock: they are shifted by the same amount as the sample's time
@@ -212,7 +216,13 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("replay {}", p.stream.info.name))
                 .spawn(move || {
-                    let outlet = make_outlet(&p.stream.info, options.buffer_seconds);
+                    let buffer_seconds = match options.speed {
+                        Speed::Max if !options.looped => options
+                            .buffer_seconds
+                            .max(pass_seconds.ceil().min(i32::MAX as f64) as i32),
+                        _ => options.buffer_seconds,
+                    };
+                    let outlet = make_outlet(&p.stream.info, buffer_seconds);
                     if let (true, Ok(o)) = (options.wait_for_consumers, &outlet) {
                         await_consumer(o, options.consumer_timeout, &shutdown);
                     }
