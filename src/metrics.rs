@@ -119,11 +119,14 @@ pub enum Stage {
     Score,
     /// Publish to socket write of one frame.
     FrameSend,
+    /// Arrival at the server (LSL pull) of the input that moved the horizon (a neural
+    /// chunk or a transcript watermark) to the socket write of the frame carrying it.
+    EndToEnd,
 }
 
 impl Stage {
     /// Every stage, in data-flow order.
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 8] = [
         Stage::NeuralArrival,
         Stage::TranscriptArrival,
         Stage::Tokenize,
@@ -131,6 +134,7 @@ impl Stage {
         Stage::Encode,
         Stage::Score,
         Stage::FrameSend,
+        Stage::EndToEnd,
     ];
 
     /// The snake_case name used in JSON, status frames and `/metrics` labels.
@@ -143,6 +147,7 @@ impl Stage {
             Stage::Encode => "encode",
             Stage::Score => "score",
             Stage::FrameSend => "frame_send",
+            Stage::EndToEnd => "end_to_end",
         }
     }
 }

@@ -3,6 +3,8 @@
 //! [`report`] prints, plots and writes as JSON.
 
 pub mod dsp;
+pub mod e2e;
+pub mod encode;
 pub mod lm;
 pub mod lsl;
 pub mod report;
@@ -17,8 +19,12 @@ use report::Outcome;
 pub struct Settings {
     /// About how long to measure each part.
     pub duration: Duration,
-    /// A local GGUF instead of the default model (the `lm` part).
+    /// A local GGUF instead of the default model (the `lm` and `e2e` parts).
     pub model: Option<PathBuf>,
+    /// Minutes of synthetic session the `encode` part fits on (0 skips the fit).
+    pub fit_minutes: f64,
+    /// Short runs everywhere (CI smoke test): fewer configurations side by side.
+    pub quick: bool,
 }
 
 /// A part of the pipeline `neuralign bench` can measure.
@@ -61,15 +67,9 @@ impl Part {
                 settings.duration,
                 settings.model.clone(),
             )),
-            Part::Encode => {
-                return not_available("the encoder benchmark (bench::encode) has not landed yet")
-            }
-            Part::E2e => return not_available("the server is not yet wired to the live pipeline"),
+            Part::Encode => encode::run(settings.duration, settings.fit_minutes),
+            Part::E2e => e2e::run(settings),
         };
         measured.map_or_else(Outcome::Failed, Outcome::Done)
     }
-}
-
-fn not_available(reason: &str) -> Outcome {
-    Outcome::NotAvailable(reason.to_string())
 }

@@ -49,9 +49,13 @@ pub struct BenchArgs {
     /// Plot latency percentiles per stage (log scale) as SVG here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// A local GGUF instead of the default model (the `lm` part).
+    /// A local GGUF instead of the default model (the `lm` and `e2e` parts).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Minutes of synthetic session the `encode` part fits 256 electrodes × 31 layers on
+    /// (0 skips the fit; `--quick`: 1).
+    #[arg(long, default_value_t = 30.0)]
+    pub fit_minutes: f64,
     /// Server config naming the LSL config (default: configs/bedside.toml when present).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -68,6 +72,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = Settings {
         duration: Duration::from_secs_f64(seconds),
         model: args.model,
+        fit_minutes: if args.quick { 1.0 } else { args.fit_minutes },
+        quick: args.quick,
     };
     // The LSL part opens outlets: keep them on the configured (loopback) interfaces.
     let (config, base) = Config::load_or_default(args.config.as_deref())?;

@@ -6,7 +6,7 @@
 //!
 //! In raw mode the chunks are raw iEEG; the pipeline runs them through the causal high-gamma
 //! extraction (`dsp`) on its own thread, so that filtering never delays the LSL pulls.
-use crossbeam_channel::{Receiver, Sender, SendTimeoutError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use lsl::Pullable;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -292,7 +292,7 @@ impl Worker {
             let now = lsl::local_clock();
             if !pulled.is_empty() {
                 last_data = now;
-                self.deliver(&pulled, grid, channels);
+                self.deliver(&pulled, grid, channels, now);
             }
             let lost = match outcome {
                 Err(e) => Some(format!("{e:?}")),
@@ -312,7 +312,7 @@ impl Worker {
     }
 
     /// Places the pulled samples on the grid, splits them at gaps and sends the chunks.
-    fn deliver(&self, pulled: &Pulled, grid: &mut GapTracker, channels: usize) {
+    fn deliver(&self, pulled: &Pulled, grid: &mut GapTracker, channels: usize, received: f64) {
         let mut chunks = Vec::new();
         let mut current: Option<NeuralChunk> = None;
         let mut gaps = Vec::new();
@@ -327,6 +327,7 @@ impl Worker {
                 first_index: placement.index,
                 timestamps: Vec::with_capacity(pulled.len() - k),
                 data: Vec::with_capacity((pulled.len() - k) * channels),
+                received,
             });
             chunk.timestamps.push(stamp);
             chunk

@@ -110,6 +110,8 @@ pub struct NeuralChunk {
     pub timestamps: Vec<f64>,
     /// Samples, row-major `[samples, channels]`.
     pub data: Vec<f32>,
+    /// Server clock when the chunk was pulled from liblsl.
+    pub received: f64,
 }
 
 impl NeuralChunk {
@@ -349,6 +351,7 @@ mod tests {
             first_index,
             timestamps: times.to_vec(),
             data,
+            received: times.last().copied().unwrap_or(0.0),
         }
     }
 

@@ -31,6 +31,10 @@ pub struct TranscriptUpdate {
     pub actions: Vec<LmAction>,
     /// Transcript watermark, server clock.
     pub watermark: f64,
+    /// Server clock when the message behind it was pulled (or the silence timeout fired).
+    pub received: f64,
+    /// The message's time stamp on the server clock; NaN for a silence-timeout watermark.
+    pub stamp: f64,
 }
 
 /// A snapshot of the transcript inlet's health.
@@ -228,8 +232,9 @@ impl Worker {
             }
             match inlet.pull_sample_buf(&mut message, PULL_WAIT_S) {
                 Ok(0.0) => {
-                    if let Some(watermark) = self.state.tick(lsl::local_clock()) {
-                        self.send(Vec::new(), watermark);
+                    let now = lsl::local_clock();
+                    if let Some(watermark) = self.state.tick(now) {
+                        self.send(Vec::new(), watermark, (now, f64::NAN));
                     }
                 }
                 Ok(stamp) => self.receive(&message[0], stamp, offset),
@@ -259,7 +264,7 @@ impl Worker {
             shared.status.messages += 1;
         }
         match applied {
-            Ok(actions) => self.send(actions, self.state.watermark()),
+            Ok(actions) => self.send(actions, self.state.watermark(), (now, stamp + offset)),
             Err(rejection) => {
                 tracing::warn!("{rejection}");
                 self.publish_counts();
@@ -267,7 +272,8 @@ impl Worker {
         }
     }
 
-    fn send(&mut self, actions: Vec<LmAction>, watermark: f64) {
+    /// Hands the LM the actions of one message; `(received, stamp)` as in [`TranscriptUpdate`].
+    fn send(&mut self, actions: Vec<LmAction>, watermark: f64, (received, stamp): (f64, f64)) {
         let touched = match actions.first() {
             Some(LmAction::Rollback { position }) => *position,
             _ => self.state.words().len(),
@@ -280,10 +286,12 @@ impl Worker {
         } else {
             actions
         };
-        match self
-            .sender
-            .try_send(TranscriptUpdate { actions, watermark })
-        {
+        match self.sender.try_send(TranscriptUpdate {
+            actions,
+            watermark,
+            received,
+            stamp,
+        }) {
             Ok(()) => self.resync_from = None,
             Err(TrySendError::Full(_)) => {
                 self.resync_from = Some(from);

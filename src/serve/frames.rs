@@ -316,6 +316,18 @@ pub struct StatusFrame<'a> {
     pub clients: usize,
     /// Hub send latency.
     pub send_latency: SendLatency,
+    /// Latency of every pipeline stage since start, in data-flow order.
+    pub stages: Vec<StageSummary>,
+}
+
+/// One stage's latency in a `status` frame.
+#[derive(Debug, Serialize)]
+pub struct StageSummary {
+    /// Stage name (`neural_arrival` … `end_to_end`, see `docs/benchmarks.md`).
+    pub stage: &'static str,
+    /// Count and percentiles, milliseconds.
+    #[serde(flatten)]
+    pub latency: crate::metrics::Percentiles,
 }
 
 /// Why a client message was refused, sent as an `error` frame.

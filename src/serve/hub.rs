@@ -15,11 +15,12 @@ use tokio::sync::{mpsc, watch};
 
 use super::frames::{
     encode, AlignmentFrame, AlignmentSummary, AlignmentUpdate, ClientCounters, ClientLimits, Frame,
-    HelloFrame, PipelineStatus, ResolvedSubscription, Session, StatusFrame, SubscribeRequest,
-    TraceChunk, TraceFrame, PROTOCOL_VERSION,
+    HelloFrame, PipelineStatus, ResolvedSubscription, Session, StageSummary, StatusFrame,
+    SubscribeRequest, TraceChunk, TraceFrame, PROTOCOL_VERSION,
 };
 use super::metrics::Metrics;
 use super::subscription::{default_subscription, resolve, View};
+use crate::metrics::Stage;
 
 /// Server name and version announced in `hello`.
 const SERVER: &str = concat!("neuralign ", env!("CARGO_PKG_VERSION"));
@@ -66,6 +67,8 @@ pub struct Outgoing {
     pub text: Utf8Bytes,
     /// When the pipeline published it (for the send-latency histogram).
     pub published: Instant,
+    /// LSL clock at the server's arrival of the input behind it (end-to-end latency).
+    pub origin: Option<f64>,
 }
 
 /// A client's counters, shared by its hub slot and its connection.
@@ -193,6 +196,7 @@ impl Hub {
             let out = Outgoing {
                 text: self.hello_text(&session, &view.subscription),
                 published: now,
+                origin: None,
             };
             slot.view = Some(view);
             slot.offer(&out, &self.inner.metrics);
@@ -239,6 +243,7 @@ impl Hub {
             let out = Outgoing {
                 text: self.hello_text(&session, &view.subscription),
                 published: Instant::now(),
+                origin: None,
             };
             slot.subscription = Some(view.subscription.clone());
             slot.view = Some(view);
@@ -287,6 +292,12 @@ impl Hub {
     /// many client queues took it (clients throttled by their `rate` or with a
     /// full queue do not count).
     pub fn publish(&self, frame: Frame) -> Result<usize, HubError> {
+        self.publish_traced(frame, None)
+    }
+
+    /// [`Hub::publish`] for a frame whose input arrived at the server at `origin` (LSL
+    /// clock): its socket writes are recorded as end-to-end latency.
+    pub fn publish_traced(&self, frame: Frame, origin: Option<f64>) -> Result<usize, HubError> {
         let now = Instant::now();
         let kind = frame.kind();
         let metrics = &self.inner.metrics;
@@ -304,6 +315,7 @@ impl Hub {
                 let out = Outgoing {
                     text: encode("word", &*word).into(),
                     published: now,
+                    origin: None,
                 };
                 let state = self.state();
                 Ok(state
@@ -312,12 +324,17 @@ impl Hub {
                     .filter(|slot| slot.offer(&out, metrics))
                     .count())
             }
-            Frame::Alignment(update) => self.publish_alignment(&update, now),
-            Frame::Trace(chunk) => self.publish_trace(&chunk, now),
+            Frame::Alignment(update) => self.publish_alignment(&update, now, origin),
+            Frame::Trace(chunk) => self.publish_trace(&chunk, now, origin),
         }
     }
 
-    fn publish_alignment(&self, u: &AlignmentUpdate, now: Instant) -> Result<usize, HubError> {
+    fn publish_alignment(
+        &self,
+        u: &AlignmentUpdate,
+        now: Instant,
+        origin: Option<f64>,
+    ) -> Result<usize, HubError> {
         // one lock for the whole fan-out: views and session stay consistent
         let mut state = self.state();
         let session = state
@@ -354,6 +371,7 @@ impl Hub {
                     Outgoing {
                         text: encode("alignment", &frame).into(),
                         published: now,
+                        origin,
                     }
                 });
             queued += usize::from(slot.offer(out, metrics));
@@ -361,7 +379,12 @@ impl Hub {
         Ok(queued)
     }
 
-    fn publish_trace(&self, c: &TraceChunk, now: Instant) -> Result<usize, HubError> {
+    fn publish_trace(
+        &self,
+        c: &TraceChunk,
+        now: Instant,
+        origin: Option<f64>,
+    ) -> Result<usize, HubError> {
         // one lock for the whole fan-out: views and session stay consistent
         let mut state = self.state();
         let session = state.session.clone().ok_or(HubError::NoSession("trace"))?;
@@ -409,6 +432,7 @@ impl Hub {
                 Outgoing {
                     text: encode("trace", &frame).into(),
                     published: now,
+                    origin,
                 }
             });
             queued += usize::from(slot.offer(out, metrics));
@@ -431,6 +455,17 @@ impl Hub {
             errors: &state.status.errors,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
+            stages: self
+                .inner
+                .metrics
+                .stages
+                .report()
+                .into_iter()
+                .map(|(stage, latency)| StageSummary {
+                    stage: stage.name(),
+                    latency,
+                })
+                .collect(),
         };
         encode("status", &frame).into()
     }
@@ -498,6 +533,11 @@ impl ClientHandle {
         let metrics = self.hub.metrics();
         metrics.sent.fetch_add(1, Relaxed);
         metrics.record_send_latency(out.published.elapsed());
+        if let Some(origin) = out.origin {
+            metrics
+                .stages
+                .record_seconds(Stage::EndToEnd, lsl::local_clock() - origin);
+        }
     }
 
     /// Applies a `subscribe` request; returns the subscription in force.

@@ -1,14 +1,12 @@
-//! Server counters and the send-latency histogram, rendered as Prometheus text at
+//! Server counters and the per-stage latency histograms, rendered as Prometheus text at
 //! `/metrics` and summarised in every `status` frame.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use super::frames::{ErrorCode, SendLatency};
+use crate::metrics::{Stage, StageSet};
 
 /// Frame kinds the hub publishes, in the order of [`Metrics::published`].
 pub const PUBLISHED_KINDS: [&str; 4] = ["alignment", "trace", "word", "status"];
@@ -32,8 +30,8 @@ pub struct Metrics {
     pub dropped: AtomicU64,
     /// Client messages refused, per [`ErrorCode`].
     client_errors: [AtomicU64; 4],
-    /// Microseconds from publish to socket write.
-    send_latency_us: Mutex<Histogram<u64>>,
+    /// Latency of every pipeline stage, recorded by the pipeline and the connections.
+    pub stages: StageSet,
 }
 
 impl Default for Metrics {
@@ -47,10 +45,7 @@ impl Default for Metrics {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             client_errors: Default::default(),
-            // 1 us .. 60 s at 3 significant digits
-            send_latency_us: Mutex::new(
-                Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-            ),
+            stages: StageSet::new(),
         }
     }
 }
@@ -74,26 +69,15 @@ impl Metrics {
 
     /// Records the time one frame spent between publish and socket write.
     pub fn record_send_latency(&self, elapsed: Duration) {
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let mut h = self
-            .send_latency_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        h.saturating_record(us.max(1));
+        self.stages.record(Stage::FrameSend, elapsed);
     }
 
     /// Median and 99th percentile of the send latency so far.
     pub fn send_latency(&self) -> SendLatency {
-        let h = self
-            .send_latency_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if h.is_empty() {
-            return SendLatency::default();
-        }
+        let p = self.stages.get(Stage::FrameSend).percentiles();
         SendLatency {
-            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
-            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+            p50_ms: p.p50_ms,
+            p99_ms: p.p99_ms,
         }
     }
 
@@ -169,37 +153,7 @@ impl Metrics {
             "Client messages refused, by error code.",
             &errors,
         );
-        let h = self
-            .send_latency_us
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(
-            out,
-            "# HELP neuralign_ws_send_latency_seconds Time from publish to socket write.\n\
-             # TYPE neuralign_ws_send_latency_seconds summary"
-        );
-        for q in [0.5, 0.9, 0.99] {
-            let v = if h.is_empty() {
-                0
-            } else {
-                h.value_at_quantile(q)
-            };
-            let _ = writeln!(
-                out,
-                "neuralign_ws_send_latency_seconds{{quantile=\"{q}\"}} {}",
-                v as f64 / 1e6
-            );
-        }
-        let sum_us: f64 = h
-            .iter_recorded()
-            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-            .sum();
-        let _ = writeln!(
-            out,
-            "neuralign_ws_send_latency_seconds_sum {}",
-            sum_us / 1e6
-        );
-        let _ = writeln!(out, "neuralign_ws_send_latency_seconds_count {}", h.len());
+        out.push_str(&self.stages.render_prometheus());
         out
     }
 }
@@ -221,7 +175,7 @@ mod tests {
         assert!(text.contains("neuralign_ws_frames_dropped_total 3\n"));
         assert!(text.contains("neuralign_ws_frames_published_total{type=\"trace\"} 2\n"));
         assert!(text.contains("neuralign_ws_client_errors_total{code=\"malformed\"} 1\n"));
-        assert!(text.contains("neuralign_ws_send_latency_seconds_count 100\n"));
+        assert!(text.contains("neuralign_stage_latency_seconds_count{stage=\"frame_send\"} 100\n"));
         let lat = m.send_latency();
         assert!((lat.p50_ms - 50.0).abs() < 0.1, "{lat:?}");
         assert!((lat.p99_ms - 99.0).abs() < 0.1, "{lat:?}");

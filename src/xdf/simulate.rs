@@ -29,7 +29,7 @@ pub const PCA_DIMS: usize = 8;
 /// Kernel length, seconds.
 const KERNEL_SECONDS: f64 = 0.5;
 /// Session clock at the first sample (any fixed value keeps files identical).
-const T0: f64 = 1000.0;
+pub const T0: f64 = 1000.0;
 
 /// What to simulate.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
 use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, TranscriptInlet};
+use crate::metrics::{Stage, StageSet};
 use crate::serve::{
     AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
     WordEvent, WordStatus,
@@ -71,6 +72,9 @@ pub(super) struct Core {
     early: Vec<LmOutput>,
     words: u64,
     gap_filled: u64,
+    /// Arrival (server clock) of the input that last moved the horizon, until a frame
+    /// carries it.
+    origin: Option<f64>,
 }
 
 impl Core {
@@ -97,6 +101,7 @@ impl Core {
             early: Vec::new(),
             words: 0,
             gap_filled: 0,
+            origin: None,
         }
     }
 
@@ -222,6 +227,10 @@ impl Core {
     }
 
     fn neural(&mut self, chunk: NeuralChunk) {
+        let stages = &self.hub.metrics().stages;
+        if let Some(&last) = chunk.timestamps.last() {
+            stages.record_seconds(Stage::NeuralArrival, chunk.received - last);
+        }
         if let Some(record) = &self.record {
             record.send(Record::Neural(chunk.timestamps.clone(), chunk.data.clone()));
         }
@@ -257,17 +266,25 @@ impl Core {
             }
         }
         b.next_index = b.next_index.max(chunk.first_index + chunk.len() as u64);
-        b.advance();
+        if b.advance(stages) > 0 {
+            self.origin = Some(chunk.received);
+        }
     }
 
     fn lm_output(&mut self, out: LmOutput) {
         if matches!(out, LmOutput::Word { .. }) {
             self.words += 1;
         }
+        let received = match out {
+            LmOutput::Watermark { received, .. } => Some(received),
+            _ => None,
+        };
         match self.bound.as_mut() {
             Some(b) => {
                 Self::apply_word(b, &self.hub, out);
-                b.advance();
+                if b.advance(&self.hub.metrics().stages) > 0 {
+                    self.origin = received.or(self.origin);
+                }
             }
             None => self.early.push(out),
         }
@@ -281,7 +298,19 @@ impl Core {
                 revised,
                 latency_ms,
             } => {
+                let stages = &hub.metrics().stages;
+                for (key, stage) in [
+                    ("arrival", Stage::TranscriptArrival),
+                    ("tokenize", Stage::Tokenize),
+                    ("forward", Stage::LmStep),
+                ] {
+                    if let Some(ms) = latency_ms.get(key) {
+                        stages.record_seconds(stage, ms / 1e3);
+                    }
+                }
+                let started = Instant::now();
                 b.live.word(word.id, word.start, &embedding);
+                stages.record(Stage::Encode, started.elapsed());
                 let onset = b.t0 + b.live_onset_sample(word.start) as f64 / b.rate;
                 let event = WordEvent {
                     id: word.id,
@@ -309,7 +338,7 @@ impl Core {
                 };
                 let _ = hub.publish(Frame::Word(Arc::new(event)));
             }
-            LmOutput::Watermark(time) => b.live.transcript_watermark(time),
+            LmOutput::Watermark { time, .. } => b.live.transcript_watermark(time),
         }
     }
 
@@ -318,6 +347,7 @@ impl Core {
         if b.live.scored() == 0 {
             return;
         }
+        let origin = self.origin.take();
         let (e, l) = (b.live.encoder().electrodes, b.live.encoder().layers);
         let trace = std::mem::replace(&mut b.trace, TraceBuffer::new(e, l));
         if let Some(first) = trace.first {
@@ -327,7 +357,10 @@ impl Core {
                 actual: trace.actual.concat(),
                 predicted: trace.predicted.concat(),
             };
-            if let Err(err) = self.hub.publish(Frame::Trace(Arc::new(chunk))) {
+            if let Err(err) = self
+                .hub
+                .publish_traced(Frame::Trace(Arc::new(chunk)), origin)
+            {
                 tracing::error!("trace frame rejected: {err}");
             }
         }
@@ -350,7 +383,10 @@ impl Core {
             r,
             chance: chance as f32,
         };
-        if let Err(err) = self.hub.publish(Frame::Alignment(Arc::new(update))) {
+        if let Err(err) = self
+            .hub
+            .publish_traced(Frame::Alignment(Arc::new(update)), origin)
+        {
             tracing::error!("alignment frame rejected: {err}");
         }
     }
@@ -456,10 +492,18 @@ impl Bound {
         self.last_row = row.to_vec();
     }
 
-    /// Scores every sample up to the horizon, queuing each for the next trace frame.
-    fn advance(&mut self) {
+    /// Scores every sample up to the horizon, queuing each for the next trace frame;
+    /// returns how many.
+    fn advance(&mut self, stages: &StageSet) -> usize {
         let (e, l) = (self.live.encoder().electrodes, self.live.encoder().layers);
-        while let Some(t) = self.live.advance_one() {
+        let mut scored = 0;
+        loop {
+            let started = Instant::now();
+            let Some(t) = self.live.advance_one() else {
+                return scored;
+            };
+            stages.record(Stage::Score, started.elapsed());
+            scored += 1;
             while self.actual_base < t {
                 self.actual.pop_front();
                 self.actual_base += 1;

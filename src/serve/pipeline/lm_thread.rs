@@ -22,14 +22,16 @@ pub(super) enum LmOutput {
         embedding: Vec<f32>,
         /// Whether the id was embedded before (a revision or a recomputation).
         revised: bool,
-        /// Milliseconds per stage: `lm_queue` (behind earlier words of the same update),
-        /// `tokenize`, `forward`, `embed` (both), `total` (LM thread receipt → embedding done).
+        /// Milliseconds per stage: `arrival` (message time stamp → pulled by the server),
+        /// `lm_queue` (waiting for the LM), `tokenize`, `forward`, `embed` (both), `total`
+        /// (LM thread receipt → embedding done).
         latency_ms: BTreeMap<String, f64>,
     },
     /// Word `id` is no longer in the transcript.
     Retract(u64),
-    /// No word will start before this time (server clock).
-    Watermark(f64),
+    /// No word will start before `time` (server clock); `received`: the server clock when
+    /// the message that moved it was pulled.
+    Watermark { time: f64, received: f64 },
 }
 
 /// Handle on the LM thread.
@@ -117,7 +119,8 @@ impl Worker {
                 }
                 LmAction::Append { position, word } => {
                     removed.retain(|&id| id != word.id);
-                    self.append(position, word, received);
+                    let arrival = update.received - update.stamp;
+                    self.append(position, word, received, arrival);
                 }
             }
         }
@@ -129,11 +132,15 @@ impl Worker {
         }
         if update.watermark.is_finite() {
             self.record(serde_json::json!({ "kind": "watermark", "time": update.watermark }));
-            self.send(LmOutput::Watermark(update.watermark));
+            self.send(LmOutput::Watermark {
+                time: update.watermark,
+                received: update.received,
+            });
         }
     }
 
-    fn append(&mut self, position: usize, word: Word, received: Instant) {
+    /// Embeds one word; `arrival`: seconds from its message's time stamp to its pull.
+    fn append(&mut self, position: usize, word: Word, received: Instant, arrival: f64) {
         debug_assert_eq!(
             position,
             self.ids.len(),
@@ -151,13 +158,16 @@ impl Worker {
         };
         self.ids.push(Some(word.id));
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let latency_ms = BTreeMap::from([
+        let mut latency_ms = BTreeMap::from([
             ("lm_queue".to_string(), ms(started - received)),
             ("tokenize".to_string(), ms(embedding.timing.tokenize)),
             ("forward".to_string(), ms(embedding.timing.forward)),
             ("embed".to_string(), ms(started.elapsed())),
             ("total".to_string(), ms(received.elapsed())),
         ]);
+        if arrival.is_finite() {
+            latency_ms.insert("arrival".to_string(), arrival * 1e3);
+        }
         let revised = self.embedded.insert(word.id, word.clone()).is_some();
         self.record(serde_json::json!({
             "kind": "word", "id": word.id, "text": word.text, "start": word.start,

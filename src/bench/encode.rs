@@ -1,0 +1,203 @@
+//! Encoder costs at the paper's scale, 256 electrodes × 31 layers (SmolLM2: embedding + 30
+//! blocks, width 576), 16 components, lags 0–0.5 s at 100 Hz: per-word encode (PCA projection
+//! and TRF kernel into the predicted timeline), per-sample scoring (rolling, exponentially
+//! weighted and chance r), and one fit on a synthetic session. Weights and data are random:
+//! the cost does not depend on their values. `benches/encode.rs` runs the same kernels
+//! under criterion.
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::report::{Figure, PartReport, Row};
+use crate::align::{AlignConfig, Live};
+use crate::encode::{
+    self, ChannelMap, Encoder, FitConfig, HighGammaMeta, LagGrid, ModelMeta, Predictor, Provenance,
+    Session, SessionWord,
+};
+use crate::metrics::StageLatency;
+
+/// Electrodes at the paper's scale.
+pub const ELECTRODES: usize = 256;
+/// SmolLM2's layers: the token embedding and 30 blocks.
+pub const LAYERS: usize = 31;
+/// SmolLM2's width.
+pub const DIM: usize = 576;
+/// Principal components per layer (the fit's default).
+pub const PCS: usize = 16;
+/// High-gamma rate, Hz.
+pub const RATE: f64 = 100.0;
+/// Speech rate the per-word figures assume, words per second.
+const WORDS_PER_S: f64 = 2.5;
+/// Target: per-word encode plus scoring, milliseconds (issue 4).
+const TARGET_WORD_MS: f64 = 2.0;
+/// Target: the fit on a 30-minute session, seconds (issue 4).
+const TARGET_FIT_S: f64 = 120.0;
+
+/// Encoders with random weights for `electrodes` × `layers` (lags 0–0.5 s at [`RATE`]).
+pub fn random_encoder(seed: u64, electrodes: usize, layers: usize) -> Encoder {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let grid = LagGrid {
+        tmin: 0.0,
+        tmax: 0.5,
+        rate: RATE,
+    };
+    let mut enc = Encoder::zeros(layers, electrodes, grid.n_lags(), PCS, DIM);
+    let mut fill = |v: &mut Vec<f32>| v.iter_mut().for_each(|x| *x = rng.gen_range(-1.0..1.0));
+    fill(&mut enc.weights);
+    fill(&mut enc.pca_components);
+    fill(&mut enc.cv_r);
+    enc.feature_std.iter_mut().for_each(|x| *x = 1.0);
+    enc.meta.grid = grid;
+    enc.meta.layers = (0..layers).collect();
+    enc.meta.labels = (0..electrodes).map(|e| format!("e{e:03}")).collect();
+    enc
+}
+
+/// A random session of `minutes` at [`RATE`] with words every 0.15–0.65 s.
+pub fn random_session(seed: u64, minutes: f64, electrodes: usize, layers: usize) -> Session {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let samples = (minutes * 60.0 * RATE) as usize;
+    let mut words = vec![];
+    let mut t = 0.3;
+    while t < samples as f64 / RATE - 0.5 {
+        let embedding = (0..layers * DIM)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect();
+        words.push(SessionWord {
+            onset: t,
+            embedding,
+        });
+        t += rng.gen_range(0.15..0.65);
+    }
+    Session {
+        hg: (0..samples * electrodes)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect(),
+        rate: RATE,
+        t0: 0.0,
+        labels: (0..electrodes).map(|e| format!("e{e:03}")).collect(),
+        layers,
+        dim: DIM,
+        words,
+    }
+}
+
+/// Fits every layer and electrode of `session` with the default settings; returns seconds.
+pub fn time_fit(session: &Session) -> anyhow::Result<f64> {
+    let provenance = Provenance {
+        model: ModelMeta {
+            name: "bench".into(),
+            sha256: "00".into(),
+        },
+        high_gamma: HighGammaMeta {
+            source: "bench".into(),
+            band_hz: [70.0, 150.0],
+            extracted_by: "stream".into(),
+        },
+        description: "neuralign bench encode".into(),
+    };
+    let started = Instant::now();
+    encode::fit(
+        session,
+        &FitConfig::default(),
+        &provenance,
+        &ProgressBar::hidden(),
+    )?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Times per-word encode and per-sample scoring for about `duration` in all, then one fit on
+/// a `fit_minutes` session (0 skips it).
+pub fn run(duration: Duration, fit_minutes: f64) -> anyhow::Result<PartReport> {
+    let enc = random_encoder(1, ELECTRODES, LAYERS);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let embedding: Vec<f32> = (0..LAYERS * DIM)
+        .map(|_| rng.gen_range(-1.0..1.0))
+        .collect();
+    let row: Vec<f32> = (0..ELECTRODES).map(|_| rng.gen_range(-1.0..1.0)).collect();
+
+    // new words cycling over a 20 s stretch: one projection and kernel each
+    let mut predictor = Predictor::new(enc.clone(), 0.0);
+    let mut word = StageLatency::new();
+    let until = Instant::now() + duration / 2;
+    for id in 0u64.. {
+        let started = Instant::now();
+        predictor.add_word(id, (id % 50) as f64 * 0.4, &embedding);
+        word.record(started.elapsed());
+        if started >= until {
+            break;
+        }
+    }
+
+    let map = ChannelMap {
+        stream_index: (0..ELECTRODES).collect(),
+    };
+    let mut live = Live::new(enc, map, 0.0, AlignConfig::default());
+    live.transcript_watermark(f64::INFINITY);
+    let mut sample = StageLatency::new();
+    let until = Instant::now() + duration / 2;
+    loop {
+        let started = Instant::now();
+        live.push_neural(&row);
+        live.advance_one();
+        sample.record(started.elapsed());
+        if started >= until {
+            break;
+        }
+    }
+
+    let (w, s) = (word.percentiles(), sample.percentiles());
+    let samples_per_word = RATE / WORDS_PER_S;
+    let per_word_ms = w.p50_ms + samples_per_word * s.p50_ms;
+    let mut figures = vec![
+        Figure::new(
+            format!("one word's encode + scoring of its {samples_per_word:.0} samples, p50 (target ≤ {TARGET_WORD_MS} ms)"),
+            per_word_ms,
+            "ms",
+        ),
+        Figure::new(
+            format!("CPU share at {RATE} Hz and {WORDS_PER_S} words/s"),
+            (w.p50_ms * WORDS_PER_S + s.p50_ms * RATE) / 10.0,
+            "% of a core",
+        ),
+    ];
+    let mut fit = serde_json::Value::Null;
+    if fit_minutes > 0.0 {
+        let session = random_session(2, fit_minutes, ELECTRODES, LAYERS);
+        let seconds = time_fit(&session)?;
+        figures.push(Figure::new(
+            format!(
+                "fit, {ELECTRODES} electrodes × {LAYERS} layers × {fit_minutes} min ({} words; target ≤ {TARGET_FIT_S} s for 30 min)",
+                session.words.len()
+            ),
+            seconds,
+            "s",
+        ));
+        fit = json!({"minutes": fit_minutes, "words": session.words.len(), "seconds": seconds});
+    }
+    Ok(PartReport {
+        title: format!(
+            "encoders at {ELECTRODES} electrodes × {LAYERS} layers, {PCS} components, lags 0–0.5 s at {RATE} Hz"
+        ),
+        rows: vec![
+            Row {
+                label: "encode one word".into(),
+                latency: w,
+                throughput: None,
+            },
+            Row {
+                label: "score one sample".into(),
+                latency: s,
+                throughput: None,
+            },
+        ],
+        figures,
+        details: json!({
+            "electrodes": ELECTRODES, "layers": LAYERS, "pcs": PCS, "dim": DIM, "rate_hz": RATE,
+            "words_per_s": WORDS_PER_S, "fit": fit,
+        }),
+    })
+}
