@@ -280,7 +280,7 @@ function drawWords() {
   box.replaceChildren(...state.words.slice(-14).map((w) => {
     const s = document.createElement("span");
     s.textContent = w.text;
-    const total = Object.values(w.latency_ms || {}).reduce((a, b) => a + b, 0);
+    const total = (w.latency_ms || {}).total || 0;
     if (total > 0) { const m = document.createElement("small"); m.textContent = `${total.toFixed(0)}ms`; s.append(m); }
     return s;
   }));
@@ -301,6 +301,12 @@ function drawStatus() {
   $("status-extra").textContent = `clients ${st.clients} · uptime ${st.uptime_s.toFixed(0)} s · pipeline drops: ${drops} · rejected input: ${errs}`;
   $("n-dropped").textContent = st.client.dropped;
   $("latency").textContent = `${st.send_latency.p50_ms.toFixed(2)} / ${st.send_latency.p99_ms.toFixed(2)} ms`;
+  $("stages").tBodies[0].replaceChildren(...(st.stages || []).filter((s) => s.count > 0).map((s) => {
+    const tr = document.createElement("tr");
+    [s.stage, s.count, s.p50_ms.toFixed(2), s.p99_ms.toFixed(2), s.max_ms.toFixed(2)]
+      .forEach((v) => { const td = document.createElement("td"); td.textContent = v; tr.append(td); });
+    return tr;
+  }));
 }
 function drawCounters() { for (const k of Object.keys(state.counts)) { const el = $("n-" + k); if (el) el.textContent = state.counts[k]; } }
 

@@ -67,6 +67,9 @@ try {
   const frames = await count("#n-frames");
   assert.ok(frames >= 85, `frames counter ${frames}`);
   assert.match(await page.textContent("#session-meta"), /256 electrodes × 31 layers/);
+  // the latency panel lists the stages the server measured (frame_send at least)
+  await page.waitForFunction(() => document.querySelector("#stages tbody")?.textContent.includes("frame_send"),
+    null, { timeout: 10_000 });
 
   // clicking an electrode in the heatmap subscribes to its trace
   const box = await page.locator("#heatmap").boundingBox();
