@@ -34,11 +34,16 @@ dict_for() {
 }
 
 for t in "${targets[@]}"; do
-  mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t"
+  # New inputs go to the first directory; the seeds and the crashes kept as regression
+  # tests (tests/data/fuzz) are only read.
+  corpora=("fuzz/corpus/$t")
+  for d in "fuzz/seeds/$t" "tests/data/fuzz/$t"; do
+    if [ -d "$d" ]; then corpora+=("$d"); fi
+  done
+  mkdir -p "fuzz/corpus/$t"
   echo "--- fuzz $t for ${seconds}s"
-  # New inputs go to the first directory; seeds are only read. Limits: 10 s per input
-  # (a hang), 256 MB per allocation and 2 GB in all (a lying length field).
-  cargo +nightly fuzz run "${build_flags[@]}" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+  # Limits: 10 s per input (a hang), 256 MB per allocation and 2 GB in all (a lying length).
+  cargo +nightly fuzz run "${build_flags[@]}" "$t" "${corpora[@]}" -- \
     -dict="$(dict_for "$t")" -max_total_time="$seconds" -timeout=10 \
     -malloc_limit_mb=256 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
     awk '!/^#[0-9]+[[:space:]]+(NEW|REDUCE)/'
