@@ -187,6 +187,25 @@ fn corrupt_chunks_are_skipped_and_reported() {
 }
 
 #[test]
+fn a_channel_count_beyond_memory_is_a_corrupt_chunk_not_a_panic() {
+    // Found while writing the xdf_read fuzz target: 8 bytes × 2^62 channels overflowed usize
+    // (a panic with overflow checks, a sample of zero values without).
+    let mut f = b"XDF:".to_vec();
+    let huge = header("huge", 1 << 62, 100.0, "double64");
+    f.extend(chunk(2, &with_id(1, huge.as_bytes())));
+    f.extend(chunk(3, &with_id(1, &[1, 1, 0])));
+    let xdf = xdf::read_bytes(&f, ReadOptions::default()).unwrap();
+    assert_eq!(xdf.streams[0].len(), 0);
+    assert!(
+        xdf.warnings
+            .iter()
+            .any(|w| w == "corrupt Samples chunk for stream 1; skipped"),
+        "{:?}",
+        xdf.warnings
+    );
+}
+
+#[test]
 fn not_an_xdf_file_is_a_clear_error() {
     let (_dir, path) = temp_file(b"RIFF....");
     let e = xdf::read(&path).unwrap_err().to_string();

@@ -14,7 +14,8 @@
 //!   Without explicit watermarks, [`TranscriptState::tick`] advances the watermark to
 //!   `now − silence_timeout` once the stream has been silent that long.
 //! - A message not starting with `{` or `[` is a bare word with onset = end = the sample's
-//!   time stamp (plain marker streams); it gets an id from the top half of the id space.
+//!   time stamp (plain marker streams, which must be finite); it gets an id from the top half
+//!   of the id space.
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -153,6 +154,13 @@ pub fn parse_message(msg: &str, sample_time: f64) -> Result<TranscriptEvent, Rej
         return Err(Rejection::new(RejectReason::Empty, "empty message"));
     }
     if !text.starts_with('{') && !text.starts_with('[') {
+        // A sender can stamp a sample with any f64; a NaN onset would break onset order.
+        if !sample_time.is_finite() {
+            return Err(Rejection::new(
+                RejectReason::BadField,
+                format!("bare word with time stamp {sample_time}"),
+            ));
+        }
         return Ok(TranscriptEvent::Word(Word {
             id: BARE_WORD_ID_BASE,
             text: text.to_string(),
@@ -526,6 +534,15 @@ mod tests {
             (w.text.as_str(), w.start, w.end, w.id),
             ("hello", 12.5, 12.5, BARE_WORD_ID_BASE)
         );
+    }
+
+    #[test]
+    fn a_bare_word_with_a_time_stamp_that_is_not_finite_is_rejected() {
+        // Found while writing the transcript_message fuzz target: a NaN onset was accepted.
+        for stamp in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let err = parse_message("hello", stamp).unwrap_err();
+            assert_eq!(err.reason, RejectReason::BadField, "{stamp}");
+        }
     }
 
     #[test]

@@ -111,6 +111,11 @@ impl<'a> Bytes<'a> {
         }
     }
 
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]
     }
@@ -135,8 +140,9 @@ pub fn decode_samples(
 ) -> Result<usize, BadPayload> {
     let n = body.varlen()? as usize;
     let mut st = *state;
-    // Decode into fresh buffers first so a cut-off chunk adds nothing.
-    let mut new_stamps = Vec::with_capacity(n.min(1 << 20));
+    // Decode into fresh buffers first so a cut-off chunk adds nothing. Every sample takes at
+    // least one byte, so a lying count cannot reserve more than the chunk holds.
+    let mut new_stamps = Vec::with_capacity(n.min(body.remaining()));
     let mut values = Samples::empty(data.format());
     for _ in 0..n {
         let ts = match body.u8()? {
@@ -162,7 +168,8 @@ fn decode_values(
     macro_rules! numbers {
         ($v:expr, $t:ty) => {{
             const W: usize = std::mem::size_of::<$t>();
-            let raw = body.take(W * channels)?;
+            // A header's channel_count can be anything up to usize::MAX.
+            let raw = body.take(W.checked_mul(channels).ok_or(BadPayload)?)?;
             $v.extend(
                 raw.chunks_exact(W)
                     .map(|c| <$t>::from_le_bytes(c.try_into().unwrap())),

@@ -1,7 +1,7 @@
 //! Recorded sessions in XDF, the format LabRecorder writes and pyxdf, MNE and
 //! EEGLAB read (<https://github.com/sccn/xdf/wiki/Specifications>).
 //!
-//! - [`read`] / [`read_with`]: every chunk type and channel format; files cut
+//! - [`read`] / [`read_with`] / [`read_bytes`]: every chunk type and channel format; files cut
 //!   off mid-chunk load up to the last complete chunk; optional clock
 //!   synchronisation and jitter removal with pyxdf's semantics ([`sync`]).
 //! - [`XdfWriter`]: incremental writer used for the server's recording.
@@ -18,7 +18,7 @@ mod writer;
 mod xml;
 
 pub use info::{ChannelFormat, StreamInfo};
-pub use reader::{read, read_with, ReadOptions};
+pub use reader::{read, read_bytes, read_with, ReadOptions};
 pub use samples::Samples;
 pub use writer::XdfWriter;
 

@@ -61,7 +61,26 @@ pub fn read_with(path: impl AsRef<Path>, options: ReadOptions) -> Result<XdfFile
     };
     let file = File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
-    let mut input = BufReader::with_capacity(1 << 20, file);
+    read_from(BufReader::with_capacity(1 << 20, file), size, path, options)
+}
+
+/// Reads a whole XDF file held in memory (e.g. received over a socket, or a
+/// fuzzer's input); errors name the path `<memory>`.
+pub fn read_bytes(bytes: &[u8], options: ReadOptions) -> Result<XdfFile, XdfError> {
+    read_from(bytes, bytes.len() as u64, Path::new("<memory>"), options)
+}
+
+/// Reads `size` bytes of XDF from `input`; `path` names it in errors.
+fn read_from(
+    mut input: impl BufRead,
+    size: u64,
+    path: &Path,
+    options: ReadOptions,
+) -> Result<XdfFile, XdfError> {
+    let io = |source| XdfError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut magic = [0u8; 4];
     if input.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(XdfError::NotXdf(path.to_path_buf()));

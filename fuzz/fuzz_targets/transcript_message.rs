@@ -1,0 +1,43 @@
+//! One transcript message, as a transcript inlet receives it: the first 8 bytes are the LSL
+//! time stamp (any bit pattern, NaN and infinities included), the rest the string sample.
+//! `parse_message` must never panic, and what it accepts must satisfy the contract.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use neuralign::ingest::transcript::{parse_message, TranscriptEvent, BARE_WORD_ID_BASE};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((stamp, text)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let sample_time = f64::from_le_bytes(*stamp);
+    let message = String::from_utf8_lossy(text);
+    match parse_message(&message, sample_time) {
+        Ok(TranscriptEvent::Word(w)) => {
+            assert!(!w.text.is_empty() && w.text == w.text.trim(), "{w:?}");
+            assert!(w.start.is_finite() && w.end.is_finite(), "{w:?}");
+            assert!(w.start <= w.end, "{w:?}");
+            assert!(w.confidence.is_none_or(|c| (0.0..=1.0).contains(&c)), "{w:?}");
+            if w.id != BARE_WORD_ID_BASE {
+                // A JSON word written back in the contract's own form parses to itself (times
+                // to within serde_json's last-bit rounding of decimal floats).
+                let again = serde_json::json!({
+                    "kind": "word", "id": w.id, "text": w.text, "start": w.start,
+                    "end": w.end, "final": w.is_final, "confidence": w.confidence,
+                })
+                .to_string();
+                let Ok(TranscriptEvent::Word(v)) = parse_message(&again, sample_time) else {
+                    panic!("{again} does not parse back");
+                };
+                let close = |a: f64, b: f64| (a - b).abs() <= f64::EPSILON * a.abs().max(b.abs());
+                assert!(close(v.start, w.start) && close(v.end, w.end), "{v:?} != {w:?}");
+                assert_eq!(
+                    (v.id, &v.text, v.is_final, v.confidence),
+                    (w.id, &w.text, w.is_final, w.confidence)
+                );
+            }
+        Ok(TranscriptEvent::Retract { id }) => assert!(id < BARE_WORD_ID_BASE),
+        Ok(TranscriptEvent::Watermark { time }) => assert!(time.is_finite()),
+        Err(_) => {}
+    }
+});
