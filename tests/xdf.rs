@@ -426,6 +426,10 @@ fn pull_all(name: &str, expected: usize, timeout_s: f64) -> (Vec<f64>, Vec<f64>)
 }
 
 fn simulated_session(minutes: &str) -> (tempfile::TempDir, PathBuf) {
+    simulated_session_with_seed(minutes, "1")
+}
+
+fn simulated_session_with_seed(minutes: &str, seed: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.xdf");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_neuralign"))
@@ -438,7 +442,7 @@ fn simulated_session(minutes: &str) -> (tempfile::TempDir, PathBuf) {
             "--electrodes",
             "8",
             "--seed",
-            "1",
+            seed,
         ])
         .status()
         .unwrap();
@@ -449,6 +453,33 @@ fn simulated_session(minutes: &str) -> (tempfile::TempDir, PathBuf) {
 fn percentile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The XDF file, the truth JSON and the truth safetensors of a simulation, as bytes.
+fn simulation_bytes(xdf: &std::path::Path) -> Vec<Vec<u8>> {
+    ["xdf", "truth.json", "truth.safetensors"]
+        .iter()
+        .map(|ext| std::fs::read(xdf.with_extension(ext)).unwrap())
+        .collect()
+}
+
+#[test]
+fn simulate_is_deterministic_for_a_seed() {
+    let (_a, first) = simulated_session_with_seed("0.2", "7");
+    let (_b, again) = simulated_session_with_seed("0.2", "7");
+    let (_c, other) = simulated_session_with_seed("0.2", "8");
+    let (first, again, other) = (
+        simulation_bytes(&first),
+        simulation_bytes(&again),
+        simulation_bytes(&other),
+    );
+    for (k, name) in ["xdf", "truth.json", "truth.safetensors"]
+        .iter()
+        .enumerate()
+    {
+        assert!(first[k] == again[k], "{name}: same seed, different bytes");
+        assert!(first[k] != other[k], "{name}: another seed, same bytes");
+    }
 }
 
 #[test]

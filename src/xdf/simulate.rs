@@ -309,13 +309,11 @@ pub fn simulate(
     let mut weights = vec![0f32; layers * cfg.electrodes * PCA_DIMS]; // [layer, electrode, k]
     for e in 0..cfg.electrodes {
         let responsive = rng.gen_bool(cfg.responsive_fraction);
+        // one layer drives the electrode: the layer a per-layer encoder must find
         let peak = rng.gen_range(0..layers);
-        let width = rng.gen_range(2.0..5.0);
-        let mut profile: Vec<f64> = (0..layers)
-            .map(|l| (-((l as f64 - peak as f64) / width).powi(2) / 2.0).exp())
+        let profile: Vec<f64> = (0..layers)
+            .map(|l| f64::from(u8::from(l == peak)))
             .collect();
-        let sum: f64 = profile.iter().sum();
-        profile.iter_mut().for_each(|p| *p /= sum);
         let snr = if responsive {
             cfg.snr * (rng.gen_range(-1.0..1.0f64) * 1.5).exp()
         } else {
