@@ -513,15 +513,20 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
     let word = |id: usize, text: &str, w: &TimedWord, conf: f64| {
         serde_json::json!({"kind": "word", "id": id, "text": text, "start": w.start, "end": w.end, "final": true, "confidence": conf}).to_string()
     };
+    // stamp of each word's last message (its correction, if any)
+    let mut settled = Vec::with_capacity(words.len());
     for (id, w) in words.iter().enumerate() {
         let at = w.end + rng.gen_range(1.0..3.0);
         let conf = (rng.gen_range(0.75..1.0f64) * 100.0).round() / 100.0;
         if rng.gen_bool(0.02) {
             let wrong: String = w.text.chars().rev().collect();
             msgs.push((at, word(id, &wrong, w, conf / 2.0)));
-            msgs.push((at + rng.gen_range(0.2..0.8), word(id, &w.text, w, conf)));
+            let corrected = at + rng.gen_range(0.2..0.8);
+            msgs.push((corrected, word(id, &w.text, w, conf)));
+            settled.push(corrected);
         } else {
             msgs.push((at, word(id, &w.text, w, conf)));
+            settled.push(at);
         }
     }
     msgs.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -534,11 +539,13 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
             out.push(msgs[i].clone());
             i += 1;
         }
-        // Words not yet sent start no earlier than this.
+        // Words not yet sent (or not yet corrected) start no earlier than this; once every
+        // word is settled the mark itself is the watermark, so a replay is scored to its end.
         let pending = words
             .iter()
-            .filter(|w| w.end + 3.0 + 0.8 > next_mark)
-            .map(|w| w.start)
+            .zip(&settled)
+            .filter(|(_, &at)| at > next_mark)
+            .map(|(w, _)| w.start)
             .fold(f64::INFINITY, f64::min);
         let time = pending.min(next_mark);
         out.push((
