@@ -638,3 +638,40 @@ fn write_truth_tensors(
     safetensors::serialize_to_file(views, Some(meta), path)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watermark contract: no word message after a watermark starts before its time,
+    /// and once every word is sent the watermark passes them all.
+    #[test]
+    fn watermarks_never_pass_a_word_still_to_come_and_end_past_every_word() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let words = time_words(120.0, &mut rng);
+        let messages = transcript(&words, &mut rng);
+        let parsed: Vec<(f64, serde_json::Value)> = messages
+            .iter()
+            .map(|(t, m)| (*t, serde_json::from_str(m).unwrap()))
+            .collect();
+        let mut watermark = f64::NEG_INFINITY;
+        let mut revisions = 0;
+        for (_, m) in &parsed {
+            match m["kind"].as_str().unwrap() {
+                "watermark" => {
+                    let time = m["time"].as_f64().unwrap();
+                    assert!(time >= watermark, "watermarks never go back");
+                    watermark = time;
+                }
+                _ => {
+                    let start = m["start"].as_f64().unwrap();
+                    assert!(start >= watermark, "{m} comes after watermark {watermark}");
+                    revisions += usize::from(m["confidence"].as_f64().unwrap() < 0.5);
+                }
+            }
+        }
+        assert!(revisions > 0, "the session has corrected words");
+        let last_start = words.iter().map(|w| w.start).fold(f64::MIN, f64::max);
+        assert!(watermark > last_start, "{watermark} <= {last_start}");
+    }
+}
