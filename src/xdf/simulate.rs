@@ -650,13 +650,12 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let words = time_words(120.0, &mut rng);
         let messages = transcript(&words, &mut rng);
-        let parsed: Vec<(f64, serde_json::Value)> = messages
+        let parsed: Vec<serde_json::Value> = messages
             .iter()
-            .map(|(t, m)| (*t, serde_json::from_str(m).unwrap()))
+            .map(|(_, m)| serde_json::from_str(m).unwrap())
             .collect();
         let mut watermark = f64::NEG_INFINITY;
-        let mut revisions = 0;
-        for (_, m) in &parsed {
+        for m in &parsed {
             match m["kind"].as_str().unwrap() {
                 "watermark" => {
                     let time = m["time"].as_f64().unwrap();
@@ -666,11 +665,9 @@ mod tests {
                 _ => {
                     let start = m["start"].as_f64().unwrap();
                     assert!(start >= watermark, "{m} comes after watermark {watermark}");
-                    revisions += usize::from(m["confidence"].as_f64().unwrap() < 0.5);
                 }
             }
         }
-        assert!(revisions > 0, "the session has corrected words");
         let last_start = words.iter().map(|w| w.start).fold(f64::MIN, f64::max);
         assert!(watermark > last_start, "{watermark} <= {last_start}");
     }
