@@ -539,15 +539,13 @@ fn replay_keeps_equal_sender_times_equal() {
     let mut received: Vec<serde_json::Value> = Vec::new();
     let deadline = lsl::local_clock() + 30.0;
     while received.len() < 400 && lsl::local_clock() < deadline {
-        match inlet.pull_sample(0.2) {
-            Ok((sample, _)) => {
-                let sample: Vec<String> = sample;
-                if let Some(m) = sample.first() {
-                    received.push(serde_json::from_str(m).unwrap());
-                }
-            }
+        let (sample, _): (Vec<String>, f64) = match inlet.pull_sample(0.2) {
+            Ok(got) => got,
             Err(lsl::Error::StreamLost) => break,
             Err(e) => panic!("{e}"),
+        };
+        if let Some(m) = sample.first() {
+            received.push(serde_json::from_str(m).unwrap());
         }
     }
     player.join().unwrap().unwrap();
