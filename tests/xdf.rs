@@ -539,3 +539,69 @@ fn retimed_transcript_messages_move_with_their_stamp() {
     assert_eq!(w["time"].as_f64(), Some(4.5));
     assert_eq!(retime_message("plain marker", 5.0, 1), "plain marker");
 }
+
+#[test]
+fn replay_keeps_equal_sender_times_equal() {
+    use lsl::Pullable;
+    use neuralign::xdf::replay::{self, ReplayOptions, Speed};
+    use std::sync::{atomic::AtomicBool, Arc};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.xdf");
+    let name = format!("replay-times-{}", std::process::id());
+    let mut w = XdfWriter::create(&path).unwrap();
+    let id = w
+        .add_stream(&StreamInfo::new(
+            &name,
+            "Transcript",
+            1,
+            0.0,
+            ChannelFormat::String,
+            &name,
+        ))
+        .unwrap();
+    // a watermark, then a word starting exactly at it (allowed: no word starts *before* a
+    // watermark), at irregular stamps far from zero where rounding differs from stamp to stamp
+    let (mut stamps, mut messages) = (Vec::new(), Vec::new());
+    for k in 0..200 {
+        let t = 15905.532568799688 + k as f64 * 0.3719;
+        stamps.push(t + 1.0);
+        messages.push(format!(r#"{{"kind":"watermark","time":{t}}}"#));
+        stamps.push(t + 1.001 + 0.0123 * (k % 7) as f64);
+        messages.push(format!(
+            r#"{{"kind":"word","id":{k},"text":"w","start":{t},"end":{}}}"#,
+            t + 0.2
+        ));
+    }
+    w.write_samples(id, &stamps, &Samples::String(messages))
+        .unwrap();
+    w.finish().unwrap();
+    let options = ReplayOptions {
+        speed: Speed::Max,
+        wait_for_consumers: true,
+        ..Default::default()
+    };
+    let player =
+        std::thread::spawn(move || replay::run(&path, &options, Arc::new(AtomicBool::new(false))));
+    let found = lsl::resolve_byprop("name", &name, 1, 10.0).unwrap();
+    assert!(!found.is_empty(), "stream {name} not found");
+    let inlet = lsl::StreamInlet::new(&found[0], 360, 0, false).unwrap();
+    inlet.open_stream(10.0).unwrap();
+    let mut received: Vec<serde_json::Value> = Vec::new();
+    let deadline = lsl::local_clock() + 30.0;
+    while received.len() < 400 && lsl::local_clock() < deadline {
+        let (sample, _): (Vec<String>, f64) = match inlet.pull_sample(0.2) {
+            Ok(got) => got,
+            Err(lsl::Error::StreamLost) => break,
+            Err(e) => panic!("{e}"),
+        };
+        if let Some(m) = sample.first() {
+            received.push(serde_json::from_str(m).unwrap());
+        }
+    }
+    player.join().unwrap().unwrap();
+    assert_eq!(received.len(), 400, "every message arrives");
+    for pair in received.chunks_exact(2) {
+        let (mark, word) = (pair[0]["time"].as_f64(), pair[1]["start"].as_f64());
+        assert!(mark.is_some() && mark == word, "{pair:?}");
+    }
+}

@@ -142,6 +142,13 @@ struct Prepared {
     stream: Stream,
     /// Synchronised stamps minus the session's first stamp.
     rel: Vec<f64>,
+    /// String streams: each sample's clock correction (synchronised minus recorded stamp).
+    /// Sender-clock fields move by one shift per pass plus this, not by `stamp − recorded`
+    /// per sample: that difference of large numbers varies in the last bits from sample to
+    /// sample, and a word start equal to an earlier watermark would land an ulp before it.
+    clock_shift: Vec<f64>,
+    /// Session time that lands on the pass's base.
+    origin: f64,
     max_word_id: i64,
 }
 
@@ -195,9 +202,19 @@ pub fn run(
                 .map(|s| s - t0 - options.start_at)
                 .collect();
             let max_word_id = max_word_id(&stream.data);
+            let clock_shift = match stream.data {
+                Samples::String(_) => synced[skip..]
+                    .iter()
+                    .zip(&stream.time_stamps)
+                    .map(|(s, t)| s - t)
+                    .collect(),
+                _ => Vec::new(),
+            };
             Prepared {
                 stream,
                 rel,
+                clock_shift,
+                origin: t0 + options.start_at,
                 max_word_id,
             }
         })
@@ -413,7 +430,7 @@ fn send(
                     }
                 }
             }
-            let pushed = push_sample(outlet, &p.stream.data, i, ch, stamp, p, passes);
+            let pushed = push_sample(outlet, i, ch, stamp, pass_base, p, passes);
             if let Err(e) = pushed {
                 return Err(ReplayError::Outlet {
                     name: info.name.clone(),
@@ -451,15 +468,15 @@ fn send(
 
 fn push_sample(
     outlet: &lsl::StreamOutlet,
-    data: &Samples,
     i: usize,
     ch: usize,
     stamp: f64,
+    pass_base: f64,
     p: &Prepared,
     pass: u64,
 ) -> Result<(), lsl::Error> {
     let row = i * ch..(i + 1) * ch;
-    match data {
+    match &p.stream.data {
         Samples::Float32(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
         Samples::Double64(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
         Samples::Int8(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
@@ -468,7 +485,7 @@ fn push_sample(
         Samples::Int64(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
         Samples::String(v) => {
             // Sender-clock fields move with the sample's stamp.
-            let shift = stamp - p.stream.time_stamps[i];
+            let shift = (pass_base - p.origin) + p.clock_shift[i];
             let id_shift = pass as i64 * (p.max_word_id + 1);
             let msgs: Vec<String> = v[row]
                 .iter()

@@ -511,15 +511,20 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
     let word = |id: usize, text: &str, w: &TimedWord, conf: f64| {
         serde_json::json!({"kind": "word", "id": id, "text": text, "start": w.start, "end": w.end, "final": true, "confidence": conf}).to_string()
     };
+    // stamp of each word's last message (its correction, if any)
+    let mut settled = Vec::with_capacity(words.len());
     for (id, w) in words.iter().enumerate() {
         let at = w.end + rng.gen_range(1.0..3.0);
         let conf = (rng.gen_range(0.75..1.0f64) * 100.0).round() / 100.0;
         if rng.gen_bool(0.02) {
             let wrong: String = w.text.chars().rev().collect();
             msgs.push((at, word(id, &wrong, w, conf / 2.0)));
-            msgs.push((at + rng.gen_range(0.2..0.8), word(id, &w.text, w, conf)));
+            let corrected = at + rng.gen_range(0.2..0.8);
+            msgs.push((corrected, word(id, &w.text, w, conf)));
+            settled.push(corrected);
         } else {
             msgs.push((at, word(id, &w.text, w, conf)));
+            settled.push(at);
         }
     }
     msgs.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -532,11 +537,13 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
             out.push(msgs[i].clone());
             i += 1;
         }
-        // Words not yet sent start no earlier than this.
+        // Words not yet sent (or not yet corrected) start no earlier than this; once every
+        // word is settled the mark itself is the watermark, so a replay is scored to its end.
         let pending = words
             .iter()
-            .filter(|w| w.end + 3.0 + 0.8 > next_mark)
-            .map(|w| w.start)
+            .zip(&settled)
+            .filter(|(_, &at)| at > next_mark)
+            .map(|(w, _)| w.start)
             .fold(f64::INFINITY, f64::min);
         let time = pending.min(next_mark);
         out.push((
@@ -628,4 +635,38 @@ fn write_truth_tensors(
     )]);
     safetensors::serialize_to_file(views, Some(meta), path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watermark contract: no word message after a watermark starts before its time,
+    /// and once every word is sent the watermark passes them all.
+    #[test]
+    fn watermarks_never_pass_a_word_still_to_come_and_end_past_every_word() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let words = time_words(120.0, &mut rng);
+        let messages = transcript(&words, &mut rng);
+        let parsed: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|(_, m)| serde_json::from_str(m).unwrap())
+            .collect();
+        let mut watermark = f64::NEG_INFINITY;
+        for m in &parsed {
+            match m["kind"].as_str().unwrap() {
+                "watermark" => {
+                    let time = m["time"].as_f64().unwrap();
+                    assert!(time >= watermark, "watermarks never go back");
+                    watermark = time;
+                }
+                _ => {
+                    let start = m["start"].as_f64().unwrap();
+                    assert!(start >= watermark, "{m} comes after watermark {watermark}");
+                }
+            }
+        }
+        let last_start = words.iter().map(|w| w.start).fold(f64::MIN, f64::max);
+        assert!(watermark > last_start, "{watermark} <= {last_start}");
+    }
 }
