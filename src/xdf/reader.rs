@@ -5,7 +5,7 @@
 //! [`XdfFile::warnings`].
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind};
 use std::path::Path;
 
 use super::chunk::{self, Bytes, StampState, Tag, BOUNDARY_UUID, MAGIC};
