@@ -207,7 +207,7 @@ def test_replayed_session_through_serve_and_python_client_equals_numpy(tmp_path)
             committed.pop(f["id"])
         else:
             committed[f["id"]] = (f["text"], f["onset"])
-            assert set(f["latency_ms"]) == {"lm_queue", "tokenize", "forward", "embed", "total"}, f
+            assert set(f["latency_ms"]) == {"arrival", "lm_queue", "tokenize", "forward", "embed", "total"}, f
     missing = sorted(set(range(len(truth["words"]))) - set(committed))
     assert not missing and len(committed) == len(truth["words"]), (missing, frames[-1])
     onsets = round_half_away([(committed[i][1] - t0) * rate for i in range(len(committed))])
