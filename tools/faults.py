@@ -56,6 +56,11 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, every
         time.sleep(every)
 
 
+def open_ws(url: str, **kwargs):
+    """A sync WebSocket connection kept open beyond one `with` block (close it yourself)."""
+    return ws_connect(url, **kwargs).__enter__()
+
+
 # --------------------------------------------------------------------------- LSL outlets
 
 class NeuralSource:
@@ -294,7 +299,7 @@ class FrameCollector:
 
     def __init__(self, url: str):
         self.frames: list[dict] = []
-        self._ws = ws_connect(url, max_size=None)
+        self._ws = open_ws(url, max_size=None)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -324,7 +329,7 @@ def flood_connections(url: str, clients: int, threads: int = 20) -> dict:
 
     def one(i: int):
         try:
-            ws = ws_connect(url, open_timeout=20, max_size=None)
+            ws = open_ws(url, open_timeout=20, max_size=None)
             frame = json.loads(ws.recv(timeout=20))
             key = "hello" if frame["type"] == "hello" else "failed"
             if i % 2:
