@@ -110,6 +110,10 @@ pub struct NeuralChunk {
     pub timestamps: Vec<f64>,
     /// Samples, row-major `[samples, channels]`.
     pub data: Vec<f32>,
+    /// Which connection of the inlet delivered it (0 for the first stream found, +1 per
+    /// reconnection): a new connection may carry a stream of another layout, see
+    /// [`crate::ingest::NeuralInlet::stream_of`].
+    pub connection: u64,
 }
 
 impl NeuralChunk {
@@ -349,6 +353,7 @@ mod tests {
             first_index,
             timestamps: times.to_vec(),
             data,
+            connection: 0,
         }
     }
 

@@ -226,6 +226,8 @@ def test_stream_that_does_not_fit_the_encoders(serve, reliability_row, case):
         st = srv.wait_status(lambda s: neural(s).get("error"), 15, "the mismatch in the status")
         message = neural(st)["error"]
         counts["status_error"] = message
+        counts["neural_mismatch"] = errors(st)["neural_mismatch"]
+        assert errors(st)["neural_mismatch"] == 1
         assert ("250" in message and "100" in message) if case == "rate" else ("e004" in message)
         time.sleep(1.0)
         assert srv.alive() and srv.status()["horizon"] is None
