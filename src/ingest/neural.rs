@@ -6,7 +6,7 @@
 //!
 //! In raw mode the chunks are raw iEEG; the pipeline runs them through the causal high-gamma
 //! extraction (`dsp`) on its own thread, so that filtering never delays the LSL pulls.
-use crossbeam_channel::{Receiver, Sender, SendTimeoutError};
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use lsl::Pullable;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -19,13 +19,15 @@ use crate::align::{AlignConfig, Live};
 use crate::config::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
-use crate::ingest::{
-    LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet,
-};
+use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet};
 use crate::serve::{
     AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
     WordEvent, WordStatus,
 };
+
+/// Most language-model outputs kept while no neural stream is bound (embeddings of every
+/// layer, ~70 kB a word with the default model); older ones are dropped and counted.
+const EARLY_KEPT: usize = 1024;
 
 /// The alignment engine once the neural stream is known.
 struct Bound {
@@ -82,6 +84,7 @@ pub(super) struct Core {
     mismatches: u64,
     /// Words received before the neural stream, applied once it is bound.
     early: Vec<LmOutput>,
+    early_dropped: u64,
     words: u64,
     gap_filled: u64,
 }
@@ -111,6 +114,7 @@ impl Core {
             mismatch: None,
             mismatches: 0,
             early: Vec::new(),
+            early_dropped: 0,
             words: 0,
             gap_filled: 0,
         }
@@ -199,7 +203,10 @@ impl Core {
                 match HighGamma::new(channels, meta.summary.rate, &self.high_gamma_cfg) {
                     Ok(hg) => Some(hg),
                     Err(err) => {
-                        self.mismatch(&meta, format!("no high-gamma from it ({err}); check [high_gamma]"));
+                        self.mismatch(
+                            &meta,
+                            format!("no high-gamma from it ({err}); check [high_gamma]"),
+                        );
                         return;
                     }
                 }
@@ -317,7 +324,14 @@ impl Core {
                 Self::apply_word(b, &self.hub, out);
                 b.advance();
             }
-            None => self.early.push(out),
+            None => {
+                // bounded: a long mismatch must not grow memory without end
+                if self.early.len() >= EARLY_KEPT {
+                    self.early.remove(0);
+                    self.early_dropped += 1;
+                }
+                self.early.push(out)
+            }
         }
     }
 
@@ -438,6 +452,7 @@ impl Core {
         errors.insert("transcript_lost".into(), t.losses);
         errors.insert("transcript_recovered".into(), t.recoveries);
         errors.insert("neural_mismatch".into(), self.mismatches);
+        drops.insert("words_before_stream".into(), self.early_dropped);
         // the LM's backlog is not a drop, but it is what an operator needs to see next to them
         drops.insert("lm_queue_waiting".into(), lm.queue.len() as u64);
         let mut horizon = None;

@@ -146,7 +146,10 @@ pub fn run(
     let tap = recorder.as_ref().map(|r| {
         let record = r.sender();
         Box::new(move |time: f64, message: &str| {
-            record.send(recorder::Record::TranscriptReceived(time, message.to_string()))
+            record.send(recorder::Record::TranscriptReceived(
+                time,
+                message.to_string(),
+            ))
         }) as crate::ingest::MessageTap
     });
     let (transcript, transcript_rx) =

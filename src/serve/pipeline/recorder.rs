@@ -192,7 +192,11 @@ mod tests {
         drop(tx);
         let path = recorder.finish().unwrap().unwrap();
         let file = crate::xdf::read(&path).unwrap();
-        let amp: Vec<_> = file.streams.iter().filter(|s| s.info.name == "amp").collect();
+        let amp: Vec<_> = file
+            .streams
+            .iter()
+            .filter(|s| s.info.name == "amp")
+            .collect();
         assert_eq!(amp.len(), 2);
         assert_eq!(amp[0].time_stamps, [1.0, 2.0]);
         assert_eq!(amp[1].info.channel_count, 3);
