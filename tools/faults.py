@@ -93,7 +93,7 @@ class NeuralSource:
     def value(self, index: int, channel: int) -> float:
         return float(index * self.channels + channel)
 
-    def wait_consumer(self, timeout: float = 15.0):
+    def wait_consumer(self, timeout: float = 40.0):
         wait_until(self.outlet.have_consumers, timeout, f"a consumer of {self.source_id}")
 
     def start(self):
@@ -153,7 +153,7 @@ class TranscriptSource:
     def _open(self):
         return pylsl.StreamOutlet(pylsl.StreamInfo(self.source_id, "Transcript", 1, 0, "string", self.source_id))
 
-    def wait_consumer(self, timeout: float = 15.0):
+    def wait_consumer(self, timeout: float = 40.0):
         wait_until(self.outlet.have_consumers, timeout, f"a consumer of {self.source_id}")
 
     def send(self, message: str):
@@ -179,7 +179,7 @@ class TranscriptSource:
 CONFIG = """\
 [lsl]
 api_config = "{lsl_cfg}"
-resolve_timeout_s = 0.5
+resolve_timeout_s = 2.0
 [neural]
 stream = {{ source_id = "{neural}" }}
 mode = "high_gamma"
@@ -358,11 +358,13 @@ def flood_connections(url: str, clients: int, threads: int = 20) -> dict:
 
 
 def never_reads(addr: str, path: str = "/ws") -> socket.socket:
-    """A WebSocket client that completes the handshake and then never reads: its receive
-    buffer is kept tiny so that the server's frames back up into its queue."""
+    """A WebSocket client that completes the handshake and then never reads. Its receive
+    buffer and its segment size are kept tiny (the server's send buffer grows with the segment
+    size), so that the server's frames back up into its queue within seconds."""
     host, port = addr.rsplit(":", 1)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
     s.connect((host, int(port)))
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())

@@ -13,6 +13,7 @@ import sys
 import time
 
 import numpy as np
+import pylsl
 import pytest
 
 import faults
@@ -143,9 +144,10 @@ def test_transcript_outlet_gone_for_30_s(serve, reliability_row):
                   word_frames=len(client.of("word")), neural_gaps=errors(st)["neural_gaps"])
     assert sorted(f["id"] for f in client.of("word")) == list(range(10))
     srv.stop()
-    _, transcript = load_neural(srv.recordings()[0])
-    counts["transcript_recorded"] = len(transcript["time_series"])
-    assert [m[0] for m in transcript["time_series"]] == words.sent
+    streams, _ = pyxdf.load_xdf(str(srv.recordings()[0]), synchronize_clocks=False, dejitter_timestamps=False)
+    received = next(s for s in streams if s["info"]["name"][0] == "neuralign-transcript-received")
+    counts["transcript_recorded"] = len(received["time_series"])
+    assert [m[0] for m in received["time_series"]] == words.sent
 
 
 def test_clock_jump_forward(serve, reliability_row):
@@ -183,22 +185,38 @@ def test_clock_jump_forward(serve, reliability_row):
 def test_nan_and_inf_samples(serve, reliability_row):
     counts = {}
     reliability_row("bad input", "30 NaN / +Inf / -Inf values in the neural stream",
-                    "each counted (`bad_neural_samples`), the server keeps aligning, the values are "
-                    "recorded as received", counts)
+                    "each counted (`neural_nonfinite_values`) and held at the channel's last value, so the "
+                    "rolling r stays defined; the server keeps aligning; the values recorded as received", counts)
     srv = serve()
     src = faults.NeuralSource(srv.neural_id)
+    words = faults.TranscriptSource(srv.transcript_id)
     src.wait_consumer()
+    words.wait_consumer()
     src.start()
+    client = faults.FrameCollector(srv.url())
     try:
         srv.wait_status(lambda s: s["horizon"] is not None, 20, "alignment to start")
+        t = pylsl.local_clock()
+        for i in range(20):  # words give the prediction variance, so that r is defined
+            words.word(i, f"word{i}", start=t + 0.4 * i)
+        faults.wait_until(lambda: any(v is not None for a in client.of("alignment")[-1:] for row in a["r"] for v in row),
+                          30, "a defined rolling r")
         src.poison = [math.nan, math.inf, -math.inf] * 10
         faults.wait_until(lambda: not src.poison, 10, "the bad values to be sent")
-        st = srv.wait_status(lambda s: errors(s).get("bad_neural_samples", 0) >= 30 and
+        st = srv.wait_status(lambda s: errors(s).get("neural_nonfinite_values", 0) >= 30 and
                              s["horizon"] > src.pushed[src.poisoned[-1]][1] + 1, 20, "the bad values counted")
+        after = src.pushed[src.poisoned[-1]][1]
+        faults.wait_until(lambda: any(a["time"] > after + 0.5 for a in client.of("alignment")), 20,
+                          "alignment frames past the bad values")
     finally:
         src.pause()
-    counts.update(sent=30, bad_neural_samples=errors(st)["bad_neural_samples"])
-    assert errors(st)["bad_neural_samples"] == 30
+        client.close()
+    later = [a for a in client.of("alignment") if a["time"] > after + 0.5]
+    defined = sum(v is not None for row in later[-1]["r"] for v in row)
+    counts["defined_r_after"] = f"{defined}/{sum(len(row) for row in later[-1]['r'])}"
+    assert defined > 0, "NaN must not poison the rolling correlations"
+    counts.update(sent=30, neural_nonfinite_values=errors(st)["neural_nonfinite_values"])
+    assert errors(st)["neural_nonfinite_values"] == 30
     assert srv.alive()
     st = srv.status()
     srv.stop()

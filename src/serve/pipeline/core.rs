@@ -85,6 +85,8 @@ pub(super) struct Core {
     /// Words received before the neural stream, applied once it is bound.
     early: Vec<LmOutput>,
     early_dropped: u64,
+    /// Non-finite high-gamma values received (held at the channel's last value).
+    nonfinite: u64,
     words: u64,
     gap_filled: u64,
 }
@@ -115,6 +117,7 @@ impl Core {
             mismatches: 0,
             early: Vec::new(),
             early_dropped: 0,
+            nonfinite: 0,
             words: 0,
             gap_filled: 0,
         }
@@ -307,7 +310,25 @@ impl Core {
                     self.gap_filled += missing;
                 }
                 for row in chunk.data.chunks_exact(channels) {
-                    b.push_row(row);
+                    if row.iter().all(|v| v.is_finite()) {
+                        b.push_row(row);
+                        continue;
+                    }
+                    // NaN/Inf would poison the rolling correlations for a whole window: hold the
+                    // channel's last value (0 before any) instead, and count it; the recording
+                    // keeps the value as received
+                    let held: Vec<f32> = row
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| {
+                            if v.is_finite() {
+                                return v;
+                            }
+                            self.nonfinite += 1;
+                            b.last_row.get(i).copied().unwrap_or(0.0)
+                        })
+                        .collect();
+                    b.push_row(&held);
                 }
             }
         }
@@ -462,9 +483,11 @@ impl Core {
             errors.insert("late_word_events".into(), c.late_word_events);
             errors.insert("unknown_retractions".into(), c.unknown_retractions);
             errors.insert("bad_neural_samples".into(), c.bad_neural_samples);
-            if let Some(hg) = &b.high_gamma {
-                errors.insert("neural_nonfinite_values".into(), hg.nonfinite_count());
-            }
+            let nonfinite = b
+                .high_gamma
+                .as_ref()
+                .map_or(self.nonfinite, HighGamma::nonfinite_count);
+            errors.insert("neural_nonfinite_values".into(), nonfinite);
             horizon = Some(b.t0 + b.live.scored() as f64 / b.rate);
         }
         let streams = vec![
