@@ -37,7 +37,8 @@ def test_sigkill_mid_session_then_restart(serve, reliability_row):
     for i in range(25):
         words.word(i, f"word{i}")
         time.sleep(0.2)
-    srv.wait_status(lambda s: s["streams"][1]["samples"] == 25, 10, "the words to arrive")
+    srv.wait_status(lambda s: any(x["role"] == "transcript" and x["samples"] == 25 for x in s["streams"]), 10,
+                    "the words to arrive")
     killed_at = pylsl.local_clock()
     srv.kill()
     src.pause()
@@ -73,7 +74,8 @@ def test_sigkill_mid_session_then_restart(serve, reliability_row):
     size = first.stat().st_size
     srv.start()  # same config, same folder, likely within the same second
     src.start()
-    srv.wait_status(lambda s: s["streams"][0]["samples"] > 100, 20, "the restarted session to ingest")
+    srv.wait_status(lambda s: any(x["role"] == "neural" and x["samples"] > 100 for x in s["streams"]), 30,
+                    "the restarted session to ingest")
     assert srv.stop()["returncode"] == 0
     src.close()
     files = srv.recordings()
