@@ -57,8 +57,7 @@ impl Part {
         }
     }
 
-    /// Measures this part for about `settings.duration`; a part this build
-    /// lacks is [`Outcome::NotAvailable`], an error is [`Outcome::Failed`].
+    /// Measures this part for about `settings.duration`; an error is [`Outcome::Failed`].
     pub fn run(self, settings: &Settings) -> Outcome {
         let measured = match self {
             Part::Dsp => dsp::run(settings.duration),

@@ -66,15 +66,12 @@ pub struct PartReport {
 pub enum Outcome {
     /// Measured.
     Done(PartReport),
-    /// This build has no such benchmark yet; the reason says what is missing.
-    NotAvailable(String),
     /// The benchmark ran and failed; the error says why.
     Failed(anyhow::Error),
 }
 
 impl Outcome {
-    /// The part's object in the JSON report, with a `status` of `ok`,
-    /// `not_available` or `failed`.
+    /// The part's object in the JSON report, with a `status` of `ok` or `failed`.
     pub fn to_json(&self) -> Value {
         match self {
             Outcome::Done(report) => {
@@ -82,7 +79,6 @@ impl Outcome {
                 v["status"] = json!("ok");
                 v
             }
-            Outcome::NotAvailable(reason) => json!({"status": "not_available", "reason": reason}),
             Outcome::Failed(e) => json!({"status": "failed", "error": format!("{e:#}")}),
         }
     }
@@ -93,10 +89,6 @@ impl Outcome {
 pub fn print_outcome(part: &str, outcome: &Outcome) {
     let report = match outcome {
         Outcome::Done(report) => report,
-        Outcome::NotAvailable(reason) => {
-            println!("\n== {part}: not available in this build ({reason}) ==");
-            return;
-        }
         Outcome::Failed(e) => {
             println!("\n== {part}: FAILED: {e:#} ==");
             return;
@@ -405,7 +397,6 @@ mod tests {
                     details: json!({"k": 1}),
                 }),
             ),
-            ("e2e", Outcome::NotAvailable("no server".into())),
             ("lsl", Outcome::Failed(anyhow::anyhow!("boom"))),
         ];
         let v = to_json(&Machine::detect(), &parts);
@@ -413,7 +404,6 @@ mod tests {
         assert_eq!(v["dsp"]["rows"][0]["p99_ms"], 3.0);
         assert_eq!(v["dsp"]["rows"][0]["throughput"]["unit"], "words/s");
         assert_eq!(v["dsp"]["figures"][0]["value"], 2.0);
-        assert_eq!(v["e2e"]["status"], "not_available");
         assert_eq!(v["lsl"]["error"], "boom");
         assert!(v["machine"]["logical_cores"].as_u64().unwrap() >= 1);
     }

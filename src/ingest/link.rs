@@ -52,23 +52,30 @@ pub fn apply_lsl_config(
     Ok(Some(path.display().to_string()))
 }
 
-/// Resolves `selector` and opens an inlet on it, retrying until it succeeds or `stop` is set.
-/// Returns the inlet and the stream's full info (with its description).
+/// Resolves `selector` and opens an inlet on it, retrying until it succeeds or `stop` is set;
+/// `idle` runs after every round that found nothing (at most a second apart), so that the
+/// caller's clocks go on while its stream is away. Returns the inlet and the stream's full
+/// info (with its description).
 pub(crate) fn connect(
     selector: &StreamSelector,
     timeout_s: f64,
     buffer_s: i32,
     stop: &AtomicBool,
+    idle: &mut dyn FnMut(),
 ) -> Option<(lsl::StreamInlet, lsl::StreamInfo)> {
     // Short resolve rounds so that a stop request is seen quickly.
     let round_s = timeout_s.clamp(0.1, 1.0);
     while !stop.load(Ordering::Relaxed) {
         let info = match selector.resolve(round_s) {
             Ok(Some(info)) => info,
-            Ok(None) => continue,
+            Ok(None) => {
+                idle();
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(%selector, "resolve failed: {e}");
                 std::thread::sleep(Duration::from_secs_f64(round_s));
+                idle();
                 continue;
             }
         };

@@ -28,7 +28,7 @@ pub use transcript::{
     parse_message, LmAction, RejectReason, Rejection, TranscriptCounts, TranscriptEvent,
     TranscriptState, Word,
 };
-pub use transcript_inlet::{TranscriptInlet, TranscriptStatus, TranscriptUpdate};
+pub use transcript_inlet::{MessageTap, TranscriptInlet, TranscriptStatus, TranscriptUpdate};
 
 /// Errors of the ingest layer.
 #[derive(Debug, thiserror::Error)]

@@ -83,6 +83,8 @@ impl NeuralStatus {
 struct Shared {
     status: NeuralStatus,
     latency: Latency,
+    /// The stream of every connection so far, by connection number.
+    connections: Vec<StreamMeta>,
 }
 
 /// Handle on the running neural inlet thread.
@@ -118,6 +120,7 @@ impl NeuralInlet {
                 error: None,
             },
             latency: Latency::new(),
+            connections: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
@@ -147,6 +150,14 @@ impl NeuralInlet {
         let mut status = shared.status.clone();
         status.latency = shared.latency.percentiles();
         status
+    }
+
+    /// The stream behind connection `connection` (see [`NeuralChunk::connection`]).
+    pub fn stream_of(&self, connection: u64) -> Option<StreamMeta> {
+        lock(&self.shared)
+            .connections
+            .get(connection as usize)
+            .cloned()
     }
 
     /// Stops the thread and returns the final status.
@@ -196,6 +207,7 @@ impl Worker {
             self.resolve_timeout_s,
             buffer_s,
             &self.stop,
+            &mut || {},
         ) {
             let meta = StreamMeta {
                 summary: StreamSummary::from_info(&info),
@@ -226,8 +238,8 @@ impl Worker {
                 }
             };
             let (meta, grid) = tracker.as_mut().expect("set above");
-            self.connected(meta);
-            self.stream(&inlet, meta, grid);
+            let connection = self.connected(meta);
+            self.stream(&inlet, meta, grid, connection);
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -254,8 +266,11 @@ impl Worker {
         }
     }
 
-    fn connected(&self, meta: &StreamMeta) {
+    /// Marks the link up; returns the connection's number.
+    fn connected(&self, meta: &StreamMeta) -> u64 {
         let mut shared = lock(&self.shared);
+        shared.connections.push(meta.clone());
+        let connection = shared.connections.len() as u64 - 1;
         let status = &mut shared.status;
         if status.state == LinkState::Lost {
             status.recoveries += 1;
@@ -264,10 +279,17 @@ impl Worker {
         status.stream = Some(meta.clone());
         status.error = None;
         tracing::info!(stream = %meta.summary.name, channels = meta.summary.channels, rate = meta.summary.rate, "neural stream connected");
+        connection
     }
 
     /// Pulls until the stream is lost, stalls or a stop is requested.
-    fn stream(&self, inlet: &lsl::StreamInlet, meta: &StreamMeta, grid: &mut GapTracker) {
+    fn stream(
+        &self,
+        inlet: &lsl::StreamInlet,
+        meta: &StreamMeta,
+        grid: &mut GapTracker,
+        connection: u64,
+    ) {
         let channels = meta.summary.channels;
         let mut row: Vec<f32> = vec![0.0; channels];
         let mut pulled = Pulled::with_capacity(self.config.max_chunk, channels);
@@ -292,7 +314,7 @@ impl Worker {
             let now = lsl::local_clock();
             if !pulled.is_empty() {
                 last_data = now;
-                self.deliver(&pulled, grid, channels, now);
+                self.deliver(&pulled, grid, channels, connection, now);
             }
             let lost = match outcome {
                 Err(e) => Some(format!("{e:?}")),
@@ -312,7 +334,14 @@ impl Worker {
     }
 
     /// Places the pulled samples on the grid, splits them at gaps and sends the chunks.
-    fn deliver(&self, pulled: &Pulled, grid: &mut GapTracker, channels: usize, received: f64) {
+    fn deliver(
+        &self,
+        pulled: &Pulled,
+        grid: &mut GapTracker,
+        channels: usize,
+        connection: u64,
+        received: f64,
+    ) {
         let mut chunks = Vec::new();
         let mut current: Option<NeuralChunk> = None;
         let mut gaps = Vec::new();
@@ -327,6 +356,7 @@ impl Worker {
                 first_index: placement.index,
                 timestamps: Vec::with_capacity(pulled.len() - k),
                 data: Vec::with_capacity((pulled.len() - k) * channels),
+                connection,
                 received,
             });
             chunk.timestamps.push(stamp);

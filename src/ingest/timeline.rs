@@ -110,6 +110,10 @@ pub struct NeuralChunk {
     pub timestamps: Vec<f64>,
     /// Samples, row-major `[samples, channels]`.
     pub data: Vec<f32>,
+    /// Which connection of the inlet delivered it (0 for the first stream found, +1 per
+    /// reconnection): a new connection may carry a stream of another layout, see
+    /// [`crate::ingest::NeuralInlet::stream_of`].
+    pub connection: u64,
     /// Server clock when the chunk was pulled from liblsl.
     pub received: f64,
 }
@@ -351,6 +355,7 @@ mod tests {
             first_index,
             timestamps: times.to_vec(),
             data,
+            connection: 0,
             received: times.last().copied().unwrap_or(0.0),
         }
     }

@@ -383,6 +383,12 @@ impl TranscriptState {
         result
     }
 
+    /// Starts the silence clock at `now` unless a message came already (the inlet calls it as
+    /// it starts listening), so that the watermark advances through a silent start too.
+    pub fn start_silence_clock(&mut self, now: f64) {
+        self.last_message_at.get_or_insert(now);
+    }
+
     /// Advances the watermark after `silence_timeout_s` without any message; `now` is the
     /// server's LSL clock. Returns the new watermark when it moved.
     pub fn tick(&mut self, now: f64) -> Option<f64> {
@@ -701,6 +707,18 @@ mod tests {
         assert_eq!(state.tick(102.0), None);
         assert_eq!(state.tick(104.0), Some(101.0));
         assert_eq!(state.tick(104.0), None);
+    }
+
+    #[test]
+    fn silence_counts_from_the_start_of_listening() {
+        // a transcript stream that never speaks (or is away) must not hold the horizon forever
+        let mut state = TranscriptState::new(3.0);
+        state.start_silence_clock(100.0);
+        assert_eq!(state.tick(102.0), None);
+        assert_eq!(state.tick(104.0), Some(101.0));
+        state.apply(word(1, "a", 105.0), 105.0).unwrap();
+        state.start_silence_clock(200.0); // a message came already: no effect
+        assert_eq!(state.tick(108.0), Some(105.0));
     }
 
     #[test]

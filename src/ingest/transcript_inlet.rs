@@ -71,6 +71,9 @@ struct Shared {
     latency: Latency,
 }
 
+/// Called with every transcript message as received: its time stamp (server clock) and text.
+pub type MessageTap = Box<dyn FnMut(f64, &str) + Send>;
+
 /// Handle on the running transcript inlet thread.
 pub struct TranscriptInlet {
     shared: Arc<Mutex<Shared>>,
@@ -83,6 +86,16 @@ impl TranscriptInlet {
     pub fn spawn(
         config: TranscriptConfig,
         resolve_timeout_s: f64,
+    ) -> Result<(Self, Receiver<TranscriptUpdate>), IngestError> {
+        Self::spawn_with_tap(config, resolve_timeout_s, None)
+    }
+
+    /// Like [`TranscriptInlet::spawn`], and `tap` sees every message as received, rejected
+    /// ones included (the server records them all).
+    pub fn spawn_with_tap(
+        config: TranscriptConfig,
+        resolve_timeout_s: f64,
+        tap: Option<MessageTap>,
     ) -> Result<(Self, Receiver<TranscriptUpdate>), IngestError> {
         let (sender, receiver) = crossbeam_channel::bounded(config.channel_capacity.max(1));
         let shared = Arc::new(Mutex::new(Shared {
@@ -111,6 +124,7 @@ impl TranscriptInlet {
             stop: stop.clone(),
             sender,
             resync_from: None,
+            tap,
         };
         let thread = std::thread::Builder::new()
             .name("lsl-transcript".into())
@@ -172,16 +186,21 @@ struct Worker {
     state: TranscriptState,
     /// Earliest transcript position touched by an update that was dropped.
     resync_from: Option<usize>,
+    tap: Option<MessageTap>,
 }
 
 impl Worker {
     fn run(mut self) {
-        while let Some((inlet, info)) = connect(
-            &self.config.stream,
+        // silence counts from now on, and while the stream is away (see `tick`)
+        self.state.start_silence_clock(lsl::local_clock());
+        let (selector, stop, timeout) = (
+            self.config.stream.clone(),
+            self.stop.clone(),
             self.resolve_timeout_s,
-            BUFFER_S,
-            &self.stop,
-        ) {
+        );
+        while let Some((inlet, info)) =
+            connect(&selector, timeout, BUFFER_S, &stop, &mut || self.tick())
+        {
             let summary = StreamSummary::from_info(&info);
             if summary.format != "string" || summary.channels != 1 {
                 let e = IngestError::Format {
@@ -231,12 +250,7 @@ impl Worker {
                 }
             }
             match inlet.pull_sample_buf(&mut message, PULL_WAIT_S) {
-                Ok(0.0) => {
-                    let now = lsl::local_clock();
-                    if let Some(watermark) = self.state.tick(now) {
-                        self.send(Vec::new(), watermark, (now, f64::NAN));
-                    }
-                }
+                Ok(0.0) => self.tick(),
                 Ok(stamp) => self.receive(&message[0], stamp, offset),
                 Err(e) => {
                     let mut shared = lock(&self.shared);
@@ -249,8 +263,19 @@ impl Worker {
         }
     }
 
+    /// Advances the watermark after a silence (the stream quiet, or away).
+    fn tick(&mut self) {
+        let now = lsl::local_clock();
+        if let Some(watermark) = self.state.tick(now) {
+            self.send(Vec::new(), watermark, (now, f64::NAN));
+        }
+    }
+
     fn receive(&mut self, message: &str, stamp: f64, offset: f64) {
         let now = lsl::local_clock();
+        if let Some(tap) = &mut self.tap {
+            tap(stamp + offset, message);
+        }
         let applied = match parse_message(message, stamp) {
             Ok(event) => self.state.apply(event.shifted(offset), now),
             Err(rejection) => {

@@ -111,6 +111,9 @@ pub struct StreamStatus {
     pub samples: u64,
     /// Latest time (seconds, server LSL clock) the stream is complete up to.
     pub watermark: Option<f64>,
+    /// Why the stream cannot be used as it is (wrong format, encoders that do not fit it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Pipeline-wide state the pipeline publishes now and then; each client's `status`

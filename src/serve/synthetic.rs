@@ -243,6 +243,7 @@ impl SyntheticSession {
                     rate_hz: self.config.high_gamma_hz,
                     samples: self.sample,
                     watermark: Some(horizon),
+                    error: None,
                 },
                 StreamStatus {
                     role: "transcript".into(),
@@ -250,6 +251,7 @@ impl SyntheticSession {
                     rate_hz: 0.0,
                     samples: self.word_id,
                     watermark: Some(horizon),
+                    error: None,
                 },
             ],
             horizon: Some(horizon),

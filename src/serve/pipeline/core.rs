@@ -1,12 +1,15 @@
 //! The core loop: neural chunks (through causal high-gamma in raw mode) and embedded words
 //! go into [`Live`]; every sample that passes the horizon is scored once and its predicted
 //! and actual values are queued for `trace`; `alignment` and `status` go out at their rates.
+//!
+//! A neural stream the encoders do not fit (another rate, missing electrodes) stops nothing:
+//! it is recorded, the mismatch is logged and reported in the status (`neural_mismatch` and
+//! the neural stream's `error`), and alignment starts once a fitting stream appears.
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use crossbeam_channel::{select, Receiver};
 
 use super::lm_thread::{LmOutput, LmThread};
@@ -16,15 +19,23 @@ use crate::align::{AlignConfig, Live};
 use crate::config::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
-use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, TranscriptInlet};
+use crate::ingest::{
+    LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet,
+};
 use crate::metrics::{Stage, StageSet};
 use crate::serve::{
     AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
     WordEvent, WordStatus,
 };
 
+/// Most language-model outputs kept while no neural stream is bound (embeddings of every
+/// layer, ~70 kB a word with the default model); older ones are dropped and counted.
+const EARLY_KEPT: usize = 1024;
+
 /// The alignment engine once the neural stream is known.
 struct Bound {
+    /// The stream it is bound to.
+    stream: StreamMeta,
     live: Live,
     /// Causal high-gamma of a raw stream.
     high_gamma: Option<HighGamma>,
@@ -58,7 +69,8 @@ struct TraceBuffer {
 /// The core loop's state.
 pub(super) struct Core {
     hub: Hub,
-    encoder: Option<Encoder>,
+    /// The encoders as loaded; each stream gets its own binding of them.
+    encoder: Encoder,
     allow_subset: bool,
     model: (String, String),
     mode: NeuralMode,
@@ -68,8 +80,16 @@ pub(super) struct Core {
     status_every: Duration,
     record: Option<RecordTx>,
     bound: Option<Bound>,
+    /// The inlet connection the last chunk came from.
+    connection: Option<u64>,
+    /// Why the current neural stream cannot be aligned, and how many streams could not.
+    mismatch: Option<String>,
+    mismatches: u64,
     /// Words received before the neural stream, applied once it is bound.
     early: Vec<LmOutput>,
+    early_dropped: u64,
+    /// Non-finite high-gamma values received (held at the channel's last value).
+    nonfinite: u64,
     words: u64,
     gap_filled: u64,
     /// Arrival (server clock) of the input that last moved the horizon, until a frame
@@ -88,7 +108,7 @@ impl Core {
         let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
         Self {
             hub,
-            encoder: Some(encoder),
+            encoder,
             allow_subset: config.encoders.allow_subset,
             model,
             mode: config.neural.mode,
@@ -98,7 +118,12 @@ impl Core {
             status_every: every(config.pipeline.status_hz),
             record,
             bound: None,
+            connection: None,
+            mismatch: None,
+            mismatches: 0,
             early: Vec::new(),
+            early_dropped: 0,
+            nonfinite: 0,
             words: 0,
             gap_filled: 0,
             origin: None,
@@ -120,8 +145,11 @@ impl Core {
             select! {
                 recv(neural_rx) -> chunk => match chunk {
                     Ok(chunk) => {
-                        if self.bound.is_none() {
-                            self.neural_stream(neural, &chunk)?;
+                        if self.connection != Some(chunk.connection) {
+                            self.connection = Some(chunk.connection);
+                            if let Some(meta) = neural.stream_of(chunk.connection) {
+                                self.neural_stream(meta, &chunk);
+                            }
                         }
                         self.neural(chunk);
                     }
@@ -153,11 +181,16 @@ impl Core {
         })
     }
 
-    /// Binds the encoders to the stream whose first chunk just arrived and says hello.
-    fn neural_stream(&mut self, neural: &NeuralInlet, first: &NeuralChunk) -> anyhow::Result<()> {
-        let Some(meta) = neural.status().stream else {
-            return Ok(()); // the inlet describes the stream before its first chunk; never seen
-        };
+    /// A (re)connected stream's first chunk: the same stream goes on where it was; another
+    /// one is recorded and the encoders are bound to it afresh (a new `hello`), or, when they
+    /// do not fit it, the mismatch is reported and the stream is only recorded.
+    fn neural_stream(&mut self, meta: StreamMeta, first: &NeuralChunk) {
+        if self.bound.as_ref().is_some_and(|b| b.stream == meta) {
+            return; // re-resolved: same grid, the outage is a gap
+        }
+        if self.bound.take().is_some() {
+            tracing::warn!(stream = %meta.summary.name, "the neural stream changed; binding the encoders afresh");
+        }
         let channels = meta.summary.channels;
         let labels = if meta.labels.len() == channels {
             meta.labels.clone()
@@ -176,19 +209,34 @@ impl Core {
             record.send(Record::NeuralStream(info));
         }
         let high_gamma = match self.mode {
-            NeuralMode::Raw => Some(
-                HighGamma::new(channels, meta.summary.rate, &self.high_gamma_cfg)
-                    .context("cannot extract high-gamma from this stream; check [high_gamma]")?,
-            ),
+            NeuralMode::Raw => {
+                match HighGamma::new(channels, meta.summary.rate, &self.high_gamma_cfg) {
+                    Ok(hg) => Some(hg),
+                    Err(err) => {
+                        self.mismatch(
+                            &meta,
+                            format!("no high-gamma from it ({err}); check [high_gamma]"),
+                        );
+                        return;
+                    }
+                }
+            }
             NeuralMode::HighGamma => None,
         };
         let rate = high_gamma
             .as_ref()
             .map_or(meta.summary.rate, HighGamma::output_rate);
-        let encoder = self.encoder.take().expect("bound once");
-        let (encoder, map) = encoder
-            .bind(&self.model.1, rate, &labels, self.allow_subset)
-            .context("the encoders do not fit the neural stream")?;
+        let bound = self
+            .encoder
+            .bind(&self.model.1, rate, &labels, self.allow_subset);
+        let (encoder, map) = match bound {
+            Ok(pair) => pair,
+            Err(err) => {
+                self.mismatch(&meta, format!("the encoders do not fit it: {err}"));
+                return;
+            }
+        };
+        self.mismatch = None;
         let session = Session {
             electrodes: encoder.meta.labels.clone(),
             layers: encoder.meta.layers.clone(),
@@ -206,6 +254,7 @@ impl Core {
         // Live's sample 0 is the first sample; word onsets are placed relative to it
         let t0 = first.timestamps[0] - high_gamma.as_ref().map_or(0.0, HighGamma::group_delay_s);
         let mut bound = Bound {
+            stream: meta,
             stream_index: map.stream_index.clone(),
             neural_mean: encoder.neural_mean.clone(),
             neural_std: encoder.neural_std.clone(),
@@ -223,7 +272,18 @@ impl Core {
             Self::apply_word(&mut bound, &self.hub, out);
         }
         self.bound = Some(bound);
-        Ok(())
+    }
+
+    /// Reports a stream that cannot be aligned; it is still recorded.
+    fn mismatch(&mut self, meta: &StreamMeta, why: String) {
+        let message = format!(
+            "neural stream {:?} ({} channels at {} Hz) does not fit: {why}; recording it, \
+             aligning nothing until a fitting stream appears",
+            meta.summary.name, meta.summary.channels, meta.summary.rate
+        );
+        tracing::error!("{message}");
+        self.mismatch = Some(message);
+        self.mismatches += 1;
     }
 
     fn neural(&mut self, chunk: NeuralChunk) {
@@ -261,7 +321,25 @@ impl Core {
                     self.gap_filled += missing;
                 }
                 for row in chunk.data.chunks_exact(channels) {
-                    b.push_row(row);
+                    if row.iter().all(|v| v.is_finite()) {
+                        b.push_row(row);
+                        continue;
+                    }
+                    // NaN/Inf would poison the rolling correlations for a whole window: hold the
+                    // channel's last value (0 before any) instead, and count it; the recording
+                    // keeps the value as received
+                    let held: Vec<f32> = row
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| {
+                            if v.is_finite() {
+                                return v;
+                            }
+                            self.nonfinite += 1;
+                            b.last_row.get(i).copied().unwrap_or(0.0)
+                        })
+                        .collect();
+                    b.push_row(&held);
                 }
             }
         }
@@ -286,7 +364,14 @@ impl Core {
                     self.origin = received.or(self.origin);
                 }
             }
-            None => self.early.push(out),
+            None => {
+                // bounded: a long mismatch must not grow memory without end
+                if self.early.len() >= EARLY_KEPT {
+                    self.early.remove(0);
+                    self.early_dropped += 1;
+                }
+                self.early.push(out)
+            }
         }
     }
 
@@ -425,6 +510,8 @@ impl Core {
         errors.insert("neural_recovered".into(), n.recoveries);
         errors.insert("transcript_lost".into(), t.losses);
         errors.insert("transcript_recovered".into(), t.recoveries);
+        errors.insert("neural_mismatch".into(), self.mismatches);
+        drops.insert("words_before_stream".into(), self.early_dropped);
         // the LM's backlog is not a drop, but it is what an operator needs to see next to them
         drops.insert("lm_queue_waiting".into(), lm.queue.len() as u64);
         let mut horizon = None;
@@ -434,9 +521,11 @@ impl Core {
             errors.insert("late_word_events".into(), c.late_word_events);
             errors.insert("unknown_retractions".into(), c.unknown_retractions);
             errors.insert("bad_neural_samples".into(), c.bad_neural_samples);
-            if let Some(hg) = &b.high_gamma {
-                errors.insert("neural_nonfinite_values".into(), hg.nonfinite_count());
-            }
+            let nonfinite = b
+                .high_gamma
+                .as_ref()
+                .map_or(self.nonfinite, HighGamma::nonfinite_count);
+            errors.insert("neural_nonfinite_values".into(), nonfinite);
             horizon = Some(b.t0 + b.live.scored() as f64 / b.rate);
         }
         let streams = vec![
@@ -446,6 +535,7 @@ impl Core {
                 rate_hz: n.measured_rate(),
                 samples: n.samples,
                 watermark: n.watermark,
+                error: self.mismatch.clone().or(n.error),
             },
             StreamStatus {
                 role: "transcript".into(),
@@ -453,6 +543,7 @@ impl Core {
                 rate_hz: 0.0,
                 samples: t.messages,
                 watermark: t.watermark.is_finite().then_some(t.watermark),
+                error: t.error,
             },
         ];
         PipelineStatus {

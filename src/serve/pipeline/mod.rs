@@ -132,9 +132,6 @@ pub fn run(
         false,
     )?;
     let timeout = config.lsl.resolve_timeout_s;
-    let (neural, neural_rx) = NeuralInlet::spawn(config.neural.clone(), timeout)?;
-    let (transcript, transcript_rx) = TranscriptInlet::spawn(config.transcript.clone(), timeout)?;
-    let (words_tx, words_rx) = crossbeam_channel::bounded(config.pipeline.word_queue.max(1));
     let recorder = config
         .recording
         .enabled
@@ -145,6 +142,19 @@ pub fn run(
             )
         })
         .transpose()?;
+    let (neural, neural_rx) = NeuralInlet::spawn(config.neural.clone(), timeout)?;
+    let tap = recorder.as_ref().map(|r| {
+        let record = r.sender();
+        Box::new(move |time: f64, message: &str| {
+            record.send(recorder::Record::TranscriptReceived(
+                time,
+                message.to_string(),
+            ))
+        }) as crate::ingest::MessageTap
+    });
+    let (transcript, transcript_rx) =
+        TranscriptInlet::spawn_with_tap(config.transcript.clone(), timeout, tap)?;
+    let (words_tx, words_rx) = crossbeam_channel::bounded(config.pipeline.word_queue.max(1));
     let lm_thread = lm_thread::spawn(
         engine,
         transcript_rx,

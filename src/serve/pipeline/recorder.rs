@@ -1,7 +1,11 @@
-//! The recorder thread: everything the pipeline receives goes to one XDF file per session
-//! (neural samples as they arrived, transcript events in the JSON contract, stamped with
-//! their arrival time). Flushed at least once a second; finished with stream footers on
-//! shutdown. A full queue drops items (counted) rather than holding up ingest.
+//! The recorder thread: everything the pipeline receives goes to one XDF file per session:
+//! neural samples as they arrived (a stream of another layout after a reconnection gets a
+//! stream of its own), every transcript message verbatim as received, rejected ones included
+//! (`neuralign-transcript-received`, its time stamps on the server clock: replaying it
+//! reproduces the input), and the transcript as the language model followed it
+//! (`neuralign-transcript`, stamped when embedded). Flushed at least once a second; finished
+//! with stream footers on shutdown. A full queue drops items (counted) rather than holding up
+//! ingest.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,8 +23,10 @@ pub(super) enum Record {
     NeuralStream(StreamInfo),
     /// Neural samples: time stamps (server clock) and `[samples, channels]` values.
     Neural(Vec<f64>, Vec<f32>),
-    /// A transcript event (JSON) at its arrival time (server clock).
+    /// A transcript event (JSON) as the LM followed it, at that time (server clock).
     Transcript(f64, String),
+    /// A transcript message verbatim, at its time stamp (server clock).
+    TranscriptReceived(f64, String),
 }
 
 /// A cloneable handle that sends to the recorder without ever waiting.
@@ -126,20 +132,33 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
         ChannelFormat::String,
         "neuralign-transcript",
     ))?;
-    let mut neural = None;
+    let received = writer.add_stream(&StreamInfo::new(
+        "neuralign-transcript-received",
+        "TranscriptReceived",
+        1,
+        0.0,
+        ChannelFormat::String,
+        "neuralign-transcript-received",
+    ))?;
+    let mut neural: Option<(u32, StreamInfo)> = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(Record::NeuralStream(info)) if neural.is_none() => {
-                neural = Some(writer.add_stream(&info)?)
+            Ok(Record::NeuralStream(info)) => {
+                // the same stream re-resolved continues its record; another one gets its own
+                if neural.as_ref().is_none_or(|(_, current)| *current != info) {
+                    neural = Some((writer.add_stream(&info)?, info));
+                }
             }
-            Ok(Record::NeuralStream(_)) => {} // a re-resolved stream continues the same record
             Ok(Record::Neural(stamps, data)) => {
-                if let Some(id) = neural {
-                    writer.write_samples(id, &stamps, &Samples::Float32(data))?;
+                if let Some((id, _)) = &neural {
+                    writer.write_samples(*id, &stamps, &Samples::Float32(data))?;
                 }
             }
             Ok(Record::Transcript(time, message)) => {
                 writer.write_samples(transcript, &[time], &Samples::String(vec![message]))?
+            }
+            Ok(Record::TranscriptReceived(time, message)) => {
+                writer.write_samples(received, &[time], &Samples::String(vec![message]))?
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -151,6 +170,45 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_of_another_layout_gets_a_stream_of_its_own() {
+        // a neural stream replaced by one with fewer channels used to kill the recorder
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::spawn(dir.path(), 16).unwrap();
+        let tx = recorder.sender();
+        let info = |channels: usize, rate: f64| {
+            let labels = (1..=channels).map(|c| format!("e{c}")).collect();
+            StreamInfo::with_labels("amp", "iEEG", rate, ChannelFormat::Float32, "amp", labels)
+        };
+        tx.send(Record::NeuralStream(info(4, 100.0)));
+        tx.send(Record::Neural(vec![1.0], vec![1.0, 2.0, 3.0, 4.0]));
+        tx.send(Record::NeuralStream(info(4, 100.0))); // re-resolved: same record
+        tx.send(Record::Neural(vec![2.0], vec![5.0, 6.0, 7.0, 8.0]));
+        tx.send(Record::NeuralStream(info(3, 250.0)));
+        tx.send(Record::Neural(vec![3.0, 3.004], vec![0.0; 6]));
+        tx.send(Record::TranscriptReceived(2.5, "{not json".into()));
+        drop(tx);
+        let path = recorder.finish().unwrap().unwrap();
+        let file = crate::xdf::read(&path).unwrap();
+        let amp: Vec<_> = file
+            .streams
+            .iter()
+            .filter(|s| s.info.name == "amp")
+            .collect();
+        assert_eq!(amp.len(), 2);
+        assert_eq!(amp[0].time_stamps, [1.0, 2.0]);
+        assert_eq!(amp[1].info.channel_count, 3);
+        assert_eq!(amp[1].time_stamps.len(), 2);
+        let received = file
+            .streams
+            .iter()
+            .find(|s| s.info.name == "neuralign-transcript-received")
+            .unwrap();
+        assert_eq!(received.data, Samples::String(vec!["{not json".into()]));
+    }
+
     #[test]
     fn utc_stamps_match_known_dates() {
         assert_eq!(super::utc_stamp(0), "19700101-000000");
