@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
                     (w.id, &w.text, w.is_final, w.confidence)
                 );
             }
+        }
         Ok(TranscriptEvent::Retract { id }) => assert!(id < BARE_WORD_ID_BASE),
         Ok(TranscriptEvent::Watermark { time }) => assert!(time.is_finite()),
         Err(_) => {}
