@@ -108,9 +108,9 @@ impl RollingPearson {
                 self.spp[i] += pr[i] * pr[i];
                 self.spa[i] += pr[i] * ac[i % e];
             }
-            for k in 0..e {
-                self.sa[k] += ac[k];
-                self.saa[k] += ac[k] * ac[k];
+            for ((sa, saa), &a) in self.sa.iter_mut().zip(&mut self.saa).zip(ac) {
+                *sa += a;
+                *saa += a * a;
             }
         }
     }
@@ -184,10 +184,10 @@ impl EwPearson {
             self.vp[i] = (1.0 - a) * (self.vp[i] + a * dp * dp);
             self.cov[i] = (1.0 - a) * (self.cov[i] + a * dp * da);
         }
-        for k in 0..e {
-            let da = act[k] - self.ma[k];
-            self.ma[k] += a * da;
-            self.va[k] = (1.0 - a) * (self.va[k] + a * da * da);
+        for ((ma, va), &x) in self.ma.iter_mut().zip(&mut self.va).zip(&act[..e]) {
+            let da = x - *ma;
+            *ma += a * da;
+            *va = (1.0 - a) * (*va + a * da * da);
         }
     }
 

@@ -30,6 +30,10 @@ pub struct ReplayArgs {
     /// Hold the first sample until every stream has a consumer.
     #[arg(long)]
     pub wait_for_consumers: bool,
+    /// With `--speed max`: seconds the outlets stay open after the last sample while a
+    /// consumer is connected, for it to take the tail.
+    #[arg(long, default_value_t = 10.0)]
+    pub linger: f64,
     /// Print the per-stream report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -48,6 +52,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         streams: args.streams,
         start_at: args.from,
         wait_for_consumers: args.wait_for_consumers,
+        linger: std::time::Duration::from_secs_f64(args.linger.max(0.0)),
         ..Default::default()
     };
     tracing::info!(

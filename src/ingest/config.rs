@@ -69,7 +69,7 @@ impl Default for NeuralConfig {
             mode: NeuralMode::HighGamma,
             dejitter: false,
             max_chunk: 1024,
-            lsl_buffer_s: 360,
+            lsl_buffer_s: 3600,
             gap_tolerance_periods: 1.5,
             channel_capacity: 256,
             lost_after_s: 2.0,

@@ -74,6 +74,10 @@ pub struct ReplayOptions {
     /// Hold the first sample until every outlet has a consumer (at most
     /// `consumer_timeout`), so that a consumer started after the replay misses nothing.
     pub wait_for_consumers: bool,
+    /// With `Speed::Max`: how long the outlets stay open after the last sample while a
+    /// consumer is connected, so that it can take the tail (liblsl drops what is still
+    /// queued when an outlet goes, and tells the sender nothing of a consumer's progress).
+    pub linger: Duration,
 }
 
 impl Default for ReplayOptions {
@@ -86,6 +90,7 @@ impl Default for ReplayOptions {
             consumer_timeout: Duration::from_secs(60),
             start_at: 0.0,
             wait_for_consumers: false,
+            linger: Duration::from_secs(10),
         }
     }
 }
@@ -445,9 +450,17 @@ fn send(
         }
     }
     // liblsl drops what is still queued when an outlet is destroyed: give
-    // connected consumers a moment to take the tail.
-    if outlet.have_consumers() {
-        std::thread::sleep(Duration::from_secs(1));
+    // connected consumers time to take the tail (a burst at max speed is long).
+    let linger = match options.speed {
+        Speed::Max => options.linger,
+        Speed::Factor(_) => Duration::from_secs(1),
+    };
+    let until = std::time::Instant::now() + linger;
+    while outlet.have_consumers()
+        && std::time::Instant::now() < until
+        && !shutdown.load(Ordering::Relaxed)
+    {
+        std::thread::sleep(Duration::from_millis(50));
     }
     lateness.sort_by(f64::total_cmp);
     let q = |f: f64| {
