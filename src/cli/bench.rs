@@ -53,7 +53,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Minutes of synthetic session the `encode` part fits 256 electrodes × 31 layers on
-    /// (0 skips the fit; `--quick`: 1).
+    /// (0 skips the fit; `--quick`: 0.2).
     #[arg(long, default_value_t = 30.0)]
     pub fit_minutes: f64,
     /// Server config naming the LSL config (default: configs/bedside.toml when present).
@@ -72,7 +72,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = Settings {
         duration: Duration::from_secs_f64(seconds),
         model: args.model,
-        fit_minutes: if args.quick { 1.0 } else { args.fit_minutes },
+        fit_minutes: if args.quick { 0.2 } else { args.fit_minutes },
         quick: args.quick,
     };
     // The LSL part opens outlets: keep them on the configured (loopback) interfaces.
