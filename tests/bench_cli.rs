@@ -96,7 +96,10 @@ fn dsp_writes_json_with_positive_figures_and_a_plot() {
 #[test]
 fn e2e_reports_every_stage_for_each_configuration() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bench(dir.path(), &["e2e", "--duration", "1", "--json", "e2e.json"]);
+    let out = bench(
+        dir.path(),
+        &["e2e", "--duration", "1", "--json", "e2e.json"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -122,7 +125,12 @@ fn e2e_reports_every_stage_for_each_configuration() {
         assert!(c["frames_received"].as_u64().unwrap() > 0);
     }
     // words went through the model in the first configuration
-    assert!(configurations[0]["stages"]["lm_step"]["count"].as_u64().unwrap() > 0);
+    assert!(
+        configurations[0]["stages"]["lm_step"]["count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("end_to_end"));
 }
 

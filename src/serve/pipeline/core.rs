@@ -19,9 +19,7 @@ use crate::align::{AlignConfig, Live};
 use crate::config::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
-use crate::ingest::{
-    LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet,
-};
+use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet};
 use crate::metrics::{Stage, StageSet};
 use crate::serve::{
     AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
