@@ -397,3 +397,14 @@ def main():
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def start_sources(srv):
+    """A neural outlet and a transcript outlet for `srv`, both connected, the neural one
+    streaming: the start of most attacks."""
+    src = NeuralSource(srv.neural_id)
+    words = TranscriptSource(srv.transcript_id)
+    src.wait_consumer()
+    words.wait_consumer()
+    src.start()
+    return src, words

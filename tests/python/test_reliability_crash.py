@@ -29,11 +29,7 @@ def test_sigkill_mid_session_then_restart(serve, reliability_row):
                     "and message up to its last flush (<= ~1 s before the kill) intact; the restart writes "
                     "a new file and leaves the old one byte for byte", counts)
     srv = serve()
-    src = faults.NeuralSource(srv.neural_id)
-    words = faults.TranscriptSource(srv.transcript_id)
-    src.wait_consumer()
-    words.wait_consumer()
-    src.start()
+    src, words = faults.start_sources(srv)
     for i in range(25):
         words.word(i, f"word{i}")
         time.sleep(0.2)

@@ -111,11 +111,7 @@ def test_transcript_outlet_gone_for_30_s(serve, reliability_row):
                     "loss and recovery reported; neural ingest and the horizon go on meanwhile; words before "
                     "and after get `word` frames; all recorded", counts)
     srv = serve()
-    src = faults.NeuralSource(srv.neural_id)
-    words = faults.TranscriptSource(srv.transcript_id)
-    src.wait_consumer()
-    words.wait_consumer()
-    src.start()
+    src, words = faults.start_sources(srv)
     client = faults.FrameCollector(srv.url())
     try:
         for i in range(5):
@@ -188,11 +184,7 @@ def test_nan_and_inf_samples(serve, reliability_row):
                     "each counted (`neural_nonfinite_values`) and held at the channel's last value, so the "
                     "rolling r stays defined; the server keeps aligning; the values recorded as received", counts)
     srv = serve()
-    src = faults.NeuralSource(srv.neural_id)
-    words = faults.TranscriptSource(srv.transcript_id)
-    src.wait_consumer()
-    words.wait_consumer()
-    src.start()
+    src, words = faults.start_sources(srv)
     client = faults.FrameCollector(srv.url())
     try:
         srv.wait_status(lambda s: s["horizon"] is not None, 20, "alignment to start")

@@ -28,11 +28,7 @@ def transcript_samples(status: dict) -> int:
 def session(serve):
     """A server with a live neural stream, a transcript outlet and a frame collector."""
     srv = serve()
-    src = faults.NeuralSource(srv.neural_id)
-    words = faults.TranscriptSource(srv.transcript_id)
-    src.wait_consumer()
-    words.wait_consumer()
-    src.start()
+    src, words = faults.start_sources(srv)
     client = faults.FrameCollector(srv.url())
     time.sleep(0.3)
     yield srv, words, client
