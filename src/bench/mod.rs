@@ -23,8 +23,6 @@ pub struct Settings {
     pub model: Option<PathBuf>,
     /// Minutes of synthetic session the `encode` part fits on (0 skips the fit).
     pub fit_minutes: f64,
-    /// Short runs everywhere (CI smoke test): fewer configurations side by side.
-    pub quick: bool,
 }
 
 /// A part of the pipeline `neuralign bench` can measure.

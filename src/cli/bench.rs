@@ -53,7 +53,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Minutes of synthetic session the `encode` part fits 256 electrodes × 31 layers on
-    /// (0 skips the fit; `--quick`: 0.2).
+    /// (0 skips the fit, as `--quick` does: the fit is tested in tests/encode.rs).
     #[arg(long, default_value_t = 30.0)]
     pub fit_minutes: f64,
     /// Server config naming the LSL config (default: configs/bedside.toml when present).
@@ -72,8 +72,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = Settings {
         duration: Duration::from_secs_f64(seconds),
         model: args.model,
-        fit_minutes: if args.quick { 0.2 } else { args.fit_minutes },
-        quick: args.quick,
+        fit_minutes: if args.quick { 0.0 } else { args.fit_minutes },
     };
     // The LSL part opens outlets: keep them on the configured (loopback) interfaces.
     let (config, base) = Config::load_or_default(args.config.as_deref())?;
