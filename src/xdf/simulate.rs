@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
-use super::{ChannelFormat, Samples, StreamInfo, XdfWriter};
+use super::{ChannelFormat, Samples, StreamInfo, XdfError, XdfWriter};
 
 /// The public-domain text the simulated listener hears.
 pub const TEXT: &str = include_str!("../../assets/fables.txt");
@@ -421,32 +421,9 @@ pub fn simulate(
     // Interleave one-second chunks, as a recorder would.
     let mut m = 0;
     for sec in 0..(seconds.ceil() as usize) {
-        let (a, b) = (
-            sec * HG_RATE as usize,
-            ((sec + 1) * HG_RATE as usize).min(n_hg),
-        );
-        if a < b {
-            let ts: Vec<f64> = (a..b).map(|i| T0 + i as f64 / HG_RATE).collect();
-            writer.write_samples(
-                hg_id,
-                &ts,
-                &Samples::Float32(hg[a * cfg.electrodes..b * cfg.electrodes].to_vec()),
-            )?;
-        }
+        write_second(&mut writer, hg_id, &hg, cfg.electrodes, HG_RATE, sec)?;
         if let (Some(raw), Some(id)) = (&raw, raw_id) {
-            let n_raw = raw.len() / cfg.electrodes;
-            let (a, b) = (
-                sec * RAW_RATE as usize,
-                ((sec + 1) * RAW_RATE as usize).min(n_raw),
-            );
-            if a < b {
-                let ts: Vec<f64> = (a..b).map(|i| T0 + i as f64 / RAW_RATE).collect();
-                writer.write_samples(
-                    id,
-                    &ts,
-                    &Samples::Float32(raw[a * cfg.electrodes..b * cfg.electrodes].to_vec()),
-                )?;
-            }
+            write_second(&mut writer, id, raw, cfg.electrodes, RAW_RATE, sec)?;
         }
         let until = T0 + (sec + 1) as f64;
         let start = m;
@@ -499,6 +476,29 @@ pub fn simulate(
 }
 
 /// `FILE.xdf` → `FILE.<suffix>`.
+/// Writes second `sec` of a regular float32 stream `data` (`[samples, channels]` at `rate`,
+/// the first sample at [`T0`]), if the stream reaches that far.
+fn write_second(
+    writer: &mut XdfWriter,
+    id: u32,
+    data: &[f32],
+    channels: usize,
+    rate: f64,
+    sec: usize,
+) -> Result<(), XdfError> {
+    let n = data.len() / channels;
+    let (a, b) = (sec * rate as usize, ((sec + 1) * rate as usize).min(n));
+    if a < b {
+        let ts: Vec<f64> = (a..b).map(|i| T0 + i as f64 / rate).collect();
+        writer.write_samples(
+            id,
+            &ts,
+            &Samples::Float32(data[a * channels..b * channels].to_vec()),
+        )?;
+    }
+    Ok(())
+}
+
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_extension(suffix)
 }
