@@ -10,27 +10,41 @@
 //!   [`transcript_inlet`] feeds it from LSL.
 //! - [`resolve`]: stream selection and discovery (`neuralign streams`).
 //! - [`listen`]: a timed session on both inlets (`neuralign listen`).
+#[cfg(feature = "runtime")]
 pub mod config;
+#[cfg(feature = "runtime")]
 mod link;
+#[cfg(feature = "runtime")]
 pub mod listen;
+#[cfg(feature = "runtime")]
 pub mod neural;
+#[cfg(feature = "runtime")]
 pub mod resolve;
+#[cfg(feature = "runtime")]
 pub mod timeline;
 pub mod transcript;
+#[cfg(feature = "runtime")]
 pub mod transcript_inlet;
 
+#[cfg(feature = "runtime")]
 pub use config::{LslConfig, NeuralConfig, NeuralMode, TranscriptConfig};
+#[cfg(feature = "runtime")]
 pub use link::{apply_lsl_config, LatencySummary, LinkState};
+#[cfg(feature = "runtime")]
 pub use neural::{NeuralInlet, NeuralStatus, StreamMeta};
+#[cfg(feature = "runtime")]
 pub use resolve::{list_streams, StreamSelector, StreamSummary};
+#[cfg(feature = "runtime")]
 pub use timeline::{Gap, GapTracker, NeuralChunk, Timeline};
 pub use transcript::{
     parse_message, LmAction, RejectReason, Rejection, TranscriptCounts, TranscriptEvent,
     TranscriptState, Word,
 };
+#[cfg(feature = "runtime")]
 pub use transcript_inlet::{MessageTap, TranscriptInlet, TranscriptStatus, TranscriptUpdate};
 
 /// Errors of the ingest layer.
+#[cfg(feature = "runtime")]
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// A liblsl call failed.

@@ -10,8 +10,10 @@
 mod chunk;
 pub mod info;
 mod reader;
+#[cfg(feature = "runtime")]
 pub mod replay;
 pub mod samples;
+#[cfg(feature = "runtime")]
 pub mod simulate;
 pub mod sync;
 mod writer;
