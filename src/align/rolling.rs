@@ -60,21 +60,31 @@ impl RollingPearson {
         let full = self.count == self.window;
         let old_pred = &mut self.pred[slot * p..(slot + 1) * p];
         let old_act = &mut self.act[slot * e..(slot + 1) * e];
-        for i in 0..p {
-            let (x, y) = (pred[i], act[i % e]);
-            let (ox, oy) = if full {
-                (old_pred[i], old_act[i % e])
-            } else {
-                (0.0, 0.0)
-            };
-            self.sp[i] += x - ox;
-            self.spp[i] += x * x - ox * ox;
-            self.spa[i] += x * y - ox * oy;
+        if !full {
+            // The slot leaves nothing: subtracting zeros is the same arithmetic.
+            old_pred.fill(0.0);
+            old_act.fill(0.0);
+        }
+        // Layer by layer, so that pair and electrode run in step (no `i % e`).
+        let sums = self
+            .sp
+            .chunks_exact_mut(e)
+            .zip(self.spp.chunks_exact_mut(e));
+        let layers = sums
+            .zip(self.spa.chunks_exact_mut(e))
+            .zip(pred.chunks_exact(e).zip(old_pred.chunks_exact(e)));
+        for (((sp, spp), spa), (x, ox)) in layers {
+            for k in 0..e {
+                let (x, ox, y, oy) = (x[k], ox[k], act[k], old_act[k]);
+                sp[k] += x - ox;
+                spp[k] += x * x - ox * ox;
+                spa[k] += x * y - ox * oy;
+            }
         }
         for k in 0..e {
-            let oy = if full { old_act[k] } else { 0.0 };
-            self.sa[k] += act[k] - oy;
-            self.saa[k] += act[k] * act[k] - oy * oy;
+            let (y, oy) = (act[k], old_act[k]);
+            self.sa[k] += y - oy;
+            self.saa[k] += y * y - oy * oy;
         }
         old_pred.copy_from_slice(pred);
         old_act.copy_from_slice(act);
@@ -103,10 +113,18 @@ impl RollingPearson {
                 &self.pred[s * p..(s + 1) * p],
                 &self.act[s * e..(s + 1) * e],
             );
-            for i in 0..p {
-                self.sp[i] += pr[i];
-                self.spp[i] += pr[i] * pr[i];
-                self.spa[i] += pr[i] * ac[i % e];
+            let sums = self
+                .sp
+                .chunks_exact_mut(e)
+                .zip(self.spp.chunks_exact_mut(e));
+            for ((sp, spp), (spa, x)) in
+                sums.zip(self.spa.chunks_exact_mut(e).zip(pr.chunks_exact(e)))
+            {
+                for k in 0..e {
+                    sp[k] += x[k];
+                    spp[k] += x[k] * x[k];
+                    spa[k] += x[k] * ac[k];
+                }
             }
             for ((sa, saa), &a) in self.sa.iter_mut().zip(&mut self.saa).zip(ac) {
                 *sa += a;
@@ -177,12 +195,18 @@ impl EwPearson {
             self.ma.copy_from_slice(act);
             return;
         }
-        for i in 0..self.mp.len() {
-            let dp = pred[i] - self.mp[i];
-            let da = act[i % e] - self.ma[i % e];
-            self.mp[i] += a * dp;
-            self.vp[i] = (1.0 - a) * (self.vp[i] + a * dp * dp);
-            self.cov[i] = (1.0 - a) * (self.cov[i] + a * dp * da);
+        // Layer by layer, so that pair and electrode run in step (no `i % e`).
+        let layers = self.mp.chunks_exact_mut(e).zip(self.vp.chunks_exact_mut(e));
+        for ((mp, vp), (cov, pred)) in
+            layers.zip(self.cov.chunks_exact_mut(e).zip(pred.chunks_exact(e)))
+        {
+            for k in 0..e {
+                let dp = pred[k] - mp[k];
+                let da = act[k] - self.ma[k];
+                mp[k] += a * dp;
+                vp[k] = (1.0 - a) * (vp[k] + a * dp * dp);
+                cov[k] = (1.0 - a) * (cov[k] + a * dp * da);
+            }
         }
         for ((ma, va), &x) in self.ma.iter_mut().zip(&mut self.va).zip(&act[..e]) {
             let da = x - *ma;
@@ -211,4 +235,95 @@ impl EwPearson {
 /// fraction of its mean square (both in the same normalisation).
 pub(crate) fn flat(variance: f64, mean_square: f64) -> bool {
     variance <= 1e-10 * mean_square || variance <= 0.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::offline::pearson;
+
+    /// 2 layers × 3 electrodes over 40 samples: predictions and actual values from
+    /// fixed, correlated patterns.
+    fn series() -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let act: Vec<Vec<f64>> = (0..40)
+            .map(|t| {
+                (0..3)
+                    .map(|e| ((t * 7 + e * 5) % 11) as f64 - 5.0)
+                    .collect()
+            })
+            .collect();
+        let pred = act
+            .iter()
+            .enumerate()
+            .map(|(t, a)| {
+                (0..6)
+                    .map(|i| a[i % 3] * (i as f64 + 1.0) / 3.0 + ((t * 3 + i) % 5) as f64)
+                    .collect()
+            })
+            .collect();
+        (pred, act)
+    }
+
+    #[test]
+    fn rolling_r_equals_pearson_over_the_last_window() {
+        let (pred, act) = series();
+        let window = 7;
+        let mut rolling = RollingPearson::new(window, 6, 3);
+        // Past several wrap-arounds and recomputations of the running sums.
+        for t in 0..pred.len() {
+            rolling.push(&pred[t], &act[t]);
+            let from = (t + 1).saturating_sub(window);
+            for i in 0..6 {
+                let want = pearson(
+                    (from..=t).map(|s| pred[s][i]),
+                    (from..=t).map(|s| act[s][i % 3]),
+                );
+                let got = rolling.r(i);
+                if t == 0 {
+                    assert!(got.is_nan() && want.is_nan());
+                } else {
+                    assert!((got - want).abs() < 1e-9, "t {t} pair {i}: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exponentially_weighted_r_equals_the_weighted_pearson() {
+        let (pred, act) = series();
+        let mut ew = EwPearson::new(5.0, 6, 3);
+        let decay = 1.0 - ew.alpha();
+        for t in 0..pred.len() {
+            ew.push(&pred[t], &act[t]);
+        }
+        // Weights decay by (1 − α) per sample back from the newest; the first sample
+        // holds the weight of all that came before it.
+        let n = pred.len();
+        let w: Vec<f64> = (0..n)
+            .map(|s| {
+                let age = (n - 1 - s) as i32;
+                if s == 0 {
+                    decay.powi(age)
+                } else {
+                    ew.alpha() * decay.powi(age)
+                }
+            })
+            .collect();
+        for i in 0..6 {
+            let (x, y) = (|s: usize| pred[s][i], |s: usize| act[s][i % 3]);
+            let mean = |f: &dyn Fn(usize) -> f64| (0..n).map(|s| w[s] * f(s)).sum::<f64>();
+            let (mx, my) = (mean(&x), mean(&y));
+            let cov = mean(&|s| (x(s) - mx) * (y(s) - my));
+            let (vx, vy) = (
+                mean(&|s| (x(s) - mx).powi(2)),
+                mean(&|s| (y(s) - my).powi(2)),
+            );
+            let want = cov / (vx * vy).sqrt();
+            assert!(
+                (ew.r(i) - want).abs() < 1e-9,
+                "pair {i}: {} vs {want}",
+                ew.r(i)
+            );
+        }
+    }
 }

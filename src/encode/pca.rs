@@ -71,12 +71,25 @@ impl Pca {
 pub(crate) fn project(components: &[f32], mean: &[f32], scale: &[f32], x: &[f32], out: &mut [f32]) {
     let dim = mean.len();
     for (p, o) in out.iter_mut().enumerate() {
-        let row = &components[p * dim..(p + 1) * dim];
-        let dot: f32 = row
-            .iter()
-            .zip(x.iter().zip(mean))
-            .map(|(c, (v, m))| c * (v - m))
-            .sum();
-        *o = dot / scale[p];
+        *o = centred_dot(&components[p * dim..(p + 1) * dim], x, mean) / scale[p];
     }
+}
+
+/// `Σ c · (x − m)` with eight independent sums, so that it vectorises (a plain
+/// iterator sum is one chain of dependent additions: 4x slower at 576 wide).
+fn centred_dot(c: &[f32], x: &[f32], m: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    let whole = c.len() / LANES * LANES;
+    let mut acc = [0.0f32; LANES];
+    for ((c, x), m) in c[..whole]
+        .chunks_exact(LANES)
+        .zip(x[..whole].chunks_exact(LANES))
+        .zip(m[..whole].chunks_exact(LANES))
+    {
+        for i in 0..LANES {
+            acc[i] += c[i] * (x[i] - m[i]);
+        }
+    }
+    let tail: f32 = (whole..c.len()).map(|i| c[i] * (x[i] - m[i])).sum();
+    acc.iter().sum::<f32>() + tail
 }

@@ -38,6 +38,15 @@ pub struct Predictor {
     timeline: Vec<f64>,
     final_before: i64,
     words: HashMap<u64, LiveWord>,
+    /// The weights again, packed for the kernel: a layer's kernel values `v = lag ×
+    /// electrodes + electrode` in blocks of [`BLOCK`], each block's weights stored
+    /// `[pcs, BLOCK]` (`[layers, blocks, pcs, BLOCK]`, zero-padded). A block is then
+    /// summed in registers over the components while the weights stream through once, in
+    /// order, and each lag of the kernel is a contiguous row of the timeline.
+    packed_weights: Vec<f32>,
+    /// Blocks per layer.
+    blocks: usize,
+    /// One layer's kernel, `[lags, electrodes]` (padded to whole blocks).
     kernel: Vec<f32>,
     features: Vec<f32>,
 }
@@ -46,8 +55,23 @@ impl Predictor {
     /// A predictor for a stream whose sample 0 is at `t0` (seconds).
     pub fn new(enc: Encoder, t0: f64) -> Self {
         let grid = enc.meta.grid;
-        let kernel = vec![0.0; enc.layers * enc.electrodes * enc.lags];
-        let features = vec![0.0; enc.layers * enc.pcs];
+        let (e, lags, pcs) = (enc.electrodes, enc.lags, enc.pcs);
+        let blocks = (lags * e).div_ceil(BLOCK);
+        let mut packed_weights = vec![0.0; enc.layers * blocks * pcs * BLOCK];
+        for (at, w) in packed_weights.iter_mut().enumerate() {
+            let (i, p, b, l) = (
+                at % BLOCK,
+                at / BLOCK % pcs,
+                at / (BLOCK * pcs) % blocks,
+                at / (BLOCK * pcs * blocks),
+            );
+            let v = b * BLOCK + i;
+            if v < lags * e {
+                *w = enc.weight(l, v % e, v / e, p);
+            }
+        }
+        let kernel = vec![0.0; blocks * BLOCK];
+        let features = vec![0.0; enc.layers * pcs];
         Self {
             enc,
             grid,
@@ -56,6 +80,8 @@ impl Predictor {
             timeline: Vec::new(),
             final_before: 0,
             words: HashMap::new(),
+            packed_weights,
+            blocks,
             kernel,
             features,
         }
@@ -124,21 +150,7 @@ impl Predictor {
     /// Adds `sign ×` the kernel of `self.features` at onset sample `sample`;
     /// returns the number of frozen samples it could not touch.
     fn apply(&mut self, sample: i64, sign: f32) -> usize {
-        let (layers, e, lags, pcs) = (
-            self.enc.layers,
-            self.enc.electrodes,
-            self.enc.lags,
-            self.enc.pcs,
-        );
-        // K[l, e, lag] = W[l, e, lag, :] · x_l
-        for l in 0..layers {
-            let x = &self.features[l * pcs..(l + 1) * pcs];
-            let w = &self.enc.weights[l * e * lags * pcs..(l + 1) * e * lags * pcs];
-            let k = &mut self.kernel[l * e * lags..(l + 1) * e * lags];
-            for (kv, wrow) in k.iter_mut().zip(w.chunks_exact(pcs)) {
-                *kv = sign * dot(wrow, x);
-            }
-        }
+        let (e, lags, pcs) = (self.enc.electrodes, self.enc.lags, self.enc.pcs);
         let first = sample + self.grid.lag_min();
         let start = first.max(self.final_before).max(self.base);
         let end = first + lags as i64;
@@ -146,15 +158,31 @@ impl Predictor {
             return (end - first).max(0) as usize;
         }
         self.ensure(end);
+        // Only the lags still open are computed: from block b0 on.
+        let (j0, b0) = (
+            (start - first) as usize,
+            (start - first) as usize * e / BLOCK,
+        );
         let stride = self.stride();
-        for t in start..end {
-            let j = (t - first) as usize;
-            let row = &mut self.timeline[(t - self.base) as usize * stride..][..stride];
-            for (le, v) in row.iter_mut().enumerate() {
-                *v += self.kernel[le * lags + j] as f64;
+        let layer_weights = self.blocks * pcs * BLOCK;
+        for l in 0..self.enc.layers {
+            let x = &self.features[l * pcs..(l + 1) * pcs];
+            let w_l = &self.packed_weights[l * layer_weights..(l + 1) * layer_weights];
+            for (k, w) in self.kernel[b0 * BLOCK..]
+                .chunks_exact_mut(BLOCK)
+                .zip(w_l[b0 * pcs * BLOCK..].chunks_exact(pcs * BLOCK))
+            {
+                kernel_block(sign, x, w, k.try_into().expect("a whole block"));
+            }
+            let kernel = &self.kernel[j0 * e..lags * e];
+            for (t, k) in (start..end).zip(kernel.chunks_exact(e)) {
+                let at = (t - self.base) as usize * stride + l * e;
+                for (v, &kv) in self.timeline[at..at + e].iter_mut().zip(k) {
+                    *v += kv as f64;
+                }
             }
         }
-        (start - first) as usize
+        j0
     }
 
     fn ensure(&mut self, end: i64) {
@@ -240,21 +268,125 @@ pub fn predict_offline(
         .collect()
 }
 
-/// Dot product with eight independent accumulators, so that it vectorises
-/// (a plain iterator sum is a sequential chain of additions).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// Kernel values summed in registers at once: two AVX registers of f32.
+const BLOCK: usize = 16;
+
+/// One block of a kernel: `k[i] = sign · Σ_p x[p] · w[p, i]` (`w` is `[pcs, BLOCK]`).
+fn kernel_block(sign: f32, x: &[f32], w: &[f32], k: &mut [f32; BLOCK]) {
+    let mut acc = [0.0f32; BLOCK];
+    for (&xp, wp) in x.iter().zip(w.chunks_exact(BLOCK)) {
+        for i in 0..BLOCK {
+            acc[i] += xp * wp[i];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    *k = acc.map(|v| sign * v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encoders whose kernel sizes are no multiple of [`BLOCK`]: 5 electrodes × 7 lags
+    /// (−0.1–0.5 s at 10 Hz), 3 components of a 4-wide embedding, 2 layers; weights and
+    /// components from a fixed pattern, identity-like PCA.
+    fn encoder() -> Encoder {
+        let (layers, electrodes, pcs, dim) = (2, 5, 3, 4);
+        let grid = LagGrid {
+            tmin: -0.1,
+            tmax: 0.5,
+            rate: 10.0,
+        };
+        let mut enc = Encoder::zeros(layers, electrodes, grid.n_lags(), pcs, dim);
+        for (i, w) in enc.weights.iter_mut().enumerate() {
+            *w = ((i * 37 % 23) as f32 - 11.0) / 7.0;
+        }
+        for (i, c) in enc.pca_components.iter_mut().enumerate() {
+            *c = ((i * 13 % 11) as f32 - 5.0) / 5.0;
+        }
+        enc.feature_std.iter_mut().for_each(|s| *s = 1.0);
+        enc.intercepts = (0..layers * electrodes).map(|i| i as f32 / 10.0).collect();
+        enc.meta.grid = grid;
+        enc.meta.layers = vec![0, 1];
+        enc
+    }
+
+    /// Word `w`'s `[layers, dim]` embedding (the model has 2 layers).
+    fn embedding(w: usize) -> Vec<f32> {
+        (0..8)
+            .map(|i| ((w * 7 + i * 3) % 10) as f32 / 3.0 - 1.5)
+            .collect()
+    }
+
+    /// The prediction at sample `t` from the file's weights, word by word.
+    fn direct(enc: &Encoder, words: &[(f64, Vec<f32>)], t: i64) -> Vec<f64> {
+        let (pcs, dim, e) = (enc.pcs, enc.dim, enc.electrodes);
+        let mut out: Vec<f64> = enc.intercepts.iter().map(|&b| b as f64).collect();
+        for (onset, emb) in words {
+            let j = t - enc.meta.grid.onset_sample(*onset, 0.0) - enc.meta.grid.lag_min();
+            if !(0..enc.lags as i64).contains(&j) {
+                continue;
+            }
+            for l in 0..enc.layers {
+                let mut x = vec![0.0; pcs];
+                enc.pca(l).project(&emb[l * dim..(l + 1) * dim], &mut x);
+                for el in 0..e {
+                    out[l * e + el] += (0..pcs)
+                        .map(|p| (enc.weight(l, el, j as usize, p) * x[p]) as f64)
+                        .sum::<f64>();
+                }
+            }
+        }
+        out
+    }
+
+    fn assert_close(a: &[f64], b: &[f64], at: i64) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() < 1e-4,
+                "sample {at}, value {i}: {x} against {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn live_timeline_equals_the_direct_sum_of_word_kernels() {
+        let enc = encoder();
+        let mut live = Predictor::new(enc.clone(), 0.0);
+        let mut out = vec![0.0; live.stride()];
+        // Overlapping words, one revised to another embedding and one retracted.
+        let mut words = vec![
+            (0.3, embedding(0)),
+            (0.5, embedding(1)),
+            (1.2, embedding(2)),
+        ];
+        for (id, (onset, emb)) in words.iter().enumerate() {
+            live.add_word(id as u64, *onset, emb);
+        }
+        live.add_word(1, 0.5, &embedding(5));
+        words[1].1 = embedding(5);
+        live.add_word(9, 0.9, &embedding(9));
+        assert!(live.retract(9).is_some());
+        for t in -2..25 {
+            live.predicted(t, &mut out);
+            assert_close(&out, &direct(&enc, &words, t), t);
+        }
+    }
+
+    #[test]
+    fn a_late_revision_changes_only_the_samples_still_open() {
+        let enc = encoder();
+        let mut live = Predictor::new(enc.clone(), 0.0);
+        let mut out = vec![0.0; live.stride()];
+        live.add_word(7, 1.0, &embedding(0)); // samples 9..16
+        live.finalise_before(12);
+        let up = live.add_word(7, 1.0, &embedding(4));
+        // Samples 9, 10 and 11 were frozen, for the old kernel's removal and the new one's.
+        assert_eq!(up.late_samples, 6);
+        let (old, new) = ([(1.0, embedding(0))], [(1.0, embedding(4))]);
+        for t in 8..18 {
+            live.predicted(t, &mut out);
+            let want = direct(&enc, if t < 12 { &old } else { &new }, t);
+            assert_close(&out, &want, t);
+        }
+    }
 }
