@@ -8,9 +8,13 @@
 //! - A word whose id is known is a revision; an identical copy is a `duplicate` (rejected,
 //!   nothing changes). A revision rolls back to before the earlier of its old and new place.
 //! - A new word starting before the transcript watermark is `late` and rejected: the horizon
-//!   has already moved past it. Revisions and retractions are always applied.
+//!   has already moved past it. Revisions and retractions are always applied. Within
+//!   [`CLOCK_JITTER_S`] of the watermark a word is not late (the sender's times reach the
+//!   server clock through an offset that moves by tens of microseconds between messages): it
+//!   starts at the watermark.
 //! - A retraction of an unknown id is rejected (`unknown_id`).
-//! - Watermarks only move forward; one that does not is rejected (`watermark_regression`).
+//! - Watermarks only move forward; one that does not is rejected (`watermark_regression`),
+//!   unless it is behind by no more than [`CLOCK_JITTER_S`] (then it changes nothing).
 //!   Without explicit watermarks, [`TranscriptState::tick`] advances the watermark to
 //!   `now − silence_timeout` once the stream has been silent that long.
 //! - A message not starting with `{` or `[` is a bare word with onset = end = the sample's
@@ -319,6 +323,12 @@ impl TranscriptCounts {
     }
 }
 
+/// How far behind the watermark a sender's time may land on the server clock and still count
+/// as on time, seconds. Each message is mapped with liblsl's latest clock-offset estimate, which
+/// moves by tens of microseconds: a word that starts exactly where the sender's watermark
+/// promised can land a few microseconds before it. A tenth of a 100 Hz sample.
+pub const CLOCK_JITTER_S: f64 = 1e-3;
+
 /// The transcript as the server knows it: words in onset order, the watermark, and counts.
 #[derive(Debug, Clone)]
 pub struct TranscriptState {
@@ -407,6 +417,10 @@ impl TranscriptState {
             self.next_bare_id += 1;
         }
         let Some(old) = self.words.iter().position(|w| w.id == word.id) else {
+            if word.start < self.watermark && word.start >= self.watermark - CLOCK_JITTER_S {
+                word.start = self.watermark;
+                word.end = word.end.max(word.start);
+            }
             if word.start < self.watermark {
                 return Err(Rejection::new(
                     RejectReason::Late,
@@ -445,7 +459,7 @@ impl TranscriptState {
     }
 
     fn apply_watermark(&mut self, time: f64) -> Result<Vec<LmAction>, Rejection> {
-        if time < self.watermark {
+        if time < self.watermark - CLOCK_JITTER_S {
             return Err(Rejection::new(
                 RejectReason::WatermarkRegression,
                 format!("watermark {time} behind {}", self.watermark),
@@ -674,6 +688,31 @@ mod tests {
             .apply(TranscriptEvent::Retract { id: 1 }, 0.0)
             .unwrap_err();
         assert_eq!(err.reason, RejectReason::UnknownId);
+    }
+
+    #[test]
+    fn clock_offset_jitter_makes_no_word_or_watermark_late() {
+        let mut state = TranscriptState::new(3.0);
+        state
+            .apply(TranscriptEvent::Watermark { time: 10.0 }, 0.0)
+            .unwrap();
+        // The next word starts where the watermark promised, mapped with an offset 18 us
+        // smaller: accepted, at the watermark.
+        let actions = state.apply(word(1, "on", 10.0 - 18e-6), 0.0).unwrap();
+        assert_eq!(state.words()[0].start, 10.0);
+        assert_eq!(actions.len(), 2);
+        assert!(state
+            .apply(TranscriptEvent::Watermark { time: 10.0 - 18e-6 }, 0.0)
+            .unwrap()
+            .is_empty());
+        assert_eq!(state.watermark(), 10.0);
+        // Beyond the jitter, late as ever.
+        let late = word(2, "late", 10.0 - 2.0 * CLOCK_JITTER_S);
+        assert_eq!(
+            state.apply(late, 0.0).unwrap_err().reason,
+            RejectReason::Late
+        );
+        assert_eq!(state.counts().rejected_total(), 1);
     }
 
     #[test]
