@@ -4,8 +4,11 @@
 //! is compared with electrode `i % electrodes`.
 
 /// Sliding-window Pearson r over the last `window` samples. Running sums are
-/// updated in O(1) per pair and sample, and recomputed exactly from the
-/// window every `window` samples so rounding cannot drift.
+/// updated in O(1) per pair and sample. So that rounding cannot drift, a second
+/// set of sums only adds: after `window` samples it holds exactly the window's
+/// sums and replaces the running ones (the same cost at every sample, where
+/// recomputing from the window at once stalled one sample in `window` for
+/// milliseconds at 256 × 31).
 pub struct RollingPearson {
     window: usize,
     electrodes: usize,
@@ -14,7 +17,16 @@ pub struct RollingPearson {
     act: Vec<f64>,
     head: usize,
     count: usize,
-    since_recompute: usize,
+    since_fresh: usize,
+    running: Sums,
+    fresh: Sums,
+    /// Zeros, the sample that `fresh` removes.
+    nothing: Sums,
+}
+
+/// Σ pred, Σ pred², Σ pred·act per pair; Σ act, Σ act² per electrode.
+#[derive(Clone)]
+struct Sums {
     sp: Vec<f64>,
     spp: Vec<f64>,
     spa: Vec<f64>,
@@ -22,19 +34,9 @@ pub struct RollingPearson {
     saa: Vec<f64>,
 }
 
-impl RollingPearson {
-    /// A window of `window` samples for `pairs` series over `electrodes`.
-    pub fn new(window: usize, pairs: usize, electrodes: usize) -> Self {
-        let window = window.max(2);
+impl Sums {
+    fn zeros(pairs: usize, electrodes: usize) -> Self {
         Self {
-            window,
-            electrodes,
-            pairs,
-            pred: vec![0.0; window * pairs],
-            act: vec![0.0; window * electrodes],
-            head: 0,
-            count: 0,
-            since_recompute: 0,
             sp: vec![0.0; pairs],
             spp: vec![0.0; pairs],
             spa: vec![0.0; pairs],
@@ -43,28 +45,21 @@ impl RollingPearson {
         }
     }
 
-    /// Samples currently in the window.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether no sample has been pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Adds one sample: `pred` per pair, `act` per electrode.
-    pub fn push(&mut self, pred: &[f64], act: &[f64]) {
-        let (p, e) = (self.pairs, self.electrodes);
-        let slot = self.head;
-        let full = self.count == self.window;
-        let old_pred = &mut self.pred[slot * p..(slot + 1) * p];
-        let old_act = &mut self.act[slot * e..(slot + 1) * e];
-        if !full {
-            // The slot leaves nothing: subtracting zeros is the same arithmetic.
-            old_pred.fill(0.0);
-            old_act.fill(0.0);
+    fn clear(&mut self) {
+        for v in [
+            &mut self.sp,
+            &mut self.spp,
+            &mut self.spa,
+            &mut self.sa,
+            &mut self.saa,
+        ] {
+            v.fill(0.0);
         }
+    }
+
+    /// Adds sample (`pred`, `act`) and removes sample (`old_pred`, `old_act`).
+    fn update(&mut self, pred: &[f64], act: &[f64], old_pred: &[f64], old_act: &[f64]) {
+        let e = act.len();
         // Layer by layer, so that pair and electrode run in step (no `i % e`).
         let sums = self
             .sp
@@ -86,62 +81,73 @@ impl RollingPearson {
             self.sa[k] += y - oy;
             self.saa[k] += y * y - oy * oy;
         }
+    }
+}
+
+impl RollingPearson {
+    /// A window of `window` samples for `pairs` series over `electrodes`.
+    pub fn new(window: usize, pairs: usize, electrodes: usize) -> Self {
+        let window = window.max(2);
+        Self {
+            window,
+            electrodes,
+            pairs,
+            pred: vec![0.0; window * pairs],
+            act: vec![0.0; window * electrodes],
+            head: 0,
+            count: 0,
+            since_fresh: 0,
+            running: Sums::zeros(pairs, electrodes),
+            fresh: Sums::zeros(pairs, electrodes),
+            nothing: Sums::zeros(pairs, electrodes),
+        }
+    }
+
+    /// Samples currently in the window.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no sample has been pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds one sample: `pred` per pair, `act` per electrode.
+    pub fn push(&mut self, pred: &[f64], act: &[f64]) {
+        let (p, e) = (self.pairs, self.electrodes);
+        let slot = self.head;
+        let old_pred = &mut self.pred[slot * p..(slot + 1) * p];
+        let old_act = &mut self.act[slot * e..(slot + 1) * e];
+        if self.count < self.window {
+            // The slot leaves nothing: subtracting zeros is the same arithmetic.
+            old_pred.fill(0.0);
+            old_act.fill(0.0);
+        }
+        self.running.update(pred, act, old_pred, old_act);
+        self.fresh
+            .update(pred, act, &self.nothing.sp, &self.nothing.sa);
         old_pred.copy_from_slice(pred);
         old_act.copy_from_slice(act);
         self.head = (self.head + 1) % self.window;
         self.count = (self.count + 1).min(self.window);
-        self.since_recompute += 1;
-        if self.since_recompute >= self.window {
-            self.recompute();
-        }
-    }
-
-    fn recompute(&mut self) {
-        let (p, e) = (self.pairs, self.electrodes);
-        self.since_recompute = 0;
-        for v in [
-            &mut self.sp,
-            &mut self.spp,
-            &mut self.spa,
-            &mut self.sa,
-            &mut self.saa,
-        ] {
-            v.iter_mut().for_each(|x| *x = 0.0);
-        }
-        for s in 0..self.count {
-            let (pr, ac) = (
-                &self.pred[s * p..(s + 1) * p],
-                &self.act[s * e..(s + 1) * e],
-            );
-            let sums = self
-                .sp
-                .chunks_exact_mut(e)
-                .zip(self.spp.chunks_exact_mut(e));
-            for ((sp, spp), (spa, x)) in
-                sums.zip(self.spa.chunks_exact_mut(e).zip(pr.chunks_exact(e)))
-            {
-                for k in 0..e {
-                    sp[k] += x[k];
-                    spp[k] += x[k] * x[k];
-                    spa[k] += x[k] * ac[k];
-                }
-            }
-            for ((sa, saa), &a) in self.sa.iter_mut().zip(&mut self.saa).zip(ac) {
-                *sa += a;
-                *saa += a * a;
-            }
+        self.since_fresh += 1;
+        if self.since_fresh == self.window {
+            // `fresh` now holds the window's exact sums: it takes over.
+            std::mem::swap(&mut self.running, &mut self.fresh);
+            self.fresh.clear();
+            self.since_fresh = 0;
         }
     }
 
     /// Pearson r of pair `i` over the window (NaN with fewer than two
     /// samples or a constant series).
     pub fn r(&self, i: usize) -> f64 {
-        let n = self.count as f64;
-        let k = i % self.electrodes;
-        let cov = self.spa[i] - self.sp[i] * self.sa[k] / n;
-        let vp = self.spp[i] - self.sp[i] * self.sp[i] / n;
-        let va = self.saa[k] - self.sa[k] * self.sa[k] / n;
-        if self.count < 2 || flat(vp, self.spp[i]) || flat(va, self.saa[k]) {
+        let (n, k, s) = (self.count as f64, i % self.electrodes, &self.running);
+        let cov = s.spa[i] - s.sp[i] * s.sa[k] / n;
+        let vp = s.spp[i] - s.sp[i] * s.sp[i] / n;
+        let va = s.saa[k] - s.sa[k] * s.sa[k] / n;
+        if self.count < 2 || flat(vp, s.spp[i]) || flat(va, s.saa[k]) {
             return f64::NAN;
         }
         cov / (vp * va).sqrt()
