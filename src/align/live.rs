@@ -1,7 +1,7 @@
 //! The live alignment engine: neural samples and transcript events go in, in
 //! whatever order they arrive; every sample up to the horizon is scored once,
 //! in order, against the prediction built from the words known by then.
-use super::rolling::{EwPearson, RollingPearson};
+use super::rolling::{flat, EwPearson, RollingPearson};
 use super::{AlignConfig, Summary, WordScore};
 use crate::encode::{ChannelMap, Encoder, Predictor};
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +47,8 @@ pub struct Live {
     counts: LiveCounts,
     pred_row: Vec<f64>,
     shifted_row: Vec<f64>,
+    /// Predictions over one word's window, `[samples, layers × electrodes]`.
+    word_window: Vec<f64>,
 }
 
 impl Live {
@@ -81,6 +83,7 @@ impl Live {
             counts: LiveCounts::default(),
             pred_row: vec![0.0; pairs],
             shifted_row: vec![0.0; pairs],
+            word_window: Vec::new(),
             cfg,
         }
     }
@@ -201,21 +204,14 @@ impl Live {
             if end - start < 2 {
                 continue; // the window lies before the first neural sample
             }
-            let n = (end - start) as usize;
-            let mut pred = vec![0.0; n * self.layers * e];
-            for (k, t) in (start..end).enumerate() {
-                self.predictor
-                    .predicted(t, &mut pred[k * self.layers * e..(k + 1) * self.layers * e]);
+            let (n, pairs) = ((end - start) as usize, self.layers * e);
+            self.word_window.resize(n * pairs, 0.0);
+            for (row, t) in self.word_window.chunks_exact_mut(pairs).zip(start..end) {
+                self.predictor.predicted(t, row);
             }
             let act = &self.actual
                 [(start - self.actual_base) as usize * e..(end - self.actual_base) as usize * e];
-            let r = (0..self.layers * e)
-                .map(|i| {
-                    let xs = (0..n).map(|k| pred[k * self.layers * e + i]);
-                    let ys = (0..n).map(|k| act[k * e + i % e]);
-                    super::offline::pearson(xs, ys) as f32
-                })
-                .collect();
+            let r = columns_r(&self.word_window, act, e);
             self.word_scores.push(WordScore { id, onset, r });
         }
     }
@@ -282,5 +278,78 @@ impl Live {
     /// The configuration in use.
     pub fn config(&self) -> &AlignConfig {
         &self.cfg
+    }
+}
+
+/// Pearson r of every column of `pred` (`[samples, pairs]`) with its electrode's column of
+/// `act` (`[samples, electrodes]`; pair `i` against electrode `i % electrodes`), as
+/// [`super::offline::pearson`] computes it, in two passes over the rows in memory order
+/// (column by column, 51 strided rows per pair made a word's score take milliseconds).
+fn columns_r(pred: &[f64], act: &[f64], electrodes: usize) -> Vec<f32> {
+    let n = act.len() / electrodes;
+    let pairs = pred.len() / n.max(1);
+    let rows = || pred.chunks_exact(pairs).zip(act.chunks_exact(electrodes));
+    let (mut mx, mut my) = (vec![0.0; pairs], vec![0.0; electrodes]);
+    for (p, a) in rows() {
+        mx.iter_mut().zip(p).for_each(|(m, &x)| *m += x);
+        my.iter_mut().zip(a).for_each(|(m, &y)| *m += y);
+    }
+    mx.iter_mut().chain(&mut my).for_each(|m| *m /= n as f64);
+    let (mut sxy, mut sxx, mut syy) = (vec![0.0; pairs], vec![0.0; pairs], vec![0.0; electrodes]);
+    for (p, a) in rows() {
+        for (layer, x) in p.chunks_exact(electrodes).enumerate() {
+            let at = layer * electrodes;
+            for k in 0..electrodes {
+                let (dx, dy) = (x[k] - mx[at + k], a[k] - my[k]);
+                sxy[at + k] += dx * dy;
+                sxx[at + k] += dx * dx;
+            }
+        }
+        for k in 0..electrodes {
+            syy[k] += (a[k] - my[k]) * (a[k] - my[k]);
+        }
+    }
+    (0..pairs)
+        .map(|i| {
+            let k = i % electrodes;
+            let (msx, msy) = (
+                sxx[i] + n as f64 * mx[i] * mx[i],
+                syy[k] + n as f64 * my[k] * my[k],
+            );
+            if n < 2 || flat(sxx[i], msx) || flat(syy[k], msy) {
+                f32::NAN
+            } else {
+                (sxy[i] / (sxx[i] * syy[k]).sqrt()) as f32
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::offline::pearson;
+
+    #[test]
+    fn columns_r_equals_pearson_of_each_column() {
+        let (n, e, pairs) = (9, 3, 6);
+        let act: Vec<f64> = (0..n * e).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
+        let mut pred: Vec<f64> = (0..n * pairs)
+            .map(|i| act[(i / pairs) * e + i % e] * 0.5 + ((i * 11) % 7) as f64)
+            .collect();
+        (0..n).for_each(|t| pred[t * pairs + 4] = 1.5); // a constant column: NaN
+        let r = columns_r(&pred, &act, e);
+        for i in 0..pairs {
+            let want = pearson(
+                (0..n).map(|t| pred[t * pairs + i]),
+                (0..n).map(|t| act[t * e + i % e]),
+            ) as f32;
+            assert!(
+                (r[i] - want).abs() < 1e-6 || (r[i].is_nan() && want.is_nan()),
+                "pair {i}: {} vs {want}",
+                r[i]
+            );
+        }
+        assert!(r[4].is_nan());
     }
 }
