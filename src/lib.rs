@@ -17,25 +17,23 @@
 //! without it the crate is `ingest::transcript` and the XDF reader and writer (what the fuzz
 //! targets link).
 
-#[cfg(feature = "runtime")]
-pub mod align;
-#[cfg(feature = "runtime")]
-pub mod bench;
-#[cfg(feature = "runtime")]
-pub mod cli;
-#[cfg(feature = "runtime")]
-pub mod config;
-#[cfg(feature = "runtime")]
-pub mod dsp;
-#[cfg(feature = "runtime")]
-pub mod encode;
+/// Items that exist only with the `runtime` feature (everything but the input formats).
+macro_rules! runtime {
+    ($($item:item)*) => { $(#[cfg(feature = "runtime")] $item)* };
+}
+
 pub mod ingest;
-#[cfg(feature = "runtime")]
-pub mod lm;
-#[cfg(feature = "runtime")]
-pub mod metrics;
-#[cfg(feature = "runtime")]
-pub mod serve;
-#[cfg(feature = "runtime")]
-pub mod utc;
 pub mod xdf;
+
+runtime! {
+    pub mod align;
+    pub mod bench;
+    pub mod cli;
+    pub mod config;
+    pub mod dsp;
+    pub mod encode;
+    pub mod lm;
+    pub mod metrics;
+    pub mod serve;
+    pub mod utc;
+}

@@ -10,70 +10,59 @@
 //!   [`transcript_inlet`] feeds it from LSL.
 //! - [`resolve`]: stream selection and discovery (`neuralign streams`).
 //! - [`listen`]: a timed session on both inlets (`neuralign listen`).
-#[cfg(feature = "runtime")]
-pub mod config;
-#[cfg(feature = "runtime")]
-mod link;
-#[cfg(feature = "runtime")]
-pub mod listen;
-#[cfg(feature = "runtime")]
-pub mod neural;
-#[cfg(feature = "runtime")]
-pub mod resolve;
-#[cfg(feature = "runtime")]
-pub mod timeline;
 pub mod transcript;
-#[cfg(feature = "runtime")]
-pub mod transcript_inlet;
-
-#[cfg(feature = "runtime")]
-pub use config::{LslConfig, NeuralConfig, NeuralMode, TranscriptConfig};
-#[cfg(feature = "runtime")]
-pub use link::{apply_lsl_config, LatencySummary, LinkState};
-#[cfg(feature = "runtime")]
-pub use neural::{NeuralInlet, NeuralStatus, StreamMeta};
-#[cfg(feature = "runtime")]
-pub use resolve::{list_streams, StreamSelector, StreamSummary};
-#[cfg(feature = "runtime")]
-pub use timeline::{Gap, GapTracker, NeuralChunk, Timeline};
 pub use transcript::{
     parse_message, LmAction, RejectReason, Rejection, TranscriptCounts, TranscriptEvent,
     TranscriptState, Word,
 };
-#[cfg(feature = "runtime")]
-pub use transcript_inlet::{MessageTap, TranscriptInlet, TranscriptStatus, TranscriptUpdate};
 
-/// Errors of the ingest layer.
-#[cfg(feature = "runtime")]
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// A liblsl call failed.
-    #[error("liblsl failed during {during}: {source:?}")]
-    Lsl {
-        /// What was being done.
-        during: &'static str,
-        /// liblsl's error.
-        source: lsl::Error,
-    },
-    /// The liblsl config named by the server config is missing or unreadable.
-    #[error("LSL config {path} cannot be read ({source}); liblsl would silently fall back to multicasting on every interface")]
-    LslConfig {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The selected stream has a format this inlet cannot take.
-    #[error("stream {stream} has channel format {format}; {expected}")]
-    Format {
-        /// The stream name.
-        stream: String,
-        /// Its format.
-        format: String,
-        /// What is accepted.
-        expected: &'static str,
-    },
-    /// The inlet thread could not be started.
-    #[error("cannot start the {0} inlet thread")]
-    Thread(&'static str, #[source] std::io::Error),
+runtime! {
+    pub mod config;
+    mod link;
+    pub mod listen;
+    pub mod neural;
+    pub mod resolve;
+    pub mod timeline;
+    pub mod transcript_inlet;
+
+    pub use config::{LslConfig, NeuralConfig, NeuralMode, TranscriptConfig};
+    pub use link::{apply_lsl_config, LatencySummary, LinkState};
+    pub use neural::{NeuralInlet, NeuralStatus, StreamMeta};
+    pub use resolve::{list_streams, StreamSelector, StreamSummary};
+    pub use timeline::{Gap, GapTracker, NeuralChunk, Timeline};
+    pub use transcript_inlet::{MessageTap, TranscriptInlet, TranscriptStatus, TranscriptUpdate};
+
+    /// Errors of the ingest layer.
+    #[derive(Debug, thiserror::Error)]
+    pub enum IngestError {
+        /// A liblsl call failed.
+        #[error("liblsl failed during {during}: {source:?}")]
+        Lsl {
+            /// What was being done.
+            during: &'static str,
+            /// liblsl's error.
+            source: lsl::Error,
+        },
+        /// The liblsl config named by the server config is missing or unreadable.
+        #[error("LSL config {path} cannot be read ({source}); liblsl would silently fall back to multicasting on every interface")]
+        LslConfig {
+            /// The file.
+            path: std::path::PathBuf,
+            /// Why.
+            source: std::io::Error,
+        },
+        /// The selected stream has a format this inlet cannot take.
+        #[error("stream {stream} has channel format {format}; {expected}")]
+        Format {
+            /// The stream name.
+            stream: String,
+            /// Its format.
+            format: String,
+            /// What is accepted.
+            expected: &'static str,
+        },
+        /// The inlet thread could not be started.
+        #[error("cannot start the {0} inlet thread")]
+        Thread(&'static str, #[source] std::io::Error),
+    }
 }

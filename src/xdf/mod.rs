@@ -10,12 +10,12 @@
 mod chunk;
 pub mod info;
 mod reader;
-#[cfg(feature = "runtime")]
-pub mod replay;
 pub mod samples;
-#[cfg(feature = "runtime")]
-pub mod simulate;
 pub mod sync;
+runtime! {
+    pub mod replay;
+    pub mod simulate;
+}
 mod writer;
 mod xml;
 
