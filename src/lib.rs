@@ -1,39 +1,34 @@
 //! neuralign: real-time alignment of language-model embeddings with
 //! intracranial EEG high-gamma activity, word by word.
 //!
-//! The pipeline, one module per stage:
-//! - [`ingest`]: LSL inlets for the neural and transcript streams.
+//! The live pipeline, sources → transforms → sinks, one module per stage:
+//! - [`ingest`]: LSL inlets for the neural and transcript streams (sources).
 //! - [`dsp`]: causal high-gamma extraction from raw iEEG.
 //! - [`lm`]: the language model, per-word per-layer embeddings with a KV cache.
 //! - [`encode`]: per-electrode encoders (fit offline, applied live).
 //! - [`align`]: predicted-versus-actual scoring up to the horizon.
-//! - [`serve`]: WebSocket API and dashboard.
-//! - [`xdf`]: reading, writing, replaying and simulating recorded sessions.
+//! - [`pipeline`]: the stages wired into threads, with the session recording.
+//! - [`serve`]: the sink: hub, WebSocket API, dashboard, `/metrics`.
+//! - [`app`]: the running server, one lifecycle (hub + HTTP server + pipeline + shutdown).
 //!
-//! Across stages: [`metrics`] (per-stage latency histograms) and [`bench`]
-//! (`neuralign bench`).
-//!
-//! Everything but the untrusted-input formats sits behind the default `runtime` feature;
-//! without it the crate is `ingest::transcript` and the XDF reader and writer (what the fuzz
-//! targets link).
+//! Around it: [`transcript`], [`word_table`] and [`xdf`] (the untrusted-input formats, from the
+//! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`sim`] (synthetic
+//! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
+//! (`neuralign bench`) and [`cli`] (one file per subcommand).
 
-/// Items that exist only with the `runtime` feature (everything but the input formats).
-macro_rules! runtime {
-    ($($item:item)*) => { $(#[cfg(feature = "runtime")] $item)* };
-}
+pub use neuralign_formats::{transcript, word_table, xdf};
 
+pub mod align;
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod dsp;
+pub mod encode;
 pub mod ingest;
-pub mod xdf;
-
-runtime! {
-    pub mod align;
-    pub mod bench;
-    pub mod cli;
-    pub mod config;
-    pub mod dsp;
-    pub mod encode;
-    pub mod lm;
-    pub mod metrics;
-    pub mod serve;
-    pub mod utc;
-}
+pub mod lm;
+pub mod metrics;
+pub mod pipeline;
+pub mod replay;
+pub mod serve;
+pub mod sim;
+pub mod utc;

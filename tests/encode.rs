@@ -433,7 +433,7 @@ fn encoder_file_round_trips_and_mismatches_are_named() {
 fn simulated_session_with_the_real_model_recovers_its_ground_truth() {
     use neuralign::encode::session_xdf::{load_xdf, XdfSessionOptions};
     use neuralign::lm::{Engine, LmConfig, LmError};
-    use neuralign::xdf::simulate::{simulate, Embeddings, SimConfig};
+    use neuralign::sim::session::{simulate, Embeddings, SimConfig};
 
     let lm = LmConfig::default();
     let mut engine = match Engine::load(&lm) {

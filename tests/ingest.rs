@@ -4,9 +4,10 @@
 use crossbeam_channel::Receiver;
 use lsl::{ExPushable, Pushable};
 use neuralign::ingest::{
-    LinkState, LmAction, NeuralChunk, NeuralConfig, NeuralInlet, RejectReason, StreamSelector,
-    TranscriptConfig, TranscriptInlet, TranscriptUpdate, Word,
+    LinkState, NeuralChunk, NeuralConfig, NeuralInlet, StreamSelector, TranscriptConfig,
+    TranscriptInlet, TranscriptUpdate,
 };
+use neuralign::transcript::{LmAction, RejectReason, Word};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -2,21 +2,21 @@
 //! through the live pipeline (real model, encoders fit on the session) to a real WebSocket
 //! client, whose `trace` predictions and final rolling r must equal the offline computation.
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use faer::Mat;
 use futures_util::StreamExt;
 use neuralign::align::{offline, AlignConfig};
-use neuralign::config::Config;
+use neuralign::pipeline::Config;
 use neuralign::encode::{
     self, Encoder, FitConfig, HighGammaMeta, ModelMeta, Provenance, Session, SessionWord,
 };
 use neuralign::ingest::{NeuralMode, StreamSelector};
 use neuralign::lm::{Engine, LmConfig};
-use neuralign::serve::{pipeline, Hub, Server, ServerConfig};
-use neuralign::xdf::{self, replay, ChannelFormat, Samples, StreamInfo, XdfWriter};
+use neuralign::app::{App, Feed};
+use neuralign::replay;
+use neuralign::serve::ServerConfig;
+use neuralign::xdf::{self, ChannelFormat, Samples, StreamInfo, XdfWriter};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -211,34 +211,31 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     };
     config.align = align.clone();
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     // a queue deep enough that this client, reading as fast as it can, never loses a frame
     let server_config = ServerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         queue_frames: 4096,
         ..Default::default()
     };
-    let hub = Hub::new(server_config.hub_config());
-    let server = runtime
-        .block_on(Server::bind(server_config, hub.clone()))
-        .unwrap();
-    let addr = server.local_addr();
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(server.run(async move {
-        let _ = server_stopped.await;
-    }));
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let base = dir.path().to_path_buf();
-    let pipeline = std::thread::spawn({
-        let (shutdown, hub) = (shutdown.clone(), hub.clone());
-        move || pipeline::run(&config, &base, hub, shutdown)
-    });
-    let mut client = runtime
-        .block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/ws")))
+    let app = App::start(
+        server_config,
+        Feed::Live {
+            config: Box::new(config),
+            base_dir: dir.path().to_path_buf(),
+        },
+    )
+    .unwrap();
+    let shutdown = app.shutdown();
+    let mut client = app
+        .runtime()
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://{}/ws",
+            app.local_addr()
+        )))
         .unwrap()
         .0;
     let replay = std::thread::spawn({
-        let shutdown = shutdown.clone();
+        let stop = shutdown.flag();
         move || {
             replay::run(
                 &session_file,
@@ -246,7 +243,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
                     speed: replay::Speed::Max,
                     ..Default::default()
                 },
-                shutdown,
+                stop,
             )
         }
     });
@@ -257,7 +254,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     let mut trace: Vec<Vec<Vec<f64>>> = Vec::new(); // [electrode][layer][sample]
     let mut actual: Vec<Vec<f64>> = Vec::new();
     let mut last_alignment = None;
-    runtime.block_on(async {
+    app.runtime().block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
         while last_alignment.is_none() {
             let msg = tokio::time::timeout_at(deadline, client.next())
@@ -297,11 +294,8 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
             }
         }
     });
-    shutdown.store(true, Ordering::Relaxed);
-    let report = pipeline.join().unwrap().unwrap();
+    let report = app.stop().unwrap().expect("a live feed reports");
     replay.join().unwrap().unwrap();
-    let _ = stop_server.send(());
-    runtime.block_on(server).unwrap().unwrap();
 
     let hello = hello.expect("hello frame");
     assert_eq!(

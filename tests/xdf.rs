@@ -484,7 +484,7 @@ fn simulate_is_deterministic_for_a_seed() {
 
 #[test]
 fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
-    use neuralign::xdf::replay::{self, ReplayOptions, Speed};
+    use neuralign::replay::{self, ReplayOptions, Speed};
     use std::sync::{atomic::AtomicBool, Arc};
     let (_dir, path) = simulated_session("0.25");
     let recorded = xdf::read(&path).unwrap();
@@ -523,7 +523,7 @@ fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
 
 #[test]
 fn retimed_transcript_messages_move_with_their_stamp() {
-    use neuralign::xdf::replay::retime_message;
+    use neuralign::replay::retime_message;
     let m = r#"{"kind":"word","id":4,"text":"fox","start":10.5,"end":10.75,"final":true}"#;
     let v: serde_json::Value = serde_json::from_str(&retime_message(m, 100.0, 10)).unwrap();
     assert_eq!(
@@ -543,7 +543,7 @@ fn retimed_transcript_messages_move_with_their_stamp() {
 #[test]
 fn replay_keeps_equal_sender_times_equal() {
     use lsl::Pullable;
-    use neuralign::xdf::replay::{self, ReplayOptions, Speed};
+    use neuralign::replay::{self, ReplayOptions, Speed};
     use std::sync::{atomic::AtomicBool, Arc};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.xdf");

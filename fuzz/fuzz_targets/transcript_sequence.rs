@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use neuralign::ingest::transcript::{parse_message, LmAction, TranscriptState, Word};
+use neuralign_formats::transcript::{parse_message, LmAction, TranscriptState, Word};
 use serde_json::json;
 
 /// Times on a 10 ms grid around zero, so that onsets tie and cross the watermark often.

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neuralign::xdf::{read_bytes, ReadOptions, XdfError};
+use neuralign_formats::xdf::{read_bytes, ReadOptions, XdfError};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, file)) = data.split_first() else {

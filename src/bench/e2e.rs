@@ -11,7 +11,7 @@
 //! the arrival of the neural sample that moves the horizon to the socket write of the frame
 //! carrying it. Encoder weights are random (latency does not depend on their values).
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,13 +25,16 @@ use tokio_tungstenite::tungstenite::Message;
 use super::encode::{random_encoder, LAYERS, RATE};
 use super::report::{Figure, PartReport, Row};
 use super::Settings;
-use crate::config::Config;
+use crate::pipeline::Config;
 use crate::encode::ModelMeta;
 use crate::ingest::{NeuralMode, StreamSelector};
 use crate::lm::{Engine, LmConfig};
 use crate::metrics::{Percentiles, Stage};
-use crate::serve::{pipeline, Hub, Server, ServerConfig};
-use crate::xdf::{self, replay, ChannelFormat, Samples, StreamInfo, XdfWriter};
+use crate::app::{App, Feed, Shutdown};
+use crate::serve::ServerConfig;
+use crate::transcript::{TranscriptEvent, Word};
+use crate::replay;
+use crate::xdf::{ChannelFormat, Samples, StreamInfo, XdfWriter};
 
 /// Electrodes (and stream channels).
 const ELECTRODES: usize = 256;
@@ -214,30 +217,29 @@ fn run_scenario(
     config.pipeline.alignment_hz = CLIENT_RATE;
     config.lm = lm.clone();
 
-    let runtime = tokio::runtime::Runtime::new()?;
     let server_config = ServerConfig {
         bind: "127.0.0.1:0".parse().expect("a socket address"),
         max_clients: scenario.clients + 8,
         ..Default::default()
     };
-    let hub = Hub::new(server_config.hub_config());
-    let server = runtime.block_on(Server::bind(server_config, hub.clone()))?;
-    let url = format!("ws://{}/ws", server.local_addr());
-    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(server.run(async move {
-        let _ = server_stopped.await;
-    }));
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let pipeline = std::thread::spawn({
-        let (shutdown, hub, base) = (shutdown.clone(), hub.clone(), dir.path().to_path_buf());
-        move || pipeline::run(&config, &base, hub, shutdown)
-    });
+    let app = App::start(
+        server_config,
+        Feed::Live {
+            config: Box::new(config),
+            base_dir: dir.path().to_path_buf(),
+        },
+    )?;
+    let (hub, shutdown) = (app.hub().clone(), app.shutdown());
+    let url = format!("ws://{}/ws", app.local_addr());
     let received = Arc::new(AtomicU64::new(0));
     let clients: Vec<_> = (0..scenario.clients)
-        .map(|_| runtime.spawn(client(url.clone(), received.clone(), shutdown.clone())))
+        .map(|_| {
+            app.runtime()
+                .spawn(client(url.clone(), received.clone(), shutdown.clone()))
+        })
         .collect();
     let replay = std::thread::spawn({
-        let shutdown = shutdown.clone();
+        let stop = shutdown.flag();
         move || {
             replay::run(
                 &session,
@@ -246,7 +248,7 @@ fn run_scenario(
                     consumer_timeout: Duration::from_secs(30),
                     ..Default::default()
                 },
-                shutdown,
+                stop,
             )
         }
     });
@@ -254,12 +256,8 @@ fn run_scenario(
     // measure from the first scored sample for `duration`
     let deadline = Instant::now() + Duration::from_secs(60);
     while hub.metrics().stages.get(Stage::EndToEnd).count() == 0 {
-        if pipeline.is_finished() {
-            shutdown.store(true, Ordering::Relaxed);
-            let outcome = pipeline
-                .join()
-                .map_err(|_| anyhow::anyhow!("the pipeline panicked"))?;
-            anyhow::bail!("the pipeline stopped early: {:?}", outcome.err());
+        if app.pipeline_finished() {
+            anyhow::bail!("the pipeline stopped early: {:?}", app.stop().err());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -274,20 +272,16 @@ fn run_scenario(
     let stages = hub.metrics().stages.report();
     let frames_dropped = hub.metrics().dropped.load(Ordering::Relaxed);
 
-    shutdown.store(true, Ordering::Relaxed);
-    let report = pipeline
-        .join()
-        .map_err(|_| anyhow::anyhow!("the pipeline panicked"))??;
-    replay
-        .join()
-        .map_err(|_| anyhow::anyhow!("the replay panicked"))??;
-    let _ = stop_server.send(());
-    runtime.block_on(async {
+    shutdown.trigger();
+    app.runtime().block_on(async {
         for c in clients {
             let _ = c.await;
         }
-        server.await
-    })??;
+    });
+    let report = app.wait()?.context("a live feed reports")?;
+    replay
+        .join()
+        .map_err(|_| anyhow::anyhow!("the replay panicked"))??;
     anyhow::ensure!(
         report.scored_samples > 0,
         "the pipeline scored no sample: {report:?}"
@@ -302,7 +296,7 @@ fn run_scenario(
 }
 
 /// A WebSocket client at [`CLIENT_RATE`] frames/s that counts what it reads.
-async fn client(url: String, received: Arc<AtomicU64>, shutdown: Arc<AtomicBool>) {
+async fn client(url: String, received: Arc<AtomicU64>, shutdown: Shutdown) {
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url.as_str()).await else {
         return;
     };
@@ -310,7 +304,7 @@ async fn client(url: String, received: Arc<AtomicU64>, shutdown: Arc<AtomicBool>
     if ws.send(Message::Text(subscribe.into())).await.is_err() {
         return;
     }
-    while !shutdown.load(Ordering::Relaxed) {
+    while !shutdown.is_triggered() {
         match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
             Ok(Some(Ok(_))) => {
                 received.fetch_add(1, Ordering::Relaxed);
@@ -338,10 +332,10 @@ fn write_session(
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let rate = match mode {
         NeuralMode::HighGamma => RATE,
-        NeuralMode::Raw => xdf::simulate::RAW_RATE,
+        NeuralMode::Raw => crate::sim::session::RAW_RATE,
     };
     // the simulator's word times start at its session origin
-    let t0 = xdf::simulate::T0;
+    let t0 = crate::sim::session::T0;
     let mut w = XdfWriter::create(path)?;
     let n = w.add_stream(&StreamInfo::with_labels(
         neural,
@@ -365,13 +359,21 @@ fn write_session(
         .map(|_| rng.gen_range(-1.0f32..1.0))
         .collect();
     w.write_samples(n, &stamps, &Samples::Float32(data))?;
-    let words = xdf::simulate::time_words(seconds, &mut rng);
+    let words = crate::sim::session::time_words(seconds, &mut rng);
     let (mut messages, mut times) = (Vec::new(), Vec::new());
     for (id, word) in words.iter().enumerate() {
         let next = words.get(id + 1).map_or(t0 + seconds, |n| n.start);
         let sent = (word.start - TRANSCRIPT_LEAD_S).max(t0);
-        messages.push(json!({"kind": "word", "id": id, "text": word.text, "start": word.start, "end": word.end, "final": true}).to_string());
-        messages.push(json!({"kind": "watermark", "time": next}).to_string());
+        let word = Word {
+            id: id as u64,
+            text: word.text.clone(),
+            start: word.start,
+            end: word.end,
+            is_final: true,
+            confidence: None,
+        };
+        messages.push(TranscriptEvent::Word(word).to_json());
+        messages.push(TranscriptEvent::Watermark { time: next }.to_json());
         times.extend([sent, sent]);
     }
     w.write_samples(t, &times, &Samples::String(messages))?;

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::report::{self, Machine, Outcome};
 use crate::bench::{Part, Settings};
-use crate::config::Config;
+use crate::pipeline::Config;
 use crate::ingest::apply_lsl_config;
 
 /// Seconds per part in `--quick` mode (CI smoke test: `bench all` in under a minute).

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::config::Config;
+use crate::app::Feed;
+use crate::pipeline::Config;
 use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use crate::encode::FitConfig;
 use crate::lm::{Engine, LmConfig};
-use crate::xdf::replay::{self, ReplayOptions};
-use crate::xdf::simulate::{simulate, SimConfig};
+use crate::replay::{self, ReplayOptions};
+use crate::sim::session::{simulate, SimConfig};
 
 /// Arguments of `neuralign demo`.
 #[derive(Args, Debug)]
@@ -100,7 +101,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let replay = spawn_replay(session.clone(), start_at, stop.clone())?;
-    let served = super::serve::serve_live(config.server.clone().with_env_token(), config, dir);
+    let server = config.server.clone();
+    let feed = Feed::Live {
+        config: Box::new(config),
+        base_dir: dir,
+    };
+    let served = super::serve::serve(server, feed);
     stop.store(true, Ordering::Relaxed);
     replay
         .join()

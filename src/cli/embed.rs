@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::lm::transcript::read_transcript;
+use crate::word_table::{read_word_table, TableWord};
 use crate::lm::{write_embeddings, EmbeddingsMeta, Engine, LmConfig, Pool};
 
 /// Arguments of `neuralign embed`.
@@ -44,7 +44,7 @@ const WORDS_PER_CALL: usize = 64;
 
 /// Runs `neuralign embed`.
 pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
-    let transcript = read_transcript(&args.transcript)?;
+    let transcript = read_word_table(&args.transcript)?;
     for (line, why) in &transcript.skipped {
         tracing::warn!(line, "skipped transcript row: {why}");
     }
@@ -91,7 +91,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         "embedded"
     );
 
-    let all = |f: fn(&crate::lm::transcript::TranscriptWord) -> Option<f64>| {
+    let all = |f: fn(&TableWord) -> Option<f64>| {
         transcript.words.iter().map(f).collect::<Option<Vec<f64>>>()
     };
     let words: Vec<String> = transcript.words.iter().map(|w| w.text.clone()).collect();

@@ -5,7 +5,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::pipeline::Config;
 use crate::ingest::listen::{listen, ListenReport};
 use crate::ingest::{apply_lsl_config, StreamSelector};
 

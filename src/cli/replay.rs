@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use crate::xdf::replay::{self, ReplayOptions, Speed};
+use crate::replay::{self, ReplayOptions, Speed};
 
 /// Arguments of `neuralign replay`.
 #[derive(Args, Debug)]

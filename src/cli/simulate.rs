@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::lm::{Engine, LmConfig};
-use crate::xdf::simulate::{simulate, Embeddings, SimConfig};
+use crate::sim::session::{simulate, Embeddings, SimConfig};
 
 /// Arguments of `neuralign simulate`.
 #[derive(Args, Debug)]

@@ -3,7 +3,7 @@ use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 
-use crate::config::Config;
+use crate::pipeline::Config;
 use crate::ingest::{apply_lsl_config, list_streams};
 
 /// List the LSL streams visible now.

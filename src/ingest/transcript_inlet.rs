@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use super::link::{connect, Latency};
 use super::resolve::StreamSummary;
-use super::transcript::{parse_message, LmAction, TranscriptCounts, TranscriptState};
+use crate::transcript::{parse_message, LmAction, TranscriptCounts, TranscriptState};
 use super::{IngestError, LatencySummary, LinkState, TranscriptConfig};
 
 /// How long one blocking pull waits before checking the silence timeout and stop, seconds.

@@ -31,7 +31,6 @@ pub mod hparams;
 mod linear;
 pub mod model;
 pub mod tokenizer;
-pub mod transcript;
 
 pub use embeddings_file::{write_embeddings, EmbeddingsMeta};
 pub use engine::Engine;

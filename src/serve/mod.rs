@@ -9,9 +9,7 @@ pub mod frames;
 mod http;
 pub mod hub;
 pub mod metrics;
-pub mod pipeline;
 pub mod subscription;
-pub mod synthetic;
 mod ws;
 
 use std::net::SocketAddr;

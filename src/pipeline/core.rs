@@ -16,7 +16,7 @@ use super::lm_thread::{LmOutput, LmThread};
 use super::recorder::{Record, RecordTx};
 use super::PipelineReport;
 use crate::align::{AlignConfig, Live};
-use crate::config::Config;
+use crate::pipeline::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
 use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet};

@@ -16,7 +16,7 @@ const JITTER_BREAK_SECONDS: f64 = 1.0;
 const JITTER_BREAK_SAMPLES: f64 = 500.0;
 
 /// Applies `options` to one freshly read stream; returns warnings.
-pub(crate) fn process(stream: &mut Stream, options: &ReadOptions) -> Vec<String> {
+pub fn process(stream: &mut Stream, options: &ReadOptions) -> Vec<String> {
     let mut warnings = Vec::new();
     if options.sync_clocks {
         truncate_corrupted_offsets(stream, &mut warnings);

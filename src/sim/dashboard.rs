@@ -15,11 +15,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
-use super::frames::{
-    AlignmentUpdate, Frame, PipelineStatus, Rates, Session, StreamStatus, TraceChunk, WordEvent,
-    WordStatus,
+use crate::align::EwPearson;
+use crate::serve::{
+    AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
+    WordEvent, WordStatus,
 };
-use super::hub::Hub;
 
 /// Opening of *Alice's Adventures in Wonderland* (Lewis Carroll, 1865; public domain).
 const TEXT: &str = "Alice was beginning to get very tired of sitting by her sister on the bank, \
@@ -84,11 +84,10 @@ pub struct SyntheticSession {
     sample: u64,
     next_word_at: u64,
     word_id: u64,
-    /// Exponentially weighted sums per (e, l): x, y, xx, yy, xy (x predicted, y actual).
-    sums: Vec<[f64; 5]>,
-    /// Total weight of the sums.
-    weight: f64,
-    decay: f64,
+    /// The live pipeline's exponentially weighted r, pairs layer-major `[l][e]`.
+    rolling: EwPearson,
+    /// Time constant of the rolling r, samples.
+    tau: f64,
 }
 
 impl SyntheticSession {
@@ -115,9 +114,8 @@ impl SyntheticSession {
         let kernel = kernel(config.high_gamma_hz);
         Self {
             pending: vec![0.0; kernel.len() * e],
-            sums: vec![[0.0; 5]; e * l],
-            weight: 0.0,
-            decay: (-1.0 / (config.window_s * config.high_gamma_hz)).exp(),
+            rolling: EwPearson::new(config.window_s * config.high_gamma_hz, e * l, e),
+            tau: config.window_s * config.high_gamma_hz,
             kernel,
             fidelity,
             rng,
@@ -163,6 +161,7 @@ impl SyntheticSession {
         let mut actual = vec![0f32; n_e * n];
         let mut predicted = vec![0f32; n_e * n_l * n];
         let words: Vec<&str> = TEXT.split_whitespace().collect();
+        let (mut pred_row, mut act_row) = (vec![0f64; n_e * n_l], vec![0f64; n_e]);
         for s in 0..n {
             if self.sample == self.next_word_at {
                 let text = words[(self.word_id as usize) % words.len()];
@@ -191,19 +190,16 @@ impl SyntheticSession {
                 let signal = std::mem::take(&mut self.pending[row * n_e + e]);
                 let y = signal + NOISE * self.rng.sample::<f32, _>(StandardNormal);
                 actual[e * n + s] = y;
+                act_row[e] = f64::from(y);
                 for l in 0..n_l {
                     let f = self.fidelity[e * n_l + l];
                     let noise: f32 = self.rng.sample(StandardNormal);
                     let x = f * signal + (1.0 - f * f).sqrt() * NOISE * noise;
                     predicted[(e * n_l + l) * n + s] = x;
-                    let (x, y) = (f64::from(x), f64::from(y));
-                    let acc = &mut self.sums[e * n_l + l];
-                    for (a, v) in acc.iter_mut().zip([x, y, x * x, y * y, x * y]) {
-                        *a = *a * self.decay + v;
-                    }
+                    pred_row[l * n_e + e] = f64::from(x);
                 }
             }
-            self.weight = self.weight * self.decay + 1.0;
+            self.rolling.push(&pred_row, &act_row);
             self.sample += 1;
         }
         frames.push(Frame::Trace(Arc::new(TraceChunk {
@@ -216,10 +212,10 @@ impl SyntheticSession {
         frames.push(Frame::Alignment(Arc::new(AlignmentUpdate {
             time: horizon,
             horizon,
-            r: self
-                .sums
-                .iter()
-                .map(|s| weighted_r(self.weight, s))
+            // frames are electrode-major, the rolling r layer-major
+            r: (0..n_e)
+                .flat_map(|e| (0..n_l).map(move |l| l * n_e + e))
+                .map(|i| self.rolling.r(i) as f32)
                 .collect(),
             chance: self.chance(),
         })));
@@ -228,7 +224,8 @@ impl SyntheticSession {
 
     /// 95th percentile of |r| for independent white noise over the window.
     fn chance(&self) -> f32 {
-        let n_eff = (1.0 + self.decay) / (1.0 - self.decay);
+        let decay = (-1.0 / self.tau).exp();
+        let n_eff = (1.0 + decay) / (1.0 - decay);
         (1.645 / n_eff.sqrt()) as f32
     }
 
@@ -259,18 +256,6 @@ impl SyntheticSession {
             errors: BTreeMap::new(),
         }
     }
-}
-
-/// Pearson r from exponentially weighted sums of total weight `w`; NaN without
-/// variance.
-fn weighted_r(w: f64, s: &[f64; 5]) -> f32 {
-    let [x, y, xx, yy, xy] = *s;
-    let var_x = w * xx - x * x;
-    let var_y = w * yy - y * y;
-    if var_x <= 0.0 || var_y <= 0.0 {
-        return f32::NAN;
-    }
-    ((w * xy - x * y) / (var_x * var_y).sqrt()) as f32
 }
 
 /// Publishes a synthetic session in real time until `shutdown` resolves.
@@ -308,21 +293,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weighted_r_matches_pearson_without_decay() {
-        let x = [1.0, 2.0, 3.0, 4.0, 6.0];
-        let y = [2.0, 1.0, 4.0, 3.0, 7.0];
-        let mut s = [0.0; 5];
-        for (a, b) in x.iter().zip(&y) {
-            for (acc, v) in s.iter_mut().zip([*a, *b, a * a, b * b, a * b]) {
-                *acc += v;
-            }
-        }
-        // numpy.corrcoef([1,2,3,4,6],[2,1,4,3,7])[0,1]
-        assert!((weighted_r(5.0, &s) - 0.880_695_6).abs() < 1e-5);
-        assert!(weighted_r(1.0, &[1.0, 1.0, 1.0, 1.0, 1.0]).is_nan());
-    }
-
-    #[test]
     fn frames_fit_the_session_and_r_tracks_fidelity() {
         let config = SyntheticConfig {
             electrodes: 8,
@@ -330,7 +300,7 @@ mod tests {
             ..Default::default()
         };
         let mut s = SyntheticSession::new(config.clone());
-        let hub = Hub::new(super::super::ServerConfig::default().hub_config());
+        let hub = Hub::new(crate::serve::ServerConfig::default().hub_config());
         hub.set_session(s.session());
         let mut words = 0;
         let mut last = None;

@@ -212,7 +212,7 @@ impl StreamInfo {
 
     /// The `desc` element of the header, for copying vendor metadata (e.g.
     /// into an LSL outlet).
-    pub(crate) fn desc(&self) -> Option<Element> {
+    pub fn desc(&self) -> Option<Element> {
         Element::parse(&self.xml).ok()?.child("desc").cloned()
     }
 }

@@ -1,5 +1,7 @@
 //! The server config (`configs/bedside.toml`): one section per module, each module owning its
-//! section's struct. Missing sections and fields take their defaults.
+//! section's struct; the pipeline's own sections (`[encoders]`, `[recording]`, `[pipeline]`)
+//! are defined here. Missing sections and fields take their defaults; unknown sections and
+//! fields are errors that name them.
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -8,7 +10,7 @@ use crate::ingest::{LslConfig, NeuralConfig, TranscriptConfig};
 
 /// The whole server config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[lsl]`: liblsl config and resolve timeout.
     pub lsl: LslConfig,
@@ -23,13 +25,13 @@ pub struct Config {
     /// `[lm]`: the language model.
     pub lm: crate::lm::LmConfig,
     /// `[encoders]`: the encoder file (required for serve).
-    pub encoders: crate::serve::pipeline::EncodersConfig,
+    pub encoders: EncodersConfig,
     /// `[align]`: rolling window, chance shift, summary threshold.
     pub align: crate::align::AlignConfig,
     /// `[recording]`: the XDF recording of everything received.
-    pub recording: crate::serve::pipeline::RecordingConfig,
+    pub recording: RecordingConfig,
     /// `[pipeline]`: publishing rates and queues.
-    pub pipeline: crate::serve::pipeline::PipelineSettings,
+    pub pipeline: PipelineSettings,
 }
 
 impl Config {
@@ -63,6 +65,62 @@ fn parent_dir(path: &Path) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// `[encoders]`: the pretrained encoder file the pipeline aligns with (required for serve).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncodersConfig {
+    /// Encoder file written by `neuralign fit` (relative to the config's folder).
+    pub path: Option<PathBuf>,
+    /// Run with the electrodes the stream carries when some encoder electrodes are missing
+    /// (otherwise a missing electrode is an error).
+    pub allow_subset: bool,
+}
+
+/// `[recording]`: where everything received is written as XDF.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Record at all.
+    pub enabled: bool,
+    /// Folder for the recordings (relative to the config's folder); each session gets a new
+    /// file `neuralign-YYYYmmdd-HHMMSS.xdf`, never overwriting one.
+    pub directory: PathBuf,
+    /// Items queued for the recorder; beyond it items are dropped and counted.
+    pub channel_capacity: usize,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            directory: PathBuf::from("recordings"),
+            channel_capacity: 4096,
+        }
+    }
+}
+
+/// `[pipeline]`: how often the pipeline publishes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// `alignment` (and `trace`) frames per second.
+    pub alignment_hz: f64,
+    /// `status` updates per second.
+    pub status_hz: f64,
+    /// Embedded words queued from the LM thread to the core loop.
+    pub word_queue: usize,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            alignment_hz: 10.0,
+            status_hz: 1.0,
+            word_queue: 1024,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_documented_bedside_config_parses_to_the_defaults_it_documents() {
-        let config: Config = toml::from_str(include_str!("../configs/bedside.toml")).unwrap();
+        let config: Config = toml::from_str(include_str!("../../configs/bedside.toml")).unwrap();
         assert_eq!(
             config.lsl.api_config.as_deref(),
             Some(Path::new("lsl_api.cfg"))

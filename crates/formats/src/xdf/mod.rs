@@ -5,19 +5,16 @@
 //!   off mid-chunk load up to the last complete chunk; optional clock
 //!   synchronisation and jitter removal with pyxdf's semantics ([`sync`]).
 //! - [`XdfWriter`]: incremental writer used for the server's recording.
-//! - [`replay`]: plays a file as LSL outlets; [`simulate`]: synthetic sessions
-//!   with known ground truth.
+//!
+//! Playing a file as LSL outlets is neuralign's `replay` module; synthetic sessions are its
+//! `sim` module.
 mod chunk;
 pub mod info;
 mod reader;
 pub mod samples;
 pub mod sync;
-runtime! {
-    pub mod replay;
-    pub mod simulate;
-}
 mod writer;
-mod xml;
+pub mod xml;
 
 pub use info::{ChannelFormat, StreamInfo};
 pub use reader::{read, read_bytes, read_with, ReadOptions};

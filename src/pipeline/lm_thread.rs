@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::recorder::{Record, RecordTx};
-use crate::ingest::{LmAction, TranscriptUpdate, Word};
+use crate::ingest::TranscriptUpdate;
+use crate::transcript::{LmAction, TranscriptEvent, Word};
 use crate::lm::Engine;
 
 /// What the LM thread hands the core loop.
@@ -126,12 +127,14 @@ impl Worker {
         }
         for id in removed {
             if self.embedded.remove(&id).is_some() {
-                self.record(serde_json::json!({ "kind": "retract", "id": id }));
+                self.record(&TranscriptEvent::Retract { id });
                 self.send(LmOutput::Retract(id));
             }
         }
         if update.watermark.is_finite() {
-            self.record(serde_json::json!({ "kind": "watermark", "time": update.watermark }));
+            self.record(&TranscriptEvent::Watermark {
+                time: update.watermark,
+            });
             self.send(LmOutput::Watermark {
                 time: update.watermark,
                 received: update.received,
@@ -169,10 +172,7 @@ impl Worker {
             latency_ms.insert("arrival".to_string(), arrival * 1e3);
         }
         let revised = self.embedded.insert(word.id, word.clone()).is_some();
-        self.record(serde_json::json!({
-            "kind": "word", "id": word.id, "text": word.text, "start": word.start,
-            "end": word.end, "final": word.is_final, "confidence": word.confidence,
-        }));
+        self.record(&TranscriptEvent::Word(word.clone()));
         self.send(LmOutput::Word {
             word,
             embedding: embedding.data,
@@ -187,9 +187,9 @@ impl Worker {
         }
     }
 
-    fn record(&self, message: serde_json::Value) {
+    fn record(&self, event: &TranscriptEvent) {
         if let Some(record) = &self.record {
-            record.send(Record::Transcript(lsl::local_clock(), message.to_string()));
+            record.send(Record::Transcript(lsl::local_clock(), event.to_json()));
         }
     }
 }

@@ -15,77 +15,23 @@
 //! server's [`Hub`] and a shutdown flag.
 //!
 //! [`Live`]: crate::align::Live
+pub mod config;
 mod core;
 mod lm_thread;
 mod recorder;
+
+pub use config::{Config, EncodersConfig, PipelineSettings, RecordingConfig};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::Hub;
-use crate::config::Config;
+use crate::serve::Hub;
 use crate::ingest::{NeuralInlet, TranscriptInlet};
 use crate::lm::Engine;
-
-/// `[encoders]`: the pretrained encoder file the pipeline aligns with (required for serve).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EncodersConfig {
-    /// Encoder file written by `neuralign fit` (relative to the config's folder).
-    pub path: Option<PathBuf>,
-    /// Run with the electrodes the stream carries when some encoder electrodes are missing
-    /// (otherwise a missing electrode is an error).
-    pub allow_subset: bool,
-}
-
-/// `[recording]`: where everything received is written as XDF.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RecordingConfig {
-    /// Record at all.
-    pub enabled: bool,
-    /// Folder for the recordings (relative to the config's folder); each session gets a new
-    /// file `neuralign-YYYYmmdd-HHMMSS.xdf`, never overwriting one.
-    pub directory: PathBuf,
-    /// Items queued for the recorder; beyond it items are dropped and counted.
-    pub channel_capacity: usize,
-}
-
-impl Default for RecordingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            directory: PathBuf::from("recordings"),
-            channel_capacity: 4096,
-        }
-    }
-}
-
-/// `[pipeline]`: how often the pipeline publishes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PipelineSettings {
-    /// `alignment` (and `trace`) frames per second.
-    pub alignment_hz: f64,
-    /// `status` updates per second.
-    pub status_hz: f64,
-    /// Embedded words queued from the LM thread to the core loop.
-    pub word_queue: usize,
-}
-
-impl Default for PipelineSettings {
-    fn default() -> Self {
-        Self {
-            alignment_hz: 10.0,
-            status_hz: 1.0,
-            word_queue: 1024,
-        }
-    }
-}
 
 /// What the pipeline did, returned when it stops.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -16,7 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use serde::Serialize;
 
-use super::{ChannelFormat, Samples, StreamInfo, XdfError, XdfWriter};
+use crate::transcript::{TranscriptEvent, Word};
+use crate::xdf::{ChannelFormat, Samples, StreamInfo, XdfError, XdfWriter};
 
 /// The public-domain text the simulated listener hears.
 pub const TEXT: &str = include_str!("../../assets/fables.txt");
@@ -509,7 +510,15 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
     let mut msgs: Vec<(f64, String)> = Vec::new();
     let word = |id: usize, text: &str, w: &TimedWord, conf: f64| {
-        serde_json::json!({"kind": "word", "id": id, "text": text, "start": w.start, "end": w.end, "final": true, "confidence": conf}).to_string()
+        TranscriptEvent::Word(Word {
+            id: id as u64,
+            text: text.to_string(),
+            start: w.start,
+            end: w.end,
+            is_final: true,
+            confidence: Some(conf as f32),
+        })
+        .to_json()
     };
     // stamp of each word's last message (its correction, if any)
     let mut settled = Vec::with_capacity(words.len());
@@ -548,7 +557,7 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
         let time = pending.min(next_mark);
         out.push((
             next_mark,
-            serde_json::json!({"kind": "watermark", "time": time}).to_string(),
+            TranscriptEvent::Watermark { time }.to_json(),
         ));
         next_mark += 2.0;
     }

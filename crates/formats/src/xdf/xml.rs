@@ -6,8 +6,11 @@ use quick_xml::Reader;
 /// One XML element: its name, its text, and its child elements.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Element {
+    /// The tag name.
     pub name: String,
+    /// The element's own text, trimmed.
     pub text: String,
+    /// Child elements in document order.
     pub children: Vec<Element>,
 }
 

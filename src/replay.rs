@@ -28,8 +28,9 @@ use std::time::Duration;
 
 use lsl::ExPushable;
 
-use super::xml::Element;
-use super::{read, sync, ReadOptions, Samples, Stream, StreamInfo, XdfError};
+use crate::transcript::{parse_message, TranscriptEvent, Word, BARE_WORD_ID_BASE};
+use crate::xdf::xml::Element;
+use crate::xdf::{read, sync, ReadOptions, Samples, Stream, StreamInfo, XdfError};
 
 /// How fast to replay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -154,7 +155,7 @@ struct Prepared {
     clock_shift: Vec<f64>,
     /// Session time that lands on the pass's base.
     origin: f64,
-    max_word_id: i64,
+    max_word_id: u64,
 }
 
 /// Replays `file` until done (or, with `looped`, until `shutdown`).
@@ -294,8 +295,8 @@ fn synced_stamps(s: &Stream) -> Vec<f64> {
     shadow.time_stamps
 }
 
-fn lsl_format(f: super::ChannelFormat) -> lsl::ChannelFormat {
-    use super::ChannelFormat as F;
+fn lsl_format(f: crate::xdf::ChannelFormat) -> lsl::ChannelFormat {
+    use crate::xdf::ChannelFormat as F;
     match f {
         F::Float32 => lsl::ChannelFormat::Float32,
         F::Double64 => lsl::ChannelFormat::Double64,
@@ -342,34 +343,38 @@ fn copy_element(parent: &mut lsl::XMLElement, el: &Element) {
     }
 }
 
-/// The largest `"id"` of the transcript words in a string stream.
-fn max_word_id(data: &Samples) -> i64 {
+/// The largest word id of the transcript messages in a string stream.
+fn max_word_id(data: &Samples) -> u64 {
     let Samples::String(v) = data else { return 0 };
     v.iter()
-        .filter_map(|m| serde_json::from_str::<serde_json::Value>(m).ok())
-        .filter_map(|j| j.get("id").and_then(|i| i.as_i64()))
+        .filter_map(|m| match parse_message(m, 0.0) {
+            Ok(TranscriptEvent::Word(w)) if w.id < BARE_WORD_ID_BASE => Some(w.id),
+            Ok(TranscriptEvent::Retract { id }) => Some(id),
+            _ => None,
+        })
         .max()
         .unwrap_or(0)
 }
 
-/// Shifts a transcript message's sender-clock times by `shift` seconds and
-/// its word id by `id_shift`; other strings pass unchanged.
-pub fn retime_message(msg: &str, shift: f64, id_shift: i64) -> String {
-    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(msg)
-    else {
+/// Shifts a transcript message's sender-clock times by `shift` seconds and its word id by
+/// `id_shift`, written back in the contract's form; anything that is not a JSON transcript
+/// message (a bare word, a malformed message kept as evidence) passes unchanged.
+pub fn retime_message(msg: &str, shift: f64, id_shift: u64) -> String {
+    if !msg.trim_start().starts_with('{') {
+        return msg.to_string();
+    }
+    let Ok(event) = parse_message(msg, 0.0) else {
         return msg.to_string();
     };
-    for key in ["start", "end", "time"] {
-        if let Some(t) = obj.get(key).and_then(|v| v.as_f64()) {
-            obj.insert(key.into(), (t + shift).into());
-        }
-    }
-    if id_shift != 0 {
-        if let Some(id) = obj.get("id").and_then(|v| v.as_i64()) {
-            obj.insert("id".into(), (id + id_shift).into());
-        }
-    }
-    serde_json::Value::Object(obj).to_string()
+    let event = match event.shifted(shift) {
+        TranscriptEvent::Word(w) => TranscriptEvent::Word(Word {
+            id: w.id + id_shift,
+            ..w
+        }),
+        TranscriptEvent::Retract { id } => TranscriptEvent::Retract { id: id + id_shift },
+        watermark => watermark,
+    };
+    event.to_json()
 }
 
 /// Sleeps until `target` on the LSL clock: coarse sleep to 1.5 ms before,
@@ -499,7 +504,7 @@ fn push_sample(
         Samples::String(v) => {
             // Sender-clock fields move with the sample's stamp.
             let shift = (pass_base - p.origin) + p.clock_shift[i];
-            let id_shift = pass as i64 * (p.max_word_id + 1);
+            let id_shift = pass as u64 * (p.max_word_id + 1);
             let msgs: Vec<String> = v[row]
                 .iter()
                 .map(|m| retime_message(m, shift, id_shift))

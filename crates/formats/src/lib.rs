@@ -1,0 +1,11 @@
+//! neuralign's untrusted-input formats, in a crate of their own so that the fuzz targets
+//! (`fuzz/`, docs/fuzzing.md) link only these parsers and what they need, not the server.
+//!
+//! - [`transcript`]: the transcript contract (`docs/transcript.md`): the typed message, its
+//!   parser with rejections counted by reason, and the [`transcript::TranscriptState`] the
+//!   language model follows.
+//! - [`word_table`]: a stimulus's words with their times (`word,start,end` CSV or TSV).
+//! - [`xdf`]: reading and writing XDF recordings (`docs/xdf.md`).
+pub mod transcript;
+pub mod word_table;
+pub mod xdf;
