@@ -149,7 +149,11 @@ impl App {
 
     /// The dashboard's URL, as `serve` prints it (scripts and the browser test read it).
     pub fn dashboard_url(&self) -> String {
-        let token = if self.token { "?token=<your token>" } else { "" };
+        let token = if self.token {
+            "?token=<your token>"
+        } else {
+            ""
+        };
         format!("http://{}/{token}", self.addr)
     }
 

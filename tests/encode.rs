@@ -133,7 +133,7 @@ fn provenance() -> Provenance {
         },
         high_gamma: HighGammaMeta {
             source: "synthetic".into(),
-            band_hz: [70.0, 150.0],
+            band_hz: neuralign::dsp::HIGH_GAMMA_BAND_HZ,
             extracted_by: "stream".into(),
         },
         description: "tests/encode.rs generator".into(),

@@ -7,13 +7,13 @@ use std::time::Duration;
 use faer::Mat;
 use futures_util::StreamExt;
 use neuralign::align::{offline, AlignConfig};
-use neuralign::pipeline::Config;
+use neuralign::app::{App, Feed};
 use neuralign::encode::{
     self, Encoder, FitConfig, HighGammaMeta, ModelMeta, Provenance, Session, SessionWord,
 };
 use neuralign::ingest::{NeuralMode, StreamSelector};
 use neuralign::lm::{Engine, LmConfig};
-use neuralign::app::{App, Feed};
+use neuralign::pipeline::Config;
 use neuralign::replay;
 use neuralign::serve::ServerConfig;
 use neuralign::xdf::{self, ChannelFormat, Samples, StreamInfo, XdfWriter};
@@ -159,7 +159,7 @@ fn fit_encoder(
         },
         high_gamma: HighGammaMeta {
             source: "test".into(),
-            band_hz: [70.0, 150.0],
+            band_hz: neuralign::dsp::HIGH_GAMMA_BAND_HZ,
             extracted_by: "stream".into(),
         },
         description: "tests/pipeline.rs".into(),
@@ -203,7 +203,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     config.neural.mode = NeuralMode::HighGamma;
     config.transcript.stream = StreamSelector::Name(transcript_name);
     config.encoders.path = Some("encoders.safetensors".into());
-    config.recording.directory = "recordings".into();
+    config.recording.directory = Some("recordings".into());
     config.pipeline.alignment_hz = 20.0;
     let align = AlignConfig {
         window_s: 5.0,

@@ -1,6 +1,6 @@
 //! XDF reader and writer: hand-built files per the specification, exact round
 //! trips for every channel format, damaged files, and the sample files other
-//! tools wrote (../shared/xdf-samples, skipped with a notice when absent).
+//! tools wrote (tests/data/xdf, with their sources and licences).
 use std::path::PathBuf;
 
 use neuralign::xdf::{self, ChannelFormat, ReadOptions, Samples, StreamInfo, XdfWriter};
@@ -344,16 +344,12 @@ fn writer_refuses_to_overwrite_and_rejects_mismatched_samples() {
 
 #[test]
 fn sample_files_from_other_tools_load() {
-    let dir = std::env::var_os("NEURALIGN_XDF_SAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/xdf-samples"));
-    if !dir.is_dir() {
-        eprintln!(
-            "notice: {} absent; skipping the files from other tools",
-            dir.display()
-        );
-        return;
-    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/xdf");
+    assert!(
+        dir.join("minimal.xdf").is_file(),
+        "the XDF files from other tools belong in {}",
+        dir.display()
+    );
     let counts = |name: &str| {
         let f = xdf::read_with(dir.join(name), ReadOptions::pyxdf()).unwrap();
         f.streams

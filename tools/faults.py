@@ -287,7 +287,7 @@ class Serve:
         self.proc.wait(timeout=10)
 
     def recordings(self) -> list[pathlib.Path]:
-        return sorted((self.workdir / "recordings").glob("*.xdf"))
+        return sorted((self.workdir / "recordings").rglob("*.xdf"))
 
     def close(self):
         if self.alive():

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// How alignment is scored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AlignConfig {
     /// Rolling correlation window, seconds.
     pub window_s: f64,

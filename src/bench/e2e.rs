@@ -25,15 +25,15 @@ use tokio_tungstenite::tungstenite::Message;
 use super::encode::{random_encoder, LAYERS, RATE};
 use super::report::{Figure, PartReport, Row};
 use super::Settings;
-use crate::pipeline::Config;
+use crate::app::{App, Feed, Shutdown};
 use crate::encode::ModelMeta;
 use crate::ingest::{NeuralMode, StreamSelector};
 use crate::lm::{Engine, LmConfig};
 use crate::metrics::{Percentiles, Stage};
-use crate::app::{App, Feed, Shutdown};
+use crate::pipeline::Config;
+use crate::replay;
 use crate::serve::ServerConfig;
 use crate::transcript::{TranscriptEvent, Word};
-use crate::replay;
 use crate::xdf::{ChannelFormat, Samples, StreamInfo, XdfWriter};
 
 /// Electrodes (and stream channels).
@@ -213,7 +213,7 @@ fn run_scenario(
     config.neural.mode = scenario.mode;
     config.transcript.stream = StreamSelector::Name(transcript_name);
     config.encoders.path = Some("encoders.safetensors".into());
-    config.recording.directory = "recordings".into();
+    config.recording.directory = Some("recordings".into());
     config.pipeline.alignment_hz = CLIENT_RATE;
     config.lm = lm.clone();
 

@@ -94,7 +94,7 @@ pub fn time_fit(session: &Session) -> anyhow::Result<f64> {
         },
         high_gamma: HighGammaMeta {
             source: "bench".into(),
-            band_hz: [70.0, 150.0],
+            band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
             extracted_by: "stream".into(),
         },
         description: "neuralign bench encode".into(),

@@ -8,8 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::report::{self, Machine, Outcome};
 use crate::bench::{Part, Settings};
-use crate::pipeline::Config;
 use crate::ingest::apply_lsl_config;
+use crate::pipeline::Config;
 
 /// Seconds per part in `--quick` mode (CI smoke test: `bench all` in under a minute).
 const QUICK_S: f64 = 2.0;

@@ -10,10 +10,10 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::app::Feed;
-use crate::pipeline::Config;
 use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use crate::encode::FitConfig;
 use crate::lm::{Engine, LmConfig};
+use crate::pipeline::Config;
 use crate::replay::{self, ReplayOptions};
 use crate::sim::session::{simulate, SimConfig};
 

@@ -6,8 +6,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::word_table::{read_word_table, TableWord};
 use crate::lm::{write_embeddings, EmbeddingsMeta, Engine, LmConfig, Pool};
+use crate::word_table::{read_word_table, TableWord};
 
 /// Arguments of `neuralign embed`.
 #[derive(Args, Debug)]

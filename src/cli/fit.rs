@@ -135,7 +135,7 @@ pub(crate) fn fit_and_save(
         model,
         high_gamma: HighGammaMeta {
             source: source.display().to_string(),
-            band_hz: [70.0, 150.0],
+            band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
             extracted_by: "stream".into(),
         },
         description: format!(

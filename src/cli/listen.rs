@@ -5,9 +5,9 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pipeline::Config;
 use crate::ingest::listen::{listen, ListenReport};
 use crate::ingest::{apply_lsl_config, StreamSelector};
+use crate::pipeline::Config;
 
 /// Connect to streams for a while and report samples, rate, gaps, latency, words and rejects.
 #[derive(Args, Debug)]

@@ -3,8 +3,8 @@ use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
 
-use crate::pipeline::Config;
 use crate::ingest::{apply_lsl_config, list_streams};
+use crate::pipeline::Config;
 
 /// List the LSL streams visible now.
 #[derive(Args, Debug)]

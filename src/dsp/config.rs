@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::DspError;
 
+/// The high-gamma band, Hz: what encoder files record as their `band_hz`, and the range the
+/// filterbank's bands cover.
+pub const HIGH_GAMMA_BAND_HZ: [f64; 2] = [70.0, 150.0];
+
 /// Centre frequencies (Hz) of the eight 70–150 Hz bands of the Edwards et al.
 /// (2009) / naplib-python filterbank: 1/7-octave spacing.
 pub const HIGH_GAMMA_CENTERS_HZ: [f64; 8] = [

@@ -131,7 +131,7 @@ impl Encoder {
             labels: vec![],
             high_gamma: HighGammaMeta {
                 source: String::new(),
-                band_hz: [70.0, 150.0],
+                band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
                 extracted_by: String::new(),
             },
             training: TrainingMeta {

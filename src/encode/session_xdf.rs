@@ -3,8 +3,8 @@
 //! every revision and retraction, applied in arrival order exactly as the live
 //! server applies them) embedded by the language model with full context.
 use super::{ModelMeta, Session, SessionWord};
-use crate::transcript::{parse_message, TranscriptState};
 use crate::lm::Engine;
+use crate::transcript::{parse_message, TranscriptState};
 use crate::xdf::{self, ReadOptions, Samples, Stream};
 use anyhow::{bail, Context};
 use std::path::Path;

@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 
 use super::link::{connect, Latency};
 use super::resolve::StreamSummary;
-use crate::transcript::{parse_message, LmAction, TranscriptCounts, TranscriptState};
 use super::{IngestError, LatencySummary, LinkState, TranscriptConfig};
+use crate::transcript::{parse_message, LmAction, TranscriptCounts, TranscriptState};
 
 /// How long one blocking pull waits before checking the silence timeout and stop, seconds.
 const PULL_WAIT_S: f64 = 0.05;

@@ -6,6 +6,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use super::recorder::RecordingName;
 use crate::ingest::{LslConfig, NeuralConfig, TranscriptConfig};
 
 /// The whole server config.
@@ -76,15 +77,26 @@ pub struct EncodersConfig {
     pub allow_subset: bool,
 }
 
-/// `[recording]`: where everything received is written as XDF.
+/// `[recording]`: where everything received is written as XDF, and under which names.
+///
+/// Each run gets a new file named as BIDS names files,
+/// `<directory>/sub-<subject>/ses-<session>/sub-<subject>_ses-<session>_task-<task>_run-<NN>_ieeg.xdf`,
+/// with the first free run number: a recording is never overwritten.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RecordingConfig {
     /// Record at all.
     pub enabled: bool,
-    /// Folder for the recordings (relative to the config's folder); each session gets a new
-    /// file `neuralign-YYYYmmdd-HHMMSS.xdf`, never overwriting one.
-    pub directory: PathBuf,
+    /// Folder for the recordings (relative to the config's folder). Unset: the user's data
+    /// folder ([`default_recordings_dir`]), outside any source tree, since recordings hold
+    /// patient data.
+    pub directory: Option<PathBuf>,
+    /// BIDS subject label (letters and digits).
+    pub subject: String,
+    /// BIDS session label (letters and digits); unset: today's date, UTC (`YYYYmmdd`).
+    pub session: Option<String>,
+    /// BIDS task label (letters and digits).
+    pub task: String,
     /// Items queued for the recorder; beyond it items are dropped and counted.
     pub channel_capacity: usize,
 }
@@ -93,10 +105,56 @@ impl Default for RecordingConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            directory: PathBuf::from("recordings"),
+            directory: None,
+            subject: "unknown".into(),
+            session: None,
+            task: "listening".into(),
             channel_capacity: 4096,
         }
     }
+}
+
+impl RecordingConfig {
+    /// The folder recordings go to, relative paths resolved against `base_dir`.
+    pub fn directory(&self, base_dir: &Path) -> PathBuf {
+        self.directory
+            .as_ref()
+            .map_or_else(default_recordings_dir, |d| base_dir.join(d))
+    }
+
+    /// The recording's BIDS entities, checked.
+    pub fn name(&self) -> anyhow::Result<RecordingName> {
+        let session = self.session.clone().unwrap_or_else(super::recorder::today);
+        for (field, label) in [
+            ("subject", &self.subject),
+            ("session", &session),
+            ("task", &self.task),
+        ] {
+            anyhow::ensure!(
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric()),
+                "[recording] {field} = {label:?}: BIDS labels are letters and digits only"
+            );
+        }
+        Ok(RecordingName {
+            subject: self.subject.clone(),
+            session,
+            task: self.task.clone(),
+        })
+    }
+}
+
+/// `$NEURALIGN_DATA/recordings`, else `$XDG_DATA_HOME/neuralign/recordings`, else
+/// `~/.local/share/neuralign/recordings`.
+pub fn default_recordings_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let data = var("NEURALIGN_DATA")
+        .map(PathBuf::from)
+        .or_else(|| var("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("neuralign")))
+        .unwrap_or_else(|| {
+            let home = var("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(".local/share/neuralign")
+        });
+    data.join("recordings")
 }
 
 /// `[pipeline]`: how often the pipeline publishes.
@@ -124,26 +182,87 @@ impl Default for PipelineSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{NeuralMode, StreamSelector};
+    use crate::ingest::StreamSelector;
+
+    const BEDSIDE: &str = include_str!("../../configs/bedside.toml");
 
     #[test]
-    fn the_documented_bedside_config_parses_to_the_defaults_it_documents() {
-        let config: Config = toml::from_str(include_str!("../../configs/bedside.toml")).unwrap();
+    fn the_bedside_config_shows_every_default() {
+        let mut config: Config = toml::from_str(BEDSIDE).unwrap();
+        // the one deliberate difference: the LSL config shipped beside it keeps LSL on loopback
         assert_eq!(
-            config.lsl.api_config.as_deref(),
+            config.lsl.api_config.take().as_deref(),
             Some(Path::new("lsl_api.cfg"))
         );
-        assert_eq!(config.neural.stream, StreamSelector::Type("iEEG".into()));
-        assert_eq!(config.neural.mode, NeuralMode::HighGamma);
-        let defaults = NeuralConfig::default();
-        assert_eq!(config.neural.max_chunk, defaults.max_chunk);
-        assert_eq!(
-            config.neural.gap_tolerance_periods,
-            defaults.gap_tolerance_periods
+        let (shown, defaults) = (
+            serde_json::to_value(&config).unwrap(),
+            serde_json::to_value(Config::default()).unwrap(),
         );
+        assert_eq!(shown, defaults, "bedside.toml documents the defaults");
+        // and every default that has a value is written out, not left implicit
+        let table: toml::Table = toml::from_str(BEDSIDE).unwrap();
+        for (section, fields) in defaults.as_object().unwrap() {
+            for (field, value) in fields.as_object().unwrap() {
+                if !value.is_null() {
+                    assert!(
+                        table[section].get(field).is_some(),
+                        "configs/bedside.toml does not show [{section}] {field}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_section_or_field_is_an_error_that_names_it() {
+        for (text, name) in [
+            (
+                "[nerual]
+mode = \"raw\"",
+                "nerual",
+            ),
+            (
+                "[high_gamma]
+line_frequency = 50",
+                "line_frequency",
+            ),
+            (
+                "[recording]
+directory = \"x\"
+subjet = \"p1\"",
+                "subjet",
+            ),
+            (
+                "[align]
+window = 5",
+                "window",
+            ),
+            (
+                "[server]
+allowed_orgins = []",
+                "allowed_orgins",
+            ),
+        ] {
+            let err = toml::from_str::<Config>(text).unwrap_err().to_string();
+            assert!(err.contains(name), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn recording_labels_are_checked_and_the_session_defaults_to_today() {
+        let mut recording = RecordingConfig::default();
+        let name = recording.name().unwrap();
+        assert_eq!(name.session.len(), 8, "{name:?}");
+        recording.subject = "p 07/..".into();
+        let err = recording.name().unwrap_err().to_string();
+        assert!(err.contains("subject"), "{err}");
+        assert!(recording
+            .directory(Path::new("/cfg"))
+            .ends_with("recordings"));
+        recording.directory = Some("rec".into());
         assert_eq!(
-            config.transcript.silence_timeout_s,
-            TranscriptConfig::default().silence_timeout_s
+            recording.directory(Path::new("/cfg")),
+            Path::new("/cfg/rec")
         );
     }
 

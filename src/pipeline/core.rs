@@ -16,11 +16,11 @@ use super::lm_thread::{LmOutput, LmThread};
 use super::recorder::{Record, RecordTx};
 use super::PipelineReport;
 use crate::align::{AlignConfig, Live};
-use crate::pipeline::Config;
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::Encoder;
 use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet};
 use crate::metrics::{Stage, StageSet};
+use crate::pipeline::Config;
 use crate::serve::{
     AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
     WordEvent, WordStatus,

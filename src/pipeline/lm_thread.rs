@@ -12,8 +12,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::recorder::{Record, RecordTx};
 use crate::ingest::TranscriptUpdate;
-use crate::transcript::{LmAction, TranscriptEvent, Word};
 use crate::lm::Engine;
+use crate::transcript::{LmAction, TranscriptEvent, Word};
 
 /// What the LM thread hands the core loop.
 pub(super) enum LmOutput {

@@ -21,6 +21,7 @@ mod lm_thread;
 mod recorder;
 
 pub use config::{Config, EncodersConfig, PipelineSettings, RecordingConfig};
+pub use recorder::RecordingName;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -29,9 +30,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::serve::Hub;
 use crate::ingest::{NeuralInlet, TranscriptInlet};
 use crate::lm::Engine;
+use crate::serve::Hub;
 
 /// What the pipeline did, returned when it stops.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -83,7 +84,8 @@ pub fn run(
         .enabled
         .then(|| {
             recorder::Recorder::spawn(
-                &base_dir.join(&config.recording.directory),
+                &config.recording.directory(base_dir),
+                &config.recording.name()?,
                 config.recording.channel_capacity,
             )
         })

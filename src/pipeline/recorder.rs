@@ -57,12 +57,13 @@ pub(super) struct Recorder {
 }
 
 impl Recorder {
-    /// Creates `directory` and a new, timestamped file in it, and starts the thread.
-    pub fn spawn(directory: &Path, capacity: usize) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(directory).with_context(|| {
-            format!("cannot create the recording folder {}", directory.display())
-        })?;
-        let writer = create_unique(directory)?;
+    /// Creates the session's folder under `directory` and the next free run's file in it (see
+    /// [`RecordingName`]), and starts the thread.
+    pub fn spawn(directory: &Path, name: &RecordingName, capacity: usize) -> anyhow::Result<Self> {
+        let folder = directory.join(name.folder());
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("cannot create the recording folder {}", folder.display()))?;
+        let writer = create_next_run(&folder, name)?;
         tracing::info!(path = %writer.path().display(), "recording");
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let thread = std::thread::Builder::new()
@@ -93,34 +94,57 @@ impl Recorder {
     }
 }
 
-/// `neuralign-YYYYmmdd-HHMMSS.xdf` (UTC), with `-2`, `-3`… when that exists already.
-fn create_unique(directory: &Path) -> anyhow::Result<XdfWriter> {
+/// The entities a recording is named by, as BIDS names files:
+/// `sub-<subject>/ses-<session>/sub-<subject>_ses-<session>_task-<task>_run-<NN>_ieeg.xdf`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingName {
+    /// Subject label.
+    pub subject: String,
+    /// Session label.
+    pub session: String,
+    /// Task label.
+    pub task: String,
+}
+
+impl RecordingName {
+    /// `sub-<subject>/ses-<session>`.
+    fn folder(&self) -> PathBuf {
+        Path::new(&format!("sub-{}", self.subject)).join(format!("ses-{}", self.session))
+    }
+
+    /// The file name of run `run`.
+    fn file(&self, run: u32) -> String {
+        format!(
+            "sub-{}_ses-{}_task-{}_run-{run:02}_ieeg.xdf",
+            self.subject, self.session, self.task
+        )
+    }
+}
+
+/// `YYYYmmdd` of a Unix time (UTC): the default session label.
+pub(super) fn utc_date(secs: u64) -> String {
+    let u = crate::utc::from_unix(secs);
+    format!("{:04}{:02}{:02}", u.year, u.month, u.day)
+}
+
+/// Today's date (UTC) as a session label.
+pub(super) fn today() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let stem = format!("neuralign-{}", utc_stamp(secs));
-    for n in 1.. {
-        let name = if n == 1 {
-            format!("{stem}.xdf")
-        } else {
-            format!("{stem}-{n}.xdf")
-        };
-        match XdfWriter::create(directory.join(name)) {
+    utc_date(secs)
+}
+
+/// The first run whose file does not exist yet; a recording is never overwritten.
+fn create_next_run(folder: &Path, name: &RecordingName) -> anyhow::Result<XdfWriter> {
+    for run in 1.. {
+        match XdfWriter::create(folder.join(name.file(run))) {
             Err(XdfError::Exists(_)) => continue,
             other => return other.context("cannot create the recording"),
         }
     }
-    unreachable!("some file name is free")
-}
-
-/// `YYYYmmdd-HHMMSS` of a Unix time (UTC).
-fn utc_stamp(secs: u64) -> String {
-    let u = crate::utc::from_unix(secs);
-    format!(
-        "{:04}{:02}{:02}-{:02}{:02}{:02}",
-        u.year, u.month, u.day, u.hour, u.minute, u.second
-    )
+    unreachable!("some run number is free")
 }
 
 fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfError> {
@@ -176,7 +200,7 @@ mod tests {
     fn a_stream_of_another_layout_gets_a_stream_of_its_own() {
         // a neural stream replaced by one with fewer channels used to kill the recorder
         let dir = tempfile::tempdir().unwrap();
-        let recorder = Recorder::spawn(dir.path(), 16).unwrap();
+        let recorder = Recorder::spawn(dir.path(), &name(), 16).unwrap();
         let tx = recorder.sender();
         let info = |channels: usize, rate: f64| {
             let labels = (1..=channels).map(|c| format!("e{c}")).collect();
@@ -209,10 +233,40 @@ mod tests {
         assert_eq!(received.data, Samples::String(vec!["{not json".into()]));
     }
 
+    fn name() -> RecordingName {
+        RecordingName {
+            subject: "p07".into(),
+            session: "20261130".into(),
+            task: "listening".into(),
+        }
+    }
+
     #[test]
-    fn utc_stamps_match_known_dates() {
-        assert_eq!(super::utc_stamp(0), "19700101-000000");
-        assert_eq!(super::utc_stamp(951_782_400 + 3_723), "20000229-010203");
-        assert_eq!(super::utc_stamp(1_798_761_599), "20261231-235959");
+    fn recordings_are_named_as_bids_names_files_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..2)
+            .map(|_| {
+                Recorder::spawn(dir.path(), &name(), 4)
+                    .unwrap()
+                    .finish()
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect();
+        let folder = dir.path().join("sub-p07").join("ses-20261130");
+        assert_eq!(
+            paths,
+            [
+                folder.join("sub-p07_ses-20261130_task-listening_run-01_ieeg.xdf"),
+                folder.join("sub-p07_ses-20261130_task-listening_run-02_ieeg.xdf"),
+            ]
+        );
+    }
+
+    #[test]
+    fn utc_dates_match_known_days() {
+        assert_eq!(utc_date(0), "19700101");
+        assert_eq!(utc_date(951_782_400 + 3_723), "20000229");
+        assert_eq!(utc_date(1_798_761_599), "20261231");
     }
 }

@@ -555,10 +555,7 @@ fn transcript(words: &[TimedWord], rng: &mut impl Rng) -> Vec<(f64, String)> {
             .map(|(w, _)| w.start)
             .fold(f64::INFINITY, f64::min);
         let time = pending.min(next_mark);
-        out.push((
-            next_mark,
-            TranscriptEvent::Watermark { time }.to_json(),
-        ));
+        out.push((next_mark, TranscriptEvent::Watermark { time }.to_json()));
         next_mark += 2.0;
     }
     out.extend(msgs[i..].iter().cloned());

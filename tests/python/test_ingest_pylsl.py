@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-pylsl = pytest.importorskip("pylsl")
+import pylsl
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 os.environ["LSLAPICFG"] = str(REPO / "configs" / "lsl_api.cfg")

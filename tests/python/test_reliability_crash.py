@@ -14,7 +14,7 @@ import pytest
 
 import faults
 
-pyxdf = pytest.importorskip("pyxdf")
+import pyxdf
 
 
 def digest(path) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 import faults
 
-pyxdf = pytest.importorskip("pyxdf")
+import pyxdf
 
 
 def errors(status: dict) -> dict:

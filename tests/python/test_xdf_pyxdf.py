@@ -1,6 +1,6 @@
 """neuralign's XDF reader and writer against pyxdf, the reference reader.
 
-- Every file in ../shared/xdf-samples (or $NEURALIGN_XDF_SAMPLES; written by other tools) must give the
+- Every file in tests/data/xdf (written by other tools; sources and licences in its README) must give the
   same time stamps, values and clock offsets in `neuralign inspect --json`
   as pyxdf, both raw and with pyxdf's clock sync + dejitter.
 - A file written by neuralign (`neuralign simulate`) must load in pyxdf with
@@ -14,10 +14,10 @@ import subprocess
 import numpy as np
 import pytest
 
-pyxdf = pytest.importorskip("pyxdf")
+import pyxdf
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SAMPLES = pathlib.Path(os.environ.get("NEURALIGN_XDF_SAMPLES", ROOT.parent / "shared" / "xdf-samples"))
+SAMPLES = ROOT / "tests" / "data" / "xdf"
 
 
 def neuralign_bin():
@@ -38,10 +38,9 @@ def inspect(path, *flags):
 
 
 def sample_files():
-    if not SAMPLES.is_dir():
-        print(f"notice: {SAMPLES} absent, skipping the files from other tools")
-        return []
-    return sorted(SAMPLES.glob("*.xdf"))
+    files = sorted(SAMPLES.glob("*.xdf"))
+    assert len(files) == 6, f"the six XDF files from other tools belong in {SAMPLES}"
+    return files
 
 
 def assert_same(ours, theirs, ts_tol):
@@ -86,8 +85,6 @@ def test_synchronised_and_dejittered_match_pyxdf(path):
 
 def test_clock_resets_are_segmented_like_pyxdf():
     path = SAMPLES / "clock_resets.xdf"
-    if not path.exists():
-        pytest.skip(f"{path} absent")
     ours = inspect(path, "--sync")
     assert all(len(s["clock_segments"]) == 2 for s in ours["streams"])
 

@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::message::{RejectReason, Rejection, TranscriptEvent, Word, BARE_WORD_ID_BASE};
 #[cfg(test)]
 use super::message::parse_message;
+use super::message::{RejectReason, Rejection, TranscriptEvent, Word, BARE_WORD_ID_BASE};
 
 /// What the language model must do after an event, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
