@@ -231,9 +231,19 @@ mod tests {
         let pred = &x * &beta;
         let r = score(&beta, &stats_of(&x, &y));
         for k in 0..e {
-            let xs = (0..n).map(|i| pred[(i, k)] + intercept[k]);
-            let ys = (0..n).map(|i| y[(i, k)]);
-            let direct = crate::align::offline::pearson(xs, ys);
+            // two-pass Pearson r, written out (the scoring code is what is under test)
+            let xs: Vec<f64> = (0..n).map(|i| pred[(i, k)] + intercept[k]).collect();
+            let ys: Vec<f64> = (0..n).map(|i| y[(i, k)]).collect();
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (mx, my) = (mean(&xs), mean(&ys));
+            let dot = |a: &[f64], ma: f64, b: &[f64], mb: f64| {
+                a.iter()
+                    .zip(b)
+                    .map(|(p, q)| (p - ma) * (q - mb))
+                    .sum::<f64>()
+            };
+            let direct =
+                dot(&xs, mx, &ys, my) / (dot(&xs, mx, &xs, mx) * dot(&ys, my, &ys, my)).sqrt();
             assert!((direct - r[k]).abs() < 1e-10, "{direct} vs {}", r[k]);
         }
     }
