@@ -28,7 +28,7 @@ pub const DIM: usize = 576;
 /// Principal components per layer (the fit's default).
 pub const PCS: usize = 16;
 /// High-gamma rate, Hz.
-pub const RATE: f64 = 100.0;
+pub const RATE: f64 = crate::dsp::HIGH_GAMMA_RATE_HZ;
 /// Speech rate the per-word figures assume, words per second.
 const WORDS_PER_S: f64 = 2.5;
 /// Target: per-word encode plus scoring, milliseconds (issue 4).

@@ -11,7 +11,7 @@ use super::report::{Figure, PartReport, Row};
 use crate::ingest::{NeuralConfig, NeuralInlet, StreamSelector};
 
 const CHANNELS: usize = 256;
-const RATE: f64 = 100.0;
+const RATE: f64 = crate::dsp::HIGH_GAMMA_RATE_HZ;
 /// Longest wait for the inlet to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between the inlet connecting and the first sample.

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::DspError;
 
+/// The rate of high-gamma samples, Hz: the paper's (Mischler et al. 2024), the default output
+/// of the extractor, and the rate `simulate` and the benchmarks use.
+pub const HIGH_GAMMA_RATE_HZ: f64 = 100.0;
+
 /// The high-gamma band, Hz: what encoder files record as their `band_hz`, and the range the
 /// filterbank's bands cover.
 pub const HIGH_GAMMA_BAND_HZ: [f64; 2] = [70.0, 150.0];
@@ -52,7 +56,7 @@ impl Default for HighGammaConfig {
         Self {
             line_freq: 60.0,
             notch_bandwidth_hz: 2.0,
-            output_rate: 100.0,
+            output_rate: HIGH_GAMMA_RATE_HZ,
             zscore: true,
             zscore_tau_s: 30.0,
             center_freqs_hz: HIGH_GAMMA_CENTERS_HZ.to_vec(),

@@ -17,7 +17,7 @@ mod high_gamma;
 mod notch;
 mod zscore;
 
-pub use config::{HighGammaConfig, HIGH_GAMMA_BAND_HZ, HIGH_GAMMA_CENTERS_HZ};
+pub use config::{HighGammaConfig, HIGH_GAMMA_BAND_HZ, HIGH_GAMMA_CENTERS_HZ, HIGH_GAMMA_RATE_HZ};
 pub use filterbank::{naplib_sigma_hz, Band};
 pub use high_gamma::{HighGamma, LANES};
 pub use notch::Notch;

@@ -22,7 +22,7 @@ use crate::xdf::{ChannelFormat, Samples, StreamInfo, XdfError, XdfWriter};
 /// The public-domain text the simulated listener hears.
 pub const TEXT: &str = include_str!("../../assets/fables.txt");
 /// High-gamma rate, Hz.
-pub const HG_RATE: f64 = 100.0;
+pub const HG_RATE: f64 = crate::dsp::HIGH_GAMMA_RATE_HZ;
 /// Raw iEEG rate, Hz.
 pub const RAW_RATE: f64 = 1024.0;
 /// Principal components kept per layer.
