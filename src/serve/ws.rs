@@ -60,13 +60,16 @@ pub async fn serve_connection(
         // when the oldest unanswered ping runs out
         let mut pong_due: Option<Instant> = None;
         loop {
+            // awaited only while a ping is unanswered (the guard below)
+            let pong_deadline = pong_due.unwrap_or_else(Instant::now);
             let message = tokio::select! {
                 biased;
                 ctl = ctl_rx.recv() => match ctl {
                     Some(Control::Text(text)) => Message::Text(text),
                     Some(Control::Close(code, reason)) => {
                         let frame = CloseFrame { code, reason: reason.into() };
-                        write(&mut sink, Message::Close(Some(frame)), write_timeout, &metrics).await;
+                        let close = Message::Close(Some(frame));
+                        write(&mut sink, close, write_timeout, &metrics).await;
                         return;
                     }
                     None => return,
@@ -75,8 +78,7 @@ pub async fn serve_connection(
                     pong_due = None;
                     continue;
                 }
-                // the guard keeps the placeholder instant from ever being awaited
-                () = sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
+                () = sleep_until(pong_deadline), if pong_due.is_some() => {
                     metrics.evicted_ping_timeout.fetch_add(1, Relaxed);
                     tracing::warn!(
                         timeout_ms = config.ping_timeout_ms,
@@ -87,7 +89,8 @@ pub async fn serve_connection(
                         reason: "no pong within ping_timeout_ms".into(),
                     };
                     // best effort: a dead client may not take it
-                    let _ = timeout(write_timeout, sink.send(Message::Close(Some(frame)))).await;
+                    let close = Message::Close(Some(frame));
+                    let _ = timeout(write_timeout, sink.send(close)).await;
                     return;
                 }
                 _ = ping.tick() => {
@@ -98,7 +101,8 @@ pub async fn serve_connection(
                 _ = tick.tick() => Message::Text(client.status_text()),
                 out = queue.next() => match out {
                     Some(out) => {
-                        if !write(&mut sink, Message::Text(out.text.clone()), write_timeout, &metrics).await {
+                        let text = Message::Text(out.text.clone());
+                        if !write(&mut sink, text, write_timeout, &metrics).await {
                             return;
                         }
                         client.sent(&out);
