@@ -1,9 +1,11 @@
 //! The server end to end over real sockets: a tokio-tungstenite client receives
 //! hello, word, alignment and trace frames; subscriptions, slow clients, bad client
-//! messages, the token and the client limit behave as documented.
+//! messages, the token, the origin check, the client limit and the eviction of
+//! clients that stall behave as documented.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,6 +216,9 @@ async fn client_receives_every_frame_kind_and_subscribes() {
 async fn a_client_that_never_reads_loses_frames_while_a_fast_one_gets_all() {
     let (hub, addr, _stop) = start(ServerConfig {
         queue_frames: 8,
+        // the slow client's socket may fill while it waits: dropping, not eviction, is tested here
+        write_timeout_ms: 60_000,
+        ping_timeout_ms: 60_000,
         ..config()
     })
     .await;
@@ -407,6 +412,20 @@ async fn token_is_enforced_when_set_and_required_off_loopback() {
         .insert("Authorization", "Bearer s3cret token".parse().unwrap());
     let (mut c, _) = connect_async(request).await.unwrap();
     next_of(&mut c, "hello").await;
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("X-Neuralign-Token", "s3cret token".parse().unwrap());
+    let (mut c, _) = connect_async(request).await.unwrap();
+    next_of(&mut c, "hello").await;
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", "Bearer wrong".parse().unwrap());
+    match connect_async(request).await {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("connected with a wrong bearer: {:?}", other.map(|_| ())),
+    }
 
     assert!(http_get(addr, "/metrics", "")
         .await
@@ -414,7 +433,7 @@ async fn token_is_enforced_when_set_and_required_off_loopback() {
     let ok = http_get(addr, "/metrics", "X-Neuralign-Token: s3cret token\r\n").await;
     assert!(ok.starts_with("HTTP/1.1 200"));
     assert!(
-        ok.contains("neuralign_ws_rejected_total{reason=\"unauthorized\"} 3"),
+        ok.contains("neuralign_ws_rejected_total{reason=\"unauthorized\"} 4"),
         "{ok}"
     );
     // the dashboard itself carries no data and loads without the token
@@ -449,4 +468,188 @@ async fn clients_beyond_the_limit_are_refused_until_one_leaves() {
     .expect("closed client never left the hub");
     let mut c = connect(addr).await;
     next_of(&mut c, "hello").await;
+}
+
+/// Opens `/ws` as a browser on the page `origin` would (`None`: not a browser);
+/// the refusal's status and body when refused.
+async fn open_from(addr: SocketAddr, origin: Option<&str>) -> Result<Client, (u16, String)> {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().unwrap());
+    }
+    match connect_async(request).await {
+        Ok((c, _)) => Ok(c),
+        Err(tungstenite::Error::Http(r)) => Err((
+            r.status().as_u16(),
+            String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_from_other_origins_are_refused_unless_listed() {
+    let (hub, addr, _stop) = start(ServerConfig {
+        allowed_origins: vec!["https://lab.example.org".into()],
+        ..config()
+    })
+    .await;
+    hub.set_session(session(2, 2));
+
+    let Err((status, body)) = open_from(addr, Some("http://evil.example")).await else {
+        panic!("a foreign page connected");
+    };
+    assert_eq!(status, 403);
+    assert!(
+        body.contains(r#"allowed_origins = ["http://evil.example"]"#),
+        "the refusal says what to configure: {body}"
+    );
+    // the server's own host on another port is another origin
+    let other_port = format!("http://127.0.0.1:{}", addr.port().wrapping_add(1));
+    assert!(matches!(
+        open_from(addr, Some(&other_port)).await,
+        Err((403, _))
+    ));
+
+    // the dashboard's own origin, a listed one, and non-browser clients get data
+    for origin in [
+        Some(format!("http://{addr}")),
+        Some("https://lab.example.org".into()),
+        None,
+    ] {
+        let mut c = open_from(addr, origin.as_deref())
+            .await
+            .unwrap_or_else(|e| panic!("{origin:?} refused: {e:?}"));
+        next_of(&mut c, "hello").await;
+    }
+    let metrics = http_get(addr, "/metrics", "").await;
+    assert!(
+        metrics.contains("neuralign_ws_rejected_total{reason=\"origin\"} 2\n"),
+        "{metrics}"
+    );
+}
+
+/// A client that completes the handshake and then never reads: its receive window is
+/// kept small so that the server's writes stall after a few megabytes, not dozens.
+async fn never_reading_client(addr: SocketAddr) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+        .await
+        .unwrap()
+        .0
+}
+
+/// Waits until `done` holds, polling.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} did not happen within {WAIT:?}"));
+}
+
+/// Reads what the server sent until the connection ends (a close frame, or the end
+/// of the stream: a close frame is best effort when the client stalled).
+async fn read_to_end(client: &mut Client) {
+    tokio::time::timeout(WAIT, async {
+        while let Some(Ok(message)) = client.next().await {
+            if let Message::Close(_) = message {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the server never closed the connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_writes_stall_is_evicted_and_frees_its_slot() {
+    let (hub, addr, _stop) = start(ServerConfig {
+        max_clients: 1,
+        write_timeout_ms: 300,
+        // pings play no part here
+        ping_interval_ms: 600_000,
+        ..config()
+    })
+    .await;
+    let (e, l) = (256, 31);
+    hub.set_session(session(e, l));
+    let mut stalled = never_reading_client(addr).await;
+    match connect_async(format!("ws://{addr}/ws")).await {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("second client admitted: {:?}", other.map(|_| ())),
+    }
+
+    // large frames, fast, until the server gives up on the client
+    let metrics = hub.metrics_arc();
+    let evicted = || metrics.evicted_write_timeout.load(Relaxed) > 0;
+    tokio::time::timeout(WAIT, async {
+        let mut time = 0.0;
+        while !evicted() {
+            hub.publish(alignment(e, l, time)).unwrap();
+            time += 0.1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("a client that never reads was not evicted");
+    wait_until("the evicted client leaving the hub", || {
+        hub.client_count() == 0
+    })
+    .await;
+
+    let mut next = connect(addr).await;
+    next_of(&mut next, "hello").await;
+    let text = http_get(addr, "/metrics", "").await;
+    assert!(
+        text.contains("neuralign_ws_evicted_total{reason=\"write_timeout\"} 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("neuralign_ws_evicted_total{reason=\"ping_timeout\"} 0\n"));
+    // its connection is gone: once it reads, it finds the end of the stream
+    read_to_end(&mut stalled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_pings_is_evicted_and_frees_its_slot() {
+    let (hub, addr, _stop) = start(ServerConfig {
+        max_clients: 1,
+        ping_interval_ms: 200,
+        ping_timeout_ms: 1000,
+        ..config()
+    })
+    .await;
+    hub.set_session(session(2, 2));
+    // tungstenite answers pings only while it is read
+    let mut silent = connect(addr).await;
+    let metrics = hub.metrics_arc();
+    wait_until(
+        "the eviction of a client that does not answer pings",
+        || metrics.evicted_ping_timeout.load(Relaxed) == 1,
+    )
+    .await;
+    wait_until("the evicted client leaving the hub", || {
+        hub.client_count() == 0
+    })
+    .await;
+
+    // a client that reads answers pings and keeps its slot across many timeouts
+    let mut reading = connect(addr).await;
+    next_of(&mut reading, "hello").await;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        next_of(&mut reading, "status").await;
+    }
+    assert_eq!(metrics.evicted_ping_timeout.load(Relaxed), 1);
+    assert_eq!(metrics.evicted_write_timeout.load(Relaxed), 0);
+    assert_eq!(hub.client_count(), 1);
+
+    // the silent one's connection is gone: once it reads, it finds the end
+    read_to_end(&mut silent).await;
 }

@@ -29,6 +29,18 @@ pub struct ServerConfig {
     pub queue_frames: usize,
     /// Interval between a client's `status` frames, milliseconds.
     pub status_interval_ms: u64,
+    /// Browser origins (`scheme://host[:port]`, exact) allowed to open `/ws` besides
+    /// the server's own. Requests without an `Origin` header (non-browser clients)
+    /// are always allowed; the token guards those.
+    pub allowed_origins: Vec<String>,
+    /// A socket write that takes longer than this evicts the client (its TCP
+    /// window stayed full), milliseconds.
+    pub write_timeout_ms: u64,
+    /// Interval between the server's pings to each client, milliseconds.
+    pub ping_interval_ms: u64,
+    /// A client that has not answered a ping this long after it was sent is
+    /// evicted, milliseconds.
+    pub ping_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +52,10 @@ impl Default for ServerConfig {
             max_message_bytes: 16 * 1024,
             queue_frames: 64,
             status_interval_ms: 1000,
+            allowed_origins: Vec::new(),
+            write_timeout_ms: 5000,
+            ping_interval_ms: 5000,
+            ping_timeout_ms: 10_000,
         }
     }
 }
@@ -66,10 +82,18 @@ impl ServerConfig {
             ("max_message_bytes", self.max_message_bytes),
             ("queue_frames", self.queue_frames),
             ("status_interval_ms", self.status_interval_ms as usize),
+            ("write_timeout_ms", self.write_timeout_ms as usize),
+            ("ping_interval_ms", self.ping_interval_ms as usize),
+            ("ping_timeout_ms", self.ping_timeout_ms as usize),
         ] {
             if v == 0 {
                 return Err(ServeError::Config(format!("server.{name} must be > 0")));
             }
+        }
+        for origin in &self.allowed_origins {
+            check_origin(origin).map_err(|why| {
+                ServeError::Config(format!("server.allowed_origins: {origin:?} {why}"))
+            })?;
         }
         Ok(())
     }
@@ -87,6 +111,34 @@ impl ServerConfig {
     pub fn status_interval(&self) -> Duration {
         Duration::from_millis(self.status_interval_ms)
     }
+
+    /// Longest a socket write may take before the client is evicted.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    /// Interval between pings.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// Longest a ping may go unanswered before the client is evicted.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+}
+
+/// Checks that an allow-list entry has the form browsers send in `Origin`, so that
+/// it can match at all (a path or trailing slash never would).
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if authority.is_empty() || authority.contains(['/', '?', '#', '*', ' ']) {
+        return Err("must be scheme://host[:port] with no path, wildcard or trailing slash");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -114,5 +166,36 @@ mod tests {
         assert_eq!(c.max_clients, 4);
         assert_eq!(c.queue_frames, ServerConfig::default().queue_frames);
         assert!(toml::from_str::<ServerConfig>("bnd = 1").is_err());
+    }
+
+    #[test]
+    fn timeouts_and_origins_are_checked() {
+        let c: ServerConfig = toml::from_str(
+            "allowed_origins = [\"https://lab.example.org\", \"http://10.0.0.5:8080\"]\n\
+             write_timeout_ms = 250",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.write_timeout(), Duration::from_millis(250));
+        assert_eq!(c.ping_timeout(), ServerConfig::default().ping_timeout());
+        for bad in [
+            "*",
+            "lab.example.org",
+            "https://lab.example.org/",
+            "http://",
+        ] {
+            let c = ServerConfig {
+                allowed_origins: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(matches!(c.validate(), Err(ServeError::Config(_))), "{bad}");
+        }
+        let c = ServerConfig {
+            ping_timeout_ms: 0,
+            ..Default::default()
+        };
+        assert!(
+            matches!(c.validate(), Err(ServeError::Config(m)) if m.contains("ping_timeout_ms"))
+        );
     }
 }

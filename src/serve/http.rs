@@ -1,5 +1,5 @@
-//! HTTP side of the server: routes (dashboard, `/ws`, `/metrics`), token checks,
-//! the client limit, and the listener's lifecycle.
+//! HTTP side of the server: routes (dashboard, `/ws`, `/metrics`), origin and token
+//! checks, the client limit, and the listener's lifecycle.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -174,12 +174,62 @@ fn unauthorized(state: &AppState) -> Response {
         .into_response()
 }
 
+/// Why a browser's `Origin` may not open `/ws`: `None` when it may. Browsers send
+/// `Origin` on every WebSocket handshake and pages cannot forge it, so this keeps
+/// other pages open on the machine away from the data; clients that send none
+/// (not browsers) pass, and the token guards them.
+fn foreign_origin<'h>(config: &ServerConfig, uri: &Uri, headers: &'h HeaderMap) -> Option<&'h str> {
+    let origin = headers.get(header::ORIGIN)?;
+    let Ok(origin) = origin.to_str() else {
+        return Some("(not ASCII)");
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    // an origin's host and port are those of its URL, which for the server's own
+    // page are the Host the browser sent ("null" and the like have none)
+    let same_origin = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .zip(host)
+        .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+    let allowed = config
+        .allowed_origins
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(origin));
+    (!same_origin && !allowed).then_some(origin)
+}
+
+fn forbidden_origin(state: &AppState, origin: &str) -> Response {
+    state
+        .hub
+        .metrics()
+        .rejected_origin
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(
+        origin,
+        "refused a WebSocket handshake from a foreign origin"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        format!(
+            "origin {origin} may not open /ws: to allow it, add \
+             allowed_origins = [\"{origin}\"] to [server] in the config\n"
+        ),
+    )
+        .into_response()
+}
+
 async fn websocket(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if let Some(origin) = foreign_origin(&state.config, &uri, &headers) {
+        return forbidden_origin(&state, origin);
+    }
     if !authorized(&state.config, &uri, &headers) {
         return unauthorized(&state);
     }
@@ -198,16 +248,17 @@ async fn websocket(
         clients = state.hub.client_count(),
         "WebSocket client connected"
     );
-    let max = state.config.max_message_bytes;
-    let hard = max.saturating_mul(HARD_LIMIT_FACTOR);
-    let interval = state.config.status_interval();
-    let hub = state.hub.clone();
+    let hard = state
+        .config
+        .max_message_bytes
+        .saturating_mul(HARD_LIMIT_FACTOR);
+    let (hub, config) = (state.hub.clone(), state.config.clone());
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| async move {
             let metrics = hub.metrics_arc();
-            serve_connection(socket, client, metrics, max, interval, hub.closed()).await;
+            serve_connection(socket, client, metrics, &config, hub.closed()).await;
             tracing::info!("WebSocket client disconnected");
         })
 }
@@ -245,5 +296,31 @@ mod tests {
         h.insert("x-neuralign-token", "wrong".parse().unwrap());
         assert!(!authorized(&config, &uri("/ws"), &h));
         assert!(authorized(&ServerConfig::default(), &uri("/ws"), &none));
+    }
+
+    #[test]
+    fn origin_must_be_the_servers_own_or_listed() {
+        let config = ServerConfig {
+            allowed_origins: vec!["https://lab.example.org".into()],
+            ..Default::default()
+        };
+        let uri: Uri = "/ws".parse().unwrap();
+        let request = |origin: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, "127.0.0.1:8787".parse().unwrap());
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().unwrap());
+            }
+            h
+        };
+        let foreign = |o| foreign_origin(&config, &uri, &request(o)).is_some();
+        assert!(!foreign(None));
+        assert!(!foreign(Some("http://127.0.0.1:8787")));
+        assert!(!foreign(Some("https://127.0.0.1:8787")));
+        assert!(!foreign(Some("https://LAB.example.org")));
+        assert!(foreign(Some("http://evil.example")));
+        assert!(foreign(Some("http://127.0.0.1:9999")));
+        assert!(foreign(Some("https://lab.example.org.evil.example")));
+        assert!(foreign(Some("null")));
     }
 }

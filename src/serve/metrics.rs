@@ -22,6 +22,12 @@ pub struct Metrics {
     pub rejected_client_limit: AtomicU64,
     /// Requests refused for a missing or wrong token.
     pub rejected_unauthorized: AtomicU64,
+    /// WebSocket handshakes refused for a foreign `Origin`.
+    pub rejected_origin: AtomicU64,
+    /// Clients evicted because a socket write exceeded `write_timeout_ms`.
+    pub evicted_write_timeout: AtomicU64,
+    /// Clients evicted because a ping went unanswered for `ping_timeout_ms`.
+    pub evicted_ping_timeout: AtomicU64,
     /// Frames published by the pipeline, per kind (see [`PUBLISHED_KINDS`]).
     pub published: [AtomicU64; 4],
     /// Frames written to client sockets.
@@ -41,6 +47,9 @@ impl Default for Metrics {
             connections: AtomicU64::new(0),
             rejected_client_limit: AtomicU64::new(0),
             rejected_unauthorized: AtomicU64::new(0),
+            rejected_origin: AtomicU64::new(0),
+            evicted_write_timeout: AtomicU64::new(0),
+            evicted_ping_timeout: AtomicU64::new(0),
             published: Default::default(),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -114,6 +123,22 @@ impl Metrics {
                 (
                     "{reason=\"unauthorized\"}",
                     self.rejected_unauthorized.load(Relaxed),
+                ),
+                ("{reason=\"origin\"}", self.rejected_origin.load(Relaxed)),
+            ],
+        );
+        metric(
+            "neuralign_ws_evicted_total",
+            "counter",
+            "Clients disconnected for not keeping up, by reason.",
+            &[
+                (
+                    "{reason=\"write_timeout\"}",
+                    self.evicted_write_timeout.load(Relaxed),
+                ),
+                (
+                    "{reason=\"ping_timeout\"}",
+                    self.evicted_ping_timeout.load(Relaxed),
                 ),
             ],
         );
