@@ -177,7 +177,9 @@ fn unauthorized(state: &AppState) -> Response {
 /// Why a browser's `Origin` may not open `/ws`: `None` when it may. Browsers send
 /// `Origin` on every WebSocket handshake and pages cannot forge it, so this keeps
 /// other pages open on the machine away from the data; clients that send none
-/// (not browsers) pass, and the token guards them.
+/// (not browsers) pass, and the token guards them. Without a token, the server's own
+/// origin counts only under a loopback `Host`: a page whose name was made to resolve to
+/// 127.0.0.1 (DNS rebinding) sends an `Origin` equal to its `Host`, and is refused.
 fn foreign_origin<'h>(config: &ServerConfig, uri: &Uri, headers: &'h HeaderMap) -> Option<&'h str> {
     let origin = headers.get(header::ORIGIN)?;
     let Ok(origin) = origin.to_str() else {
@@ -193,12 +195,28 @@ fn foreign_origin<'h>(config: &ServerConfig, uri: &Uri, headers: &'h HeaderMap) 
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .zip(host)
-        .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+        .is_some_and(|(authority, host)| {
+            authority.eq_ignore_ascii_case(host) && (config.token.is_some() || loopback_host(host))
+        });
     let allowed = config
         .allowed_origins
         .iter()
         .any(|a| a.eq_ignore_ascii_case(origin));
     (!same_origin && !allowed).then_some(origin)
+}
+
+/// Whether a `Host` header names this machine: a loopback address or `localhost`.
+fn loopback_host(host: &str) -> bool {
+    if let Ok(addr) = host.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn forbidden_origin(state: &AppState, origin: &str) -> Response {
@@ -322,5 +340,35 @@ mod tests {
         assert!(foreign(Some("http://127.0.0.1:9999")));
         assert!(foreign(Some("https://lab.example.org.evil.example")));
         assert!(foreign(Some("null")));
+    }
+
+    #[test]
+    fn without_a_token_only_a_loopback_host_is_its_own_origin() {
+        // DNS rebinding: evil.example made to resolve to 127.0.0.1 sends Origin = Host
+        let uri: Uri = "/ws".parse().unwrap();
+        let request = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, host.parse().unwrap());
+            h.insert(header::ORIGIN, format!("http://{host}").parse().unwrap());
+            h
+        };
+        let open = ServerConfig::default();
+        for host in [
+            "127.0.0.1:8787",
+            "localhost:8787",
+            "[::1]:8787",
+            "LOCALHOST",
+        ] {
+            assert!(
+                foreign_origin(&open, &uri, &request(host)).is_none(),
+                "{host}"
+            );
+        }
+        assert!(foreign_origin(&open, &uri, &request("evil.example:8787")).is_some());
+        let with_token = ServerConfig {
+            token: Some("s3cret".into()),
+            ..Default::default()
+        };
+        assert!(foreign_origin(&with_token, &uri, &request("lab-pc.local:8787")).is_none());
     }
 }
