@@ -144,15 +144,56 @@ pub enum Frame {
 }
 
 impl Frame {
-    /// Name of the frame kind, as in the JSON `type` field.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of frame it becomes on the wire.
+    pub fn kind(&self) -> FrameKind {
         match self {
-            Frame::Alignment(_) => "alignment",
-            Frame::Trace(_) => "trace",
-            Frame::Word(_) => "word",
-            Frame::Status(_) => "status",
+            Frame::Alignment(_) => FrameKind::Alignment,
+            Frame::Trace(_) => FrameKind::Trace,
+            Frame::Word(_) => FrameKind::Word,
+            Frame::Status(_) => FrameKind::Status,
         }
     }
+}
+
+/// Defines [`FrameKind`] and its table of names from one list, so that a kind cannot be
+/// added without its wire name, its place in [`FrameKind::ALL`] and its metrics counter.
+macro_rules! frame_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
+        /// Every kind of frame the server sends, as in the JSON `type` field.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum FrameKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl FrameKind {
+            /// Every kind, in declaration order (`kind as usize` is its index).
+            pub const ALL: [FrameKind; [$($name),*].len()] = [$(FrameKind::$kind),*];
+
+            /// The JSON `type` of frames of this kind.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(FrameKind::$kind => $name,)*
+                }
+            }
+        }
+    };
+}
+
+frame_kinds! {
+    /// The session and the client's subscription, first on every connection.
+    Hello => "hello",
+    /// Rolling alignment at one moment.
+    Alignment => "alignment",
+    /// Predicted and actual samples.
+    Trace => "trace",
+    /// A transcript word.
+    Word => "word",
+    /// Pipeline and connection state.
+    Status => "status",
+    /// The answer to a `subscribe` message.
+    Subscribed => "subscribed",
+    /// A client message that was refused.
+    Error => "error",
 }
 
 // ---- server -> client wire frames -------------------------------------------------
@@ -364,7 +405,7 @@ pub struct SubscribedFrame<'a> {
 }
 
 /// Wraps a wire frame with its `type` tag and encodes it once.
-pub fn encode<T: Serialize>(kind: &str, frame: &T) -> String {
+pub fn encode<T: Serialize>(kind: FrameKind, frame: &T) -> String {
     #[derive(Serialize)]
     struct Tagged<'a, T> {
         #[serde(rename = "type")]
@@ -372,6 +413,7 @@ pub fn encode<T: Serialize>(kind: &str, frame: &T) -> String {
         #[serde(flatten)]
         frame: &'a T,
     }
+    let kind = kind.name();
     serde_json::to_string(&Tagged { kind, frame }).expect("frames always serialize")
 }
 
@@ -441,6 +483,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_frame_kind_is_listed_once_and_documented() {
+        for (i, kind) in FrameKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "ALL is in declaration order");
+        }
+        let doc = include_str!("../../docs/websocket.md");
+        for kind in FrameKind::ALL {
+            let heading = format!("### `{}`", kind.name());
+            assert!(doc.contains(&heading), "docs/websocket.md lacks {heading}");
+        }
+    }
+
+    #[test]
     fn summary_finds_peak_layer_and_skips_nan() {
         let layers = [0, 5, 10];
         // electrode 0 peaks at layer 5, electrode 1 at layer 10, electrode 2 undefined
@@ -492,7 +546,7 @@ mod tests {
     fn encoded_frames_carry_type_and_null_for_nan() {
         let summary = AlignmentSummary::compute(&[f32::NAN], &[3], 0.1);
         let json = encode(
-            "alignment",
+            FrameKind::Alignment,
             &AlignmentFrame {
                 time: 1.5,
                 horizon: 1.5,

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::frames::{
     encode, AlignmentFrame, AlignmentSummary, AlignmentUpdate, ClientCounters, ClientLimits, Frame,
-    HelloFrame, PipelineStatus, ResolvedSubscription, Session, StageSummary, StatusFrame,
-    SubscribeRequest, TraceChunk, TraceFrame, PROTOCOL_VERSION,
+    FrameKind, HelloFrame, PipelineStatus, ResolvedSubscription, Session, StageSummary,
+    StatusFrame, SubscribeRequest, TraceChunk, TraceFrame, PROTOCOL_VERSION,
 };
 use super::metrics::Metrics;
 use super::subscription::{default_subscription, resolve, View};
@@ -205,7 +205,7 @@ impl Hub {
 
     fn hello_text(&self, session: &Session, subscription: &ResolvedSubscription) -> Utf8Bytes {
         encode(
-            "hello",
+            FrameKind::Hello,
             &HelloFrame {
                 protocol: PROTOCOL_VERSION,
                 server: SERVER,
@@ -301,11 +301,7 @@ impl Hub {
         let now = Instant::now();
         let kind = frame.kind();
         let metrics = &self.inner.metrics;
-        let kind_index = super::metrics::PUBLISHED_KINDS
-            .iter()
-            .position(|k| *k == kind)
-            .expect("every frame kind is listed");
-        metrics.published[kind_index].fetch_add(1, Relaxed);
+        metrics.published[kind as usize].fetch_add(1, Relaxed);
         match frame {
             Frame::Status(status) => {
                 self.state().status = status;
@@ -313,7 +309,7 @@ impl Hub {
             }
             Frame::Word(word) => {
                 let out = Outgoing {
-                    text: encode("word", &*word).into(),
+                    text: encode(FrameKind::Word, &*word).into(),
                     published: now,
                     origin: None,
                 };
@@ -369,7 +365,7 @@ impl Hub {
                         chance: u.chance,
                     };
                     Outgoing {
-                        text: encode("alignment", &frame).into(),
+                        text: encode(FrameKind::Alignment, &frame).into(),
                         published: now,
                         origin,
                     }
@@ -430,7 +426,7 @@ impl Hub {
                         .collect(),
                 };
                 Outgoing {
-                    text: encode("trace", &frame).into(),
+                    text: encode(FrameKind::Trace, &frame).into(),
                     published: now,
                     origin,
                 }
@@ -467,7 +463,7 @@ impl Hub {
                 })
                 .collect(),
         };
-        encode("status", &frame).into()
+        encode(FrameKind::Status, &frame).into()
     }
 
     /// Asks every connection to close (server shutdown).

@@ -5,11 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::frames::{ErrorCode, SendLatency};
+use super::frames::{ErrorCode, FrameKind, SendLatency};
 use crate::metrics::{Stage, StageSet};
-
-/// Frame kinds the hub publishes, in the order of [`Metrics::published`].
-pub const PUBLISHED_KINDS: [&str; 4] = ["alignment", "trace", "word", "status"];
 
 /// Counters shared by the hub and every connection.
 #[derive(Debug)]
@@ -28,8 +25,8 @@ pub struct Metrics {
     pub evicted_write_timeout: AtomicU64,
     /// Clients evicted because a ping went unanswered for `ping_timeout_ms`.
     pub evicted_ping_timeout: AtomicU64,
-    /// Frames published by the pipeline, per kind (see [`PUBLISHED_KINDS`]).
-    pub published: [AtomicU64; 4],
+    /// Frames published by the pipeline, indexed by [`FrameKind`] (`kind as usize`).
+    pub published: [AtomicU64; FrameKind::ALL.len()],
     /// Frames written to client sockets.
     pub sent: AtomicU64,
     /// Frames dropped because a client's queue was full.
@@ -142,10 +139,10 @@ impl Metrics {
                 ),
             ],
         );
-        let published: Vec<(String, u64)> = PUBLISHED_KINDS
+        let published: Vec<(String, u64)> = FrameKind::ALL
             .iter()
             .zip(&self.published)
-            .map(|(k, v)| (format!("{{type=\"{k}\"}}"), v.load(Relaxed)))
+            .map(|(k, v)| (format!("{{type=\"{}\"}}", k.name()), v.load(Relaxed)))
             .collect();
         let published: Vec<(&str, u64)> = published.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         metric(
@@ -191,7 +188,7 @@ mod tests {
     fn renders_counters_and_latency_quantiles() {
         let m = Metrics::default();
         m.dropped.fetch_add(3, Relaxed);
-        m.published[1].fetch_add(2, Relaxed);
+        m.published[FrameKind::Trace as usize].fetch_add(2, Relaxed);
         m.client_error(ErrorCode::Malformed);
         for ms in 1..=100 {
             m.record_send_latency(Duration::from_millis(ms));

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 
 use super::config::ServerConfig;
-use super::frames::{encode, ClientMessage, ErrorCode, ErrorFrame, SubscribedFrame};
+use super::frames::{encode, ClientMessage, ErrorCode, ErrorFrame, FrameKind, SubscribedFrame};
 use super::hub::{ClientHandle, HubError};
 use super::metrics::Metrics;
 
@@ -189,7 +189,7 @@ type Reply = (Option<ErrorCode>, Utf8Bytes);
 fn error_text(code: ErrorCode, message: &str) -> Reply {
     (
         Some(code),
-        encode("error", &ErrorFrame { code, message }).into(),
+        encode(FrameKind::Error, &ErrorFrame { code, message }).into(),
     )
 }
 
@@ -217,7 +217,7 @@ fn handle_text(text: &str, client: &ClientHandle, max_message_bytes: usize) -> O
         Ok(subscription) => (
             None,
             encode(
-                "subscribed",
+                FrameKind::Subscribed,
                 &SubscribedFrame {
                     subscription: &subscription,
                 },
