@@ -159,9 +159,12 @@ impl Metrics {
     }
 }
 
+/// `(stream role, status errors key)` of each stream in one family.
+type StreamKeys = &'static [(&'static str, &'static str)];
+
 /// Status `errors` keys (documented in `docs/websocket.md`) counted per input stream:
 /// family, help, and each stream's key.
-const STREAM_COUNTERS: [(&str, &str, &[(&str, &str)]); 3] = [
+const STREAM_COUNTERS: [(&str, &str, StreamKeys); 3] = [
     (
         "neuralign_stream_gaps_total",
         "Gaps in the neural stream's sample indices.",
