@@ -1,6 +1,6 @@
 //! Per-stage latency instrumentation shared by the live pipeline and the
-//! benchmarks: one HDR histogram (microseconds) per stage, its percentiles as
-//! a serde struct, and the Prometheus text rendering for `/metrics`.
+//! benchmarks: one HDR histogram (microseconds) per stage for percentiles, fixed
+//! Prometheus buckets beside it, and the histogram's text rendering for `/metrics`.
 //!
 //! This is the crate's one implementation of latency percentiles: inlets,
 //! the server and `neuralign bench` all record into [`StageLatency`].
@@ -15,16 +15,31 @@ use serde::{Deserialize, Serialize};
 /// Largest latency a histogram holds, microseconds (100 s); longer ones saturate.
 const MAX_US: u64 = 100_000_000;
 
-/// Latencies of one stage, microseconds from 1 µs to 100 s at 3 significant digits.
+/// Upper bounds (µs) of the Prometheus buckets of every stage, roughly log-spaced in
+/// 1-2.5-5 steps: from one scored sample (tens of µs) to an LM step on a slow machine (s).
+/// Fixed, so that buckets aggregate across servers and restarts.
+pub const BUCKET_BOUNDS_US: [u64; 19] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
+    500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Latencies of one stage, microseconds from 1 µs to 100 s: an HDR histogram at 3
+/// significant digits for percentiles, and exact counts per Prometheus bucket with their sum.
 #[derive(Debug, Clone)]
 pub struct StageLatency {
     hist: Histogram<u64>,
+    /// Latencies per bucket of [`BUCKET_BOUNDS_US`] (not cumulative); the last is `+Inf`.
+    buckets: [u64; BUCKET_BOUNDS_US.len() + 1],
+    /// Sum of the latencies as recorded (clamped like the histogram), µs.
+    sum_us: u64,
 }
 
 impl Default for StageLatency {
     fn default() -> Self {
         Self {
             hist: Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds"),
+            buckets: [0; BUCKET_BOUNDS_US.len() + 1],
+            sum_us: 0,
         }
     }
 }
@@ -38,7 +53,14 @@ impl StageLatency {
     /// Records one latency measured on a monotonic clock.
     pub fn record(&mut self, elapsed: Duration) {
         let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.hist.saturating_record(us.clamp(1, MAX_US));
+        self.add(us.clamp(1, MAX_US));
+    }
+
+    /// Counts one latency (µs, within the histogram's bounds) in the histogram and its bucket.
+    fn add(&mut self, us: u64) {
+        self.hist.saturating_record(us);
+        self.buckets[BUCKET_BOUNDS_US.partition_point(|&bound| bound < us)] += 1;
+        self.sum_us += us;
     }
 
     /// Records one latency in seconds, a difference of two LSL clock readings.
@@ -48,8 +70,7 @@ impl StageLatency {
         if seconds.is_nan() {
             return false;
         }
-        let us = (seconds * 1e6).clamp(1.0, MAX_US as f64) as u64;
-        self.hist.saturating_record(us);
+        self.add((seconds * 1e6).clamp(1.0, MAX_US as f64) as u64);
         true
     }
 
@@ -59,6 +80,10 @@ impl StageLatency {
         self.hist
             .add(&other.hist)
             .expect("stage histograms share their bounds");
+        for (mine, theirs) in self.buckets.iter_mut().zip(&other.buckets) {
+            *mine += theirs;
+        }
+        self.sum_us += other.sum_us;
     }
 
     /// Latencies recorded.
@@ -205,28 +230,37 @@ impl StageSet {
             .collect()
     }
 
-    /// Prometheus text exposition: one summary, `neuralign_stage_latency_seconds`,
-    /// labelled by stage, with the 0.5/0.9/0.99 quantiles, sum and count.
+    /// Prometheus text exposition: one histogram, `neuralign_stage_latency_seconds`,
+    /// labelled by stage, with cumulative buckets at [`BUCKET_BOUNDS_US`] (in seconds, then
+    /// `+Inf`), sum and count.
     pub fn render_prometheus(&self) -> String {
         let mut out = String::from(
             "# HELP neuralign_stage_latency_seconds Latency of each pipeline stage.\n\
-             # TYPE neuralign_stage_latency_seconds summary\n",
+             # TYPE neuralign_stage_latency_seconds histogram\n",
         );
-        for (stage, p) in self.report() {
+        for stage in Stage::ALL {
+            // copy out, so that the stage's lock is not held while formatting
+            let (buckets, sum_us) = {
+                let slot = self.slot(stage);
+                (slot.buckets, slot.sum_us)
+            };
             let name = stage.name();
-            for (q, ms) in [("0.5", p.p50_ms), ("0.9", p.p90_ms), ("0.99", p.p99_ms)] {
+            let bounds = BUCKET_BOUNDS_US
+                .iter()
+                .map(|&us| (us as f64 / 1e6).to_string());
+            let mut cumulative = 0;
+            for (le, count) in bounds.chain(["+Inf".to_string()]).zip(buckets) {
+                cumulative += count;
                 let _ = writeln!(
                     out,
-                    "neuralign_stage_latency_seconds{{stage=\"{name}\",quantile=\"{q}\"}} {}",
-                    ms / 1e3
+                    "neuralign_stage_latency_seconds_bucket{{stage=\"{name}\",le=\"{le}\"}} {cumulative}"
                 );
             }
             let _ = writeln!(
                 out,
                 "neuralign_stage_latency_seconds_sum{{stage=\"{name}\"}} {}\n\
-                 neuralign_stage_latency_seconds_count{{stage=\"{name}\"}} {}",
-                p.mean_ms * p.count as f64 / 1e3,
-                p.count
+                 neuralign_stage_latency_seconds_count{{stage=\"{name}\"}} {cumulative}",
+                sum_us as f64 / 1e6,
             );
         }
         out
@@ -302,39 +336,49 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(set.get(Stage::LmStep).percentiles(), whole.percentiles());
+        let merged = set.get(Stage::LmStep);
+        assert_eq!(merged.percentiles(), whole.percentiles());
+        assert_eq!(
+            (merged.buckets, merged.sum_us),
+            (whole.buckets, whole.sum_us)
+        );
         assert_eq!(set.get(Stage::Encode).count(), 0);
     }
 
     #[test]
-    fn prometheus_text_has_every_stage() {
+    fn prometheus_histogram_is_cumulative_in_seconds() {
         let set = StageSet::new();
         for ms in 1..=100 {
             set.record(Stage::FrameSend, Duration::from_millis(ms));
         }
+        set.record_seconds(Stage::FrameSend, 1e9); // saturates at 100 s: only in +Inf
         let text = set.render_prometheus();
+        assert!(text.contains("# TYPE neuralign_stage_latency_seconds histogram\n"));
         for stage in Stage::ALL {
+            let name = stage.name();
             assert!(text.contains(&format!(
-                "neuralign_stage_latency_seconds_count{{stage=\"{}\"}}",
-                stage.name()
+                "neuralign_stage_latency_seconds_bucket{{stage=\"{name}\",le=\"+Inf\"}}"
             )));
         }
-        let value = |prefix: &str| -> f64 {
+        let frame_send = |suffix: &str, le: &str| -> &str {
+            let labels = if le.is_empty() {
+                "{stage=\"frame_send\"} ".to_string()
+            } else {
+                format!("{{stage=\"frame_send\",le=\"{le}\"}} ")
+            };
+            let prefix = format!("neuralign_stage_latency_seconds_{suffix}{labels}");
             text.lines()
-                .find_map(|l| l.strip_prefix(prefix))
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
                 .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
-                .parse()
-                .unwrap()
         };
-        let median =
-            value("neuralign_stage_latency_seconds{stage=\"frame_send\",quantile=\"0.5\"} ");
-        assert!(close(median, 0.05), "{median}");
-        assert_eq!(
-            value("neuralign_stage_latency_seconds_count{stage=\"frame_send\"} "),
-            100.0
-        );
-        let sum = value("neuralign_stage_latency_seconds_sum{stage=\"frame_send\"} ");
-        assert!(close(sum, 5.05), "{sum}");
+        assert_eq!(frame_send("bucket", "0.00001"), "0");
+        assert_eq!(frame_send("bucket", "0.001"), "1");
+        assert_eq!(frame_send("bucket", "0.025"), "25");
+        assert_eq!(frame_send("bucket", "0.1"), "100");
+        assert_eq!(frame_send("bucket", "10"), "100");
+        assert_eq!(frame_send("bucket", "+Inf"), "101");
+        assert_eq!(frame_send("sum", ""), "105.05");
+        assert_eq!(frame_send("count", ""), "101");
     }
 
     #[test]

@@ -287,7 +287,7 @@ async fn metrics(State(state): State<AppState>, uri: Uri, headers: HeaderMap) ->
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.hub.metrics().render(),
+        state.hub.render_metrics(),
     )
         .into_response()
 }

@@ -169,6 +169,14 @@ impl Hub {
         self.inner.metrics.clone()
     }
 
+    /// Prometheus text for `/metrics`: the counters, stream health from the latest
+    /// pipeline status (lags against the LSL clock now) and the stage histograms.
+    pub fn render_metrics(&self) -> String {
+        // a copy, so that publishing never waits on the rendering
+        let status = self.state().status.clone();
+        self.inner.metrics.render(&status, lsl::local_clock())
+    }
+
     /// The hub's limits.
     pub fn config(&self) -> &HubConfig {
         &self.inner.config

@@ -1,11 +1,12 @@
-//! Server counters and the per-stage latency histograms, rendered as Prometheus text at
-//! `/metrics` and summarised in every `status` frame.
+//! Server counters, stream health from the pipeline's latest status, and the per-stage
+//! latency histograms, rendered as Prometheus text at `/metrics`; counters and latencies
+//! are also summarised in every `status` frame.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::frames::{ErrorCode, FrameKind, SendLatency};
+use super::frames::{ErrorCode, FrameKind, PipelineStatus, SendLatency, StreamStatus};
 use crate::metrics::{Stage, StageSet};
 
 /// Counters shared by the hub and every connection.
@@ -87,14 +88,13 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
+    /// Prometheus text exposition: the server's counters, the stream health in `pipeline`
+    /// (the latest status the pipeline published; lags against `now`, LSL clock) and the
+    /// latency histogram of every stage.
+    pub fn render(&self, pipeline: &PipelineStatus, now: f64) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in samples {
-                let _ = writeln!(out, "{name}{labels} {v}");
-            }
+            write_family(&mut out, name, kind, help, samples.iter().copied());
         };
         metric(
             "neuralign_ws_clients",
@@ -175,9 +175,163 @@ impl Metrics {
             "Client messages refused, by error code.",
             &errors,
         );
+        render_pipeline(&mut out, pipeline, now);
         out.push_str(&self.stages.render_prometheus());
         out
     }
+}
+
+/// `(stream role, status errors key)` of each stream in one family.
+type StreamKeys = &'static [(&'static str, &'static str)];
+
+/// Status `errors` keys (documented in `docs/websocket.md`) counted per input stream:
+/// family, help, and each stream's key.
+const STREAM_COUNTERS: [(&str, &str, StreamKeys); 3] = [
+    (
+        "neuralign_stream_gaps_total",
+        "Gaps in the neural stream's sample indices.",
+        &[("neural", "neural_gaps")],
+    ),
+    (
+        "neuralign_stream_lost_total",
+        "Times an input stream was lost.",
+        &[("neural", "neural_lost"), ("transcript", "transcript_lost")],
+    ),
+    (
+        "neuralign_stream_recovered_total",
+        "Times a lost input stream came back.",
+        &[
+            ("neural", "neural_recovered"),
+            ("transcript", "transcript_recovered"),
+        ],
+    ),
+];
+
+/// Prefix of the status `errors` keys of rejected transcript messages; the reason follows.
+const TRANSCRIPT_REJECTED: &str = "transcript_";
+
+/// The status `drops` entry that is the language model's backlog, not a count of drops.
+const LM_QUEUE: &str = "lm_queue_waiting";
+
+/// Stream health from the pipeline's status; every `drops` and `errors` entry lands in
+/// exactly one family, so that sums over a family never count an item twice.
+fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
+    let streams = &status.streams;
+    let stream = |s: &StreamStatus| label("stream", &s.role);
+    write_family(
+        out,
+        "neuralign_stream_connected",
+        "gauge",
+        "Whether the input stream is connected (1) or not (0).",
+        streams.iter().map(|s| (stream(s), u8::from(s.connected))),
+    );
+    write_family(
+        out,
+        "neuralign_stream_samples_total",
+        "counter",
+        "Samples (neural) or messages (transcript) received.",
+        streams.iter().map(|s| (stream(s), s.samples)),
+    );
+    write_family(
+        out,
+        "neuralign_stream_lag_seconds",
+        "gauge",
+        "LSL clock now minus the time the stream is complete up to (its watermark).",
+        streams
+            .iter()
+            .filter_map(|s| Some((stream(s), lag(now, s.watermark)?))),
+    );
+    write_family(
+        out,
+        "neuralign_horizon_lag_seconds",
+        "gauge",
+        "LSL clock now minus the horizon, the time alignment is final up to.",
+        lag(now, status.horizon).map(|lag| ("", lag)),
+    );
+    for (name, help, keys) in STREAM_COUNTERS {
+        write_family(
+            out,
+            name,
+            "counter",
+            help,
+            keys.iter().map(|(role, key)| {
+                let count = status.errors.get(*key).copied().unwrap_or(0);
+                (label("stream", role), count)
+            }),
+        );
+    }
+    let per_stream = |key: &str| {
+        STREAM_COUNTERS
+            .iter()
+            .flat_map(|(_, _, keys)| keys.iter())
+            .any(|(_, k)| *k == key)
+    };
+    let errors = || status.errors.iter().filter(|(k, _)| !per_stream(k));
+    write_family(
+        out,
+        "neuralign_transcript_rejected_total",
+        "counter",
+        "Transcript messages rejected, by reason.",
+        errors()
+            .filter_map(|(k, &v)| Some((label("reason", k.strip_prefix(TRANSCRIPT_REJECTED)?), v))),
+    );
+    write_family(
+        out,
+        "neuralign_pipeline_errors_total",
+        "counter",
+        "Other input rejected or repaired by the pipeline, by kind.",
+        errors()
+            .filter(|(k, _)| !k.starts_with(TRANSCRIPT_REJECTED))
+            .map(|(k, &v)| (label("kind", k), v)),
+    );
+    write_family(
+        out,
+        "neuralign_pipeline_dropped_total",
+        "counter",
+        "Items the pipeline dropped, by kind.",
+        status
+            .drops
+            .iter()
+            .filter(|(k, _)| *k != LM_QUEUE)
+            .map(|(k, &v)| (label("kind", k), v)),
+    );
+    write_family(
+        out,
+        "neuralign_lm_queue_length",
+        "gauge",
+        "Transcript updates waiting for the language model.",
+        status.drops.get(LM_QUEUE).map(|&v| ("", v)),
+    );
+}
+
+/// Seconds from `time` to `now`; none without a time (or with a non-finite one, which the
+/// text format could not carry as Rust prints it).
+fn lag(now: f64, time: Option<f64>) -> Option<f64> {
+    time.map(|t| now - t).filter(|lag| lag.is_finite())
+}
+
+/// Writes one family: its HELP and TYPE lines, then a sample per `(labels, value)`, the
+/// labels rendered (`{...}`, see [`label`]) or empty.
+fn write_family<L: AsRef<str>, V: Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{} {value}", labels.as_ref());
+    }
+}
+
+/// One label, `{name="value"}`, its value escaped as the text format requires.
+fn label(name: &str, value: &str) -> String {
+    let value = value
+        .replace('\\', r"\\")
+        .replace('"', r#"\""#)
+        .replace('\n', r"\n");
+    format!("{{{name}=\"{value}\"}}")
 }
 
 #[cfg(test)]
@@ -185,7 +339,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_latency_quantiles() {
+    fn renders_counters_and_send_latency() {
         let m = Metrics::default();
         m.dropped.fetch_add(3, Relaxed);
         m.published[FrameKind::Trace as usize].fetch_add(2, Relaxed);
@@ -193,7 +347,7 @@ mod tests {
         for ms in 1..=100 {
             m.record_send_latency(Duration::from_millis(ms));
         }
-        let text = m.render();
+        let text = m.render(&PipelineStatus::default(), 0.0);
         assert!(text.contains("neuralign_ws_frames_dropped_total 3\n"));
         assert!(text.contains("neuralign_ws_frames_published_total{type=\"trace\"} 2\n"));
         assert!(text.contains("neuralign_ws_client_errors_total{code=\"malformed\"} 1\n"));
@@ -201,5 +355,120 @@ mod tests {
         let lat = m.send_latency();
         assert!((lat.p50_ms - 50.0).abs() < 0.1, "{lat:?}");
         assert!((lat.p99_ms - 99.0).abs() < 0.1, "{lat:?}");
+    }
+
+    #[test]
+    fn renders_stream_health_and_stage_histograms_exactly() {
+        let m = Metrics::default();
+        for us in [30, 3_000, 20_000_000] {
+            m.stages.record(Stage::Score, Duration::from_micros(us));
+        }
+        let stream = |role: &str, connected, samples, watermark| StreamStatus {
+            role: role.into(),
+            connected,
+            rate_hz: 0.0,
+            samples,
+            watermark,
+            error: None,
+        };
+        let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|&(k, v)| (k.into(), v)).collect();
+        let status = PipelineStatus {
+            streams: vec![
+                stream("neural", true, 1000, Some(99.5)),
+                stream("transcript", false, 3, None),
+            ],
+            horizon: Some(99.0),
+            drops: counts(&[("neural_chunks", 2), ("lm_queue_waiting", 5)]),
+            errors: counts(&[
+                ("neural_gaps", 1),
+                ("neural_lost", 1),
+                ("neural_recovered", 1),
+                ("transcript_lost", 2),
+                ("transcript_malformed_json", 4),
+                ("words_not_embedded", 0),
+            ]),
+        };
+        let text = m.render(&status, 100.0);
+        let pipeline: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                ["stream", "horizon", "transcript", "pipeline", "lm"]
+                    .iter()
+                    .any(|f| l.starts_with(&format!("neuralign_{f}_")))
+            })
+            .collect();
+        assert_eq!(
+            pipeline,
+            [
+                r#"neuralign_stream_connected{stream="neural"} 1"#,
+                r#"neuralign_stream_connected{stream="transcript"} 0"#,
+                r#"neuralign_stream_samples_total{stream="neural"} 1000"#,
+                r#"neuralign_stream_samples_total{stream="transcript"} 3"#,
+                r#"neuralign_stream_lag_seconds{stream="neural"} 0.5"#,
+                r#"neuralign_horizon_lag_seconds 1"#,
+                r#"neuralign_stream_gaps_total{stream="neural"} 1"#,
+                r#"neuralign_stream_lost_total{stream="neural"} 1"#,
+                r#"neuralign_stream_lost_total{stream="transcript"} 2"#,
+                r#"neuralign_stream_recovered_total{stream="neural"} 1"#,
+                r#"neuralign_stream_recovered_total{stream="transcript"} 0"#,
+                r#"neuralign_transcript_rejected_total{reason="malformed_json"} 4"#,
+                r#"neuralign_pipeline_errors_total{kind="words_not_embedded"} 0"#,
+                r#"neuralign_pipeline_dropped_total{kind="neural_chunks"} 2"#,
+                r#"neuralign_lm_queue_length 5"#,
+            ]
+        );
+        let score: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains(r#"{stage="score""#))
+            .collect();
+        let le = |le: &str, n: u32| {
+            format!(r#"neuralign_stage_latency_seconds_bucket{{stage="score",le="{le}"}} {n}"#)
+        };
+        let mut expected: Vec<String> = [
+            ("0.00001", 0),
+            ("0.000025", 0),
+            ("0.00005", 1),
+            ("0.0001", 1),
+            ("0.00025", 1),
+            ("0.0005", 1),
+            ("0.001", 1),
+            ("0.0025", 1),
+            ("0.005", 2),
+            ("0.01", 2),
+            ("0.025", 2),
+            ("0.05", 2),
+            ("0.1", 2),
+            ("0.25", 2),
+            ("0.5", 2),
+            ("1", 2),
+            ("2.5", 2),
+            ("5", 2),
+            ("10", 2),
+            ("+Inf", 3),
+        ]
+        .into_iter()
+        .map(|(b, n)| le(b, n))
+        .collect();
+        expected.push(r#"neuralign_stage_latency_seconds_sum{stage="score"} 20.00303"#.into());
+        expected.push(r#"neuralign_stage_latency_seconds_count{stage="score"} 3"#.into());
+        assert_eq!(score, expected);
+        // one HELP and one TYPE per family, before its samples
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                .unwrap_or(name);
+            for marker in ["# HELP", "# TYPE"] {
+                let once = text.matches(&format!("{marker} {family} ")).count() == 1;
+                assert!(once, "{marker} of {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("kind", "a\"b\\c\nd"), r#"{kind="a\"b\\c\nd"}"#);
     }
 }
