@@ -78,6 +78,32 @@ impl Shutdown {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     }
+
+    /// Triggers the signal on Ctrl-C (SIGINT), from a small thread with a runtime of its own,
+    /// so that any command (the server, a replay) handles it the same way, in one place.
+    pub fn trigger_on_ctrl_c(&self) {
+        let shutdown = self.clone();
+        let watcher = std::thread::Builder::new()
+            .name("ctrl-c".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let Ok(runtime) = runtime else { return };
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {
+                            tracing::info!("shutting down");
+                            shutdown.trigger();
+                        }
+                        _ = shutdown.wait() => {}
+                    }
+                });
+            });
+        if let Err(e) = watcher {
+            tracing::warn!("Ctrl-C will not stop this cleanly: {e}");
+        }
+    }
 }
 
 /// The running server. Dropping it without [`App::wait`] triggers the shutdown and waits.
@@ -172,18 +198,9 @@ impl App {
         self.pipeline.as_ref().is_some_and(|p| p.is_finished())
     }
 
-    /// Triggers the shutdown on Ctrl-C (the one place the server handles it).
+    /// Triggers the shutdown on Ctrl-C ([`Shutdown::trigger_on_ctrl_c`]).
     pub fn stop_on_ctrl_c(&self) {
-        let shutdown = self.shutdown.clone();
-        self.runtime().spawn(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("shutting down");
-                    shutdown.trigger();
-                }
-                _ = shutdown.wait() => {}
-            }
-        });
+        self.shutdown.trigger_on_ctrl_c();
     }
 
     /// Waits until the shutdown is triggered (or the pipeline stops on its own), then stops

@@ -1,12 +1,11 @@
 //! `neuralign replay FILE.xdf [--speed 1|K|max] [--loop] [--streams A,B]`:
 //! plays a recording as LSL outlets until it ends (or Ctrl-C with `--loop`).
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 
+use crate::app::Shutdown;
 use crate::replay::{self, ReplayOptions, Speed};
 
 /// Arguments of `neuralign replay`.
@@ -41,11 +40,8 @@ pub struct ReplayArgs {
 
 /// Runs `neuralign replay`.
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let shutdown = Arc::new(AtomicBool::new(false));
-    {
-        let shutdown = shutdown.clone();
-        ctrlc_flag(move || shutdown.store(true, Ordering::Relaxed));
-    }
+    let shutdown = Shutdown::default();
+    shutdown.trigger_on_ctrl_c();
     let options = ReplayOptions {
         speed: args.speed,
         looped: args.looped,
@@ -60,7 +56,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         args.file.display(),
         options.speed
     );
-    let report = replay::run(&args.file, &options, shutdown)
+    let report = replay::run(&args.file, &options, shutdown.flag())
         .with_context(|| format!("replaying {}", args.file.display()))?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -78,19 +74,4 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Calls `f` on SIGINT/SIGTERM, from a small thread with its own runtime.
-fn ctrlc_flag(f: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        if let Ok(rt) = rt {
-            rt.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            f();
-        }
-    });
 }
