@@ -192,7 +192,15 @@ pub fn read(vhdr: impl AsRef<Path>) -> Result<Recording, BrainVisionError> {
     }
 
     let (annotations, start) = match &header.marker_file {
-        Some(vmrk) => read_markers(vmrk, &header, &mut warnings)?,
+        Some(vmrk) if vmrk.is_file() => read_markers(vmrk, &header, &mut warnings)?,
+        Some(vmrk) => {
+            warnings.push(format!(
+                "{}: MarkerFile {} does not exist; no markers",
+                vhdr.display(),
+                vmrk.display()
+            ));
+            (Vec::new(), None)
+        }
         None => (Vec::new(), None),
     };
     for w in &warnings {
