@@ -168,7 +168,7 @@ impl EdfHeader {
                 found: decode_text(&fixed[..8]),
             });
         };
-        let text = |a: usize, n: usize| decode_text(&fixed[a..a + n]).trim().to_owned();
+        let text = |a: usize, n: usize| field_text(&fixed[a..a + n]);
         let field = |name: &str, value: String, problem| EdfError::Field {
             file: file.to_owned(),
             field: name.to_owned(),
@@ -239,14 +239,14 @@ impl EdfHeader {
                 )
             })?;
             let signal = SignalHeader {
-                label: decode_text(labels[i]).trim().to_owned(),
-                transducer: decode_text(transducers[i]).trim().to_owned(),
-                unit: decode_text(units[i]).trim().to_owned(),
+                label: field_text(labels[i]),
+                transducer: field_text(transducers[i]),
+                unit: field_text(units[i]),
                 physical_min: num("physical_min", pmins[i])?,
                 physical_max: num("physical_max", pmaxs[i])?,
                 digital_min: num("digital_min", dmins[i])?,
                 digital_max: num("digital_max", dmaxs[i])?,
-                prefiltering: decode_text(prefilters[i]).trim().to_owned(),
+                prefiltering: field_text(prefilters[i]),
                 samples_per_record: spr as usize,
             };
             if !signal.is_annotations() {
@@ -309,7 +309,18 @@ impl EdfHeader {
 
     /// A signal's own sampling rate in Hz.
     pub fn rate_hz(&self, signal: usize) -> f64 {
-        self.signals[signal].samples_per_record as f64 / self.record_duration_s
+        match self.signals[signal].samples_per_record {
+            // Annotation-only files may have a zero record duration.
+            0 => 0.0,
+            spr => spr as f64 / self.record_duration_s,
+        }
+    }
+
+    fn ordinary(&self) -> impl Iterator<Item = (usize, &SignalHeader)> {
+        self.signals
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_annotations())
     }
 }
 
@@ -518,21 +529,16 @@ pub fn read(path: impl AsRef<Path>) -> Result<Recording, EdfError> {
     let mut reader = EdfReader::open(path)?;
     let header = reader.header().clone();
     let file = reader.file.clone();
-    let ordinary: Vec<&SignalHeader> = header
-        .signals
-        .iter()
-        .filter(|s| !s.is_annotations())
-        .collect();
-    let mut labels: Vec<String> = ordinary.iter().map(|s| s.label.clone()).collect();
+    let mut labels: Vec<String> = header.ordinary().map(|(_, s)| s.label.clone()).collect();
     let renamed = unique_labels(&mut labels);
-    let mut channels: Vec<Channel> = ordinary
-        .iter()
+    let mut channels: Vec<Channel> = header
+        .ordinary()
         .zip(labels)
-        .map(|(s, label)| Channel {
+        .map(|((i, s), label)| Channel {
             label,
             unit: s.unit.clone(),
             values: s.scaling().2,
-            rate_hz: s.samples_per_record as f64 / header.record_duration_s,
+            rate_hz: header.rate_hz(i),
             samples: Vec::new(),
         })
         .collect();
@@ -659,14 +665,30 @@ fn tal_number(raw: &[u8]) -> Option<f64> {
 
 /// A header number: ASCII, blank-padded.
 fn number<T: std::str::FromStr>(raw: &[u8]) -> Option<T> {
-    std::str::from_utf8(raw).ok()?.trim().parse().ok()
+    std::str::from_utf8(raw)
+        .ok()?
+        .trim_matches(padding)
+        .parse()
+        .ok()
+}
+
+/// A header text field: decoded, trimmed of the blanks and NULs writers pad with.
+fn field_text(raw: &[u8]) -> String {
+    decode_text(raw).trim_matches(padding).to_owned()
+}
+
+fn padding(c: char) -> bool {
+    c.is_whitespace() || c == '\0'
 }
 
 /// `dd.mm.yy` and `hh.mm.ss`; years 85..99 are 19xx, 00..84 are 20xx (EDF spec).
 fn start_time(date: &[u8], time: &[u8]) -> Option<StartTime> {
     let three = |raw: &[u8]| -> Option<[u8; 3]> {
         let s = std::str::from_utf8(raw).ok()?;
-        let mut it = s.trim().split(['.', ':']).map(|p| p.parse::<u8>().ok());
+        let mut it = s
+            .trim_matches(padding)
+            .split(['.', ':'])
+            .map(|p| p.parse::<u8>().ok());
         let v = [it.next()??, it.next()??, it.next()??];
         it.next().is_none().then_some(v)
     };

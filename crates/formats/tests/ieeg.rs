@@ -714,3 +714,26 @@ fn brainvision_utf8_bom_and_escaped_commas() {
         rec.warnings
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(512))]
+
+    /// Any bytes of a real EDF+ header or its first records overwritten, and the file cut
+    /// anywhere: an error or warnings, never a panic.
+    #[test]
+    fn damaged_edf_never_panics(
+        edits in proptest::collection::vec((0usize..768 + 2 * 308, proptest::num::u8::ANY), 1..12),
+        cut in 0usize..215_752,
+        declare_len: bool,
+    ) {
+        let mut bytes = std::fs::read(data_dir().join("pyedflib/test_utf8.edf")).unwrap();
+        for (at, byte) in edits {
+            bytes[at] = byte;
+        }
+        bytes.truncate(cut.max(256));
+        let len = declare_len.then_some(bytes.len() as u64);
+        if let Ok(mut reader) = edf::EdfReader::new(&bytes[..], "fuzz.edf", len) {
+            while let Ok(Some(_)) = reader.next_record() {}
+        }
+    }
+}
