@@ -158,7 +158,8 @@ impl EdfHeader {
                 file: file.to_owned(),
                 needed: 256,
             })?;
-        let kind = if fixed[..8] == *b"0       " {
+        // Writers pad the `0` with blanks or NULs.
+        let kind = if field_text(&fixed[..8]) == "0" {
             Kind::Edf
         } else if fixed[0] == 0xFF && &fixed[1..8] == b"BIOSEMI" {
             Kind::Bdf
@@ -346,6 +347,8 @@ pub struct EdfReader<R> {
     buffer: Vec<u8>,
     scaling: Vec<(f64, f64)>,
     records_read: u64,
+    /// The last record's onset, to place a record that lacks its time-keeping TAL.
+    last_onset: Option<f64>,
     /// Records to read: the header's count, capped by the file size where known.
     limit: Option<u64>,
     warnings: Vec<String>,
@@ -434,6 +437,7 @@ impl<R: Read> EdfReader<R> {
             buffer: Vec::new(),
             scaling,
             records_read: 0,
+            last_onset: None,
             limit,
             warnings,
         })
@@ -514,8 +518,11 @@ impl<R: Read> EdfReader<R> {
                     index + 1
                 ));
             }
-            index as f64 * self.header.record_duration_s
+            let duration = self.header.record_duration_s;
+            self.last_onset
+                .map_or(index as f64 * duration, |last| last + duration)
         });
+        self.last_onset = Some(onset_s);
         Ok(Some(DataRecord {
             onset_s,
             signals,
@@ -606,7 +613,8 @@ pub fn read(path: impl AsRef<Path>) -> Result<Recording, EdfError> {
 }
 
 /// Parses an annotation signal's TALs (`+onset[\x15duration]\x14text\x14...\x14\0`).
-/// When `keeper`, the first TAL's onset is the record's time-keeping onset, returned first.
+/// When `keeper`, the first TAL's onset is the record's time-keeping onset, returned first
+/// (`None` when the record has no time-keeping TAL).
 fn parse_tals(
     bytes: &[u8],
     keeper: bool,
@@ -621,7 +629,7 @@ fn parse_tals(
         .filter(|t| !t.is_empty())
         .enumerate()
     {
-        let mut parts = tal.split(|&b| b == 0x14);
+        let mut parts = tal.split(|&b| b == 0x14).peekable();
         let timing = parts.next().unwrap_or_default();
         let mut timing = timing.split(|&b| b == 0x15);
         let onset = timing
@@ -640,7 +648,8 @@ fn parse_tals(
             ));
             continue;
         };
-        if keeper && n == 0 {
+        // The time-keeping TAL is the record's first, with an empty first text.
+        if keeper && n == 0 && parts.peek().is_some_and(|t| t.is_empty()) {
             onset_of_record = Some(onset);
         }
         for text in parts.filter(|t| !t.is_empty()) {

@@ -581,19 +581,41 @@ fn edf_plus_discontinuous_keeps_gaps_and_annotations() {
 fn bad_tals_are_counted_warnings() {
     let bytes = edf_plus(
         "EDF+C",
-        &[("+0\x14\x14\0", [1, 2]), ("1\x14\x14\0", [3, 4])],
+        &[
+            ("+0.5\x14\x14\0", [1, 2]),
+            ("1\x14\x14\0", [3, 4]),
+            ("+2.5\x14x\x14\0", [5, 6]),
+        ],
     );
     let path = scratch("badtal").join("t.edf");
     std::fs::write(&path, bytes).unwrap();
     let rec = edf::read(&path).unwrap();
-    assert_eq!(rec.channels[0].samples.len(), 4);
-    assert!(
-        rec.warnings
-            .iter()
-            .any(|w| w.contains("record 2") && w.contains("TAL")),
+    assert_eq!(rec.channels[0].samples.len(), 6);
+    let bad = |w: &&String| w.contains("record 2") && w.contains("no valid onset");
+    assert_eq!(
+        rec.warnings.iter().filter(bad).count(),
+        1,
         "{:?}",
         rec.warnings
     );
+    // Record 2's TAL is invalid and record 3's first TAL is an annotation, not time-keeping:
+    // each is placed right after its predecessor, so nothing invents a gap.
+    let missing = |w: &&String| w.contains("no time-keeping TAL");
+    assert_eq!(
+        rec.warnings.iter().filter(missing).count(),
+        2,
+        "{:?}",
+        rec.warnings
+    );
+    assert_eq!(rec.segments.len(), 1);
+    assert_eq!(
+        (rec.segments[0].onset_s, rec.segments[0].duration_s),
+        (0.0, 3.0)
+    );
+    assert_eq!(rec.annotations.len(), 1);
+    assert_eq!(rec.annotations[0].onset_s, 2.0);
+    assert_eq!(rec.annotations[0].text, "x");
+    assert_eq!(rec.start.unwrap().second, 30.5);
 }
 
 /// A copy of `test.vhdr` with its `.vmrk` and `.eeg`, each edited.
