@@ -253,8 +253,19 @@ pub fn read_header(
         get(section, key).ok_or_else(|| field(section, key, "", "missing"))
     };
     let dir = vhdr.parent().unwrap_or(Path::new(""));
-    let data_file = dir.join(required("Common Infos", "DataFile")?);
-    let marker_file = get("Common Infos", "MarkerFile").map(|m| dir.join(m));
+    let data_file = dir.join(base_name(required("Common Infos", "DataFile")?, vhdr));
+    let marker_file = get("Common Infos", "MarkerFile").map(|m| dir.join(base_name(m, vhdr)));
+    match get("Common Infos", "DataType") {
+        Some("TIMEDOMAIN") | None => {}
+        Some(other) => {
+            return Err(field(
+                "Common Infos",
+                "DataType",
+                other,
+                "only TIMEDOMAIN is read",
+            ))
+        }
+    }
     match get("Common Infos", "DataFormat") {
         Some("BINARY") | None => {}
         Some(other) => {
@@ -413,7 +424,7 @@ fn read_markers(
     let common = sections.get("Common Infos");
     let named = common
         .and_then(|kv| kv.iter().find(|(k, _)| k == "DataFile"))
-        .map(|(_, v)| v.as_str());
+        .map(|(_, v)| base_name(v, vmrk));
     let ours = header
         .data_file
         .file_name()
@@ -451,6 +462,16 @@ fn read_markers(
         });
     }
     Ok((annotations, start))
+}
+
+/// A file name from a header, with `$b` (the spec's placeholder for the naming file's own
+/// base name) replaced.
+fn base_name(name: &str, naming: &Path) -> String {
+    let stem = naming
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    name.replace("$b", &stem)
 }
 
 /// `YYYYMMDDhhmmssuuuuuu`; `None` for an absent or all-zero date.

@@ -759,3 +759,33 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn brainvision_latin1_labels_and_base_name_placeholder() {
+    let dir = scratch("latin1");
+    let src = data_dir().join("mne-python");
+    let stem = "test_old_layout_latin1_software_filter";
+    // The header has no Codepage, so it is latin-1: edit it as latin-1 text.
+    let bytes = std::fs::read(src.join(format!("{stem}.vhdr"))).unwrap();
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    let text = text
+        .replace("Ch1=F7,", "Ch1=F7\u{B5},")
+        .replace(&format!("DataFile={stem}.eeg"), "DataFile=$b.eeg");
+    let latin1: Vec<u8> = text.chars().map(|c| u8::try_from(c).unwrap()).collect();
+    std::fs::write(dir.join("renamed.vhdr"), latin1).unwrap();
+    std::fs::copy(src.join(format!("{stem}.eeg")), dir.join("renamed.eeg")).unwrap();
+    std::fs::copy(
+        src.join(format!("{stem}.vmrk")),
+        dir.join(format!("{stem}.vmrk")),
+    )
+    .unwrap();
+    let rec = brainvision::read(dir.join("renamed.vhdr")).unwrap();
+    assert_eq!(rec.channels[0].label, "F7µ");
+    assert_eq!(rec.channels[0].samples.len(), 251);
+    // The .vmrk still names the original data file.
+    let other = rec
+        .warnings
+        .iter()
+        .any(|w| w.contains("markers may belong"));
+    assert!(other, "{:?}", rec.warnings);
+}
