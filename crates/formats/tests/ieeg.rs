@@ -789,3 +789,25 @@ fn brainvision_latin1_labels_and_base_name_placeholder() {
         .any(|w| w.contains("markers may belong"));
     assert!(other, "{:?}", rec.warnings);
 }
+
+#[test]
+fn streamed_records_add_up_to_the_whole_file_read() {
+    let path = data_dir().join("pyedflib/test_generator_datarec_generator_2.bdf");
+    let whole = edf::read(&path).unwrap();
+    let mut reader = edf::EdfReader::open(&path).unwrap();
+    let mut streamed = vec![Vec::new(); whole.channels.len()];
+    let mut onsets = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        onsets.push(record.onset_s);
+        for (all, part) in streamed.iter_mut().zip(record.signals) {
+            all.extend(part);
+        }
+    }
+    assert_eq!(
+        onsets,
+        (0..15).map(|k| 2.0 * f64::from(k)).collect::<Vec<_>>()
+    );
+    for (ch, samples) in whole.channels.iter().zip(streamed) {
+        assert_eq!(ch.samples, samples, "{}", ch.label);
+    }
+}
