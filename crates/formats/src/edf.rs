@@ -129,7 +129,7 @@ impl SignalHeader {
         self.label == "EDF Annotations" || self.label == "BDF Annotations"
     }
 
-    /// Multiplier and offset taking a digital value to the unit [`Self::values`] names.
+    /// Multiplier and offset taking a digital value to the unit the returned [`Values`] names.
     fn scaling(&self) -> (f64, f64, Values) {
         if self.digital_max == self.digital_min {
             return (1.0, 0.0, Values::Digital);
