@@ -814,3 +814,29 @@ fn streamed_records_add_up_to_the_whole_file_read() {
         assert_eq!(ch.samples, samples, "{}", ch.label);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(128))]
+
+    /// Any bytes of a real header and marker file overwritten, the data cut anywhere: an
+    /// error or warnings, never a panic.
+    #[test]
+    fn damaged_brainvision_never_panics(
+        vhdr_edits in proptest::collection::vec((0usize..2683, proptest::num::u8::ANY), 0..8),
+        vmrk_edits in proptest::collection::vec((0usize..1816, proptest::num::u8::ANY), 0..8),
+        cut in 0usize..505_600,
+    ) {
+        let dir = scratch("bvfuzz");
+        let src = data_dir().join("mne-python");
+        for (name, edits) in [("testv2.vhdr", &vhdr_edits), ("testv2.vmrk", &vmrk_edits)] {
+            let mut bytes = std::fs::read(src.join(name)).unwrap();
+            for &(at, byte) in edits {
+                bytes[at] = byte;
+            }
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        let eeg = std::fs::read(src.join("test.eeg")).unwrap();
+        std::fs::write(dir.join("test.eeg"), &eeg[..cut]).unwrap();
+        let _ = brainvision::read(dir.join("testv2.vhdr"));
+    }
+}
