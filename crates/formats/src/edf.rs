@@ -275,7 +275,7 @@ impl EdfHeader {
                 "zero for a file with signal samples",
             ));
         }
-        let start = start_time(&fixed[168..176], &fixed[176..184]);
+        let start = start_time(&fixed[168..176], &fixed[176..184], &text(88, 80));
         if start.is_none() {
             warnings.push(format!(
                 "{file}: header fields startdate/starttime {:?} {:?} are not dd.mm.yy hh.mm.ss; no start time",
@@ -690,8 +690,10 @@ fn padding(c: char) -> bool {
     c.is_whitespace() || c == '\0'
 }
 
-/// `dd.mm.yy` and `hh.mm.ss`; years 85..99 are 19xx, 00..84 are 20xx (EDF spec).
-fn start_time(date: &[u8], time: &[u8]) -> Option<StartTime> {
+/// `dd.mm.yy` and `hh.mm.ss`; years 85..99 are 19xx, 00..84 are 20xx (EDF spec). EDF+ also
+/// writes `Startdate dd-MMM-yyyy` in the recording field, whose year wins (it is the only one
+/// past 2084, when the header's year reads `yy`).
+fn start_time(date: &[u8], time: &[u8], recording: &str) -> Option<StartTime> {
     let three = |raw: &[u8]| -> Option<[u8; 3]> {
         let s = std::str::from_utf8(raw).ok()?;
         let mut it = s
@@ -701,18 +703,44 @@ fn start_time(date: &[u8], time: &[u8]) -> Option<StartTime> {
         let v = [it.next()??, it.next()??, it.next()??];
         it.next().is_none().then_some(v)
     };
-    let [day, month, yy] = three(date)?;
+    let (day, month, year) = match (plus_start_date(recording), three(date)) {
+        (Some(date), _) => date,
+        (None, Some([day, month, yy])) if yy < 100 => (
+            day,
+            month,
+            if yy >= 85 { 1900 } else { 2000 } + u16::from(yy),
+        ),
+        (None, _) => return None,
+    };
     let [hour, minute, second] = three(time)?;
-    let valid = (1..=31).contains(&day) && (1..=12).contains(&month) && yy < 100;
+    let valid = (1..=31).contains(&day) && (1..=12).contains(&month);
     let valid = valid && hour < 24 && minute < 60 && second < 61;
-    valid.then(|| StartTime {
-        year: if yy >= 85 { 1900 } else { 2000 } + u16::from(yy),
+    valid.then_some(StartTime {
+        year,
         month,
         day,
         hour,
         minute,
         second: f64::from(second),
     })
+}
+
+/// The EDF+ recording field's `Startdate dd-MMM-yyyy` as (day, month, year).
+fn plus_start_date(recording: &str) -> Option<(u8, u8, u16)> {
+    const MONTHS: [&str; 12] = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ];
+    let date = recording.strip_prefix("Startdate ")?.split(' ').next()?;
+    let mut parts = date.split('-');
+    let day = parts.next()?.parse().ok()?;
+    let month = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u8 + 1;
+    let year = parts
+        .next()?
+        .parse()
+        .ok()
+        .filter(|y| (1985..=9999).contains(y))?;
+    Some((day, month, year))
 }
 
 /// Fills `buf`; `Ok(false)` when the source ends first.

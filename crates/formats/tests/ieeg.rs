@@ -491,7 +491,8 @@ fn edf_plus(reserved: &str, records: &[(&str, [i16; 2])]) -> Vec<u8> {
     let tal_samples = 15;
     let mut b = vec![b' '; 256 * 3];
     put(&mut b, 0, 8, "0");
-    put(&mut b, 168, 8, "02.03.21");
+    put(&mut b, 88, 80, "Startdate 02-MAR-2121 X X X");
+    put(&mut b, 168, 8, "02.03.yy");
     put(&mut b, 176, 8, "10.20.30");
     put(&mut b, 184, 8, "768");
     put(&mut b, 192, 44, reserved);
@@ -574,7 +575,7 @@ fn edf_plus_discontinuous_keeps_gaps_and_annotations() {
     let start = rec.start.unwrap();
     assert_eq!(
         (start.year, start.month, start.day, start.second),
-        (2021, 3, 2, 30.25)
+        (2121, 3, 2, 30.25)
     );
     assert_eq!(rec.channels[0].label, "X µ");
     assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
