@@ -410,10 +410,8 @@ impl<R: Read> EdfReader<R> {
             limit = Some(limit.map_or(full, |n| n.min(full)));
         }
         let scaling = header
-            .signals
-            .iter()
-            .filter(|s| !s.is_annotations())
-            .map(|s| {
+            .ordinary()
+            .map(|(_, s)| {
                 let (gain, offset, _) = s.scaling();
                 (gain, offset)
             })
