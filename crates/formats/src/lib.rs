@@ -6,6 +6,11 @@
 //!   language model follows.
 //! - [`word_table`]: a stimulus's words with their times (`word,start,end` CSV or TSV).
 //! - [`xdf`]: reading and writing XDF recordings (`docs/xdf.md`).
+//! - [`edf`], [`brainvision`]: clinical recordings (EDF/EDF+/BDF, BrainVision) read into a
+//!   [`recording::Recording`] (`docs/import.md`).
+pub mod brainvision;
+pub mod edf;
+pub mod recording;
 pub mod transcript;
 pub mod word_table;
 pub mod xdf;
