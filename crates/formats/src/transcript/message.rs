@@ -155,7 +155,7 @@ impl Rejection {
 pub const BARE_WORD_ID_BASE: u64 = 1 << 63;
 
 /// Parses one transcript message received with LSL time stamp `sample_time` (sender clock).
-/// A bare string gets the id `BARE_WORD_ID_BASE`; [`TranscriptState`] renumbers bare words
+/// A bare string gets the id `BARE_WORD_ID_BASE`; [`TranscriptState`](super::TranscriptState) renumbers bare words
 /// so that each is distinct.
 pub fn parse_message(msg: &str, sample_time: f64) -> Result<TranscriptEvent, Rejection> {
     let text = msg.trim();
