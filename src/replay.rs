@@ -504,7 +504,7 @@ fn push_sample(
         Samples::String(v) => {
             // Sender-clock fields move with the sample's stamp.
             let shift = (pass_base - p.origin) + p.clock_shift[i];
-            let id_shift = pass as u64 * (p.max_word_id + 1);
+            let id_shift = pass * (p.max_word_id + 1);
             let msgs: Vec<String> = v[row]
                 .iter()
                 .map(|m| retime_message(m, shift, id_shift))
