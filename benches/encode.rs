@@ -26,7 +26,8 @@ fn live_benches(c: &mut Criterion) {
     c.bench_function("encode/word_256e_31l", |b| {
         b.iter(|| {
             id += 1;
-            predictor.add_word(id, (id % 50) as f64 * 0.4, black_box(&embedding));
+            let kernel = predictor.kernels().kernel(black_box(&embedding));
+            predictor.add_word(id, (id % 50) as f64 * 0.4, kernel);
         })
     });
 

@@ -6,8 +6,10 @@
 //! - the neural and transcript inlets ([`crate::ingest`]), each on its own thread;
 //! - the LM thread ([`lm_thread`]): follows the transcript with [`crate::lm::Engine`]
 //!   (push_word, rollback on revisions and retractions);
+//! - the encode thread ([`encode_thread`]): each word's kernels from the encoders bound to
+//!   the neural stream, passing every LM output on in order;
 //! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
-//!   alignment, and every frame published to the hub;
+//!   alignment (adding the words' kernels, scoring), and every frame published to the hub;
 //! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
 //!   flushed at least once a second and finished (footers) on shutdown.
 //!
@@ -17,6 +19,7 @@
 //! [`Live`]: crate::align::Live
 pub mod config;
 mod core;
+mod encode_thread;
 mod lm_thread;
 mod recorder;
 
@@ -29,9 +32,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::serve::Hub;
 use crate::ingest::{NeuralInlet, TranscriptInlet};
 use crate::lm::Engine;
+use crate::serve::Hub;
 
 /// What the pipeline did, returned when it stops.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -108,18 +111,21 @@ pub fn run(
         recorder.as_ref().map(|r| r.sender()),
         shutdown.clone(),
     )?;
+    let (encoded_tx, encoded_rx) = crossbeam_channel::bounded(encode_thread::ENCODED_QUEUE);
+    let encode_thread = encode_thread::spawn(words_rx, encoded_tx, hub.clone(), shutdown.clone())?;
     let core = core::Core::new(
         config,
         encoder,
         model,
         hub,
         recorder.as_ref().map(|r| r.sender()),
+        &encode_thread,
     );
     let result = core.run(
         &neural,
         &transcript,
         neural_rx,
-        words_rx,
+        encoded_rx,
         &lm_thread,
         &shutdown,
     );
@@ -127,6 +133,7 @@ pub fn run(
     neural.stop();
     transcript.stop();
     lm_thread.join();
+    encode_thread.join();
     let mut report = result?;
     if let Some(recorder) = recorder {
         report.recording = recorder
