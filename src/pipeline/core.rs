@@ -472,13 +472,9 @@ impl Core {
         self.dues.push_back(due);
         let (e, l) = (b.live.encoder().electrodes, b.live.encoder().layers);
         let trace = std::mem::replace(&mut b.trace, TraceBuffer::new(e, l));
-        let origin = trace.first.map(|_| {
-            let ready = trace.oldest_ready;
-            self.dues
-                .iter()
-                .find(|&&d| d >= ready)
-                .map_or(ready, |&d| d)
-        });
+        let origin = trace
+            .first
+            .map(|_| due_for(&self.dues, trace.oldest_ready));
         if let Some(first) = trace.first {
             let chunk = TraceChunk {
                 t0: b.t0 + first as f64 / b.rate,
@@ -666,11 +662,34 @@ impl Bound {
     }
 }
 
+/// When a sample ready at `ready` was due to go out: the first of the frames' due times
+/// `dues` (oldest first) at or after it, or `ready` itself when it became ready after them.
+fn due_for(dues: &VecDeque<f64>, ready: f64) -> f64 {
+    dues.iter().find(|&&d| d >= ready).map_or(ready, |&d| d)
+}
+
 fn mean_finite(xs: &[f64]) -> f64 {
     let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         f64::NAN
     } else {
         v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_due_at_the_first_frame_after_it_was_ready() {
+        let dues = VecDeque::from([1.0, 1.05, 1.1]);
+        // waiting for the frame rate is by design
+        assert_eq!(due_for(&dues, 0.97), 1.0);
+        // ready before the previous frame, carried by this one: it counts from the one it missed
+        assert_eq!(due_for(&dues, 1.02), 1.05);
+        assert_eq!(due_for(&dues, 1.1), 1.1);
+        // ready after this frame was due: from its own arrival
+        assert_eq!(due_for(&dues, 1.12), 1.12);
     }
 }
