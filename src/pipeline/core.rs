@@ -164,15 +164,7 @@ impl Core {
                 .min(Duration::from_millis(20));
             select! {
                 recv(neural_rx) -> chunk => match chunk {
-                    Ok(chunk) => {
-                        if self.connection != Some(chunk.connection) {
-                            self.connection = Some(chunk.connection);
-                            if let Some(meta) = neural.stream_of(chunk.connection) {
-                                self.neural_stream(meta, &chunk);
-                            }
-                        }
-                        self.neural(chunk);
-                    }
+                    Ok(chunk) => self.neural_chunk(neural, chunk),
                     Err(_) => break,
                 },
                 recv(words_rx) -> out => if let Ok(out) = out { self.lm_output(out) },
@@ -180,6 +172,10 @@ impl Core {
             }
             let now = Instant::now();
             if now >= next_alignment {
+                // a frame carries every sample that arrived before it went out
+                for chunk in neural_rx.try_iter().take(neural_rx.len()) {
+                    self.neural_chunk(neural, chunk);
+                }
                 self.publish_alignment(next_alignment);
                 next_alignment = now + self.alignment_every;
             }
@@ -199,6 +195,17 @@ impl Core {
             recording: None,
             drops: status.drops,
         })
+    }
+
+    /// One neural chunk, binding the encoders afresh when it comes from another stream.
+    fn neural_chunk(&mut self, neural: &NeuralInlet, chunk: NeuralChunk) {
+        if self.connection != Some(chunk.connection) {
+            self.connection = Some(chunk.connection);
+            if let Some(meta) = neural.stream_of(chunk.connection) {
+                self.neural_stream(meta, &chunk);
+            }
+        }
+        self.neural(chunk);
     }
 
     /// A (re)connected stream's first chunk: the same stream goes on where it was; another
