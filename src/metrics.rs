@@ -138,14 +138,22 @@ pub enum Stage {
     Tokenize,
     /// One LM step (all of a word's tokens) with the KV cache.
     LmStep,
-    /// Encoder kernels of one word, all electrodes and layers.
+    /// Encoder kernels of one word, all electrodes and layers (PCA projection and TRF
+    /// kernel; on the encode thread, or on the core loop for a word embedded before the
+    /// encoders were bound to the stream).
     Encode,
     /// Predicted-versus-actual scoring of one update.
     Score,
     /// Publish to socket write of one frame.
     FrameSend,
-    /// Arrival at the server (LSL pull) of the input that moved the horizon (a neural
-    /// chunk or a transcript watermark) to the socket write of the frame carrying it.
+    /// One `trace`/`alignment` frame written to one client, measured for the oldest sample
+    /// it carries: socket write − the moment that sample was due to go out. A sample is
+    /// ready when it can be scored: the server's arrival (LSL pull) of its own neural chunk,
+    /// or of the transcript watermark that made it final when that came later. It is due at
+    /// the first frame due (every 1/`alignment_hz`) at or after it was ready, or when it was
+    /// ready if that was after its frame was due: the wait for the frame rate is by design
+    /// and not counted, a sample held back past its frame (a busy core loop) is, from the
+    /// frame it missed. Server clock (`lsl_local_clock`) throughout.
     EndToEnd,
 }
 

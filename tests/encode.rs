@@ -297,7 +297,7 @@ fn streaming_equals_batch() {
     for (_, ev) in &events {
         match ev {
             Event::Neural(t) => live.push_neural(&s.hg[t * e..(t + 1) * e]),
-            Event::Word(id, onset, emb) => live.word(*id, *onset, emb),
+            Event::Word(id, onset, emb) => live.word(*id, *onset, live.kernels().kernel(emb)),
             Event::Retract(id) => live.retract(*id),
             Event::Watermark(time) => live.transcript_watermark(*time),
         }

@@ -3,8 +3,9 @@
 //! in order, against the prediction built from the words known by then.
 use super::rolling::{flat, EwPearson, RollingPearson};
 use super::{AlignConfig, Summary, WordScore};
-use crate::encode::{ChannelMap, Encoder, Predictor};
+use crate::encode::{ChannelMap, Encoder, KernelEncoder, Predictor, WordKernel};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Counts of input that could not be used as intended.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -93,6 +94,12 @@ impl Live {
         self.predictor.encoder()
     }
 
+    /// The encoders that compute the kernels [`Live::word`] takes (share them with a thread
+    /// that computes kernels off the scoring path).
+    pub fn kernels(&self) -> &Arc<KernelEncoder> {
+        self.predictor.kernels()
+    }
+
     /// One neural sample with all stream channels (mapped to electrodes by
     /// the channel map and z-scored with the encoder's statistics).
     pub fn push_neural(&mut self, row: &[f32]) {
@@ -108,10 +115,10 @@ impl Live {
         self.received += 1;
     }
 
-    /// A word or a revision of word `id` (embedding `[model layers, dim]`).
-    pub fn word(&mut self, id: u64, onset: f64, embedding: &[f32]) {
+    /// A word or a revision of word `id`, with its kernels (from [`Live::kernels`]).
+    pub fn word(&mut self, id: u64, onset: f64, kernel: WordKernel) {
         self.forget_pending(id);
-        let up = self.predictor.add_word(id, onset, embedding);
+        let up = self.predictor.add_word(id, onset, kernel);
         self.note_late(up.late_samples);
         let end = up.sample + self.encoder().meta.grid.lag_min() + self.encoder().lags as i64;
         self.pending.insert((end, id), onset);

@@ -8,8 +8,9 @@
 //! extracted by the server) with 1 client. The transcript is a known text whose words and
 //! watermarks are sent a second ahead of the audio (the paper's paradigm: a recorded story),
 //! so the horizon is set by the neural stream and `end_to_end` is the target's latency: from
-//! the arrival of the neural sample that moves the horizon to the socket write of the frame
-//! carrying it. Encoder weights are random (latency does not depend on their values).
+//! the moment the oldest neural sample a frame carries was due to go out (its arrival, or the
+//! frame it was due for; [`Stage::EndToEnd`]) to the socket write of that frame. Encoder
+//! weights are random (latency does not depend on their values).
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! word-onset impulse features (PCA-reduced embeddings of every layer, at a
 //! grid of lags) to each electrode's high-gamma, fit offline
 //! ([`fit`]), stored as one safetensors file ([`Encoder`]), and applied live
-//! word by word ([`Predictor`]).
+//! word by word: kernels computed ([`KernelEncoder`]) and added to the timeline ([`Predictor`]).
 //!
 //! Model, per layer `l` and electrode `e`, in z-scored high-gamma units:
 //! `hg_z[t, e] = intercept[l, e] + Σ_words Σ_lag W[l, e, lag, :] · x_l(word)`
@@ -22,7 +22,7 @@ pub use design::{dense_design, LagGrid};
 pub use file::{ChannelMap, Encoder, EncoderMeta, HighGammaMeta, ModelMeta, TrainingMeta};
 pub use fit::{dump_design, fit, DesignDump, FitConfig, Provenance};
 pub use pca::Pca;
-pub use predict::{predict_offline, Predictor, WordUpdate};
+pub use predict::{predict_offline, KernelEncoder, Predictor, WordKernel, WordUpdate};
 
 /// One word of a session: its onset (seconds, same clock as the neural
 /// samples) and its embedding from every layer, `[layers, dim]` row-major.

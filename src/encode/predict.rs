@@ -1,11 +1,14 @@
-//! Applying encoders: the live predicted-high-gamma timeline that words are
-//! added into (and revised or retracted out of) one at a time, and the
-//! offline prediction of a whole session from its dense design.
+//! Applying encoders: a word's kernels computed from its embedding ([`KernelEncoder`], pure
+//! and the expensive part, so it can run on a thread of its own), the live
+//! predicted-high-gamma timeline those kernels are added into (and revised or retracted out
+//! of) one word at a time ([`Predictor`], cheap), and the offline prediction of a whole
+//! session from its dense design.
 use super::design::{dense_design, LagGrid};
 use super::pca::project;
 use super::Encoder;
 use faer::Mat;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// What adding, revising or retracting a word did to the timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -17,27 +20,10 @@ pub struct WordUpdate {
     pub late_samples: usize,
 }
 
-struct LiveWord {
-    sample: i64,
-    /// `[layers, pcs]` scaled PCA scores.
-    features: Vec<f32>,
-}
-
-/// The live predicted high-gamma: one value per sample, encoder layer and
-/// electrode, in z-scored units, built word by word.
-///
-/// Sample `s` is at time `t0 + s / rate`. Samples before `final_before` are
-/// frozen: words can no longer change them (they have been scored).
-pub struct Predictor {
+/// Encoders (bound to one stream) packed for computing word kernels; shared, in an `Arc`,
+/// by the [`Predictor`] that adds the kernels and whichever thread computes them.
+pub struct KernelEncoder {
     enc: Encoder,
-    grid: LagGrid,
-    t0: f64,
-    /// Sample index of `timeline[0]`.
-    base: i64,
-    /// `[samples, layers, electrodes]` sums of word kernels (no intercept).
-    timeline: Vec<f64>,
-    final_before: i64,
-    words: HashMap<u64, LiveWord>,
     /// The weights again, packed for the kernel: a layer's kernel values `v = lag ×
     /// electrodes + electrode` in blocks of [`BLOCK`], each block's weights stored
     /// `[pcs, BLOCK]` (`[layers, blocks, pcs, BLOCK]`, zero-padded). A block is then
@@ -46,15 +32,33 @@ pub struct Predictor {
     packed_weights: Vec<f32>,
     /// Blocks per layer.
     blocks: usize,
-    /// One layer's kernel, `[lags, electrodes]` (padded to whole blocks).
-    kernel: Vec<f32>,
-    features: Vec<f32>,
 }
 
-impl Predictor {
-    /// A predictor for a stream whose sample 0 is at `t0` (seconds).
-    pub fn new(enc: Encoder, t0: f64) -> Self {
-        let grid = enc.meta.grid;
+/// One word's kernels: its predicted response at every lag, electrode and encoder layer,
+/// as computed by one [`KernelEncoder`].
+pub struct WordKernel {
+    /// The encoders that computed it.
+    encoder: Arc<KernelEncoder>,
+    /// `[layers, blocks × BLOCK]`: per layer `[lags, electrodes]`, zero-padded to whole blocks.
+    values: Vec<f32>,
+}
+
+impl WordKernel {
+    /// Whether `encoder` computed it (a kernel only fits the binding it came from).
+    pub fn encoded_by(&self, encoder: &Arc<KernelEncoder>) -> bool {
+        Arc::ptr_eq(&self.encoder, encoder)
+    }
+
+    /// Layer `l`'s kernel, `[lags, electrodes]`.
+    fn layer(&self, l: usize) -> &[f32] {
+        let (enc, row) = (&self.encoder.enc, self.encoder.blocks * BLOCK);
+        &self.values[l * row..l * row + enc.lags * enc.electrodes]
+    }
+}
+
+impl KernelEncoder {
+    /// Packs `enc`'s weights for the kernel.
+    pub fn new(enc: Encoder) -> Self {
         let (e, lags, pcs) = (enc.electrodes, enc.lags, enc.pcs);
         let blocks = (lags * e).div_ceil(BLOCK);
         let mut packed_weights = vec![0.0; enc.layers * blocks * pcs * BLOCK];
@@ -70,20 +74,10 @@ impl Predictor {
                 *w = enc.weight(l, v % e, v / e, p);
             }
         }
-        let kernel = vec![0.0; blocks * BLOCK];
-        let features = vec![0.0; enc.layers * pcs];
         Self {
             enc,
-            grid,
-            t0,
-            base: 0,
-            timeline: Vec::new(),
-            final_before: 0,
-            words: HashMap::new(),
             packed_weights,
             blocks,
-            kernel,
-            features,
         }
     }
 
@@ -92,9 +86,98 @@ impl Predictor {
         &self.enc
     }
 
+    /// The kernels of a word with embedding `[model layers, dim]`: its PCA projection per
+    /// encoder layer times that layer's weights, every lag and electrode.
+    pub fn kernel(self: &Arc<Self>, embedding: &[f32]) -> WordKernel {
+        let enc = &self.enc;
+        let (pcs, dim) = (enc.pcs, enc.dim);
+        let layer_weights = self.blocks * pcs * BLOCK;
+        let mut values = vec![0.0; enc.layers * self.blocks * BLOCK];
+        let mut features = vec![0.0; pcs];
+        for ((l, &layer), kernel) in enc
+            .meta
+            .layers
+            .iter()
+            .enumerate()
+            .zip(values.chunks_exact_mut(self.blocks * BLOCK))
+        {
+            project(
+                &enc.pca_components[l * pcs * dim..(l + 1) * pcs * dim],
+                &enc.pca_mean[l * dim..(l + 1) * dim],
+                &enc.feature_std[l * pcs..(l + 1) * pcs],
+                &embedding[layer * dim..(layer + 1) * dim],
+                &mut features,
+            );
+            let w_l = &self.packed_weights[l * layer_weights..(l + 1) * layer_weights];
+            for (k, w) in kernel
+                .chunks_exact_mut(BLOCK)
+                .zip(w_l.chunks_exact(pcs * BLOCK))
+            {
+                kernel_block(&features, w, k.try_into().expect("a whole block"));
+            }
+        }
+        WordKernel {
+            encoder: self.clone(),
+            values,
+        }
+    }
+}
+
+struct LiveWord {
+    sample: i64,
+    /// Its kernels while some of its window is still open (`None` once all of it is final:
+    /// a revision or retraction can then change nothing, and ~1.6 MB a word at 256
+    /// electrodes × 31 layers is not kept for nothing).
+    kernel: Option<WordKernel>,
+}
+
+/// The live predicted high-gamma: one value per sample, encoder layer and
+/// electrode, in z-scored units, built word by word from precomputed kernels.
+///
+/// Sample `s` is at time `t0 + s / rate`. Samples before `final_before` are
+/// frozen: words can no longer change them (they have been scored).
+pub struct Predictor {
+    kernels: Arc<KernelEncoder>,
+    grid: LagGrid,
+    t0: f64,
+    /// Sample index of `timeline[0]`.
+    base: i64,
+    /// `[samples, layers, electrodes]` sums of word kernels (no intercept).
+    timeline: Vec<f64>,
+    final_before: i64,
+    words: HashMap<u64, LiveWord>,
+    /// Words holding a kernel, by window end (exclusive) then id.
+    open: BTreeSet<(i64, u64)>,
+}
+
+impl Predictor {
+    /// A predictor for a stream whose sample 0 is at `t0` (seconds).
+    pub fn new(enc: Encoder, t0: f64) -> Self {
+        Self {
+            grid: enc.meta.grid,
+            kernels: Arc::new(KernelEncoder::new(enc)),
+            t0,
+            base: 0,
+            timeline: Vec::new(),
+            final_before: 0,
+            words: HashMap::new(),
+            open: BTreeSet::new(),
+        }
+    }
+
+    /// The encoders applied.
+    pub fn encoder(&self) -> &Encoder {
+        &self.kernels.enc
+    }
+
+    /// The encoders that compute the kernels this predictor takes.
+    pub fn kernels(&self) -> &Arc<KernelEncoder> {
+        &self.kernels
+    }
+
     /// Values per sample (`layers × electrodes`).
     pub fn stride(&self) -> usize {
-        self.enc.layers * self.enc.electrodes
+        self.encoder().layers * self.encoder().electrodes
     }
 
     /// The onset sample of a word starting at `onset` seconds.
@@ -102,34 +185,30 @@ impl Predictor {
         self.grid.onset_sample(onset, self.t0)
     }
 
-    /// Adds word `id` (embedding `[model layers, dim]`), or revises it when
+    /// One past the last sample of the response window of a word at onset `sample`.
+    fn window_end(&self, sample: i64) -> i64 {
+        sample + self.grid.lag_min() + self.encoder().lags as i64
+    }
+
+    /// Adds word `id` with its kernels (from [`Predictor::kernels`]), or revises it when
     /// `id` is already in the timeline (the old kernel is subtracted first).
-    pub fn add_word(&mut self, id: u64, onset: f64, embedding: &[f32]) -> WordUpdate {
-        let mut late = 0;
-        if let Some(old) = self.words.remove(&id) {
-            self.features.copy_from_slice(&old.features);
-            late += self.apply(old.sample, -1.0);
-        }
-        let (pcs, dim) = (self.enc.pcs, self.enc.dim);
-        for (l, &layer) in self.enc.meta.layers.iter().enumerate() {
-            let off = (l * pcs, l * dim);
-            project(
-                &self.enc.pca_components[off.0 * dim..(off.0 + pcs) * dim],
-                &self.enc.pca_mean[off.1..off.1 + dim],
-                &self.enc.feature_std[off.0..off.0 + pcs],
-                &embedding[layer * dim..(layer + 1) * dim],
-                &mut self.features[off.0..off.0 + pcs],
-            );
-        }
-        let sample = self.onset_sample(onset);
-        late += self.apply(sample, 1.0);
-        self.words.insert(
-            id,
-            LiveWord {
-                sample,
-                features: self.features.clone(),
-            },
+    ///
+    /// # Panics
+    /// When `kernel` was computed by other encoders.
+    pub fn add_word(&mut self, id: u64, onset: f64, kernel: WordKernel) -> WordUpdate {
+        assert!(
+            kernel.encoded_by(&self.kernels),
+            "a word's kernel must come from the predictor's own encoders"
         );
+        let mut late = self.retract(id).map_or(0, |up| up.late_samples);
+        let sample = self.onset_sample(onset);
+        late += self.apply(sample, Some(&kernel), 1.0);
+        let end = self.window_end(sample);
+        let kernel = (end > self.final_before).then(|| {
+            self.open.insert((end, id));
+            kernel
+        });
+        self.words.insert(id, LiveWord { sample, kernel });
         WordUpdate {
             sample,
             late_samples: late,
@@ -139,46 +218,36 @@ impl Predictor {
     /// Removes word `id`; `None` when no such word is in the timeline.
     pub fn retract(&mut self, id: u64) -> Option<WordUpdate> {
         let old = self.words.remove(&id)?;
-        self.features.copy_from_slice(&old.features);
-        let late = self.apply(old.sample, -1.0);
+        self.open.remove(&(self.window_end(old.sample), id));
+        let late = self.apply(old.sample, old.kernel.as_ref(), -1.0);
         Some(WordUpdate {
             sample: old.sample,
             late_samples: late,
         })
     }
 
-    /// Adds `sign ×` the kernel of `self.features` at onset sample `sample`;
-    /// returns the number of frozen samples it could not touch.
-    fn apply(&mut self, sample: i64, sign: f32) -> usize {
-        let (e, lags, pcs) = (self.enc.electrodes, self.enc.lags, self.enc.pcs);
+    /// Adds `sign ×` `kernel` at onset sample `sample` where the timeline is still open;
+    /// returns the number of frozen samples it could not touch. `kernel` may be `None` only
+    /// for a word whose window is all frozen.
+    fn apply(&mut self, sample: i64, kernel: Option<&WordKernel>, sign: f64) -> usize {
+        let (e, lags) = (self.encoder().electrodes, self.encoder().lags);
         let first = sample + self.grid.lag_min();
         let start = first.max(self.final_before).max(self.base);
         let end = first + lags as i64;
         if end <= start {
             return (end - first).max(0) as usize;
         }
+        let kernel = kernel.expect("a word's kernel is kept while its window is open");
         self.ensure(end);
-        // Only the lags still open are computed: from block b0 on.
-        let (j0, b0) = (
-            (start - first) as usize,
-            (start - first) as usize * e / BLOCK,
-        );
+        // Only the lags still open are added: from lag j0 on.
+        let j0 = (start - first) as usize;
         let stride = self.stride();
-        let layer_weights = self.blocks * pcs * BLOCK;
-        for l in 0..self.enc.layers {
-            let x = &self.features[l * pcs..(l + 1) * pcs];
-            let w_l = &self.packed_weights[l * layer_weights..(l + 1) * layer_weights];
-            for (k, w) in self.kernel[b0 * BLOCK..]
-                .chunks_exact_mut(BLOCK)
-                .zip(w_l[b0 * pcs * BLOCK..].chunks_exact(pcs * BLOCK))
-            {
-                kernel_block(sign, x, w, k.try_into().expect("a whole block"));
-            }
-            let kernel = &self.kernel[j0 * e..lags * e];
-            for (t, k) in (start..end).zip(kernel.chunks_exact(e)) {
+        for l in 0..self.encoder().layers {
+            let k_l = &kernel.layer(l)[j0 * e..];
+            for (t, k) in (start..end).zip(k_l.chunks_exact(e)) {
                 let at = (t - self.base) as usize * stride + l * e;
                 for (v, &kv) in self.timeline[at..at + e].iter_mut().zip(k) {
-                    *v += kv as f64;
+                    *v += sign * kv as f64;
                 }
             }
         }
@@ -200,14 +269,25 @@ impl Predictor {
         let at = (t - self.base) * stride as i64;
         let row = (t >= self.base && at + (stride as i64) <= self.timeline.len() as i64)
             .then(|| &self.timeline[at as usize..at as usize + stride]);
+        let intercepts = &self.encoder().intercepts;
         for (i, o) in out.iter_mut().enumerate() {
-            *o = self.enc.intercepts[i] as f64 + row.map_or(0.0, |r| r[i]);
+            *o = intercepts[i] as f64 + row.map_or(0.0, |r| r[i]);
         }
     }
 
-    /// Freezes samples before `t`: later word changes no longer touch them.
+    /// Freezes samples before `t`: later word changes no longer touch them, and the
+    /// kernels of words whose whole window is frozen are let go.
     pub fn finalise_before(&mut self, t: i64) {
         self.final_before = self.final_before.max(t);
+        while let Some(&(end, id)) = self.open.first() {
+            if end > self.final_before {
+                break;
+            }
+            self.open.pop_first();
+            if let Some(word) = self.words.get_mut(&id) {
+                word.kernel = None;
+            }
+        }
     }
 
     /// Forgets predictions before `t` and words whose window ended before it.
@@ -218,7 +298,7 @@ impl Predictor {
             let n = (drop * self.stride()).min(self.timeline.len());
             self.timeline.drain(..n);
             self.base = t;
-            let last_lag = self.grid.lag_min() + self.enc.lags as i64;
+            let last_lag = self.grid.lag_min() + self.encoder().lags as i64;
             self.words.retain(|_, w| w.sample + last_lag > t);
         }
     }
@@ -271,15 +351,15 @@ pub fn predict_offline(
 /// Kernel values summed in registers at once: two AVX registers of f32.
 const BLOCK: usize = 16;
 
-/// One block of a kernel: `k[i] = sign · Σ_p x[p] · w[p, i]` (`w` is `[pcs, BLOCK]`).
-fn kernel_block(sign: f32, x: &[f32], w: &[f32], k: &mut [f32; BLOCK]) {
+/// One block of a kernel: `k[i] = Σ_p x[p] · w[p, i]` (`w` is `[pcs, BLOCK]`).
+fn kernel_block(x: &[f32], w: &[f32], k: &mut [f32; BLOCK]) {
     let mut acc = [0.0f32; BLOCK];
     for (&xp, wp) in x.iter().zip(w.chunks_exact(BLOCK)) {
         for i in 0..BLOCK {
             acc[i] += xp * wp[i];
         }
     }
-    *k = acc.map(|v| sign * v);
+    *k = acc;
 }
 
 #[cfg(test)]
@@ -360,11 +440,11 @@ mod tests {
             (1.2, embedding(2)),
         ];
         for (id, (onset, emb)) in words.iter().enumerate() {
-            live.add_word(id as u64, *onset, emb);
+            live.add_word(id as u64, *onset, live.kernels().kernel(emb));
         }
-        live.add_word(1, 0.5, &embedding(5));
+        live.add_word(1, 0.5, live.kernels().kernel(&embedding(5)));
         words[1].1 = embedding(5);
-        live.add_word(9, 0.9, &embedding(9));
+        live.add_word(9, 0.9, live.kernels().kernel(&embedding(9)));
         assert!(live.retract(9).is_some());
         for t in -2..25 {
             live.predicted(t, &mut out);
@@ -377,9 +457,9 @@ mod tests {
         let enc = encoder();
         let mut live = Predictor::new(enc.clone(), 0.0);
         let mut out = vec![0.0; live.stride()];
-        live.add_word(7, 1.0, &embedding(0)); // samples 9..16
+        live.add_word(7, 1.0, live.kernels().kernel(&embedding(0))); // samples 9..16
         live.finalise_before(12);
-        let up = live.add_word(7, 1.0, &embedding(4));
+        let up = live.add_word(7, 1.0, live.kernels().kernel(&embedding(4)));
         // Samples 9, 10 and 11 were frozen, for the old kernel's removal and the new one's.
         assert_eq!(up.late_samples, 6);
         let (old, new) = ([(1.0, embedding(0))], [(1.0, embedding(4))]);
@@ -388,5 +468,31 @@ mod tests {
             let want = direct(&enc, if t < 12 { &old } else { &new }, t);
             assert_close(&out, &want, t);
         }
+    }
+
+    #[test]
+    fn a_word_whose_window_is_final_lets_its_kernel_go_and_still_counts_late() {
+        let enc = encoder();
+        let mut live = Predictor::new(enc.clone(), 0.0);
+        let mut out = vec![0.0; live.stride()];
+        live.add_word(3, 1.0, live.kernels().kernel(&embedding(2))); // samples 9..16
+        live.add_word(4, 2.0, live.kernels().kernel(&embedding(3))); // samples 19..26
+        live.finalise_before(16);
+        assert!(live.words[&3].kernel.is_none());
+        assert!(live.words[&4].kernel.is_some());
+        // Retracting the closed word changes nothing and counts its whole window late.
+        assert_eq!(live.retract(3).map(|up| up.late_samples), Some(7));
+        for t in 16..30 {
+            live.predicted(t, &mut out);
+            assert_close(&out, &direct(&enc, &[(2.0, embedding(3))], t), t);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "own encoders")]
+    fn a_kernel_of_other_encoders_is_refused() {
+        let mut live = Predictor::new(encoder(), 0.0);
+        let other = Arc::new(KernelEncoder::new(encoder()));
+        live.add_word(1, 0.5, other.kernel(&embedding(1)));
     }
 }

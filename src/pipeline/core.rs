@@ -1,23 +1,25 @@
 //! The core loop: neural chunks (through causal high-gamma in raw mode) and embedded words
-//! go into [`Live`]; every sample that passes the horizon is scored once and its predicted
-//! and actual values are queued for `trace`; `alignment` and `status` go out at their rates.
+//! (their kernels computed on the encode thread) go into [`Live`]; every sample that passes
+//! the horizon is scored once and its predicted and actual values are queued for `trace`;
+//! `alignment` and `status` go out at their rates.
 //!
 //! A neural stream the encoders do not fit (another rate, missing electrodes) stops nothing:
 //! it is recorded, the mismatch is logged and reported in the status (`neural_mismatch` and
 //! the neural stream's `error`), and alignment starts once a fitting stream appears.
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
 
+use super::encode_thread::{Binding, EncodeThread, Encoded};
 use super::lm_thread::{LmOutput, LmThread};
 use super::recorder::{Record, RecordTx};
 use super::PipelineReport;
 use crate::align::{AlignConfig, Live};
 use crate::dsp::{HighGamma, HighGammaConfig};
-use crate::encode::Encoder;
+use crate::encode::{Encoder, WordKernel};
 use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet};
 use crate::metrics::{Stage, StageSet};
 use crate::pipeline::Config;
@@ -29,6 +31,10 @@ use crate::serve::{
 /// Most language-model outputs kept while no neural stream is bound (embeddings of every
 /// layer, ~70 kB a word with the default model); older ones are dropped and counted.
 const EARLY_KEPT: usize = 1024;
+
+/// Due times of the last frames kept to find the frame a late sample was due for (3 s at
+/// 20 frames/s; a sample held back longer counts from the oldest of them).
+const DUES_KEPT: usize = 64;
 
 /// The alignment engine once the neural stream is known.
 struct Bound {
@@ -50,6 +56,8 @@ struct Bound {
     last_row: Vec<f32>,
     /// z-scored actual rows `[electrodes]` from sample `actual_base` on, kept until scored.
     actual: VecDeque<Vec<f32>>,
+    /// Server arrival (LSL pull of its chunk, server clock) of each row in `actual`.
+    arrivals: VecDeque<f64>,
     actual_base: i64,
     trace: TraceBuffer,
 }
@@ -57,6 +65,9 @@ struct Bound {
 /// Scored samples waiting for the next `trace` frame.
 struct TraceBuffer {
     first: Option<i64>,
+    /// Earliest time (server clock) one of its samples was ready to be scored: the later of
+    /// its neural arrival and the arrival of the watermark that made it final.
+    oldest_ready: f64,
     samples: usize,
     /// `[electrode][sample]`.
     actual: Vec<Vec<f32>>,
@@ -78,6 +89,10 @@ pub(super) struct Core {
     status_every: Duration,
     record: Option<RecordTx>,
     bound: Option<Bound>,
+    /// Where the encode thread finds the bound encoders.
+    binding: Binding,
+    /// Outputs the encode thread dropped (the core loop's queue was full).
+    encode_dropped: Arc<AtomicU64>,
     /// The inlet connection the last chunk came from.
     connection: Option<u64>,
     /// Why the current neural stream cannot be aligned, and how many streams could not.
@@ -90,9 +105,8 @@ pub(super) struct Core {
     nonfinite: u64,
     words: u64,
     gap_filled: u64,
-    /// Arrival (server clock) of the input that last moved the horizon, until a frame
-    /// carries it.
-    origin: Option<f64>,
+    /// When the last [`DUES_KEPT`] `trace`/`alignment` frames were due (server clock).
+    dues: VecDeque<f64>,
 }
 
 impl Core {
@@ -102,6 +116,7 @@ impl Core {
         model: (String, String),
         hub: Hub,
         record: Option<RecordTx>,
+        encode: &EncodeThread,
     ) -> Self {
         let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
         Self {
@@ -116,6 +131,8 @@ impl Core {
             status_every: every(config.pipeline.status_hz),
             record,
             bound: None,
+            binding: encode.binding.clone(),
+            encode_dropped: encode.dropped.clone(),
             connection: None,
             mismatch: None,
             mismatches: 0,
@@ -124,7 +141,7 @@ impl Core {
             nonfinite: 0,
             words: 0,
             gap_filled: 0,
-            origin: None,
+            dues: VecDeque::new(),
         }
     }
 
@@ -134,32 +151,33 @@ impl Core {
         neural: &NeuralInlet,
         transcript: &TranscriptInlet,
         neural_rx: Receiver<NeuralChunk>,
-        words_rx: Receiver<LmOutput>,
+        words_rx: Receiver<Encoded>,
         lm: &LmThread,
         shutdown: &AtomicBool,
     ) -> anyhow::Result<PipelineReport> {
         let (mut next_alignment, mut next_status) = (Instant::now(), Instant::now());
         while !shutdown.load(Ordering::Relaxed) {
+            // wake when a frame is due, so that it goes out on time without new input
+            let wait = next_alignment
+                .min(next_status)
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20));
             select! {
                 recv(neural_rx) -> chunk => match chunk {
-                    Ok(chunk) => {
-                        if self.connection != Some(chunk.connection) {
-                            self.connection = Some(chunk.connection);
-                            if let Some(meta) = neural.stream_of(chunk.connection) {
-                                self.neural_stream(meta, &chunk);
-                            }
-                        }
-                        self.neural(chunk);
-                    }
+                    Ok(chunk) => self.neural_chunk(neural, chunk),
                     Err(_) => break,
                 },
                 recv(words_rx) -> out => if let Ok(out) = out { self.lm_output(out) },
-                default(Duration::from_millis(20)) => {}
+                default(wait) => {}
             }
             let now = Instant::now();
             if now >= next_alignment {
+                // a frame carries every sample that arrived before it went out
+                for chunk in neural_rx.try_iter().take(neural_rx.len()) {
+                    self.neural_chunk(neural, chunk);
+                }
+                self.publish_alignment(next_alignment);
                 next_alignment = now + self.alignment_every;
-                self.publish_alignment();
             }
             if now >= next_status {
                 next_status = now + self.status_every;
@@ -168,7 +186,7 @@ impl Core {
                     .publish(Frame::Status(self.status(neural, transcript, lm)));
             }
         }
-        self.publish_alignment();
+        self.publish_alignment(Instant::now());
         let status = self.status(neural, transcript, lm);
         let _ = self.hub.publish(Frame::Status(status.clone()));
         Ok(PipelineReport {
@@ -179,6 +197,17 @@ impl Core {
         })
     }
 
+    /// One neural chunk, binding the encoders afresh when it comes from another stream.
+    fn neural_chunk(&mut self, neural: &NeuralInlet, chunk: NeuralChunk) {
+        if self.connection != Some(chunk.connection) {
+            self.connection = Some(chunk.connection);
+            if let Some(meta) = neural.stream_of(chunk.connection) {
+                self.neural_stream(meta, &chunk);
+            }
+        }
+        self.neural(chunk);
+    }
+
     /// A (re)connected stream's first chunk: the same stream goes on where it was; another
     /// one is recorded and the encoders are bound to it afresh (a new `hello`), or, when they
     /// do not fit it, the mismatch is reported and the stream is only recorded.
@@ -187,6 +216,7 @@ impl Core {
             return; // re-resolved: same grid, the outage is a gap
         }
         if self.bound.take().is_some() {
+            self.binding.set(None);
             tracing::warn!(stream = %meta.summary.name, "the neural stream changed; binding the encoders afresh");
         }
         let channels = meta.summary.channels;
@@ -263,11 +293,13 @@ impl Core {
             next_index: first.first_index,
             last_row: Vec::new(),
             actual: VecDeque::new(),
+            arrivals: VecDeque::new(),
             actual_base: 0,
             trace: TraceBuffer::new(e, l),
         };
+        self.binding.set(Some(bound.live.kernels().clone()));
         for out in std::mem::take(&mut self.early) {
-            Self::apply_word(&mut bound, &self.hub, out);
+            Self::apply_word(&mut bound, &self.hub, out, None);
         }
         self.bound = Some(bound);
     }
@@ -304,7 +336,7 @@ impl Core {
                 let mut out = Vec::new();
                 hg.process(&raw, &mut out);
                 for row in out.chunks_exact(channels) {
-                    b.push_row(row);
+                    b.push_row(row, chunk.received);
                 }
             }
             None => {
@@ -314,13 +346,13 @@ impl Core {
                 if !b.last_row.is_empty() {
                     for _ in 0..missing {
                         let row = b.last_row.clone();
-                        b.push_row(&row);
+                        b.push_row(&row, chunk.received);
                     }
                     self.gap_filled += missing;
                 }
                 for row in chunk.data.chunks_exact(channels) {
                     if row.iter().all(|v| v.is_finite()) {
-                        b.push_row(row);
+                        b.push_row(row, chunk.received);
                         continue;
                     }
                     // NaN/Inf would poison the rolling correlations for a whole window: hold the
@@ -337,43 +369,43 @@ impl Core {
                             b.last_row.get(i).copied().unwrap_or(0.0)
                         })
                         .collect();
-                    b.push_row(&held);
+                    b.push_row(&held, chunk.received);
                 }
             }
         }
         b.next_index = b.next_index.max(chunk.first_index + chunk.len() as u64);
-        if b.advance(stages) > 0 {
-            self.origin = Some(chunk.received);
-        }
+        b.advance(stages, f64::NEG_INFINITY);
     }
 
-    fn lm_output(&mut self, out: LmOutput) {
-        if matches!(out, LmOutput::Word { .. }) {
+    fn lm_output(&mut self, Encoded { output, kernel }: Encoded) {
+        if matches!(output, LmOutput::Word { .. }) {
             self.words += 1;
         }
-        let received = match out {
-            LmOutput::Watermark { received, .. } => Some(received),
-            _ => None,
+        // samples a watermark makes final were ready when it arrived
+        let ready = match output {
+            LmOutput::Watermark { received, .. } => received,
+            _ => f64::NEG_INFINITY,
         };
         match self.bound.as_mut() {
             Some(b) => {
-                Self::apply_word(b, &self.hub, out);
-                if b.advance(&self.hub.metrics().stages) > 0 {
-                    self.origin = received.or(self.origin);
-                }
+                Self::apply_word(b, &self.hub, output, kernel);
+                b.advance(&self.hub.metrics().stages, ready);
             }
             None => {
-                // bounded: a long mismatch must not grow memory without end
+                // bounded: a long mismatch must not grow memory without end; kernels are
+                // not kept (they belong to encoders no longer bound)
                 if self.early.len() >= EARLY_KEPT {
                     self.early.remove(0);
                     self.early_dropped += 1;
                 }
-                self.early.push(out)
+                self.early.push(output)
             }
         }
     }
 
-    fn apply_word(b: &mut Bound, hub: &Hub, out: LmOutput) {
+    /// Applies one LM output; a word's `kernel` is used when it came from the encoders bound
+    /// to `b`, and computed here otherwise (words from before the binding).
+    fn apply_word(b: &mut Bound, hub: &Hub, out: LmOutput, kernel: Option<WordKernel>) {
         match out {
             LmOutput::Word {
                 word,
@@ -391,9 +423,15 @@ impl Core {
                         stages.record_seconds(stage, ms / 1e3);
                     }
                 }
-                let started = Instant::now();
-                b.live.word(word.id, word.start, &embedding);
-                stages.record(Stage::Encode, started.elapsed());
+                let kernel = kernel
+                    .filter(|k| k.encoded_by(b.live.kernels()))
+                    .unwrap_or_else(|| {
+                        let started = Instant::now();
+                        let kernel = b.live.kernels().kernel(&embedding);
+                        stages.record(Stage::Encode, started.elapsed());
+                        kernel
+                    });
+                b.live.word(word.id, word.start, kernel);
                 let onset = b.t0 + b.live_onset_sample(word.start) as f64 / b.rate;
                 let event = WordEvent {
                     id: word.id,
@@ -425,14 +463,23 @@ impl Core {
         }
     }
 
-    fn publish_alignment(&mut self) {
+    /// Publishes `trace` and `alignment`, due at `due`. Their end-to-end origin is when the
+    /// oldest sample they carry was due to go out: the due time of the first frame after it
+    /// was ready (the wait for that frame is by design), or its ready time when it came after
+    /// this frame was due.
+    fn publish_alignment(&mut self, due: Instant) {
         let Some(b) = self.bound.as_mut() else { return };
         if b.live.scored() == 0 {
             return;
         }
-        let origin = self.origin.take();
+        let due = lsl::local_clock() - due.elapsed().as_secs_f64();
+        if self.dues.len() == DUES_KEPT {
+            self.dues.pop_front();
+        }
+        self.dues.push_back(due);
         let (e, l) = (b.live.encoder().electrodes, b.live.encoder().layers);
         let trace = std::mem::replace(&mut b.trace, TraceBuffer::new(e, l));
+        let origin = trace.first.map(|_| due_for(&self.dues, trace.oldest_ready));
         if let Some(first) = trace.first {
             let chunk = TraceChunk {
                 t0: b.t0 + first as f64 / b.rate,
@@ -486,6 +533,10 @@ impl Core {
             ("neural_samples".to_string(), n.dropped_samples),
             ("transcript_updates".to_string(), t.dropped_updates),
             ("lm_outputs".to_string(), lm.dropped.load(Ordering::Relaxed)),
+            (
+                "encoded_outputs".to_string(),
+                self.encode_dropped.load(Ordering::Relaxed),
+            ),
             (
                 "recorder_items".to_string(),
                 self.record.as_ref().map_or(0, RecordTx::dropped),
@@ -557,6 +608,7 @@ impl TraceBuffer {
     fn new(electrodes: usize, layers: usize) -> Self {
         Self {
             first: None,
+            oldest_ready: f64::INFINITY,
             samples: 0,
             actual: vec![Vec::new(); electrodes],
             predicted: vec![Vec::new(); electrodes * layers],
@@ -569,8 +621,10 @@ impl Bound {
         self.live.encoder().meta.grid.onset_sample(onset, self.t0)
     }
 
-    fn push_row(&mut self, row: &[f32]) {
+    /// One neural row that arrived at `arrival` (server clock).
+    fn push_row(&mut self, row: &[f32], arrival: f64) {
         self.live.push_neural(row);
+        self.arrivals.push_back(arrival);
         let z = self
             .stream_index
             .iter()
@@ -581,23 +635,25 @@ impl Bound {
         self.last_row = row.to_vec();
     }
 
-    /// Scores every sample up to the horizon, queuing each for the next trace frame;
-    /// returns how many.
-    fn advance(&mut self, stages: &StageSet) -> usize {
+    /// Scores every sample up to the horizon, queuing each for the next trace frame; a
+    /// sample was ready at its arrival, or at `ready` when that is later (the arrival of
+    /// the watermark that made it final).
+    fn advance(&mut self, stages: &StageSet, ready: f64) {
         let (e, l) = (self.live.encoder().electrodes, self.live.encoder().layers);
-        let mut scored = 0;
         loop {
             let started = Instant::now();
             let Some(t) = self.live.advance_one() else {
-                return scored;
+                return;
             };
             stages.record(Stage::Score, started.elapsed());
-            scored += 1;
             while self.actual_base < t {
                 self.actual.pop_front();
+                self.arrivals.pop_front();
                 self.actual_base += 1;
             }
             let actual = self.actual.front().expect("scored samples have arrived");
+            let arrival = self.arrivals.front().expect("scored samples have arrived");
+            self.trace.oldest_ready = self.trace.oldest_ready.min(arrival.max(ready));
             let pred = self.live.last_prediction();
             self.trace.first.get_or_insert(t);
             self.trace.samples += 1;
@@ -611,11 +667,34 @@ impl Bound {
     }
 }
 
+/// When a sample ready at `ready` was due to go out: the first of the frames' due times
+/// `dues` (oldest first) at or after it, or `ready` itself when it became ready after them.
+fn due_for(dues: &VecDeque<f64>, ready: f64) -> f64 {
+    dues.iter().find(|&&d| d >= ready).map_or(ready, |&d| d)
+}
+
 fn mean_finite(xs: &[f64]) -> f64 {
     let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         f64::NAN
     } else {
         v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_due_at_the_first_frame_after_it_was_ready() {
+        let dues = VecDeque::from([1.0, 1.05, 1.1]);
+        // waiting for the frame rate is by design
+        assert_eq!(due_for(&dues, 0.97), 1.0);
+        // ready before the previous frame, carried by this one: it counts from the one it missed
+        assert_eq!(due_for(&dues, 1.02), 1.05);
+        assert_eq!(due_for(&dues, 1.1), 1.1);
+        // ready after this frame was due: from its own arrival
+        assert_eq!(due_for(&dues, 1.12), 1.12);
     }
 }

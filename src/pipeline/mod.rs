@@ -6,8 +6,10 @@
 //! - the neural and transcript inlets ([`crate::ingest`]), each on its own thread;
 //! - the LM thread ([`lm_thread`]): follows the transcript with [`crate::lm::Engine`]
 //!   (push_word, rollback on revisions and retractions);
+//! - the encode thread ([`encode_thread`]): each word's kernels from the encoders bound to
+//!   the neural stream, passing every LM output on in order;
 //! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
-//!   alignment, and every frame published to the hub;
+//!   alignment (adding the words' kernels, scoring), and every frame published to the hub;
 //! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
 //!   flushed at least once a second and finished (footers) on shutdown.
 //!
@@ -17,6 +19,7 @@
 //! [`Live`]: crate::align::Live
 pub mod config;
 mod core;
+mod encode_thread;
 mod lm_thread;
 mod recorder;
 
@@ -110,18 +113,21 @@ pub fn run(
         recorder.as_ref().map(|r| r.sender()),
         shutdown.clone(),
     )?;
+    let (encoded_tx, encoded_rx) = crossbeam_channel::bounded(encode_thread::ENCODED_QUEUE);
+    let encode_thread = encode_thread::spawn(words_rx, encoded_tx, hub.clone(), shutdown.clone())?;
     let core = core::Core::new(
         config,
         encoder,
         model,
         hub,
         recorder.as_ref().map(|r| r.sender()),
+        &encode_thread,
     );
     let result = core.run(
         &neural,
         &transcript,
         neural_rx,
-        words_rx,
+        encoded_rx,
         &lm_thread,
         &shutdown,
     );
@@ -129,6 +135,7 @@ pub fn run(
     neural.stop();
     transcript.stop();
     lm_thread.join();
+    encode_thread.join();
     let mut report = result?;
     if let Some(recorder) = recorder {
         report.recording = recorder

@@ -67,7 +67,8 @@ pub struct Outgoing {
     pub text: Utf8Bytes,
     /// When the pipeline published it (for the send-latency histogram).
     pub published: Instant,
-    /// LSL clock at the server's arrival of the input behind it (end-to-end latency).
+    /// LSL clock at which the oldest sample it carries was due to go out (end-to-end
+    /// latency, see [`Stage::EndToEnd`]).
     pub origin: Option<f64>,
 }
 
@@ -303,8 +304,8 @@ impl Hub {
         self.publish_traced(frame, None)
     }
 
-    /// [`Hub::publish`] for a frame whose input arrived at the server at `origin` (LSL
-    /// clock): its socket writes are recorded as end-to-end latency.
+    /// [`Hub::publish`] for a frame whose oldest sample was due to go out at `origin` (LSL
+    /// clock): its socket writes are recorded as end-to-end latency ([`Stage::EndToEnd`]).
     pub fn publish_traced(&self, frame: Frame, origin: Option<f64>) -> Result<usize, HubError> {
         let now = Instant::now();
         let kind = frame.kind();
