@@ -255,26 +255,14 @@ pub fn read_header(
     let dir = vhdr.parent().unwrap_or(Path::new(""));
     let data_file = dir.join(base_name(required("Common Infos", "DataFile")?, vhdr));
     let marker_file = get("Common Infos", "MarkerFile").map(|m| dir.join(base_name(m, vhdr)));
-    match get("Common Infos", "DataType") {
-        Some("TIMEDOMAIN") | None => {}
-        Some(other) => {
-            return Err(field(
-                "Common Infos",
-                "DataType",
-                other,
-                "only TIMEDOMAIN is read",
-            ))
-        }
-    }
-    match get("Common Infos", "DataFormat") {
-        Some("BINARY") | None => {}
-        Some(other) => {
-            return Err(field(
-                "Common Infos",
-                "DataFormat",
-                other,
-                "only BINARY is read",
-            ))
+    // the one value of each that is read; an absent key means that value
+    for (key, only, problem) in [
+        ("DataType", "TIMEDOMAIN", "only TIMEDOMAIN is read"),
+        ("DataFormat", "BINARY", "only BINARY is read"),
+    ] {
+        match get("Common Infos", key) {
+            Some(value) if value != only => return Err(field("Common Infos", key, value, problem)),
+            _ => {}
         }
     }
     let vectorized = match get("Common Infos", "DataOrientation") {
