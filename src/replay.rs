@@ -22,6 +22,18 @@
 //! sender's clock: they are shifted by the same amount as the sample's time
 //! stamp, so words stay aligned with the neural data; on `--loop` word ids
 //! are shifted past the previous pass so that passes are not revisions.
+//!
+//! Loops are seamless on the stream's clock: pass `k` is the pass before it
+//! moved by the span of the regular streams plus [`ReplayOptions::silence_s`],
+//! so time stamps keep increasing and the neural stream pauses for just the
+//! designed silence. So that nothing of one pass lands in the next, a looped
+//! transcript is trimmed to that span once, before the first pass: words
+//! starting outside it (and their retractions) are left out and counted, ends
+//! and watermarks are clamped into it, and the messages a recogniser committed
+//! after the data ended are sent at its end (a recogniser flushes at the end of
+//! its audio). Each pass after the first starts with a `segment` message on the
+//! transcript stream (`docs/transcript.md`), and every pass with a `pass N`
+//! marker on a marker stream of its own ([`PASS_MARKERS`]).
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
@@ -30,7 +42,7 @@ use lsl::ExPushable;
 
 use crate::transcript::{parse_message, TranscriptEvent, Word, BARE_WORD_ID_BASE};
 use crate::xdf::xml::Element;
-use crate::xdf::{read, sync, ReadOptions, Samples, Stream, StreamInfo, XdfError};
+use crate::xdf::{read, sync, ChannelFormat, ReadOptions, Samples, Stream, StreamInfo, XdfError};
 
 /// How fast to replay.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,8 +73,10 @@ impl std::str::FromStr for Speed {
 pub struct ReplayOptions {
     /// Replay speed.
     pub speed: Speed,
-    /// Start again at the end, until shut down.
+    /// Start again at the end, until shut down (or `passes` are done).
     pub looped: bool,
+    /// With `looped`: stop after this many passes.
+    pub passes: Option<u64>,
     /// Stream names to replay; all streams when empty.
     pub streams: Vec<String>,
     /// Outlet buffer, in seconds of data (liblsl's `max_buffered`).
@@ -75,10 +89,13 @@ pub struct ReplayOptions {
     /// Hold the first sample until every outlet has a consumer (at most
     /// `consumer_timeout`), so that a consumer started after the replay misses nothing.
     pub wait_for_consumers: bool,
-    /// With `Speed::Max`: how long the outlets stay open after the last sample while a
-    /// consumer is connected, so that it can take the tail (liblsl drops what is still
-    /// queued when an outlet goes, and tells the sender nothing of a consumer's progress).
+    /// How long the outlets stay open after the last sample while a consumer is connected
+    /// (or until shut down), so that it can take the tail (liblsl drops what is still queued
+    /// when an outlet goes, and tells the sender nothing of a consumer's progress).
     pub linger: Duration,
+    /// With `looped`: the silence between the end of one pass and the start of the next,
+    /// seconds of session time.
+    pub silence_s: f64,
 }
 
 impl Default for ReplayOptions {
@@ -86,12 +103,14 @@ impl Default for ReplayOptions {
         ReplayOptions {
             speed: Speed::Factor(1.0),
             looped: false,
+            passes: None,
             streams: Vec::new(),
             buffer_seconds: 360,
             consumer_timeout: Duration::from_secs(60),
             start_at: 0.0,
             wait_for_consumers: false,
             linger: Duration::from_secs(10),
+            silence_s: 1.0,
         }
     }
 }
@@ -105,6 +124,9 @@ pub struct StreamReplay {
     pub samples: u64,
     /// Passes completed.
     pub passes: u64,
+    /// Messages left out of every pass of a looped transcript: words starting outside the
+    /// span of the regular streams, and their retractions.
+    pub trimmed: u64,
     /// Send lateness against schedule, seconds (median, 99th percentile,
     /// max); zeros at `Speed::Max`, which has no schedule.
     pub lateness_p50: f64,
@@ -143,6 +165,9 @@ pub enum ReplayError {
     NoConsumer(String),
 }
 
+/// Name and type of the marker stream a looped replay announces each pass on.
+pub const PASS_MARKERS: (&str, &str) = ("neuralign-replay-passes", "Markers");
+
 /// A stream ready to send: time stamps re-based to the session's start.
 struct Prepared {
     stream: Stream,
@@ -156,6 +181,10 @@ struct Prepared {
     /// Session time that lands on the pass's base.
     origin: f64,
     max_word_id: u64,
+    /// Carries transcript messages: it announces each pass (`segment`, marker) when looped.
+    transcript: bool,
+    /// Messages left out by the trim to the pass (looped transcripts).
+    trimmed: u64,
 }
 
 /// Replays `file` until done (or, with `looped`, until `shutdown`).
@@ -187,11 +216,17 @@ pub fn run(
         .filter_map(|t| t.first())
         .copied()
         .fold(f64::INFINITY, f64::min);
-    let t_end = synced
+    // A loop's pass spans the regular streams (every stream when there is none).
+    let regular = |s: &Stream| s.info.nominal_srate > 0.0;
+    let has_regular = chosen.iter().any(regular);
+    let t_end = chosen
         .iter()
-        .filter_map(|t| t.last())
+        .zip(&synced)
+        .filter(|(s, _)| !has_regular || regular(s))
+        .filter_map(|(_, t)| t.last())
         .copied()
         .fold(f64::NEG_INFINITY, f64::max);
+    let span = (t_end - t0 - options.start_at).max(0.0);
     let prepared: Vec<Prepared> = chosen
         .into_iter()
         .zip(synced)
@@ -207,7 +242,6 @@ pub fn run(
                 .iter()
                 .map(|s| s - t0 - options.start_at)
                 .collect();
-            let max_word_id = max_word_id(&stream.data);
             let clock_shift = match stream.data {
                 Samples::String(_) => synced[skip..]
                     .iter()
@@ -216,17 +250,23 @@ pub fn run(
                     .collect(),
                 _ => Vec::new(),
             };
-            Prepared {
+            let mut p = Prepared {
+                max_word_id: max_word_id(&stream.data),
+                transcript: is_transcript(&stream.data),
                 stream,
                 rel,
                 clock_shift,
                 origin: t0 + options.start_at,
-                max_word_id,
+                trimmed: 0,
+            };
+            if options.looped {
+                trim_to_pass(&mut p, span);
             }
+            p
         })
         .collect();
-    // One pass lasts the session plus one second of silence before looping.
-    let pass_seconds = (t_end - t0 - options.start_at).max(0.0) + 1.0;
+    // One pass lasts the session plus the designed silence before looping.
+    let pass_seconds = span + options.silence_s.max(0.0);
     let ready = Arc::new(Barrier::new(prepared.len() + 1));
     let base = Arc::new(OnceLock::<f64>::new());
     let go = Arc::new(Barrier::new(prepared.len() + 1));
@@ -246,14 +286,26 @@ pub fn run(
                         _ => options.buffer_seconds,
                     };
                     let outlet = make_outlet(&p.stream.info, buffer_seconds);
+                    let markers = (options.looped && p.transcript).then(|| {
+                        let (name, kind) = PASS_MARKERS;
+                        make_outlet(
+                            &StreamInfo::new(name, kind, 1, 0.0, ChannelFormat::String, name),
+                            buffer_seconds,
+                        )
+                    });
                     if let (true, Ok(o)) = (options.wait_for_consumers, &outlet) {
                         await_consumer(o, options.consumer_timeout, &shutdown);
                     }
                     ready.wait();
                     go.wait();
                     let outlet = outlet?;
+                    let markers = markers.transpose()?;
                     let base = *base.get().expect("set before go");
-                    send(&outlet, &p, &options, base, pass_seconds, &shutdown)
+                    let outlets = Outlets {
+                        data: &outlet,
+                        markers: markers.as_ref(),
+                    };
+                    send(outlets, &p, &options, base, pass_seconds, &shutdown)
                 })
                 .expect("spawning a replay thread")
         })
@@ -343,6 +395,75 @@ fn copy_element(parent: &mut lsl::XMLElement, el: &Element) {
     }
 }
 
+/// Whether a string stream carries transcript messages (JSON objects the contract parses).
+fn is_transcript(data: &Samples) -> bool {
+    let Samples::String(v) = data else {
+        return false;
+    };
+    v.iter()
+        .any(|m| m.trim_start().starts_with('{') && parse_message(m, 0.0).is_ok())
+}
+
+/// Trims a stream to one pass of a loop, `[0, span]` seconds after its origin: time stamps
+/// past the end move to the end, and in a transcript, words starting outside the span (and
+/// their retractions) are left out and counted, word ends and watermarks are clamped into it.
+/// Nothing of a pass then reaches into the silence before the next one.
+fn trim_to_pass(p: &mut Prepared, span: f64) {
+    for r in &mut p.rel {
+        *r = r.min(span);
+    }
+    let Samples::String(messages) = &p.stream.data else {
+        return;
+    };
+    if !p.transcript || p.stream.info.channel_count != 1 {
+        return;
+    }
+    let mut left_out = std::collections::HashSet::new();
+    let mut keep = Vec::with_capacity(messages.len());
+    let mut kept = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        // the pass on this message's sender clock
+        let lo = p.origin - p.clock_shift[i];
+        let hi = lo + span;
+        let trimmed = match parse_message(m, 0.0) {
+            Ok(_) if !m.trim_start().starts_with('{') => Some(m.clone()),
+            Ok(TranscriptEvent::Word(w)) if w.start < lo || w.start > hi => {
+                left_out.insert(w.id);
+                None
+            }
+            Ok(TranscriptEvent::Word(w)) => Some(
+                TranscriptEvent::Word(Word {
+                    end: w.end.clamp(w.start, hi.max(w.start)),
+                    ..w
+                })
+                .to_json(),
+            ),
+            Ok(TranscriptEvent::Retract { id }) if left_out.contains(&id) => None,
+            Ok(TranscriptEvent::Watermark { time }) => Some(
+                TranscriptEvent::Watermark {
+                    time: time.clamp(lo, hi),
+                }
+                .to_json(),
+            ),
+            Ok(TranscriptEvent::Segment { time, .. }) if time < lo || time > hi => None,
+            _ => Some(m.clone()),
+        };
+        keep.push(trimmed.is_some());
+        kept.extend(trimmed);
+    }
+    let mut k = keep.iter();
+    p.rel.retain(|_| *k.next().expect("one flag a sample"));
+    let mut k = keep.iter();
+    p.clock_shift
+        .retain(|_| *k.next().expect("one flag a sample"));
+    let mut k = keep.iter();
+    p.stream
+        .time_stamps
+        .retain(|_| *k.next().expect("one flag a sample"));
+    p.trimmed = (messages.len() - kept.len()) as u64;
+    p.stream.data = Samples::String(kept);
+}
+
 /// The largest word id of the transcript messages in a string stream.
 fn max_word_id(data: &Samples) -> u64 {
     let Samples::String(v) = data else { return 0 };
@@ -404,8 +525,36 @@ fn await_consumer(outlet: &lsl::StreamOutlet, timeout: Duration, shutdown: &Atom
     false
 }
 
+/// Where a replay thread sends: its stream's outlet, and for a looped transcript the
+/// [`PASS_MARKERS`] outlet.
+#[derive(Clone, Copy)]
+struct Outlets<'a> {
+    data: &'a lsl::StreamOutlet,
+    markers: Option<&'a lsl::StreamOutlet>,
+}
+
+impl Outlets<'_> {
+    /// Announces pass `pass` (0-based) starting at `pass_base`: a `pass N` marker, and after
+    /// the first pass a `segment` message on the transcript.
+    fn announce(&self, pass: u64, pass_base: f64) -> Result<(), lsl::Error> {
+        let Some(markers) = self.markers else {
+            return Ok(());
+        };
+        markers.push_sample_ex(&vec![format!("pass {}", pass + 1)], pass_base, true)?;
+        if pass == 0 {
+            return Ok(());
+        }
+        let segment = TranscriptEvent::Segment {
+            id: pass,
+            time: pass_base,
+        };
+        self.data
+            .push_sample_ex(&vec![segment.to_json()], pass_base, true)
+    }
+}
+
 fn send(
-    outlet: &lsl::StreamOutlet,
+    outlets: Outlets,
     p: &Prepared,
     options: &ReplayOptions,
     base: f64,
@@ -414,10 +563,21 @@ fn send(
 ) -> Result<StreamReplay, ReplayError> {
     let info = &p.stream.info;
     let ch = info.channel_count;
+    let outlet = outlets.data;
+    let outlet_error = |e: lsl::Error| ReplayError::Outlet {
+        name: info.name.clone(),
+        reason: e.to_string(),
+    };
     let mut lateness = Vec::new();
     let (mut samples, mut passes) = (0u64, 0u64);
     'passes: loop {
         let pass_base = base + passes as f64 * pass_seconds;
+        if outlets.markers.is_some() {
+            if let Speed::Factor(k) = options.speed {
+                wait_until(base + passes as f64 * pass_seconds / k, shutdown);
+            }
+            outlets.announce(passes, pass_base).map_err(outlet_error)?;
+        }
         for (i, &rel) in p.rel.iter().enumerate() {
             if shutdown.load(Ordering::Relaxed) {
                 break 'passes;
@@ -440,27 +600,17 @@ fn send(
                     }
                 }
             }
-            let pushed = push_sample(outlet, i, ch, stamp, pass_base, p, passes);
-            if let Err(e) = pushed {
-                return Err(ReplayError::Outlet {
-                    name: info.name.clone(),
-                    reason: e.to_string(),
-                });
-            }
+            push_sample(outlet, i, ch, stamp, pass_base, p, passes).map_err(outlet_error)?;
             samples += 1;
         }
         passes += 1;
-        if !options.looped {
+        if !options.looped || options.passes.is_some_and(|n| passes >= n) {
             break;
         }
     }
     // liblsl drops what is still queued when an outlet is destroyed: give
     // connected consumers time to take the tail (a burst at max speed is long).
-    let linger = match options.speed {
-        Speed::Max => options.linger,
-        Speed::Factor(_) => Duration::from_secs(1),
-    };
-    let until = std::time::Instant::now() + linger;
+    let until = std::time::Instant::now() + options.linger;
     while outlet.have_consumers()
         && std::time::Instant::now() < until
         && !shutdown.load(Ordering::Relaxed)
@@ -478,6 +628,7 @@ fn send(
         name: info.name.clone(),
         samples,
         passes,
+        trimmed: p.trimmed,
         lateness_p50: q(0.5),
         lateness_p99: q(0.99),
         lateness_max: lateness.last().copied().unwrap_or(0.0),

@@ -249,6 +249,7 @@ fn replay(updates: &Receiver<TranscriptUpdate>, words: &mut Vec<Word>) {
                     assert_eq!(position, words.len(), "appends follow the rollback");
                     words.push(word);
                 }
+                LmAction::Segment { .. } => {}
             }
         }
     }

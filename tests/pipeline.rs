@@ -67,7 +67,16 @@ fn high_gamma(words: &[(f64, String)]) -> Vec<f32> {
     hg
 }
 
-fn write_session(path: &Path, neural: &str, transcript: &str, hg: &[f32], words: &[(f64, String)]) {
+/// Writes the session; each word is committed (its message stamped) `commit_delay` seconds
+/// after its onset, with a watermark just past its onset right behind it, and a last
+/// watermark one second past the end of the data.
+fn write_session(
+    path: &Path,
+    (neural, transcript): (&str, &str),
+    hg: &[f32],
+    words: &[(f64, String)],
+    commit_delay: f64,
+) {
     let mut w = XdfWriter::create(path).unwrap();
     let labels: Vec<String> = (0..ELECTRODES).map(|e| format!("E{e}")).collect();
     let n = w
@@ -98,13 +107,13 @@ fn write_session(path: &Path, neural: &str, transcript: &str, hg: &[f32], words:
     for (id, (onset, text)) in words.iter().enumerate() {
         let word = serde_json::json!({"kind": "word", "id": id, "text": text, "start": onset, "end": onset + 0.2, "final": true});
         messages.push(word.to_string());
-        times.push(onset + 0.25);
+        times.push(onset + commit_delay);
         messages.push(serde_json::json!({"kind": "watermark", "time": onset + 0.01}).to_string());
-        times.push(onset + 0.26);
+        times.push(onset + commit_delay + 0.01);
     }
     let end = T0 + SAMPLES as f64 / RATE;
     messages.push(serde_json::json!({"kind": "watermark", "time": end + 1.0}).to_string());
-    times.push(end);
+    times.push(times.last().map_or(end, |&t: &f64| t.max(end)));
     w.write_samples(t, &times, &Samples::String(messages))
         .unwrap();
     w.finish().unwrap();
@@ -181,22 +190,35 @@ fn floats(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn replayed_session_through_serve_equals_the_offline_computation() {
-    let dir = tempfile::tempdir().unwrap();
+/// A session written for this test (stream names unique to the process and `tag`, words
+/// committed `commit_delay` seconds after their onset), its words, high-gamma, embeddings and
+/// encoders (saved as `encoders.safetensors`), and a pipeline config that reads it.
+struct TestSession {
+    file: std::path::PathBuf,
+    words: Vec<(f64, String)>,
+    hg: Vec<f32>,
+    embeddings: Vec<Vec<f32>>,
+    encoder: Encoder,
+    config: Config,
+}
+
+fn test_session(dir: &Path, tag: &str, commit_delay: f64) -> TestSession {
     let id = std::process::id();
-    let (neural_name, transcript_name) =
-        (format!("pipeline-hg-{id}"), format!("pipeline-words-{id}"));
+    let (neural_name, transcript_name) = (format!("{tag}-hg-{id}"), format!("{tag}-words-{id}"));
     let words = words();
     let hg = high_gamma(&words);
-    let session_file = dir.path().join("session.xdf");
-    write_session(&session_file, &neural_name, &transcript_name, &hg, &words);
+    let file = dir.join("session.xdf");
+    write_session(
+        &file,
+        (&neural_name, &transcript_name),
+        &hg,
+        &words,
+        commit_delay,
+    );
     let (embeddings, engine) = embed(&words);
     let encoder = fit_encoder(&hg, &words, &embeddings, &engine);
     drop(engine);
-    encoder
-        .save(&dir.path().join("encoders.safetensors"))
-        .unwrap();
+    encoder.save(&dir.join("encoders.safetensors")).unwrap();
 
     let mut config = Config::default();
     config.neural.stream = StreamSelector::Name(neural_name);
@@ -205,26 +227,51 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     config.encoders.path = Some("encoders.safetensors".into());
     config.recording.directory = Some("recordings".into());
     config.pipeline.alignment_hz = 20.0;
-    let align = AlignConfig {
-        window_s: 5.0,
-        ..Default::default()
-    };
-    config.align = align.clone();
+    TestSession {
+        file,
+        words,
+        hg,
+        embeddings,
+        encoder,
+        config,
+    }
+}
 
-    // a queue deep enough that this client, reading as fast as it can, never loses a frame
+/// The live pipeline on `config` behind a server on 127.0.0.1 whose client queues are deep
+/// enough that a client reading as fast as it can never loses a frame.
+fn start_app(dir: &Path, config: Config) -> App {
     let server_config = ServerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         queue_frames: 4096,
         ..Default::default()
     };
-    let app = App::start(
+    App::start(
         server_config,
         Feed::Live {
             config: Box::new(config),
-            base_dir: dir.path().to_path_buf(),
+            base_dir: dir.to_path_buf(),
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn replayed_session_through_serve_equals_the_offline_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestSession {
+        file: session_file,
+        words,
+        hg,
+        embeddings,
+        encoder,
+        mut config,
+    } = test_session(dir.path(), "pipeline", 0.25);
+    let align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
+    config.align = align.clone();
+    let app = start_app(dir.path(), config);
     let shutdown = app.shutdown();
     let mut client = app
         .runtime()
@@ -371,4 +418,116 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         "nothing dropped: {:?}",
         report.drops
     );
+}
+
+/// Ten loop seams of a replay at 5× through the server, as `demo` loops: from 3 s into the
+/// session, with a recogniser that commits each word 2.5 s after its onset (so the transcript
+/// runs on past the neural data, and words cut at the start are committed after it). The
+/// neural stream pauses for the designed second of silence at each seam and is never
+/// declared lost, no transcript message is rejected (no `late` word, no
+/// `watermark_regression`), every word of every pass is embedded, and the alignment
+/// statistics restart at each seam (one segment each).
+#[test]
+fn ten_loop_seams_lose_nothing_and_restart_the_statistics() {
+    const PASSES: u64 = 11;
+    let dir = tempfile::tempdir().unwrap();
+    let session = test_session(dir.path(), "seams", 2.5);
+    let start_at = 3.0;
+    let words_a_pass = session
+        .words
+        .iter()
+        .filter(|(onset, _)| *onset >= T0 + start_at)
+        .count();
+    let app = start_app(dir.path(), session.config);
+    let shutdown = app.shutdown();
+    let mut client = app
+        .runtime()
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://{}/ws",
+            app.local_addr()
+        )))
+        .unwrap()
+        .0;
+    let options = replay::ReplayOptions {
+        speed: replay::Speed::Factor(5.0),
+        looped: true,
+        passes: Some(PASSES),
+        wait_for_consumers: true,
+        start_at,
+        // the streams stay until the test has read the counts (a stream that ends is lost)
+        linger: Duration::from_secs(300),
+        ..Default::default()
+    };
+    let silence_samples = (options.silence_s * RATE).round() as u64;
+    let replay = std::thread::spawn({
+        let stop = shutdown.flag();
+        move || replay::run(&session.file, &options, stop)
+    });
+    // the last status once every sample of every pass has been received and scored
+    let expected_samples = PASSES * (SAMPLES as u64 - (start_at * RATE) as u64);
+    let (mut word_frames, mut status) = (0usize, Value::Null);
+    app.runtime().block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, client.next())
+                .await
+                .unwrap_or_else(|_| panic!("all passes within 5 minutes; last status {status}"))
+                .unwrap()
+                .unwrap();
+            let Message::Text(text) = msg else { continue };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            match frame["type"].as_str().unwrap() {
+                "word" => word_frames += 1,
+                "status" => {
+                    status = frame;
+                    let done = status["streams"][0]["samples"] == expected_samples
+                        && status["drops"]["lm_queue_waiting"] == 0
+                        && status["segments"] == PASSES - 1;
+                    if done {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    app.stop().unwrap();
+    let sent = replay.join().unwrap().unwrap();
+
+    assert!(sent.iter().all(|s| s.passes == PASSES), "{sent:?}");
+    // the words cut at the start, committed after it, are left out of every pass
+    let cut = session
+        .words
+        .iter()
+        .filter(|(onset, _)| (T0 + start_at - 2.5..T0 + start_at).contains(onset));
+    let trimmed: u64 = sent.iter().map(|s| s.trimmed).sum();
+    assert_eq!(trimmed, cut.count() as u64, "{sent:?}");
+    let count = |key: &str| status["errors"][key].as_u64().unwrap_or(0);
+    let rejected: Vec<(&String, &Value)> = status["errors"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, v)| {
+            k.starts_with("transcript_")
+                && !k.ends_with("_lost")
+                && !k.ends_with("_recovered")
+                && *v != 0
+        })
+        .collect();
+    assert!(rejected.is_empty(), "no message rejected: {rejected:?}");
+    assert_eq!((count("neural_lost"), count("transcript_lost")), (0, 0));
+    assert_eq!(count("neural_gaps"), PASSES - 1, "one pause a seam");
+    assert!(
+        count("neural_gap_samples_held") <= (PASSES - 1) * silence_samples,
+        "no pause beyond the designed silence: {status}"
+    );
+    assert_eq!(count("late_word_events"), 0);
+    let drops: Vec<(&String, &Value)> = status["drops"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| **v != 0)
+        .collect();
+    assert!(drops.is_empty(), "nothing dropped: {drops:?}");
+    assert_eq!(word_frames, PASSES as usize * words_a_pass);
 }

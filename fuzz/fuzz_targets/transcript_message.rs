@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(TranscriptEvent::Retract { id }) => assert!(id < BARE_WORD_ID_BASE),
         Ok(TranscriptEvent::Watermark { time }) => assert!(time.is_finite()),
+        Ok(TranscriptEvent::Segment { id, time }) => {
+            assert!(id < BARE_WORD_ID_BASE && time.is_finite())
+        }
         Err(_) => {}
     }
 });

@@ -128,6 +128,7 @@ fn follow(lm: &mut Vec<Word>, actions: Vec<LmAction>) {
                 assert_eq!(position, lm.len(), "append not at the end");
                 lm.push(word);
             }
+            LmAction::Segment { .. } => {}
         }
     }
 }

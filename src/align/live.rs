@@ -4,7 +4,7 @@
 use super::rolling::{flat, EwPearson, RollingPearson};
 use super::{AlignConfig, Summary, WordScore};
 use crate::encode::{ChannelMap, Encoder, KernelEncoder, Predictor, WordKernel};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Counts of input that could not be used as intended.
@@ -40,6 +40,10 @@ pub struct Live {
     ew: EwPearson,
     chance: RollingPearson,
     chance_shift: i64,
+    /// First samples of segments announced and not yet reached (ascending).
+    segment_starts: VecDeque<i64>,
+    /// Segment boundaries the scoring has crossed.
+    segments: u64,
     /// Words awaiting their word-level score, by window end then id.
     pending: BTreeMap<(i64, u64), f64>,
     /// Window end of each pending word, so a revision finds its entry in O(log n).
@@ -78,6 +82,8 @@ impl Live {
             received: 0,
             transcript_sample: i64::MIN,
             scored: 0,
+            segment_starts: VecDeque::new(),
+            segments: 0,
             pending: BTreeMap::new(),
             pending_end: HashMap::new(),
             word_scores: Vec::new(),
@@ -154,6 +160,20 @@ impl Live {
         self.transcript_sample = self.transcript_sample.max(s);
     }
 
+    /// A new segment starts at `time` (seconds): the rolling, exponentially weighted and
+    /// chance statistics restart at its first sample, so that they never mix segments. A
+    /// boundary already scored past restarts them at the next sample.
+    pub fn segment(&mut self, time: f64) {
+        let s = self.predictor.onset_sample(time).max(self.scored);
+        let at = self.segment_starts.partition_point(|&b| b <= s);
+        self.segment_starts.insert(at, s);
+    }
+
+    /// Segment boundaries the scoring has crossed so far.
+    pub fn segments(&self) -> u64 {
+        self.segments
+    }
+
     /// Samples before the horizon are final: the neural sample has arrived and
     /// no word with onset in `(t − tmax, t − tmin]` can still arrive.
     pub fn horizon(&self) -> i64 {
@@ -172,6 +192,15 @@ impl Live {
         let t = self.scored;
         if t >= self.horizon() {
             return None;
+        }
+        if self.segment_starts.front().is_some_and(|&b| b <= t) {
+            while self.segment_starts.front().is_some_and(|&b| b <= t) {
+                self.segment_starts.pop_front();
+            }
+            self.rolling.reset();
+            self.ew.reset();
+            self.chance.reset();
+            self.segments += 1;
         }
         self.predictor.finalise_before(t + 1);
         self.predictor.predicted(t, &mut self.pred_row);

@@ -103,6 +103,15 @@ impl RollingPearson {
         }
     }
 
+    /// Forgets every sample: the window starts empty again.
+    pub fn reset(&mut self) {
+        self.head = 0;
+        self.count = 0;
+        self.since_fresh = 0;
+        self.running.clear();
+        self.fresh.clear();
+    }
+
     /// Samples currently in the window.
     pub fn len(&self) -> usize {
         self.count
@@ -184,6 +193,20 @@ impl EwPearson {
             cov: vec![0.0; pairs],
             ma: vec![0.0; electrodes],
             va: vec![0.0; electrodes],
+        }
+    }
+
+    /// Forgets every sample: the next one starts the averages afresh.
+    pub fn reset(&mut self) {
+        self.started = false;
+        for v in [
+            &mut self.mp,
+            &mut self.vp,
+            &mut self.cov,
+            &mut self.ma,
+            &mut self.va,
+        ] {
+            v.fill(0.0);
         }
     }
 
@@ -292,6 +315,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn after_a_reset_only_the_samples_since_count() {
+        let (pred, act) = series();
+        let (window, cut) = (9, 23);
+        let mut rolling = RollingPearson::new(window, 6, 3);
+        let mut ew = EwPearson::new(5.0, 6, 3);
+        let mut fresh_ew = EwPearson::new(5.0, 6, 3);
+        for t in 0..pred.len() {
+            if t == cut {
+                rolling.reset();
+                ew.reset();
+                assert!(rolling.is_empty());
+            }
+            rolling.push(&pred[t], &act[t]);
+            ew.push(&pred[t], &act[t]);
+            if t >= cut {
+                fresh_ew.push(&pred[t], &act[t]);
+            }
+            let from = (t + 1)
+                .saturating_sub(window)
+                .max(if t >= cut { cut } else { 0 });
+            for i in 0..6 {
+                let want = pearson(
+                    (from..=t).map(|s| pred[s][i]),
+                    (from..=t).map(|s| act[s][i % 3]),
+                );
+                let got = rolling.r(i);
+                assert!(
+                    (got - want).abs() < 1e-9 || (got.is_nan() && want.is_nan()),
+                    "t {t} pair {i}: {got} vs {want}"
+                );
+            }
+        }
+        let same =
+            |a: Vec<f64>, b: Vec<f64>| a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(
+            same(ew.r_all(), fresh_ew.r_all()),
+            "a reset EW r is a fresh one"
+        );
     }
 
     #[test]

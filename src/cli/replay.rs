@@ -20,6 +20,12 @@ pub struct ReplayArgs {
     /// Start again at the end until interrupted.
     #[arg(long = "loop")]
     pub looped: bool,
+    /// With `--loop`: stop after this many passes.
+    #[arg(long, requires = "looped")]
+    pub passes: Option<u64>,
+    /// With `--loop`: seconds of session time between the end of one pass and the next.
+    #[arg(long, default_value_t = 1.0)]
+    pub silence: f64,
     /// Only these streams (names, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub streams: Vec<String>,
@@ -29,8 +35,8 @@ pub struct ReplayArgs {
     /// Hold the first sample until every stream has a consumer.
     #[arg(long)]
     pub wait_for_consumers: bool,
-    /// With `--speed max`: seconds the outlets stay open after the last sample while a
-    /// consumer is connected, for it to take the tail.
+    /// Seconds the outlets stay open after the last sample while a consumer is connected,
+    /// for it to take the tail.
     #[arg(long, default_value_t = 10.0)]
     pub linger: f64,
     /// Print the per-stream report as JSON.
@@ -45,6 +51,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let options = ReplayOptions {
         speed: args.speed,
         looped: args.looped,
+        passes: args.passes,
+        silence_s: args.silence,
         streams: args.streams,
         start_at: args.from,
         wait_for_consumers: args.wait_for_consumers,
@@ -63,10 +71,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     } else {
         for r in &report {
             println!(
-                "{:<32} {:>9} samples  {:>3} passes  send lateness p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+                "{:<32} {:>9} samples  {:>3} passes  {:>3} trimmed  send lateness p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
                 r.name,
                 r.samples,
                 r.passes,
+                r.trimmed,
                 r.lateness_p50 * 1e3,
                 r.lateness_p99 * 1e3,
                 r.lateness_max * 1e3

@@ -307,7 +307,14 @@ impl Worker {
             .resync_from
             .map_or(touched, |pending| pending.min(touched));
         let actions = if self.resync_from.is_some() {
-            self.state.recompute_from(from)
+            // the words again from the first one the LM missed, then this message's segment
+            let mut all = self.state.recompute_from(from);
+            all.extend(
+                actions
+                    .into_iter()
+                    .filter(|a| matches!(a, LmAction::Segment { .. })),
+            );
+            all
         } else {
             actions
         };

@@ -460,6 +460,14 @@ impl Core {
                 let _ = hub.publish(Frame::Word(Arc::new(event)));
             }
             LmOutput::Watermark { time, .. } => b.live.transcript_watermark(time),
+            LmOutput::Segment { id, time } => {
+                tracing::info!(
+                    segment = id,
+                    time,
+                    "a new segment: alignment statistics restart"
+                );
+                b.live.segment(time);
+            }
         }
     }
 
@@ -600,6 +608,7 @@ impl Core {
             horizon,
             drops,
             errors,
+            segments: self.bound.as_ref().map_or(0, |b| b.live.segments()),
         }
     }
 }

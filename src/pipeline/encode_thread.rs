@@ -1,7 +1,7 @@
 //! The encode thread: computes each word's kernels (PCA projection and TRF kernel, every
 //! electrode and layer; milliseconds a word) off the core loop, so that neural samples never
 //! wait behind a word. Every LM output goes through it in order (words with their kernels,
-//! retractions and watermarks unchanged), so the core loop sees the order the LM thread sent
+//! retractions, watermarks and segments unchanged), so the core loop sees the order the LM thread sent
 //! and only adds kernels to the timeline.
 //!
 //! The encoders are those the core loop bound to the current neural stream ([`Binding`]);
@@ -180,6 +180,7 @@ mod tests {
             word(2, 0.6, 2),
             LmOutput::Retract(1),
             word(2, 0.7, 3),
+            LmOutput::Segment { id: 1, time: 0.8 },
             watermark(f64::INFINITY),
         ]
     }
@@ -190,6 +191,7 @@ mod tests {
             LmOutput::Word { word, .. } => format!("word {} at {}", word.id, word.start),
             LmOutput::Retract(id) => format!("retract {id}"),
             LmOutput::Watermark { time, .. } => format!("watermark {time}"),
+            LmOutput::Segment { id, time } => format!("segment {id} at {time}"),
         }
     }
 
@@ -220,6 +222,7 @@ mod tests {
             }
             LmOutput::Retract(id) => live.retract(*id),
             LmOutput::Watermark { time, .. } => live.transcript_watermark(*time),
+            LmOutput::Segment { time, .. } => live.segment(*time),
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`TranscriptUpdate`] is applied in order (rollbacks truncate the KV cache, appends embed
 //! one word); words rolled back and not appended again are retracted; the watermark goes
 //! out after the words it covers, so the core loop never scores a sample before its words.
+//! A segment boundary passes on in its place among the words.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub(super) enum LmOutput {
     /// No word will start before `time` (server clock); `received`: the server clock when
     /// the message that moved it was pulled.
     Watermark { time: f64, received: f64 },
+    /// Segment `id` starts at `time` (server clock): alignment statistics restart there.
+    Segment { id: u64, time: f64 },
 }
 
 /// Handle on the LM thread.
@@ -122,6 +125,10 @@ impl Worker {
                     removed.retain(|&id| id != word.id);
                     let arrival = update.received - update.stamp;
                     self.append(position, word, received, arrival);
+                }
+                LmAction::Segment { id, time } => {
+                    self.record(&TranscriptEvent::Segment { id, time });
+                    self.send(LmOutput::Segment { id, time });
                 }
             }
         }

@@ -128,6 +128,8 @@ pub struct PipelineStatus {
     pub drops: BTreeMap<String, u64>,
     /// Rejected input, by reason.
     pub errors: BTreeMap<String, u64>,
+    /// Segment boundaries the alignment has crossed (its statistics restarted at each).
+    pub segments: u64,
 }
 
 /// Something the pipeline hands the hub to fan out.
@@ -356,6 +358,8 @@ pub struct StatusFrame<'a> {
     pub drops: &'a BTreeMap<String, u64>,
     /// Rejected input by reason.
     pub errors: &'a BTreeMap<String, u64>,
+    /// Segment boundaries the alignment has crossed.
+    pub segments: u64,
     /// Clients connected now.
     pub clients: usize,
     /// Hub send latency.

@@ -458,6 +458,7 @@ impl Hub {
             },
             drops: &state.status.drops,
             errors: &state.status.errors,
+            segments: state.status.segments,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
             stages: self

@@ -297,6 +297,13 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
     );
     write_family(
         out,
+        "neuralign_segments_total",
+        "counter",
+        "Segment boundaries the alignment has crossed (its statistics restarted at each).",
+        std::iter::once(("", status.segments)),
+    );
+    write_family(
+        out,
         "neuralign_lm_queue_length",
         "gauge",
         "Transcript updates waiting for the language model.",
@@ -387,14 +394,22 @@ mod tests {
                 ("transcript_malformed_json", 4),
                 ("words_not_embedded", 0),
             ]),
+            segments: 3,
         };
         let text = m.render(&status, 100.0);
         let pipeline: Vec<&str> = text
             .lines()
             .filter(|l| {
-                ["stream", "horizon", "transcript", "pipeline", "lm"]
-                    .iter()
-                    .any(|f| l.starts_with(&format!("neuralign_{f}_")))
+                [
+                    "stream",
+                    "horizon",
+                    "transcript",
+                    "pipeline",
+                    "segments",
+                    "lm",
+                ]
+                .iter()
+                .any(|f| l.starts_with(&format!("neuralign_{f}_")))
             })
             .collect();
         assert_eq!(
@@ -414,6 +429,7 @@ mod tests {
                 r#"neuralign_transcript_rejected_total{reason="malformed_json"} 4"#,
                 r#"neuralign_pipeline_errors_total{kind="words_not_embedded"} 0"#,
                 r#"neuralign_pipeline_dropped_total{kind="neural_chunks"} 2"#,
+                r#"neuralign_segments_total 3"#,
                 r#"neuralign_lm_queue_length 5"#,
             ]
         );

@@ -254,6 +254,7 @@ impl SyntheticSession {
             horizon: Some(horizon),
             drops: BTreeMap::new(),
             errors: BTreeMap::new(),
+            segments: 0,
         }
     }
 }

@@ -57,6 +57,15 @@ pub enum TranscriptEvent {
         /// Seconds (sender clock when parsed, server clock once mapped).
         time: f64,
     },
+    /// A new segment (a new pass of a looped replay, a new stimulus) starts at `time`:
+    /// alignment statistics restart there instead of mixing segments. Words and the
+    /// watermark go on as before.
+    Segment {
+        /// The sender's number for the segment.
+        id: u64,
+        /// Seconds (sender clock when parsed, server clock once mapped).
+        time: f64,
+    },
 }
 
 impl TranscriptEvent {
@@ -77,6 +86,10 @@ impl TranscriptEvent {
             Self::Watermark { time } => Self::Watermark {
                 time: time + offset,
             },
+            Self::Segment { id, time } => Self::Segment {
+                id,
+                time: time + offset,
+            },
             retract => retract,
         }
     }
@@ -92,7 +105,7 @@ pub enum RejectReason {
     MalformedJson,
     /// Valid JSON but not an object (e.g. an array).
     NotAnObject,
-    /// `kind` missing or not one of `word`, `retract`, `watermark`.
+    /// `kind` missing or not one of `word`, `retract`, `watermark`, `segment`.
     UnknownKind,
     /// A required field is missing.
     MissingField,
@@ -188,7 +201,7 @@ pub fn parse_message(msg: &str, sample_time: f64) -> Result<TranscriptEvent, Rej
         ));
     };
     match obj.get("kind").and_then(Value::as_str) {
-        Some("word" | "retract" | "watermark") => {}
+        Some("word" | "retract" | "watermark" | "segment") => {}
         other => {
             return Err(Rejection::new(
                 RejectReason::UnknownKind,
@@ -238,7 +251,9 @@ fn validate(event: TranscriptEvent) -> Result<TranscriptEvent, Rejection> {
             }
             Ok(TranscriptEvent::Word(w))
         }
-        TranscriptEvent::Retract { id } => check_id(id).map(|()| event),
+        TranscriptEvent::Retract { id } | TranscriptEvent::Segment { id, .. } => {
+            check_id(id).map(|()| event)
+        }
         TranscriptEvent::Watermark { .. } => Ok(event),
     }
 }
@@ -273,6 +288,13 @@ mod tests {
         assert_eq!(
             parse_message(r#"{"kind":"watermark","time":1236.0}"#, 0.0).unwrap(),
             TranscriptEvent::Watermark { time: 1236.0 }
+        );
+        assert_eq!(
+            parse_message(r#"{"kind":"segment","id":2,"time":1240.5}"#, 0.0).unwrap(),
+            TranscriptEvent::Segment {
+                id: 2,
+                time: 1240.5
+            }
         );
     }
 
@@ -341,6 +363,15 @@ mod tests {
                 RejectReason::BadField,
             ),
             (r#"{"kind":"retract"}"#, RejectReason::MissingField),
+            (r#"{"kind":"segment","id":1}"#, RejectReason::MissingField),
+            (
+                r#"{"kind":"segment","id":-1,"time":1}"#,
+                RejectReason::BadField,
+            ),
+            (
+                r#"{"kind":"segment","id":9223372036854775808,"time":1}"#,
+                RejectReason::BadField,
+            ),
             (
                 r#"{"kind":"watermark","time":null}"#,
                 RejectReason::BadField,
@@ -408,7 +439,10 @@ mod tests {
         prop_oneof![
             word,
             (0..BARE_WORD_ID_BASE).prop_map(|id| TranscriptEvent::Retract { id }),
-            time.prop_map(|time| TranscriptEvent::Watermark { time }),
+            time.clone()
+                .prop_map(|time| TranscriptEvent::Watermark { time }),
+            (0..BARE_WORD_ID_BASE, time)
+                .prop_map(|(id, time)| TranscriptEvent::Segment { id, time }),
         ]
     }
 

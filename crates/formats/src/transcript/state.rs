@@ -40,6 +40,14 @@ pub enum LmAction {
         /// The word.
         word: Word,
     },
+    /// Nothing for the model: a segment starts at `time` (server clock), passed on in order
+    /// after the words before it so that alignment statistics restart there.
+    Segment {
+        /// The sender's number for the segment.
+        id: u64,
+        /// Where the segment starts.
+        time: f64,
+    },
 }
 
 /// Counts of what the transcript stream delivered.
@@ -53,6 +61,8 @@ pub struct TranscriptCounts {
     pub retractions: u64,
     /// Watermarks that moved the watermark forward.
     pub watermarks: u64,
+    /// Segment boundaries applied.
+    pub segments: u64,
     /// Rejected messages by reason.
     pub rejected: BTreeMap<RejectReason, u64>,
 }
@@ -132,6 +142,7 @@ impl TranscriptState {
             TranscriptEvent::Word(word) => self.apply_word(word),
             TranscriptEvent::Retract { id } => self.apply_retract(id),
             TranscriptEvent::Watermark { time } => self.apply_watermark(time),
+            TranscriptEvent::Segment { id, time } => self.apply_segment(id, time),
         };
         if let Err(rejection) = &result {
             self.counts.reject(rejection.reason);
@@ -216,6 +227,22 @@ impl TranscriptState {
             self.watermark = time;
         }
         Ok(Vec::new())
+    }
+
+    /// A segment boundary where the horizon may already have passed is `late`: statistics can
+    /// no longer restart there.
+    fn apply_segment(&mut self, id: u64, time: f64) -> Result<Vec<LmAction>, Rejection> {
+        if time < self.watermark - CLOCK_JITTER_S {
+            return Err(Rejection::new(
+                RejectReason::Late,
+                format!(
+                    "segment {id} starts at {time} before the watermark {}",
+                    self.watermark
+                ),
+            ));
+        }
+        self.counts.segments += 1;
+        Ok(vec![LmAction::Segment { id, time }])
     }
 
     /// Inserts in onset order (ties by id) and returns the position.
@@ -365,6 +392,26 @@ mod tests {
             (counts.words, counts.watermarks, counts.rejected_total()),
             (1, 1, 2)
         );
+    }
+
+    #[test]
+    fn a_segment_passes_on_in_order_unless_the_watermark_passed_it() {
+        let mut state = TranscriptState::new(3.0);
+        state.apply(word(1, "a", 5.0), 0.0).unwrap();
+        state
+            .apply(TranscriptEvent::Watermark { time: 10.0 }, 0.0)
+            .unwrap();
+        let actions = state
+            .apply(TranscriptEvent::Segment { id: 2, time: 11.0 }, 0.0)
+            .unwrap();
+        assert_eq!(actions, [LmAction::Segment { id: 2, time: 11.0 }]);
+        // neither the words nor the watermark change
+        assert_eq!((texts(&state), state.watermark()), (vec!["a"], 10.0));
+        let late = state
+            .apply(TranscriptEvent::Segment { id: 3, time: 9.0 }, 0.0)
+            .unwrap_err();
+        assert_eq!(late.reason, RejectReason::Late);
+        assert_eq!(state.counts().segments, 1);
     }
 
     #[test]
