@@ -169,6 +169,18 @@ impl Live {
         self.segment_starts.insert(at, s);
     }
 
+    /// Bytes held for the session as it goes: the prediction timeline with the kernels of
+    /// open words, the actual samples not yet released, the rolling windows, pending words.
+    pub fn heap_bytes(&self) -> usize {
+        let f64s = std::mem::size_of::<f64>();
+        self.predictor.heap_bytes()
+            + self.actual.capacity() * f64s
+            + self.rolling.heap_bytes()
+            + self.chance.heap_bytes()
+            + (self.pending.len() + self.pending_end.len()) * 3 * f64s
+            + self.word_window.capacity() * f64s
+    }
+
     /// Segment boundaries the scoring has crossed so far.
     pub fn segments(&self) -> u64 {
         self.segments

@@ -112,6 +112,12 @@ impl RollingPearson {
         self.fresh.clear();
     }
 
+    /// Bytes of its window and sums.
+    pub fn heap_bytes(&self) -> usize {
+        (self.pred.capacity() + self.act.capacity() + 3 * (3 * self.pairs + 2 * self.electrodes))
+            * std::mem::size_of::<f64>()
+    }
+
     /// Samples currently in the window.
     pub fn len(&self) -> usize {
         self.count

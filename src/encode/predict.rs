@@ -44,6 +44,11 @@ pub struct WordKernel {
 }
 
 impl WordKernel {
+    /// Bytes of its values.
+    pub fn heap_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<f32>()
+    }
+
     /// Whether `encoder` computed it (a kernel only fits the binding it came from).
     pub fn encoded_by(&self, encoder: &Arc<KernelEncoder>) -> bool {
         Arc::ptr_eq(&self.encoder, encoder)
@@ -288,6 +293,23 @@ impl Predictor {
                 word.kernel = None;
             }
         }
+    }
+
+    /// Bytes held: the timeline (allocated capacity) and the words whose window is open,
+    /// with their kernels.
+    pub fn heap_bytes(&self) -> usize {
+        let words: usize = self
+            .words
+            .values()
+            .map(|w| {
+                std::mem::size_of::<LiveWord>()
+                    + 8
+                    + w.kernel.as_ref().map_or(0, WordKernel::heap_bytes)
+            })
+            .sum();
+        self.timeline.capacity() * std::mem::size_of::<f64>()
+            + words
+            + self.open.len() * std::mem::size_of::<(i64, u64)>()
     }
 
     /// Forgets predictions before `t` and words whose window ended before it.

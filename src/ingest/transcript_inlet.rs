@@ -50,6 +50,8 @@ pub struct TranscriptStatus {
     pub counts: TranscriptCounts,
     /// Words currently in the transcript.
     pub transcript_words: usize,
+    /// Bytes those words take.
+    pub transcript_bytes: usize,
     /// Transcript watermark, server clock (−∞ before the first).
     pub watermark: f64,
     /// Offset added to the sender's times to put them on the server clock, seconds.
@@ -105,6 +107,7 @@ impl TranscriptInlet {
                 messages: 0,
                 counts: TranscriptCounts::default(),
                 transcript_words: 0,
+                transcript_bytes: 0,
                 watermark: f64::NEG_INFINITY,
                 clock_offset: 0.0,
                 dropped_updates: 0,
@@ -338,6 +341,7 @@ impl Worker {
         let mut shared = lock(&self.shared);
         shared.status.counts = self.state.counts().clone();
         shared.status.transcript_words = self.state.words().len();
+        shared.status.transcript_bytes = self.state.heap_bytes();
         shared.status.watermark = self.state.watermark();
     }
 }

@@ -139,6 +139,17 @@ impl Engine {
         &self.tokenizer
     }
 
+    /// Bytes of the key/value cache: in use by the current context, and its bound (the cache
+    /// is allocated for `max_context_tokens` at load, and the OS maps its pages as they are
+    /// first written, so resident memory grows with the context up to the bound).
+    pub fn kv_cache_bytes(&self) -> (usize, usize) {
+        let per_token = self.model.kv_bytes_per_token();
+        (
+            self.model.cache_len() * per_token,
+            self.model.capacity() * per_token,
+        )
+    }
+
     /// Words in the current context.
     pub fn n_words(&self) -> usize {
         self.words.len()

@@ -193,6 +193,12 @@ impl Model {
         self.capacity
     }
 
+    /// Bytes of keys and values one token of context takes in the cache (f32, every block).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        let hp = &self.hp;
+        2 * hp.n_blocks * hp.n_kv_heads * hp.head_dim * std::mem::size_of::<f32>()
+    }
+
     /// Forgets every cached token from position `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.cache.len = self.cache.len.min(len);

@@ -20,7 +20,9 @@ use super::PipelineReport;
 use crate::align::{AlignConfig, Live};
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::{Encoder, WordKernel};
-use crate::ingest::{LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet};
+use crate::ingest::{
+    LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet, TranscriptStatus,
+};
 use crate::metrics::{Stage, StageSet};
 use crate::pipeline::Config;
 use crate::serve::{
@@ -585,6 +587,7 @@ impl Core {
             errors.insert("neural_nonfinite_values".into(), nonfinite);
             horizon = Some(b.t0 + b.live.scored() as f64 / b.rate);
         }
+        let memory = self.memory(&t, lm);
         let streams = vec![
             StreamStatus {
                 role: "neural".into(),
@@ -609,7 +612,37 @@ impl Core {
             drops,
             errors,
             segments: self.bound.as_ref().map_or(0, |b| b.live.segments()),
+            memory,
         }
+    }
+}
+
+impl Core {
+    /// Bytes held by part (`docs/memory.md`), and the resident memory.
+    fn memory(&self, transcript: &TranscriptStatus, lm: &LmThread) -> BTreeMap<String, u64> {
+        let m = &lm.memory;
+        let early: usize = self
+            .early
+            .iter()
+            .map(|o| match o {
+                LmOutput::Word { embedding, .. } => embedding.capacity() * 4,
+                _ => 0,
+            })
+            .sum();
+        let mut parts = BTreeMap::from([
+            ("kv_cache".to_string(), m.kv_cache.load(Ordering::Relaxed)),
+            ("lm_words".to_string(), m.words.load(Ordering::Relaxed)),
+            ("transcript".to_string(), transcript.transcript_bytes as u64),
+            ("words_before_stream".to_string(), early as u64),
+            (
+                "timeline".to_string(),
+                self.bound.as_ref().map_or(0, Bound::heap_bytes) as u64,
+            ),
+        ]);
+        if let Some(rss) = super::memory::resident_bytes() {
+            parts.insert("resident".into(), rss);
+        }
+        parts
     }
 }
 
@@ -626,6 +659,16 @@ impl TraceBuffer {
 }
 
 impl Bound {
+    /// Bytes of the alignment state and the rows waiting to be scored or sent.
+    fn heap_bytes(&self) -> usize {
+        let row = self.actual.front().map_or(0, Vec::capacity) * 4 + 24;
+        let trace: usize = (self.trace.actual.iter())
+            .chain(&self.trace.predicted)
+            .map(|v| v.capacity() * 4)
+            .sum();
+        self.live.heap_bytes() + self.actual.capacity() * row + self.arrivals.capacity() * 8 + trace
+    }
+
     fn live_onset_sample(&self, onset: f64) -> i64 {
         self.live.encoder().meta.grid.onset_sample(onset, self.t0)
     }

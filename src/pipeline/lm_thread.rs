@@ -38,6 +38,17 @@ pub(super) enum LmOutput {
     Segment { id: u64, time: f64 },
 }
 
+/// Memory the LM thread holds, in bytes, updated after each transcript update.
+#[derive(Default)]
+pub(super) struct LmMemory {
+    /// Key/value cache in use by the current context.
+    pub kv_cache: AtomicU64,
+    /// The key/value cache's bound: `max_context_tokens` tokens.
+    pub kv_cache_bound: AtomicU64,
+    /// The thread's own record of the words embedded (ids by position, words by id).
+    pub words: AtomicU64,
+}
+
 /// Handle on the LM thread.
 pub(super) struct LmThread {
     thread: JoinHandle<()>,
@@ -47,6 +58,8 @@ pub(super) struct LmThread {
     pub dropped: Arc<AtomicU64>,
     /// Updates waiting for the LM now.
     pub queue: Receiver<TranscriptUpdate>,
+    /// What it holds.
+    pub memory: Arc<LmMemory>,
 }
 
 impl LmThread {
@@ -68,6 +81,7 @@ pub(super) fn spawn(
 ) -> std::io::Result<LmThread> {
     let failed_words = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
+    let memory = Arc::new(LmMemory::default());
     let mut worker = Worker {
         engine,
         ids: Vec::new(),
@@ -76,14 +90,19 @@ pub(super) fn spawn(
         record,
         failed_words: failed_words.clone(),
         dropped: dropped.clone(),
+        memory: memory.clone(),
     };
+    worker.publish_memory();
     let queue = updates.clone();
     let thread = std::thread::Builder::new()
         .name("lm".into())
         .spawn(move || {
             while !shutdown.load(Ordering::Relaxed) {
                 match updates.recv_timeout(Duration::from_millis(50)) {
-                    Ok(update) => worker.apply(update, Instant::now()),
+                    Ok(update) => {
+                        worker.apply(update, Instant::now());
+                        worker.publish_memory();
+                    }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -94,6 +113,7 @@ pub(super) fn spawn(
         failed_words,
         dropped,
         queue,
+        memory,
     })
 }
 
@@ -108,9 +128,26 @@ struct Worker {
     record: Option<RecordTx>,
     failed_words: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    memory: Arc<LmMemory>,
 }
 
 impl Worker {
+    fn publish_memory(&self) {
+        let (used, bound) = self.engine.kv_cache_bytes();
+        // a B-tree entry: key, word record and text, and about half a slot of node overhead
+        let entry = std::mem::size_of::<u64>() + std::mem::size_of::<Word>() * 3 / 2;
+        let words = self.ids.capacity() * std::mem::size_of::<Option<u64>>()
+            + self
+                .embedded
+                .values()
+                .map(|w| entry + w.text.capacity())
+                .sum::<usize>();
+        let m = &self.memory;
+        m.kv_cache.store(used as u64, Ordering::Relaxed);
+        m.kv_cache_bound.store(bound as u64, Ordering::Relaxed);
+        m.words.store(words as u64, Ordering::Relaxed);
+    }
+
     fn apply(&mut self, update: TranscriptUpdate, received: Instant) {
         let mut removed: Vec<u64> = Vec::new();
         for action in update.actions {

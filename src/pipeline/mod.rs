@@ -21,6 +21,7 @@ pub mod config;
 mod core;
 mod encode_thread;
 mod lm_thread;
+mod memory;
 mod recorder;
 
 pub use config::{Config, EncodersConfig, PipelineSettings, RecordingConfig};

@@ -130,6 +130,8 @@ pub struct PipelineStatus {
     pub errors: BTreeMap<String, u64>,
     /// Segment boundaries the alignment has crossed (its statistics restarted at each).
     pub segments: u64,
+    /// Bytes held, by part (`docs/memory.md`), and `resident` (the process's resident memory).
+    pub memory: BTreeMap<String, u64>,
 }
 
 /// Something the pipeline hands the hub to fan out.
@@ -360,6 +362,8 @@ pub struct StatusFrame<'a> {
     pub errors: &'a BTreeMap<String, u64>,
     /// Segment boundaries the alignment has crossed.
     pub segments: u64,
+    /// Bytes held by part, and resident memory.
+    pub memory: &'a BTreeMap<String, u64>,
     /// Clients connected now.
     pub clients: usize,
     /// Hub send latency.

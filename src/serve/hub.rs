@@ -459,6 +459,7 @@ impl Hub {
             drops: &state.status.drops,
             errors: &state.status.errors,
             segments: state.status.segments,
+            memory: &state.status.memory,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
             stages: self

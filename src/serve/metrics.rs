@@ -304,6 +304,13 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
     );
     write_family(
         out,
+        "neuralign_memory_bytes",
+        "gauge",
+        "Bytes held by each growing part of the pipeline, and the process's resident memory.",
+        status.memory.iter().map(|(k, &v)| (label("part", k), v)),
+    );
+    write_family(
+        out,
         "neuralign_lm_queue_length",
         "gauge",
         "Transcript updates waiting for the language model.",
@@ -395,6 +402,7 @@ mod tests {
                 ("words_not_embedded", 0),
             ]),
             segments: 3,
+            memory: counts(&[("kv_cache", 4096), ("resident", 1 << 20)]),
         };
         let text = m.render(&status, 100.0);
         let pipeline: Vec<&str> = text
@@ -406,6 +414,7 @@ mod tests {
                     "transcript",
                     "pipeline",
                     "segments",
+                    "memory",
                     "lm",
                 ]
                 .iter()
@@ -430,6 +439,8 @@ mod tests {
                 r#"neuralign_pipeline_errors_total{kind="words_not_embedded"} 0"#,
                 r#"neuralign_pipeline_dropped_total{kind="neural_chunks"} 2"#,
                 r#"neuralign_segments_total 3"#,
+                r#"neuralign_memory_bytes{part="kv_cache"} 4096"#,
+                r#"neuralign_memory_bytes{part="resident"} 1048576"#,
                 r#"neuralign_lm_queue_length 5"#,
             ]
         );

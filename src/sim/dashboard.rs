@@ -255,6 +255,7 @@ impl SyntheticSession {
             drops: BTreeMap::new(),
             errors: BTreeMap::new(),
             segments: 0,
+            memory: BTreeMap::new(),
         }
     }
 }

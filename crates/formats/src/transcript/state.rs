@@ -119,6 +119,12 @@ impl TranscriptState {
         self.watermark
     }
 
+    /// Bytes the words held take (their records and texts).
+    pub fn heap_bytes(&self) -> usize {
+        self.words.capacity() * std::mem::size_of::<Word>()
+            + self.words.iter().map(|w| w.text.capacity()).sum::<usize>()
+    }
+
     /// What has been accepted and rejected so far.
     pub fn counts(&self) -> &TranscriptCounts {
         &self.counts
