@@ -185,6 +185,11 @@ def evaluate(rows: list[dict], passes: int, latency_trend: bool) -> dict:
     return {"passed": all(checks.values()), "checks": checks, **summary}
 
 
+def passed(result: dict) -> bool:
+    """Every check, and a complete recording."""
+    return result["passed"] and result["recording"]["complete"]
+
+
 def soak(args) -> dict:
     work = pathlib.Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -221,15 +226,39 @@ def soak(args) -> dict:
     finally:
         replay.terminate()
         replay.wait(timeout=30)
+        time.sleep(2)  # what was sent has arrived
+        final = scrape(srv.addr) if srv.alive() else {}
         for c in clients:
             c.close()
         srv.stop()
-    result = {"session_minutes": args.session_minutes, "speed": args.speed, "passes": passes,
+    received = {"samples": value(final, "neuralign_stream_samples_total", stream="neural"),
+                "messages": value(final, "neuralign_stream_samples_total", stream="transcript")}
+    recording = check_recording(srv.recordings(), received, args.session_minutes)
+    result = {"session_minutes": args.session_minutes, "recording": recording, "speed": args.speed, "passes": passes,
               "electrodes": args.electrodes, "sim_minutes": args.sim_minutes, "clients": args.clients,
               "binary": faults.neuralign_bin().name, "cores": os.cpu_count(),
               "load_average": os.getloadavg(), "rows": rows,
               **evaluate(rows, passes, args.latency_trend)}
     return result
+
+
+def check_recording(recordings: list[pathlib.Path], received: dict, session_minutes: float) -> dict:
+    """The session's XDF recording read back with pyxdf: complete (every neural sample and
+    transcript message the server received, `received`) and its size per hour of session."""
+    import pyxdf
+    counts = {"files": len(recordings), "bytes": sum(p.stat().st_size for p in recordings)}
+    samples = messages = 0
+    for path in recordings:
+        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False)
+        for s in streams:
+            if s["info"]["channel_format"][0] == "string":
+                messages += len(s["time_series"]) if s["info"]["name"][0].endswith("received") else 0
+            else:
+                samples += len(s["time_stamps"])
+    counts.update(samples=samples, messages=messages,
+                  complete=samples == received["samples"] and messages == received["messages"],
+                  mb_per_hour=round(counts["bytes"] / 2**20 / (session_minutes / 60), 1))
+    return counts
 
 
 def plot_svg(rows: list[dict], path: pathlib.Path):
@@ -260,7 +289,7 @@ def plot_svg(rows: list[dict], path: pathlib.Path):
 
 
 def report_md(result: dict, plot: str | None) -> str:
-    rows = result["rows"]
+    rows, rec = result["rows"], result["recording"]
     last = rows[-1]
     lines = [SOAK_MARK, "", "## Soak: hours of session at compressed time", "",
              f"`python3 tools/soak.py --session-minutes {result['session_minutes']} --speed {result['speed']}` "
@@ -278,7 +307,10 @@ def report_md(result: dict, plot: str | None) -> str:
              f"{last['messages']:.0f} transcript messages received, {last['rejected']:.0f} rejected, "
              f"{last['lost']:.0f} streams lost, {last['dropped']:.0f} items dropped, {last['frames_sent']:.0f} "
              f"frames sent and {last['frames_dropped']:.0f} dropped, {last['gaps']:.0f} gaps (one a seam), "
-             f"{last['segments']:.0f} segments.", ""]
+             f"{last['segments']:.0f} segments. The XDF recording ({rec['files']} file(s), "
+             f"{rec['bytes'] / 2**20:.1f} MB, {rec['mb_per_hour']} MB an hour of session) read back with pyxdf: "
+             f"{rec['samples']} neural samples and {rec['messages']} transcript messages, "
+             f"{'complete' if rec['complete'] else 'INCOMPLETE'}.", ""]
     if plot:
         lines += [f"![resident memory and end-to-end p99 against session time]({plot})", ""]
     lines += ["| minute | resident MB | kv_cache MB | timeline MB | CPU % | e2e p50 / p99 ms | score p99 ms | "
@@ -300,7 +332,7 @@ def write_report(path: pathlib.Path, section: str):
     path.write_text((head + "\n\n" if head else "") + section)
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--session-minutes", type=float, default=120)
     p.add_argument("--speed", type=float, default=12)
@@ -314,7 +346,11 @@ def main(argv=None) -> int:
     p.add_argument("--report", type=pathlib.Path, help="markdown file whose soak section to (re)write")
     p.add_argument("--latency-trend", action="store_true", help="fail on an upward p99 trend")
     p.add_argument("--verbose", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     result = soak(args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
@@ -324,7 +360,7 @@ def main(argv=None) -> int:
         plot = os.path.relpath(args.plot, args.report.parent) if args.plot else None
         write_report(args.report, report_md(result, plot))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
-    return 0 if result["passed"] else 1
+    return 0 if passed(result) else 1
 
 
 if __name__ == "__main__":

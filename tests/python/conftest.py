@@ -100,7 +100,14 @@ def pytest_sessionfinish(session, exitstatus):
     complete = not _DESELECTED and files <= ran
     out = REPO / "docs" / "reliability.md" if complete else REPO / "target" / "reliability-partial.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(_ROWS))
+    out.write_text(render(_ROWS) + _soak_section(out))
+
+
+def _soak_section(path: pathlib.Path) -> str:
+    """The soak section `tools/soak.py --report` wrote into `path` (kept across regenerations)."""
+    import soak
+    text = path.read_text() if path.exists() else ""
+    return "\n" + soak.SOAK_MARK + text.split(soak.SOAK_MARK, 1)[1] if soak.SOAK_MARK in text else ""
 
 
 def _counts(counts: dict | str) -> str:
