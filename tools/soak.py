@@ -216,6 +216,8 @@ def soak(args) -> dict:
             minute += 1
             rows.append(sample_row(minute, before, after, (cpu_after - cpu_before) / (t_after - t_before),
                                    clients))
+            if args.json:  # kept as it goes: a run cut short still leaves its rows
+                args.json.write_text(json.dumps({"rows": rows}, indent=1))
             before, cpu_before, t_before = after, cpu_after, t_after
             if args.verbose:
                 r = rows[-1]
@@ -230,7 +232,10 @@ def soak(args) -> dict:
         final = scrape(srv.addr) if srv.alive() else {}
         for c in clients:
             c.close()
-        srv.stop()
+        try:  # an overloaded server may take long to drain; its recording is flushed every second
+            srv.stop(timeout=120)
+        except subprocess.TimeoutExpired:
+            srv.kill()
     received = {"samples": value(final, "neuralign_stream_samples_total", stream="neural"),
                 "messages": value(final, "neuralign_stream_samples_total", stream="transcript")}
     recording = check_recording(srv.recordings(), received, args.session_minutes)
