@@ -12,11 +12,12 @@
 //! - [`app`]: the running server, one lifecycle (hub + HTTP server + pipeline + shutdown).
 //!
 //! Around it: [`transcript`], [`word_table`] and [`xdf`] (the untrusted-input formats, from the
-//! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`sim`] (synthetic
+//! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`play`] (a stimulus
+//! WAV with its word table as LSL outlets), [`sim`] (synthetic
 //! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
 //! (`neuralign bench`) and [`cli`] (one file per subcommand).
 
-pub use neuralign_formats::{transcript, word_table, xdf};
+pub use neuralign_formats::{transcript, wav, word_table, xdf};
 
 pub mod align;
 pub mod app;
@@ -28,6 +29,7 @@ pub mod ingest;
 pub mod lm;
 pub mod metrics;
 pub mod pipeline;
+pub mod play;
 pub mod replay;
 pub mod serve;
 pub mod sim;

@@ -8,6 +8,7 @@ pub mod fit;
 pub mod inspect;
 pub mod listen;
 pub mod model;
+pub mod play;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
