@@ -83,7 +83,7 @@ pub struct PlayReport {
     /// Passes completed.
     pub passes: u64,
     /// Rows of the word table skipped when it was read, and words without an onset.
-    pub skipped_rows: Vec<(u64, String)>,
+    pub skipped_rows: Skipped,
     /// The LSL time of the first frame of the first pass (the audio clock's zero, plus `--from`).
     pub audio_start: f64,
     /// Send lateness against schedule, seconds: median (zeros at `max`).
@@ -142,11 +142,14 @@ enum Due {
     Watermark,
 }
 
+/// Skipped rows of a word table: `(1-based line, why)`.
+type Skipped = Vec<(u64, String)>;
+
 /// The words played, in seconds from `start_at`; rows without an onset are reported.
 fn stimulus_words(
     table: &WordTable,
     start_at: f64,
-) -> Result<(Vec<StimulusWord>, Vec<(u64, String)>), PlayError> {
+) -> Result<(Vec<StimulusWord>, Skipped), PlayError> {
     let mut skipped = table.skipped.clone();
     let mut words = Vec::new();
     if table.words.iter().all(|w| w.start.is_none()) && !table.words.is_empty() {
