@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the stages wired into threads, with the session recording.
 //! - [`serve`]: the sink: hub, WebSocket API, dashboard, `/metrics`.
 //! - [`app`]: the running server, one lifecycle (hub + HTTP server + pipeline + shutdown).
+//! - [`asr`]: speech in: Whisper words with their times (`transcribe`).
 //!
 //! Around it: [`transcript`], [`word_table`] and [`xdf`] (the untrusted-input formats, from the
 //! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`play`] (a stimulus
@@ -21,6 +22,7 @@ pub use neuralign_formats::{transcript, wav, word_table, xdf};
 
 pub mod align;
 pub mod app;
+pub mod asr;
 pub mod bench;
 pub mod cli;
 pub mod dsp;

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod streams;
+pub mod transcribe;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
