@@ -298,3 +298,139 @@ pub fn write_ggml(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asr::ct2::{Ct2Tensor, Ct2Type};
+
+    /// A Whisper-shaped CTranslate2 model with d = 2, one layer per side, vocabulary 3; every
+    /// value is its index in its tensor plus `base`, so that a split can be checked.
+    fn tiny_model() -> Ct2Model {
+        let mut tensors = std::collections::BTreeMap::new();
+        let mut add = |name: &str, dims: &[usize]| {
+            let n: usize = dims.iter().product();
+            let bytes = (0..n)
+                .flat_map(|i| half::f16::from_f32(i as f32).to_le_bytes())
+                .collect();
+            tensors.insert(
+                name.to_string(),
+                Ct2Tensor {
+                    dims: dims.to_vec(),
+                    dtype: Ct2Type::F16,
+                    bytes,
+                },
+            );
+        };
+        let d = 2;
+        add("encoder/position_encodings/encodings", &[5, d]);
+        add("encoder/conv1/weight", &[d, 3, 3]);
+        add("encoder/conv1/bias", &[d]);
+        add("encoder/conv2/weight", &[d, d, 3]);
+        add("encoder/conv2/bias", &[d]);
+        add("decoder/position_encodings/encodings", &[4, d]);
+        add("decoder/embeddings/weight", &[3, d]);
+        for side in ["encoder", "decoder"] {
+            add(&format!("{side}/layer_norm/gamma"), &[d]);
+            add(&format!("{side}/layer_norm/beta"), &[d]);
+            let l = format!("{side}/layer_0");
+            let mut parts = vec![
+                ("self_attention/linear_0", 3 * d),
+                ("self_attention/linear_1", d),
+            ];
+            parts.extend([("ffn/linear_0", 4 * d), ("ffn/linear_1", d)]);
+            if side == "decoder" {
+                parts.extend([
+                    ("attention/linear_0", d),
+                    ("attention/linear_1", 2 * d),
+                    ("attention/linear_2", d),
+                ]);
+            }
+            for (p, rows) in parts {
+                let cols = if p == "ffn/linear_1" { 4 * d } else { d };
+                add(&format!("{l}/{p}/weight"), &[rows, cols]);
+                add(&format!("{l}/{p}/bias"), &[rows]);
+            }
+            for n in ["self_attention", "ffn", "attention"] {
+                add(&format!("{l}/{n}/layer_norm/gamma"), &[d]);
+                add(&format!("{l}/{n}/layer_norm/beta"), &[d]);
+            }
+        }
+        let mut scalar = |name: &str| {
+            tensors.insert(
+                name.to_string(),
+                Ct2Tensor {
+                    dims: vec![],
+                    dtype: Ct2Type::I16,
+                    bytes: 1i16.to_le_bytes().to_vec(),
+                },
+            );
+        };
+        scalar("encoder/num_heads");
+        scalar("decoder/num_heads");
+        Ct2Model {
+            spec: "WhisperSpec".into(),
+            tensors,
+        }
+    }
+
+    #[test]
+    fn fused_projections_are_split_under_whisper_cpp_names() {
+        let out = tensors(&tiny_model()).unwrap();
+        let get = |name: &str| {
+            out.iter()
+                .find(|t| t.name == name)
+                .unwrap_or_else(|| panic!("{name} not written"))
+        };
+        // Self-attention q/k/v: rows 0–1, 2–3, 4–5 of the fused [6, 2] matrix.
+        assert_eq!(
+            get("encoder.blocks.0.attn.query.weight").values,
+            vec![0.0, 1.0, 2.0, 3.0]
+        );
+        assert_eq!(
+            get("encoder.blocks.0.attn.key.weight").values,
+            vec![4.0, 5.0, 6.0, 7.0]
+        );
+        assert_eq!(
+            get("encoder.blocks.0.attn.value.bias").values,
+            vec![4.0, 5.0]
+        );
+        assert!(
+            out.iter().all(|t| !t.name.ends_with("key.bias")),
+            "Whisper has no key bias"
+        );
+        // Cross-attention k/v: rows 0–1 and 2–3 of the fused [4, 2] matrix.
+        assert_eq!(
+            get("decoder.blocks.0.cross_attn.value.weight").values,
+            vec![4.0, 5.0, 6.0, 7.0]
+        );
+        assert_eq!(
+            get("decoder.blocks.0.cross_attn.out.weight").dims,
+            vec![2, 2]
+        );
+        assert_eq!(get("encoder.conv1.bias").dims, vec![2, 1]);
+        assert!(!get("encoder.conv1.bias").f16 && get("encoder.conv1.weight").f16);
+        assert!(!get("decoder.positional_embedding").f16);
+        assert!(get("decoder.token_embedding.weight").f16);
+        // Encoder: 5 + 15 per layer + 2; decoder: 2 + 24 per layer + 2.
+        assert_eq!(out.len(), 22 + 28);
+    }
+
+    #[test]
+    fn the_header_holds_the_hyper_parameters_then_the_mel_bank_and_vocabulary() {
+        let mel = MelFilters {
+            bands: 3,
+            bins: 2,
+            weights: vec![0.5; 6],
+        };
+        let mut bytes = Vec::new();
+        write_ggml(&tiny_model(), &mel, &[b"a".to_vec()], &mut bytes).unwrap();
+        let ints: Vec<i32> = bytes[..4 * 14]
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        // magic; vocab, audio ctx/state/head/layer, text ctx/state/head/layer, mels, ftype; mel dims
+        assert_eq!(ints[0] as u32, MAGIC);
+        assert_eq!(&ints[1..], &[3, 5, 2, 1, 1, 4, 2, 1, 1, 3, 1, 3, 2]);
+    }
+}
