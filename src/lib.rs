@@ -10,16 +10,19 @@
 //! - [`pipeline`]: the stages wired into threads, with the session recording.
 //! - [`serve`]: the sink: hub, WebSocket API, dashboard, `/metrics`.
 //! - [`app`]: the running server, one lifecycle (hub + HTTP server + pipeline + shutdown).
+//! - [`asr`]: speech in: Whisper words with their times (`transcribe`).
 //!
 //! Around it: [`transcript`], [`word_table`] and [`xdf`] (the untrusted-input formats, from the
-//! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`sim`] (synthetic
+//! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`play`] (a stimulus
+//! WAV with its word table as LSL outlets), [`sim`] (synthetic
 //! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
 //! (`neuralign bench`) and [`cli`] (one file per subcommand).
 
-pub use neuralign_formats::{transcript, word_table, xdf};
+pub use neuralign_formats::{transcript, wav, word_table, xdf};
 
 pub mod align;
 pub mod app;
+pub mod asr;
 pub mod bench;
 pub mod cli;
 pub mod dsp;
@@ -28,6 +31,7 @@ pub mod ingest;
 pub mod lm;
 pub mod metrics;
 pub mod pipeline;
+pub mod play;
 pub mod replay;
 pub mod serve;
 pub mod sim;

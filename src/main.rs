@@ -22,6 +22,10 @@ enum Command {
     Inspect(cli::inspect::InspectArgs),
     /// Play an XDF recording as LSL outlets.
     Replay(cli::replay::ReplayArgs),
+    /// Play a stimulus WAV with its word table: audio, transcript and onset markers on LSL.
+    Play(cli::play::PlayArgs),
+    /// Speech recognition with word times: a WAV file into a word table.
+    Transcribe(cli::transcribe::TranscribeArgs),
     /// Write a synthetic session with known ground truth.
     Simulate(cli::simulate::SimulateArgs),
     /// List the LSL streams visible now.
@@ -45,6 +49,8 @@ fn main() -> anyhow::Result<()> {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Inspect(args) => cli::inspect::run(args),
         Command::Replay(args) => cli::replay::run(args),
+        Command::Play(args) => cli::play::run(args),
+        Command::Transcribe(args) => cli::transcribe::run(args),
         Command::Simulate(args) => cli::simulate::run(args),
         Command::Streams(args) => cli::streams::run(args),
         Command::Listen(args) => cli::listen::run(args),

@@ -500,7 +500,7 @@ pub fn retime_message(msg: &str, shift: f64, id_shift: u64) -> String {
 
 /// Sleeps until `target` on the LSL clock: coarse sleep to 1.5 ms before,
 /// then a yielding spin (send jitter stays well under a millisecond).
-fn wait_until(target: f64, shutdown: &AtomicBool) {
+pub(crate) fn wait_until(target: f64, shutdown: &AtomicBool) {
     loop {
         let left = target - lsl::local_clock();
         if left <= 0.0 || shutdown.load(Ordering::Relaxed) {
@@ -515,7 +515,11 @@ fn wait_until(target: f64, shutdown: &AtomicBool) {
 }
 
 /// Waits for a consumer; false on shutdown or timeout.
-fn await_consumer(outlet: &lsl::StreamOutlet, timeout: Duration, shutdown: &AtomicBool) -> bool {
+pub(crate) fn await_consumer(
+    outlet: &lsl::StreamOutlet,
+    timeout: Duration,
+    shutdown: &AtomicBool,
+) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while !shutdown.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
         if outlet.wait_for_consumers(0.1) {
@@ -617,6 +621,20 @@ fn send(
     {
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (lateness_p50, lateness_p99, lateness_max) = lateness_summary(lateness);
+    Ok(StreamReplay {
+        name: info.name.clone(),
+        samples,
+        passes,
+        trimmed: p.trimmed,
+        lateness_p50,
+        lateness_p99,
+        lateness_max,
+    })
+}
+
+/// Median, 99th percentile and largest of send lateness, seconds (zeros when none).
+pub(crate) fn lateness_summary(mut lateness: Vec<f64>) -> (f64, f64, f64) {
     lateness.sort_by(f64::total_cmp);
     let q = |f: f64| {
         lateness
@@ -624,15 +642,7 @@ fn send(
             .copied()
             .unwrap_or(0.0)
     };
-    Ok(StreamReplay {
-        name: info.name.clone(),
-        samples,
-        passes,
-        trimmed: p.trimmed,
-        lateness_p50: q(0.5),
-        lateness_p99: q(0.99),
-        lateness_max: lateness.last().copied().unwrap_or(0.0),
-    })
+    (q(0.5), q(0.99), lateness.last().copied().unwrap_or(0.0))
 }
 
 fn push_sample(

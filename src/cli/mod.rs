@@ -8,10 +8,12 @@ pub mod fit;
 pub mod inspect;
 pub mod listen;
 pub mod model;
+pub mod play;
 pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod streams;
+pub mod transcribe;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {

