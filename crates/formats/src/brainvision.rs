@@ -136,6 +136,9 @@ pub fn read(vhdr: impl AsRef<Path>) -> Result<Recording, BrainVisionError> {
         onset_s: 0.0,
         duration_s: reader.samples() as f64 / reader.header.rate_hz,
     }];
+    for w in &reader.warnings {
+        tracing::warn!("{w}");
+    }
     Ok(Recording {
         channels,
         annotations: reader.annotations,
@@ -257,9 +260,6 @@ impl BrainVisionReader {
             }
             None => (Vec::new(), None),
         };
-        for w in &warnings {
-            tracing::warn!("{w}");
-        }
         Ok(BrainVisionReader {
             header,
             data: BufReader::new(data),

@@ -338,7 +338,12 @@ impl EdfHeader {
 
     /// The start time of the first sample, given the first record's onset `first` (EDF+'s
     /// sub-second start); an onset outside `[0, 1)` leaves the header's, with a warning.
-    pub fn start_at(&self, first: f64, file: &str, warnings: &mut Vec<String>) -> Option<StartTime> {
+    pub fn start_at(
+        &self,
+        first: f64,
+        file: &str,
+        warnings: &mut Vec<String>,
+    ) -> Option<StartTime> {
         let mut start = self.start;
         if let Some(start) = start.as_mut() {
             if (0.0..1.0).contains(&first) {

@@ -8,8 +8,11 @@
 //! - [`xdf`]: reading and writing XDF recordings (`docs/xdf.md`).
 //! - [`edf`], [`brainvision`]: clinical recordings (EDF/EDF+/BDF, BrainVision) read into a
 //!   [`recording::Recording`] (`docs/import.md`).
+//! - [`import`]: those recordings, BIDS iEEG sidecars and a word table converted to an XDF
+//!   session, streamed.
 pub mod brainvision;
 pub mod edf;
+pub mod import;
 pub mod recording;
 pub mod transcript;
 pub mod word_table;
