@@ -1,6 +1,9 @@
 //! End to end with real parts: a session written as XDF, replayed over LSL (loopback),
 //! through the live pipeline (real model, encoders fit on the session) to a real WebSocket
 //! client, whose `trace` predictions and final rolling r must equal the offline computation.
+//! The same for raw iEEG written as EDF in a BIDS folder with a word table: `import` → `fit`
+//! (high-gamma extracted offline by the server's causal filterbank) → `replay` → `serve`
+//! extracting high-gamma live.
 use std::path::Path;
 use std::time::Duration;
 
@@ -143,6 +146,11 @@ fn fit_encoder(
             })
             .collect(),
     };
+    fit_session(&session, engine)
+}
+
+/// Encoders on layers 0, 6 and 30 of a small session.
+fn fit_session(session: &Session, engine: &Engine) -> Encoder {
     let cfg = FitConfig {
         tmin: 0.0,
         tmax: 0.3,
@@ -165,7 +173,7 @@ fn fit_encoder(
         description: "tests/pipeline.rs".into(),
     };
     encode::fit(
-        &session,
+        session,
         &cfg,
         &provenance,
         &indicatif::ProgressBar::hidden(),
@@ -179,6 +187,195 @@ fn floats(v: &Value) -> Vec<f64> {
         .iter()
         .map(|x| x.as_f64().unwrap_or(f64::NAN))
         .collect()
+}
+
+/// What a WebSocket client saw of a replayed session.
+struct LiveRun {
+    hello: Value,
+    word_frames: usize,
+    /// `[electrode][layer][sample]` predictions of the `trace` frames.
+    trace: Vec<Vec<Vec<f64>>>,
+    /// `[electrode][sample]` z-scored high-gamma of the `trace` frames.
+    actual: Vec<Vec<f64>>,
+    /// The alignment frame after the last sample was scored.
+    last_alignment: Value,
+    report: neuralign::pipeline::PipelineReport,
+}
+
+/// Serves `config`, replays `streams` of `session_file` at full speed and collects frames
+/// until `samples` high-gamma samples at `rate` were scored.
+fn run_live(
+    config: Config,
+    dir: &Path,
+    session_file: &Path,
+    streams: Vec<String>,
+    samples: usize,
+    rate: f64,
+) -> LiveRun {
+    // a queue deep enough that this client, reading as fast as it can, never loses a frame
+    let server_config = ServerConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        queue_frames: 4096,
+        ..Default::default()
+    };
+    let app = App::start(
+        server_config,
+        Feed::Live {
+            config: Box::new(config),
+            base_dir: dir.to_path_buf(),
+        },
+    )
+    .unwrap();
+    let shutdown = app.shutdown();
+    let mut client = app
+        .runtime()
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://{}/ws",
+            app.local_addr()
+        )))
+        .unwrap()
+        .0;
+    let replay = std::thread::spawn({
+        let stop = shutdown.flag();
+        let session_file = session_file.to_path_buf();
+        move || {
+            replay::run(
+                &session_file,
+                &replay::ReplayOptions {
+                    speed: replay::Speed::Max,
+                    streams,
+                    ..Default::default()
+                },
+                stop,
+            )
+        }
+    });
+
+    // collect frames until every sample has been scored and the alignment after it arrived
+    let (mut hello, mut word_frames) = (None, 0);
+    let mut trace_t0 = None;
+    let mut trace: Vec<Vec<Vec<f64>>> = Vec::new(); // [electrode][layer][sample]
+    let mut actual: Vec<Vec<f64>> = Vec::new();
+    let mut last_alignment = None;
+    app.runtime().block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        while last_alignment.is_none() {
+            let msg = tokio::time::timeout_at(deadline, client.next())
+                .await
+                .expect("frames within 3 minutes")
+                .unwrap()
+                .unwrap();
+            let Message::Text(text) = msg else { continue };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            match frame["type"].as_str().unwrap() {
+                "hello" => hello = Some(frame),
+                "word" => word_frames += 1,
+                "trace" => {
+                    let t0 = frame["t0"].as_f64().unwrap();
+                    let first = *trace_t0.get_or_insert(t0);
+                    assert_eq!(
+                        ((t0 - first) * rate).round() as usize,
+                        actual.first().map_or(0, Vec::len),
+                        "trace frames are contiguous"
+                    );
+                    let pred = frame["predicted"].as_array().unwrap();
+                    trace.resize(pred.len(), Vec::new());
+                    actual.resize(pred.len(), Vec::new());
+                    for (e, layers) in pred.iter().enumerate() {
+                        let layers = layers.as_array().unwrap();
+                        trace[e].resize(layers.len(), Vec::new());
+                        for (l, xs) in layers.iter().enumerate() {
+                            trace[e][l].extend(floats(xs));
+                        }
+                        actual[e].extend(floats(&frame["actual"][e]));
+                    }
+                }
+                "alignment" if actual.first().map_or(0, Vec::len) == samples => {
+                    last_alignment = Some(frame)
+                }
+                _ => {}
+            }
+        }
+    });
+    let report = app.stop().unwrap().expect("a live feed reports");
+    replay.join().unwrap().unwrap();
+    LiveRun {
+        hello: hello.expect("hello frame"),
+        word_frames,
+        trace,
+        actual,
+        last_alignment: last_alignment.unwrap(),
+        report,
+    }
+}
+
+/// The live predictions, actual values and final rolling r equal the offline computation
+/// on the session's high-gamma `hg` (`[samples, electrodes]` from `t0` at `rate`); returns
+/// the whole-session r per layer and electrode.
+#[allow(clippy::too_many_arguments)]
+fn assert_live_equals_offline(
+    live: &LiveRun,
+    encoder: &Encoder,
+    words: &[(f64, String)],
+    embeddings: &[Vec<f32>],
+    hg: &[f32],
+    t0: f64,
+    rate: f64,
+    window_s: f64,
+) -> Vec<f64> {
+    let electrodes = encoder.electrodes;
+    let samples = hg.len() / electrodes;
+    let word_refs: Vec<(f64, &[f32])> = words
+        .iter()
+        .zip(embeddings)
+        .map(|((o, _), e)| (*o, e.as_slice()))
+        .collect();
+    let predicted = encode::predict_offline(encoder, &word_refs, t0, samples);
+    let act = Mat::<f64>::from_fn(samples, electrodes, |t, e| {
+        ((hg[t * electrodes + e] - encoder.neural_mean[e]) / encoder.neural_std[e]) as f64
+    });
+    let layers = encoder.layers;
+    for e in 0..electrodes {
+        for l in 0..layers {
+            assert_eq!(live.trace[e][l].len(), samples);
+            for t in 0..samples {
+                let (on, off) = (live.trace[e][l][t], predicted[l][(t, e)]);
+                assert!(
+                    (on - off).abs() <= 1e-4 * (1.0 + off.abs()),
+                    "prediction e{e} l{l} t{t}: live {on}, offline {off}"
+                );
+            }
+        }
+        for t in 0..samples {
+            assert!(
+                (live.actual[e][t] - act[(t, e)]).abs() < 1e-4,
+                "actual e{e} t{t}: live {}, offline {}",
+                live.actual[e][t],
+                act[(t, e)]
+            );
+        }
+    }
+    let window = (window_s * rate).round() as usize;
+    let r_off = offline::rolling_r(&predicted, &act, samples - 1, window);
+    let rows = live.last_alignment["r"].as_array().unwrap();
+    for e in 0..electrodes {
+        let r_live = floats(&rows[e]);
+        for l in 0..layers {
+            let off = r_off[l * electrodes + e];
+            assert!(
+                (r_live[l] - off).abs() < 1e-4,
+                "rolling r e{e} l{l}: live {}, offline {off}",
+                r_live[l]
+            );
+        }
+    }
+    assert_eq!(
+        live.report.drops.values().filter(|&&d| d > 0).count(),
+        0,
+        "nothing dropped: {:?}",
+        live.report.drops
+    );
+    offline::rolling_r(&predicted, &act, samples - 1, samples)
 }
 
 #[test]
@@ -210,153 +407,35 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         ..Default::default()
     };
     config.align = align.clone();
+    let live = run_live(config, dir.path(), &session_file, Vec::new(), SAMPLES, RATE);
 
-    // a queue deep enough that this client, reading as fast as it can, never loses a frame
-    let server_config = ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        queue_frames: 4096,
-        ..Default::default()
-    };
-    let app = App::start(
-        server_config,
-        Feed::Live {
-            config: Box::new(config),
-            base_dir: dir.path().to_path_buf(),
-        },
-    )
-    .unwrap();
-    let shutdown = app.shutdown();
-    let mut client = app
-        .runtime()
-        .block_on(tokio_tungstenite::connect_async(format!(
-            "ws://{}/ws",
-            app.local_addr()
-        )))
-        .unwrap()
-        .0;
-    let replay = std::thread::spawn({
-        let stop = shutdown.flag();
-        move || {
-            replay::run(
-                &session_file,
-                &replay::ReplayOptions {
-                    speed: replay::Speed::Max,
-                    ..Default::default()
-                },
-                stop,
-            )
-        }
-    });
-
-    // collect frames until every sample has been scored and the alignment after it arrived
-    let (mut hello, mut word_frames) = (None, 0);
-    let mut trace_t0 = None;
-    let mut trace: Vec<Vec<Vec<f64>>> = Vec::new(); // [electrode][layer][sample]
-    let mut actual: Vec<Vec<f64>> = Vec::new();
-    let mut last_alignment = None;
-    app.runtime().block_on(async {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-        while last_alignment.is_none() {
-            let msg = tokio::time::timeout_at(deadline, client.next())
-                .await
-                .expect("frames within 3 minutes")
-                .unwrap()
-                .unwrap();
-            let Message::Text(text) = msg else { continue };
-            let frame: Value = serde_json::from_str(&text).unwrap();
-            match frame["type"].as_str().unwrap() {
-                "hello" => hello = Some(frame),
-                "word" => word_frames += 1,
-                "trace" => {
-                    let t0 = frame["t0"].as_f64().unwrap();
-                    let first = *trace_t0.get_or_insert(t0);
-                    assert_eq!(
-                        ((t0 - first) * RATE).round() as usize,
-                        actual.first().map_or(0, Vec::len),
-                        "trace frames are contiguous"
-                    );
-                    let pred = frame["predicted"].as_array().unwrap();
-                    trace.resize(pred.len(), Vec::new());
-                    actual.resize(pred.len(), Vec::new());
-                    for (e, layers) in pred.iter().enumerate() {
-                        let layers = layers.as_array().unwrap();
-                        trace[e].resize(layers.len(), Vec::new());
-                        for (l, xs) in layers.iter().enumerate() {
-                            trace[e][l].extend(floats(xs));
-                        }
-                        actual[e].extend(floats(&frame["actual"][e]));
-                    }
-                }
-                "alignment" if actual.first().map_or(0, Vec::len) == SAMPLES => {
-                    last_alignment = Some(frame)
-                }
-                _ => {}
-            }
-        }
-    });
-    let report = app.stop().unwrap().expect("a live feed reports");
-    replay.join().unwrap().unwrap();
-
-    let hello = hello.expect("hello frame");
     assert_eq!(
-        hello["session"]["electrodes"],
+        live.hello["session"]["electrodes"],
         serde_json::json!(["E0", "E1", "E2"])
     );
-    assert_eq!(hello["session"]["layers"], serde_json::json!([0, 6, 30]));
-    assert_eq!(word_frames, words.len(), "one word frame per word");
-
-    // offline reference on the original data
-    let word_refs: Vec<(f64, &[f32])> = words
-        .iter()
-        .zip(&embeddings)
-        .map(|((o, _), e)| (*o, e.as_slice()))
-        .collect();
-    let predicted = encode::predict_offline(&encoder, &word_refs, T0, SAMPLES);
-    let act = Mat::<f64>::from_fn(SAMPLES, ELECTRODES, |t, e| {
-        ((hg[t * ELECTRODES + e] - encoder.neural_mean[e]) / encoder.neural_std[e]) as f64
-    });
-    for e in 0..ELECTRODES {
-        for l in 0..3 {
-            assert_eq!(trace[e][l].len(), SAMPLES);
-            for t in 0..SAMPLES {
-                let (live, off) = (trace[e][l][t], predicted[l][(t, e)]);
-                assert!(
-                    (live - off).abs() <= 1e-4 * (1.0 + off.abs()),
-                    "prediction e{e} l{l} t{t}: live {live}, offline {off}"
-                );
-            }
-        }
-        for t in 0..SAMPLES {
-            assert!(
-                (actual[e][t] - act[(t, e)]).abs() < 1e-4,
-                "actual e{e} t{t}"
-            );
-        }
-    }
-    let alignment = last_alignment.unwrap();
-    let window = (align.window_s * RATE).round() as usize;
-    let r_off = offline::rolling_r(&predicted, &act, SAMPLES - 1, window);
-    let rows = alignment["r"].as_array().unwrap();
-    for e in 0..ELECTRODES {
-        let r_live = floats(&rows[e]);
-        for l in 0..3 {
-            let off = r_off[l * ELECTRODES + e];
-            assert!(
-                (r_live[l] - off).abs() < 1e-4,
-                "rolling r e{e} l{l}: live {}, offline {off}",
-                r_live[l]
-            );
-        }
-    }
+    assert_eq!(
+        live.hello["session"]["layers"],
+        serde_json::json!([0, 6, 30])
+    );
+    assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    let r_session = assert_live_equals_offline(
+        &live,
+        &encoder,
+        &words,
+        &embeddings,
+        &hg,
+        T0,
+        RATE,
+        align.window_s,
+    );
     // over the whole session the encoders clearly pick up the word responses
-    let r_session = offline::rolling_r(&predicted, &act, SAMPLES - 1, SAMPLES);
     assert!(
         r_session.iter().all(|r| *r > 0.2),
         "the encoders pick up the word responses: {r_session:?}"
     );
 
     // the recording holds what was received, and is a complete XDF file
-    let recording = report.recording.expect("a recording");
+    let recording = live.report.recording.clone().expect("a recording");
     let file = xdf::read(&recording).unwrap();
     let neural = file
         .streams
@@ -365,10 +444,234 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         .expect("neural stream recorded");
     assert_eq!(neural.time_stamps.len(), SAMPLES);
     assert!(neural.footer_xml.is_some(), "footers written on shutdown");
+}
+
+/// Raw iEEG rate of the EDF recording, Hz.
+const RAW_RATE: f64 = 512.0;
+/// Seconds of raw iEEG.
+const RAW_SECONDS: usize = 24;
+/// The BIDS channels: three responsive electrodes and one that channels.tsv marks bad.
+const RAW_LABELS: [&str; 4] = ["E0", "E1", "E2", "BAD"];
+
+/// A plain EDF file: one record per second, 16-bit samples of ±3000 µV.
+fn write_edf(path: &Path, labels: &[&str], rate: usize, samples: &[Vec<f64>]) {
+    let ns = labels.len();
+    let records = samples[0].len() / rate;
+    let mut b = format!(
+        "{:<8}{:<80}{:<80}{:<8}{:<8}{:<8}{:<44}{:<8}{:<8}{:<4}",
+        "0",
+        "X X X X",
+        "Startdate 30-NOV-2026 X X X",
+        "30.11.26",
+        "14.00.00",
+        256 * (ns + 1),
+        "",
+        records,
+        1,
+        ns
+    )
+    .into_bytes();
+    let column = |b: &mut Vec<u8>, width: usize, value: &dyn Fn(usize) -> String| {
+        for i in 0..ns {
+            b.extend(format!("{:<width$}", value(i)).bytes());
+        }
+    };
+    column(&mut b, 16, &|i| labels[i].to_string());
+    column(&mut b, 80, &|_| String::new());
+    column(&mut b, 8, &|_| "uV".into());
+    column(&mut b, 8, &|_| "-3000".into());
+    column(&mut b, 8, &|_| "3000".into());
+    column(&mut b, 8, &|_| "-32767".into());
+    column(&mut b, 8, &|_| "32767".into());
+    column(&mut b, 80, &|_| String::new());
+    column(&mut b, 8, &|_| rate.to_string());
+    column(&mut b, 32, &|_| String::new());
+    assert_eq!(b.len(), 256 * (ns + 1));
+    for r in 0..records {
+        for channel in samples {
+            for &v in &channel[r * rate..(r + 1) * rate] {
+                let d = (v / 3000.0 * 32767.0).round().clamp(-32767.0, 32767.0) as i16;
+                b.extend(d.to_le_bytes());
+            }
+        }
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Raw iEEG in µV: noise, 50 Hz mains, and a 100 Hz burst after every word (larger for longer
+/// words) on the responsive electrodes.
+fn raw_ieeg(words: &[(f64, String)]) -> Vec<Vec<f64>> {
+    let n = RAW_SECONDS * RAW_RATE as usize;
+    let mut state = 777u64;
+    let mut noise = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64 - 0.5
+    };
+    (0..RAW_LABELS.len())
+        .map(|e| {
+            (0..n)
+                .map(|i| {
+                    let t = i as f64 / RAW_RATE;
+                    let mut v = 20.0 * noise() + 30.0 * (std::f64::consts::TAU * 50.0 * t).sin();
+                    if e < 3 {
+                        for (onset, text) in words {
+                            let lag = t - onset - 0.03 * e as f64;
+                            if (0.0..0.25).contains(&lag) {
+                                let envelope = (std::f64::consts::PI * lag / 0.25).sin();
+                                v += envelope
+                                    * 15.0
+                                    * text.len() as f64
+                                    * (std::f64::consts::TAU * 100.0 * t).sin();
+                            }
+                        }
+                    }
+                    v
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offline_fit() {
+    use neuralign::dsp::{HighGamma, HighGammaConfig};
+    use neuralign::encode::session_xdf::{load_xdf, XdfSessionOptions};
+    use neuralign::import::{import, ImportOptions, WordsOffset};
+
+    let dir = tempfile::tempdir().unwrap();
+    let task = format!("listen{}", std::process::id());
+    let ieeg = dir.path().join("bids/sub-01/ieeg");
+    std::fs::create_dir_all(&ieeg).unwrap();
+    let prefix = format!("sub-01_task-{task}");
+    // the mains frequency comes from the sidecar: 50 Hz, not the config's default 60
+    std::fs::write(
+        ieeg.join(format!("{prefix}_ieeg.json")),
+        r#"{"PowerLineFrequency": 50, "SamplingFrequency": 512}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        ieeg.join(format!("{prefix}_channels.tsv")),
+        "\u{feff}name\ttype\tunits\tstatus\nE0\tECOG\tµV\tgood\nE1\tECOG\tµV\tgood\nE2\tSEEG\tµV\tgood\nBAD\tECOG\tµV\tbad\n",
+    )
+    .unwrap();
+
+    // high-gamma frames fall at -delay + k/100 s: word onsets a third of a frame past them
+    let mut hg_config = HighGammaConfig::default();
+    hg_config.line_freq = 50.0;
+    let delay = HighGamma::new(4, RAW_RATE, &hg_config)
+        .unwrap()
+        .group_delay_s();
+    let text = "the quick brown fox jumps over the lazy dog while a patient listens to a story about paris";
+    let words: Vec<(f64, String)> = text
+        .split(' ')
+        .cycle()
+        .enumerate()
+        .map(|(i, w)| {
+            (
+                1.0 - delay + (i * 41) as f64 / RATE + 0.3 / RATE,
+                w.to_string(),
+            )
+        })
+        .take_while(|(onset, _)| *onset < RAW_SECONDS as f64 - 1.0)
+        .collect();
+    write_edf(
+        &ieeg.join(format!("{prefix}_ieeg.edf")),
+        &RAW_LABELS,
+        RAW_RATE as usize,
+        &raw_ieeg(&words),
+    );
+    // the word table's times are from audio onset, 0.75 s into the recording
+    let table = dir.path().join("words.csv");
+    let mut csv = String::from("word,start,end\n");
+    for (onset, w) in &words {
+        csv.push_str(&format!("{w},{},{}\n", onset - 0.75, onset - 0.75 + 0.2));
+    }
+    std::fs::write(&table, csv).unwrap();
+
+    let session_file = dir.path().join("session.xdf");
+    let report = import(
+        &dir.path().join("bids"),
+        &session_file,
+        &ImportOptions {
+            words: Some(table),
+            words_offset: WordsOffset::Seconds(0.75),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.bad_channels, ["BAD"]);
+    assert_eq!(report.words, words.len());
+    assert_eq!(report.recording.power_line_frequency, Some(50.0));
+    let neural_name = report.streams[0].name.clone();
+    let transcript_name = format!("{neural_name}-transcript");
+
+    let mut engine =
+        Engine::load(&LmConfig::default()).expect("the default model (neuralign model fetch)");
+    let loaded = load_xdf(&session_file, &XdfSessionOptions::default(), &mut engine).unwrap();
+    let session = &loaded.session;
     assert_eq!(
-        report.drops.values().filter(|&&d| d > 0).count(),
-        0,
-        "nothing dropped: {:?}",
-        report.drops
+        session.labels,
+        ["E0", "E1", "E2"],
+        "the bad channel is left out"
+    );
+    assert_eq!(session.rate, RATE);
+    assert!((session.t0 + delay).abs() < 1e-9, "t0 {}", session.t0);
+    assert!(loaded.high_gamma.extracted_by.contains("notch 50 Hz"));
+    let onsets: Vec<f64> = session.words.iter().map(|w| w.onset).collect();
+    let expected: Vec<f64> = words.iter().map(|w| w.0).collect();
+    assert!(onsets
+        .iter()
+        .zip(&expected)
+        .all(|(a, b)| (a - b).abs() < 1e-9));
+    let encoder = fit_session(session, &engine);
+    drop(engine);
+    encoder
+        .save(&dir.path().join("encoders.safetensors"))
+        .unwrap();
+    let (embeddings, engine) = embed(&words);
+    drop(engine);
+
+    let mut config = Config::default();
+    config.neural.stream = StreamSelector::Name(neural_name.clone());
+    config.neural.mode = NeuralMode::Raw;
+    config.high_gamma = hg_config;
+    config.transcript.stream = StreamSelector::Name(transcript_name.clone());
+    config.encoders.path = Some("encoders.safetensors".into());
+    config.recording.directory = Some("recordings".into());
+    config.pipeline.alignment_hz = 20.0;
+    let align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
+    config.align = align.clone();
+    let live = run_live(
+        config,
+        dir.path(),
+        &session_file,
+        vec![neural_name, transcript_name],
+        session.samples(),
+        RATE,
+    );
+    assert_eq!(
+        live.hello["session"]["electrodes"],
+        serde_json::json!(["E0", "E1", "E2"])
+    );
+    assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    let r_session = assert_live_equals_offline(
+        &live,
+        &encoder,
+        &words,
+        &embeddings,
+        &session.hg,
+        session.t0,
+        RATE,
+        align.window_s,
+    );
+    assert!(
+        r_session.iter().all(|r| *r > 0.2),
+        "the encoders pick up the bursts through the filterbank: {r_session:?}"
     );
 }
