@@ -336,10 +336,10 @@ fn assert_live_equals_offline(
     });
     let layers = encoder.layers;
     for e in 0..electrodes {
-        for l in 0..layers {
+        for (l, predicted) in predicted.iter().enumerate() {
             assert_eq!(live.trace[e][l].len(), samples);
             for t in 0..samples {
-                let (on, off) = (live.trace[e][l][t], predicted[l][(t, e)]);
+                let (on, off) = (live.trace[e][l][t], predicted[(t, e)]);
                 assert!(
                     (on - off).abs() <= 1e-4 * (1.0 + off.abs()),
                     "prediction e{e} l{l} t{t}: live {on}, offline {off}"
@@ -558,8 +558,10 @@ fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offl
     .unwrap();
 
     // high-gamma frames fall at -delay + k/100 s: word onsets a third of a frame past them
-    let mut hg_config = HighGammaConfig::default();
-    hg_config.line_freq = 50.0;
+    let hg_config = HighGammaConfig {
+        line_freq: 50.0,
+        ..HighGammaConfig::default()
+    };
     let delay = HighGamma::new(4, RAW_RATE, &hg_config)
         .unwrap()
         .group_delay_s();
