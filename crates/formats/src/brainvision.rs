@@ -247,9 +247,13 @@ impl BrainVisionReader {
         }
 
         let (annotations, start) = match &header.marker_file {
-            Some(vmrk) if vmrk.is_file() => {
-                read_markers(vmrk, &header, &mut warnings, &mut disagreements)?
-            }
+            Some(vmrk) if vmrk.is_file() => parse_markers(
+                &read_bytes(vmrk)?,
+                vmrk,
+                &header,
+                &mut warnings,
+                &mut disagreements,
+            ),
             Some(vmrk) => {
                 warnings.push(format!(
                     "{}: MarkerFile {} does not exist; no markers",
@@ -360,13 +364,23 @@ impl BrainVisionReader {
     }
 }
 
-/// Parses a `.vhdr`; header warnings are appended to `warnings`.
+/// Reads and parses a `.vhdr`; header warnings are appended to `warnings`.
 pub fn read_header(
     vhdr: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<VhdrHeader, BrainVisionError> {
+    parse_header(&read_bytes(vhdr)?, vhdr, warnings)
+}
+
+/// Parses the bytes of the `.vhdr` at `vhdr` (the path names it in messages and resolves
+/// the data and marker files); header warnings are appended to `warnings`.
+pub fn parse_header(
+    bytes: &[u8],
+    vhdr: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<VhdrHeader, BrainVisionError> {
     let file = vhdr.display().to_string();
-    let (first_line, sections) = read_ini(vhdr, warnings)?;
+    let (first_line, sections) = parse_ini(bytes, &file, warnings);
     let version = [
         "Brain Vision Data Exchange Header File Version ",
         "BrainVision Data Exchange Header File Version ",
@@ -498,16 +512,19 @@ pub fn read_header(
     })
 }
 
-/// Reads a `.vmrk`: markers as annotations (`type/description`), and the first
-/// `New Segment` date as the start time.
-fn read_markers(
+/// Markers as annotations (`type/description`) and the first `New Segment` date as the
+/// start time, from the bytes of the `.vmrk` at `vmrk` (which names it in messages). A
+/// `DataFile` other than the header's is a warning that is also appended to
+/// `disagreements`.
+pub fn parse_markers(
+    bytes: &[u8],
     vmrk: &Path,
     header: &VhdrHeader,
     warnings: &mut Vec<String>,
     disagreements: &mut Vec<String>,
-) -> Result<(Vec<Annotation>, Option<StartTime>), BrainVisionError> {
+) -> (Vec<Annotation>, Option<StartTime>) {
     let file = vmrk.display().to_string();
-    let (first_line, sections) = read_ini(vmrk, warnings)?;
+    let (first_line, sections) = parse_ini(bytes, &file, warnings);
     if !first_line.contains("Data Exchange Marker File") {
         warnings.push(format!(
             "{file}: first line {first_line:?} is not a BrainVision marker header"
@@ -555,7 +572,7 @@ fn read_markers(
             text: format!("{}/{}", part(0), part(1)),
         });
     }
-    Ok((annotations, start))
+    (annotations, start)
 }
 
 /// A file name from a header, with `$b` (the spec's placeholder for the naming file's own
@@ -587,23 +604,20 @@ fn segment_date(raw: &str) -> Option<StartTime> {
     (valid && time.hour < 24 && time.minute < 60 && time.second < 61.0).then_some(time)
 }
 
-/// Reads an INI-like BrainVision text: the first line, and the sections' `key=value` lines.
+/// A whole header or marker file.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, BrainVisionError> {
+    std::fs::read(path).map_err(|source| BrainVisionError::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Parses an INI-like BrainVision text: the first line, and the sections' `key=value` lines.
 /// UTF-8 when it starts with a byte-order mark or says `Codepage=UTF-8`, latin-1 otherwise.
-fn read_ini(
-    path: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<(String, Sections), BrainVisionError> {
-    let file = path.display().to_string();
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|source| BrainVisionError::Io {
-            file: file.clone(),
-            source,
-        })?;
+fn parse_ini(bytes: &[u8], file: &str, warnings: &mut Vec<String>) -> (String, Sections) {
     let (bom, body) = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
         Some(rest) => (true, rest),
-        None => (false, &bytes[..]),
+        None => (false, bytes),
     };
     let latin1: String = body.iter().map(|&b| char::from(b)).collect();
     let utf8 = bom
@@ -644,5 +658,5 @@ fn read_ini(
                 .push((key.trim().to_owned(), value.trim().to_owned()));
         }
     }
-    Ok((first_line, sections))
+    (first_line, sections)
 }
