@@ -556,6 +556,12 @@ fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offl
         "\u{feff}name\ttype\tunits\tstatus\nE0\tECOG\tµV\tgood\nE1\tECOG\tµV\tgood\nE2\tSEEG\tµV\tgood\nBAD\tECOG\tµV\tbad\n",
     )
     .unwrap();
+    // a strip and a depth shaft, positions in mm; the bad channel has none
+    std::fs::write(
+        ieeg.join("sub-01_electrodes.tsv"),
+        "name\tx\ty\tz\tsize\tgroup\nE0\t40\t-20\t10\t4.2\tstrip\nE1\t41\t-10\t12\t4.2\tstrip\nE2\t30\t5\t-8\tn/a\tshaft\nBAD\tn/a\tn/a\tn/a\tn/a\tn/a\n",
+    )
+    .unwrap();
 
     // high-gamma frames fall at -delay + k/100 s: word onsets a third of a frame past them
     let hg_config = HighGammaConfig {
@@ -662,6 +668,19 @@ fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offl
         serde_json::json!(["E0", "E1", "E2"])
     );
     assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    // the electrodes' description reaches the dashboard's hello: groups, types, a side view
+    assert_eq!(
+        live.hello["session"]["electrode_info"],
+        serde_json::json!([
+            {"group": "strip", "type": "ECOG", "xy": [-20.0, 10.0]},
+            {"group": "strip", "type": "ECOG", "xy": [-10.0, 12.0]},
+            {"group": "shaft", "type": "SEEG", "xy": [5.0, -8.0]},
+        ])
+    );
+    assert_eq!(
+        live.hello["session"]["bad_channels"],
+        serde_json::json!(["BAD"])
+    );
     let r_session = assert_live_equals_offline(
         &live,
         &encoder,
