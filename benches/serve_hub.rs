@@ -27,6 +27,8 @@ fn hub() -> Hub {
         },
         horizon: None,
         window_s: 10.0,
+        electrode_info: Vec::new(),
+        bad_channels: Vec::new(),
     });
     hub
 }

@@ -18,7 +18,7 @@
 //! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
 //! (`neuralign bench`) and [`cli`] (one file per subcommand).
 
-pub use neuralign_formats::{transcript, wav, word_table, xdf};
+pub use neuralign_formats::{import, transcript, wav, word_table, xdf};
 
 pub mod align;
 pub mod app;

@@ -141,3 +141,25 @@ fn a_bad_duration_is_refused_with_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration must be a positive number"));
 }
+
+#[test]
+fn import_reports_throughput_and_peak_memory_of_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(
+        dir.path(),
+        &["import", "--import-minutes", "0.1", "--json", "out.json"],
+    );
+    assert!(out.status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap())
+            .unwrap();
+    let details = &report["import"]["details"];
+    // 6 one-second records of 200 channels × 512 samples × 2 bytes, after the header
+    assert_eq!(details["input_bytes"], 256 * 201 + 6 * 200 * 512 * 2);
+    let rates = details["mb_per_s"].as_array().unwrap();
+    assert_eq!(rates.len(), 3);
+    for r in rates {
+        positive(r, "MB/s");
+    }
+    assert_eq!(details["peak_mb_above_start"].as_array().unwrap().len(), 3);
+}

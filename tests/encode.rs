@@ -466,7 +466,8 @@ fn simulated_session_with_the_real_model_recovers_its_ground_truth() {
     let truth: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&sim.truth_json).unwrap()).unwrap();
 
-    let (session, model) = load_xdf(&sim.xdf, &XdfSessionOptions::default(), &mut engine).unwrap();
+    let loaded = load_xdf(&sim.xdf, &XdfSessionOptions::default(), &mut engine).unwrap();
+    let (session, model) = (loaded.session, loaded.model);
     assert_eq!(
         session.words.len(),
         truth["words"].as_array().unwrap().len(),

@@ -1,6 +1,9 @@
 //! End to end with real parts: a session written as XDF, replayed over LSL (loopback),
 //! through the live pipeline (real model, encoders fit on the session) to a real WebSocket
 //! client, whose `trace` predictions and final rolling r must equal the offline computation.
+//! The same for raw iEEG written as EDF in a BIDS folder with a word table: `import` → `fit`
+//! (high-gamma extracted offline by the server's causal filterbank) → `replay` → `serve`
+//! extracting high-gamma live.
 use std::path::Path;
 use std::time::Duration;
 
@@ -152,6 +155,11 @@ fn fit_encoder(
             })
             .collect(),
     };
+    fit_session(&session, engine)
+}
+
+/// Encoders on layers 0, 6 and 30 of a small session.
+fn fit_session(session: &Session, engine: &Engine) -> Encoder {
     let cfg = FitConfig {
         tmin: 0.0,
         tmax: 0.3,
@@ -174,7 +182,7 @@ fn fit_encoder(
         description: "tests/pipeline.rs".into(),
     };
     encode::fit(
-        &session,
+        session,
         &cfg,
         &provenance,
         &indicatif::ProgressBar::hidden(),
@@ -255,23 +263,30 @@ fn start_app(dir: &Path, config: Config) -> App {
     .unwrap()
 }
 
-#[test]
-fn replayed_session_through_serve_equals_the_offline_computation() {
-    let dir = tempfile::tempdir().unwrap();
-    let TestSession {
-        file: session_file,
-        words,
-        hg,
-        embeddings,
-        encoder,
-        mut config,
-    } = test_session(dir.path(), "pipeline", 0.25);
-    let align = AlignConfig {
-        window_s: 5.0,
-        ..Default::default()
-    };
-    config.align = align.clone();
-    let app = start_app(dir.path(), config);
+/// What a WebSocket client saw of a replayed session.
+struct LiveRun {
+    hello: Value,
+    word_frames: usize,
+    /// `[electrode][layer][sample]` predictions of the `trace` frames.
+    trace: Vec<Vec<Vec<f64>>>,
+    /// `[electrode][sample]` z-scored high-gamma of the `trace` frames.
+    actual: Vec<Vec<f64>>,
+    /// The alignment frame after the last sample was scored.
+    last_alignment: Value,
+    report: neuralign::pipeline::PipelineReport,
+}
+
+/// Serves `config`, replays `streams` of `session_file` at full speed and collects frames
+/// until `samples` high-gamma samples at `rate` were scored.
+fn run_live(
+    config: Config,
+    dir: &Path,
+    session_file: &Path,
+    streams: Vec<String>,
+    samples: usize,
+    rate: f64,
+) -> LiveRun {
+    let app = start_app(dir, config);
     let shutdown = app.shutdown();
     let mut client = app
         .runtime()
@@ -283,11 +298,13 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         .0;
     let replay = std::thread::spawn({
         let stop = shutdown.flag();
+        let session_file = session_file.to_path_buf();
         move || {
             replay::run(
                 &session_file,
                 &replay::ReplayOptions {
                     speed: replay::Speed::Max,
+                    streams,
                     ..Default::default()
                 },
                 stop,
@@ -318,7 +335,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
                     let t0 = frame["t0"].as_f64().unwrap();
                     let first = *trace_t0.get_or_insert(t0);
                     assert_eq!(
-                        ((t0 - first) * RATE).round() as usize,
+                        ((t0 - first) * rate).round() as usize,
                         actual.first().map_or(0, Vec::len),
                         "trace frames are contiguous"
                     );
@@ -334,7 +351,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
                         actual[e].extend(floats(&frame["actual"][e]));
                     }
                 }
-                "alignment" if actual.first().map_or(0, Vec::len) == SAMPLES => {
+                "alignment" if actual.first().map_or(0, Vec::len) == samples => {
                     last_alignment = Some(frame)
                 }
                 _ => {}
@@ -343,51 +360,69 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
     });
     let report = app.stop().unwrap().expect("a live feed reports");
     replay.join().unwrap().unwrap();
+    LiveRun {
+        hello: hello.expect("hello frame"),
+        word_frames,
+        trace,
+        actual,
+        last_alignment: last_alignment.unwrap(),
+        report,
+    }
+}
 
-    let hello = hello.expect("hello frame");
-    assert_eq!(
-        hello["session"]["electrodes"],
-        serde_json::json!(["E0", "E1", "E2"])
-    );
-    assert_eq!(hello["session"]["layers"], serde_json::json!([0, 6, 30]));
-    assert_eq!(word_frames, words.len(), "one word frame per word");
-
-    // offline reference on the original data
+/// The live predictions, actual values and final rolling r equal the offline computation
+/// on the session's high-gamma `hg` (`[samples, electrodes]` from `t0` at `rate`); returns
+/// the whole-session r per layer and electrode.
+#[allow(clippy::too_many_arguments)]
+fn assert_live_equals_offline(
+    live: &LiveRun,
+    encoder: &Encoder,
+    words: &[(f64, String)],
+    embeddings: &[Vec<f32>],
+    hg: &[f32],
+    t0: f64,
+    rate: f64,
+    window_s: f64,
+) -> Vec<f64> {
+    let electrodes = encoder.electrodes;
+    let samples = hg.len() / electrodes;
     let word_refs: Vec<(f64, &[f32])> = words
         .iter()
-        .zip(&embeddings)
+        .zip(embeddings)
         .map(|((o, _), e)| (*o, e.as_slice()))
         .collect();
-    let predicted = encode::predict_offline(&encoder, &word_refs, T0, SAMPLES);
-    let act = Mat::<f64>::from_fn(SAMPLES, ELECTRODES, |t, e| {
-        ((hg[t * ELECTRODES + e] - encoder.neural_mean[e]) / encoder.neural_std[e]) as f64
+    let predicted = encode::predict_offline(encoder, &word_refs, t0, samples);
+    let act = Mat::<f64>::from_fn(samples, electrodes, |t, e| {
+        ((hg[t * electrodes + e] - encoder.neural_mean[e]) / encoder.neural_std[e]) as f64
     });
-    for e in 0..ELECTRODES {
-        for l in 0..3 {
-            assert_eq!(trace[e][l].len(), SAMPLES);
-            for t in 0..SAMPLES {
-                let (live, off) = (trace[e][l][t], predicted[l][(t, e)]);
+    let layers = encoder.layers;
+    for e in 0..electrodes {
+        for (l, predicted) in predicted.iter().enumerate() {
+            assert_eq!(live.trace[e][l].len(), samples);
+            for t in 0..samples {
+                let (on, off) = (live.trace[e][l][t], predicted[(t, e)]);
                 assert!(
-                    (live - off).abs() <= 1e-4 * (1.0 + off.abs()),
-                    "prediction e{e} l{l} t{t}: live {live}, offline {off}"
+                    (on - off).abs() <= 1e-4 * (1.0 + off.abs()),
+                    "prediction e{e} l{l} t{t}: live {on}, offline {off}"
                 );
             }
         }
-        for t in 0..SAMPLES {
+        for t in 0..samples {
             assert!(
-                (actual[e][t] - act[(t, e)]).abs() < 1e-4,
-                "actual e{e} t{t}"
+                (live.actual[e][t] - act[(t, e)]).abs() < 1e-4,
+                "actual e{e} t{t}: live {}, offline {}",
+                live.actual[e][t],
+                act[(t, e)]
             );
         }
     }
-    let alignment = last_alignment.unwrap();
-    let window = (align.window_s * RATE).round() as usize;
-    let r_off = offline::rolling_r(&predicted, &act, SAMPLES - 1, window);
-    let rows = alignment["r"].as_array().unwrap();
-    for e in 0..ELECTRODES {
+    let window = (window_s * rate).round() as usize;
+    let r_off = offline::rolling_r(&predicted, &act, samples - 1, window);
+    let rows = live.last_alignment["r"].as_array().unwrap();
+    for e in 0..electrodes {
         let r_live = floats(&rows[e]);
-        for l in 0..3 {
-            let off = r_off[l * ELECTRODES + e];
+        for l in 0..layers {
+            let off = r_off[l * electrodes + e];
             assert!(
                 (r_live[l] - off).abs() < 1e-4,
                 "rolling r e{e} l{l}: live {}, offline {off}",
@@ -395,15 +430,60 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
             );
         }
     }
+    assert_eq!(
+        live.report.drops.values().filter(|&&d| d > 0).count(),
+        0,
+        "nothing dropped: {:?}",
+        live.report.drops
+    );
+    offline::rolling_r(&predicted, &act, samples - 1, samples)
+}
+
+#[test]
+fn replayed_session_through_serve_equals_the_offline_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestSession {
+        file: session_file,
+        words,
+        hg,
+        embeddings,
+        encoder,
+        mut config,
+    } = test_session(dir.path(), "pipeline", 0.25);
+    let align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
+    config.align = align.clone();
+    let live = run_live(config, dir.path(), &session_file, Vec::new(), SAMPLES, RATE);
+
+    assert_eq!(
+        live.hello["session"]["electrodes"],
+        serde_json::json!(["E0", "E1", "E2"])
+    );
+    assert_eq!(
+        live.hello["session"]["layers"],
+        serde_json::json!([0, 6, 30])
+    );
+    assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    let r_session = assert_live_equals_offline(
+        &live,
+        &encoder,
+        &words,
+        &embeddings,
+        &hg,
+        T0,
+        RATE,
+        align.window_s,
+    );
     // over the whole session the encoders clearly pick up the word responses
-    let r_session = offline::rolling_r(&predicted, &act, SAMPLES - 1, SAMPLES);
     assert!(
         r_session.iter().all(|r| *r > 0.2),
         "the encoders pick up the word responses: {r_session:?}"
     );
 
     // the recording holds what was received, and is a complete XDF file
-    let recording = report.recording.expect("a recording");
+    let recording = live.report.recording.clone().expect("a recording");
     let file = xdf::read(&recording).unwrap();
     let neural = file
         .streams
@@ -412,11 +492,256 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         .expect("neural stream recorded");
     assert_eq!(neural.time_stamps.len(), SAMPLES);
     assert!(neural.footer_xml.is_some(), "footers written on shutdown");
+}
+
+/// Raw iEEG rate of the EDF recording, Hz.
+const RAW_RATE: f64 = 512.0;
+/// Seconds of raw iEEG.
+const RAW_SECONDS: usize = 24;
+/// The BIDS channels: three responsive electrodes and one that channels.tsv marks bad.
+const RAW_LABELS: [&str; 4] = ["E0", "E1", "E2", "BAD"];
+
+/// A plain EDF file: one record per second, 16-bit samples of ±3000 µV.
+fn write_edf(path: &Path, labels: &[&str], rate: usize, samples: &[Vec<f64>]) {
+    let ns = labels.len();
+    let records = samples[0].len() / rate;
+    let mut b = format!(
+        "{:<8}{:<80}{:<80}{:<8}{:<8}{:<8}{:<44}{:<8}{:<8}{:<4}",
+        "0",
+        "X X X X",
+        "Startdate 30-NOV-2026 X X X",
+        "30.11.26",
+        "14.00.00",
+        256 * (ns + 1),
+        "",
+        records,
+        1,
+        ns
+    )
+    .into_bytes();
+    let column = |b: &mut Vec<u8>, width: usize, value: &dyn Fn(usize) -> String| {
+        for i in 0..ns {
+            b.extend(format!("{:<width$}", value(i)).bytes());
+        }
+    };
+    column(&mut b, 16, &|i| labels[i].to_string());
+    column(&mut b, 80, &|_| String::new());
+    column(&mut b, 8, &|_| "uV".into());
+    column(&mut b, 8, &|_| "-3000".into());
+    column(&mut b, 8, &|_| "3000".into());
+    column(&mut b, 8, &|_| "-32767".into());
+    column(&mut b, 8, &|_| "32767".into());
+    column(&mut b, 80, &|_| String::new());
+    column(&mut b, 8, &|_| rate.to_string());
+    column(&mut b, 32, &|_| String::new());
+    assert_eq!(b.len(), 256 * (ns + 1));
+    for r in 0..records {
+        for channel in samples {
+            for &v in &channel[r * rate..(r + 1) * rate] {
+                let d = (v / 3000.0 * 32767.0).round().clamp(-32767.0, 32767.0) as i16;
+                b.extend(d.to_le_bytes());
+            }
+        }
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+/// Raw iEEG in µV: noise, 50 Hz mains, and a 100 Hz burst after every word (larger for longer
+/// words) on the responsive electrodes.
+fn raw_ieeg(words: &[(f64, String)]) -> Vec<Vec<f64>> {
+    let n = RAW_SECONDS * RAW_RATE as usize;
+    let mut state = 777u64;
+    let mut noise = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64 - 0.5
+    };
+    (0..RAW_LABELS.len())
+        .map(|e| {
+            (0..n)
+                .map(|i| {
+                    let t = i as f64 / RAW_RATE;
+                    let mut v = 20.0 * noise() + 30.0 * (std::f64::consts::TAU * 50.0 * t).sin();
+                    if e < 3 {
+                        for (onset, text) in words {
+                            let lag = t - onset - 0.03 * e as f64;
+                            if (0.0..0.25).contains(&lag) {
+                                let envelope = (std::f64::consts::PI * lag / 0.25).sin();
+                                v += envelope
+                                    * 15.0
+                                    * text.len() as f64
+                                    * (std::f64::consts::TAU * 100.0 * t).sin();
+                            }
+                        }
+                    }
+                    v
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offline_fit() {
+    use neuralign::dsp::{HighGamma, HighGammaConfig};
+    use neuralign::encode::session_xdf::{load_xdf, XdfSessionOptions};
+    use neuralign::import::{import, ImportOptions, WordsOffset};
+
+    let dir = tempfile::tempdir().unwrap();
+    let task = format!("listen{}", std::process::id());
+    let ieeg = dir.path().join("bids/sub-01/ieeg");
+    std::fs::create_dir_all(&ieeg).unwrap();
+    let prefix = format!("sub-01_task-{task}");
+    // the mains frequency comes from the sidecar: 50 Hz, not the config's default 60
+    std::fs::write(
+        ieeg.join(format!("{prefix}_ieeg.json")),
+        r#"{"PowerLineFrequency": 50, "SamplingFrequency": 512}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        ieeg.join(format!("{prefix}_channels.tsv")),
+        "\u{feff}name\ttype\tunits\tstatus\nE0\tECOG\tµV\tgood\nE1\tECOG\tµV\tgood\nE2\tSEEG\tµV\tgood\nBAD\tECOG\tµV\tbad\n",
+    )
+    .unwrap();
+    // a strip and a depth shaft, positions in mm; the bad channel has none
+    std::fs::write(
+        ieeg.join("sub-01_electrodes.tsv"),
+        "name\tx\ty\tz\tsize\tgroup\nE0\t40\t-20\t10\t4.2\tstrip\nE1\t41\t-10\t12\t4.2\tstrip\nE2\t30\t5\t-8\tn/a\tshaft\nBAD\tn/a\tn/a\tn/a\tn/a\tn/a\n",
+    )
+    .unwrap();
+
+    // high-gamma frames fall at -delay + k/100 s: word onsets a third of a frame past them
+    let hg_config = HighGammaConfig {
+        line_freq: 50.0,
+        ..HighGammaConfig::default()
+    };
+    let delay = HighGamma::new(4, RAW_RATE, &hg_config)
+        .unwrap()
+        .group_delay_s();
+    let text = "the quick brown fox jumps over the lazy dog while a patient listens to a story about paris";
+    let words: Vec<(f64, String)> = text
+        .split(' ')
+        .cycle()
+        .enumerate()
+        .map(|(i, w)| {
+            (
+                1.0 - delay + (i * 41) as f64 / RATE + 0.3 / RATE,
+                w.to_string(),
+            )
+        })
+        .take_while(|(onset, _)| *onset < RAW_SECONDS as f64 - 1.0)
+        .collect();
+    write_edf(
+        &ieeg.join(format!("{prefix}_ieeg.edf")),
+        &RAW_LABELS,
+        RAW_RATE as usize,
+        &raw_ieeg(&words),
+    );
+    // the word table's times are from audio onset, 0.75 s into the recording
+    let table = dir.path().join("words.csv");
+    let mut csv = String::from("word,start,end\n");
+    for (onset, w) in &words {
+        csv.push_str(&format!("{w},{},{}\n", onset - 0.75, onset - 0.75 + 0.2));
+    }
+    std::fs::write(&table, csv).unwrap();
+
+    let session_file = dir.path().join("session.xdf");
+    let report = import(
+        &dir.path().join("bids"),
+        &session_file,
+        &ImportOptions {
+            words: Some(table),
+            words_offset: WordsOffset::Seconds(0.75),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(report.bad_channels, ["BAD"]);
+    assert_eq!(report.words, words.len());
+    assert_eq!(report.recording.power_line_frequency, Some(50.0));
+    let neural_name = report.streams[0].name.clone();
+    let transcript_name = format!("{neural_name}-transcript");
+
+    let mut engine =
+        Engine::load(&LmConfig::default()).expect("the default model (neuralign model fetch)");
+    let loaded = load_xdf(&session_file, &XdfSessionOptions::default(), &mut engine).unwrap();
+    let session = &loaded.session;
     assert_eq!(
-        report.drops.values().filter(|&&d| d > 0).count(),
-        0,
-        "nothing dropped: {:?}",
-        report.drops
+        session.labels,
+        ["E0", "E1", "E2"],
+        "the bad channel is left out"
+    );
+    assert_eq!(session.rate, RATE);
+    assert!((session.t0 + delay).abs() < 1e-9, "t0 {}", session.t0);
+    assert!(loaded.high_gamma.extracted_by.contains("notch 50 Hz"));
+    let onsets: Vec<f64> = session.words.iter().map(|w| w.onset).collect();
+    let expected: Vec<f64> = words.iter().map(|w| w.0).collect();
+    assert!(onsets
+        .iter()
+        .zip(&expected)
+        .all(|(a, b)| (a - b).abs() < 1e-9));
+    let encoder = fit_session(session, &engine);
+    drop(engine);
+    encoder
+        .save(&dir.path().join("encoders.safetensors"))
+        .unwrap();
+    let (embeddings, engine) = embed(&words);
+    drop(engine);
+
+    let mut config = Config::default();
+    config.neural.stream = StreamSelector::Name(neural_name.clone());
+    config.neural.mode = NeuralMode::Raw;
+    config.high_gamma = hg_config;
+    config.transcript.stream = StreamSelector::Name(transcript_name.clone());
+    config.encoders.path = Some("encoders.safetensors".into());
+    config.recording.directory = Some("recordings".into());
+    config.pipeline.alignment_hz = 20.0;
+    let align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
+    config.align = align.clone();
+    let live = run_live(
+        config,
+        dir.path(),
+        &session_file,
+        vec![neural_name, transcript_name],
+        session.samples(),
+        RATE,
+    );
+    assert_eq!(
+        live.hello["session"]["electrodes"],
+        serde_json::json!(["E0", "E1", "E2"])
+    );
+    assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    // the electrodes' description reaches the dashboard's hello: groups, types, a side view
+    assert_eq!(
+        live.hello["session"]["electrode_info"],
+        serde_json::json!([
+            {"group": "strip", "type": "ECOG", "xy": [-20.0, 10.0]},
+            {"group": "strip", "type": "ECOG", "xy": [-10.0, 12.0]},
+            {"group": "shaft", "type": "SEEG", "xy": [5.0, -8.0]},
+        ])
+    );
+    assert_eq!(
+        live.hello["session"]["bad_channels"],
+        serde_json::json!(["BAD"])
+    );
+    let r_session = assert_live_equals_offline(
+        &live,
+        &encoder,
+        &words,
+        &embeddings,
+        &session.hg,
+        session.t0,
+        RATE,
+        align.window_s,
+    );
+    assert!(
+        r_session.iter().all(|r| *r > 0.2),
+        "the encoders pick up the bursts through the filterbank: {r_session:?}"
     );
 }
 

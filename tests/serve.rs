@@ -46,6 +46,8 @@ fn session(electrodes: usize, layers: usize) -> Session {
         },
         horizon: Some(12.0),
         window_s: 10.0,
+        electrode_info: Vec::new(),
+        bad_channels: Vec::new(),
     }
 }
 

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(transcript_message transcript_sequence xdf_read edf_read)
+[ ${#targets[@]} -gt 0 ] || targets=(transcript_message transcript_sequence xdf_read edf_read brainvision_read)
 read -r -a build_flags <<<"${FUZZ_BUILD_FLAGS:-}"
 
 export RUSTC_BOOTSTRAP=1
@@ -32,6 +32,7 @@ dict_for() {
   case $1 in
     xdf_read) echo fuzz/xdf.dict ;;
     edf_read) echo fuzz/edf.dict ;;
+    brainvision_read) echo fuzz/brainvision.dict ;;
     *) echo fuzz/transcript.dict ;;
   esac
 }

@@ -5,6 +5,7 @@
 pub mod dsp;
 pub mod e2e;
 pub mod encode;
+pub mod import;
 pub mod lm;
 pub mod lsl;
 pub mod report;
@@ -23,6 +24,8 @@ pub struct Settings {
     pub model: Option<PathBuf>,
     /// Minutes of synthetic session the `encode` part fits on (0 skips the fit).
     pub fit_minutes: f64,
+    /// Minutes of the synthetic EDF the `import` part converts.
+    pub import_minutes: f64,
 }
 
 /// A part of the pipeline `neuralign bench` can measure.
@@ -38,11 +41,20 @@ pub enum Part {
     Encode,
     /// Replay → serve → client, every stage.
     E2e,
+    /// EDF → XDF conversion (`neuralign import`).
+    Import,
 }
 
 impl Part {
     /// Every part, in the order `bench all` runs them.
-    pub const ALL: [Part; 5] = [Part::Lsl, Part::Dsp, Part::Lm, Part::Encode, Part::E2e];
+    pub const ALL: [Part; 6] = [
+        Part::Lsl,
+        Part::Dsp,
+        Part::Lm,
+        Part::Encode,
+        Part::E2e,
+        Part::Import,
+    ];
 
     /// The part's name on the command line and key in the JSON report.
     pub fn name(self) -> &'static str {
@@ -52,6 +64,7 @@ impl Part {
             Part::Lsl => "lsl",
             Part::Encode => "encode",
             Part::E2e => "e2e",
+            Part::Import => "import",
         }
     }
 
@@ -66,6 +79,7 @@ impl Part {
             )),
             Part::Encode => encode::run(settings.duration, settings.fit_minutes),
             Part::E2e => e2e::run(settings),
+            Part::Import => import::run(settings.import_minutes),
         };
         measured.map_or_else(Outcome::Failed, Outcome::Done)
     }

@@ -29,6 +29,8 @@ pub enum Target {
     Encode,
     /// Replay → serve → client, every stage.
     E2e,
+    /// EDF → XDF import of a large recording: MB/s and peak memory.
+    Import,
 }
 
 /// Latency and throughput figures, side by side.
@@ -56,6 +58,10 @@ pub struct BenchArgs {
     /// (0 skips the fit, as `--quick` does: the fit is tested in tests/encode.rs).
     #[arg(long, default_value_t = 30.0)]
     pub fit_minutes: f64,
+    /// Minutes of the synthetic 200-channel, 512 Hz EDF the `import` part converts
+    /// (`--quick`: 2).
+    #[arg(long, default_value_t = 30.0)]
+    pub import_minutes: f64,
     /// Server config naming the LSL config (default: configs/bedside.toml when present).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -73,6 +79,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(seconds),
         model: args.model,
         fit_minutes: if args.quick { 0.0 } else { args.fit_minutes },
+        import_minutes: if args.quick { 2.0 } else { args.import_minutes },
     };
     // The LSL part opens outlets: keep them on the configured (loopback) interfaces.
     let (config, base) = Config::load_or_default(args.config.as_deref())?;
@@ -135,6 +142,7 @@ impl Target {
             Target::Lsl => Some(Part::Lsl),
             Target::Encode => Some(Part::Encode),
             Target::E2e => Some(Part::E2e),
+            Target::Import => Some(Part::Import),
         }
     }
 }

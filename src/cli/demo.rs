@@ -128,12 +128,12 @@ fn fit_encoders(
         fraction: Some(fraction),
         ..Default::default()
     };
-    let (data, model) = load_xdf(session, &opts, &mut engine)?;
+    let loaded = load_xdf(session, &opts, &mut engine)?;
     let cfg = FitConfig {
         pcs,
         ..FitConfig::default()
     };
-    super::fit::fit_and_save(&data, model, &cfg, session, out)?;
+    super::fit::fit_and_save(&loaded, &cfg, out)?;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `neuralign fit`: fit per-electrode encoders on a recorded session and
 //! write the encoder file.
-use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
+use crate::encode::session_xdf::{load_xdf, LoadedSession, XdfSessionOptions};
 use crate::encode::{self, FitConfig, HighGammaMeta, Provenance};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -23,6 +23,18 @@ pub struct FitArgs {
     /// XDF: fit on this leading fraction of the session only.
     #[arg(long)]
     pub fraction: Option<f64>,
+    /// XDF: the neural stream is raw iEEG (default: when its rate is above 200 Hz); its
+    /// high-gamma is extracted with the server's causal filterbank.
+    #[arg(long)]
+    pub raw: bool,
+    /// XDF, raw iEEG: the server config whose `[high_gamma]` settings to extract with
+    /// (default: the built-in defaults, those of configs/bedside.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// XDF, raw iEEG: mains frequency to notch, Hz (default: the recording's
+    /// `power_line_frequency`, else the config's `line_freq`).
+    #[arg(long)]
+    pub line_freq: Option<f64>,
     /// XDF: the language model (GGUF); default: the fetched default model.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -63,17 +75,24 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
-    let (session, model) = match ext {
+    let loaded = match ext {
         "xdf" => {
             let mut engine = crate::lm::Engine::load(&crate::lm::LmConfig {
                 model: args.model.clone(),
                 ..Default::default()
             })
             .context("loading the language model")?;
+            let high_gamma = match &args.config {
+                Some(path) => crate::pipeline::Config::load(path)?.high_gamma,
+                None => Default::default(),
+            };
             let opts = XdfSessionOptions {
                 neural: args.neural.clone(),
                 transcript: args.transcript.clone(),
                 fraction: args.fraction,
+                raw: args.raw.then_some(true),
+                high_gamma,
+                line_freq: args.line_freq,
             };
             load_xdf(&args.session, &opts, &mut engine)?
         }
@@ -81,7 +100,15 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
             let (session, model) = encode::session_file::load(&args.session)
                 .with_context(|| format!("reading session {}", args.session.display()))?;
             let model = model.context("the session file names no model (metadata `model`: name, sha256); encoders must record which model they fit")?;
-            (session, model)
+            LoadedSession {
+                session,
+                model,
+                high_gamma: HighGammaMeta {
+                    source: args.session.display().to_string(),
+                    band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
+                    extracted_by: "stream".into(),
+                },
+            }
         }
         _ => bail!(
             "{}: expected an XDF recording (.xdf) or session arrays (.safetensors)",
@@ -108,7 +135,8 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         layers,
         ..FitConfig::default()
     };
-    let enc = fit_and_save(&session, model, &cfg, &args.session, &args.out)?;
+    let session = &loaded.session;
+    let enc = fit_and_save(&loaded, &cfg, &args.out)?;
     if let Some(path) = &args.dump_design {
         if args.dump_layer >= enc.layers {
             bail!(
@@ -117,30 +145,25 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
                 enc.layers
             );
         }
-        encode::dump_design(&session, &cfg, &enc, args.dump_layer)?.save(path)?;
+        encode::dump_design(session, &cfg, &enc, args.dump_layer)?.save(path)?;
     }
     Ok(())
 }
 
-/// Fits encoders on `session` with a progress bar, writes them to `out` and
+/// Fits encoders on a loaded session with a progress bar, writes them to `out` and
 /// logs the result (shared by `fit` and `demo`).
 pub(crate) fn fit_and_save(
-    session: &encode::Session,
-    model: encode::ModelMeta,
+    loaded: &LoadedSession,
     cfg: &FitConfig,
-    source: &std::path::Path,
     out: &std::path::Path,
 ) -> anyhow::Result<encode::Encoder> {
+    let session = &loaded.session;
     let provenance = Provenance {
-        model,
-        high_gamma: HighGammaMeta {
-            source: source.display().to_string(),
-            band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
-            extracted_by: "stream".into(),
-        },
+        model: loaded.model.clone(),
+        high_gamma: loaded.high_gamma.clone(),
         description: format!(
             "{}: {} samples at {} Hz, {} electrodes, {} words",
-            source.display(),
+            loaded.high_gamma.source,
             session.samples(),
             session.rate,
             session.electrodes(),

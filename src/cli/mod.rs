@@ -5,6 +5,7 @@ pub mod bench;
 pub mod demo;
 pub mod embed;
 pub mod fit;
+pub mod import;
 pub mod inspect;
 pub mod listen;
 pub mod model;

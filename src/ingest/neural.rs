@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::link::{connect, Latency};
-use super::resolve::{channel_labels, StreamSummary};
+use super::resolve::{channel_labels, channel_meta, StreamSummary};
 use super::{Gap, GapTracker, IngestError, LatencySummary, LinkState, NeuralChunk, NeuralConfig};
 
 /// Most gaps kept in the status (all are counted).
@@ -31,6 +31,11 @@ pub struct StreamMeta {
     pub summary: StreamSummary,
     /// Channel labels (from the description, or `ch1…chN`).
     pub labels: Vec<String>,
+    /// Each channel's description (`desc/channels/channel`: type, group, status, location)
+    /// when the stream describes every channel, else empty. Sent once in `hello`, not in
+    /// every status.
+    #[serde(skip)]
+    pub channels: Vec<crate::import::desc::ChannelMeta>,
 }
 
 /// A snapshot of the neural inlet's health.
@@ -212,6 +217,7 @@ impl Worker {
             let meta = StreamMeta {
                 summary: StreamSummary::from_info(&info),
                 labels: channel_labels(&mut info),
+                channels: channel_meta(&info),
             };
             if let Err(e) = self.check(&meta) {
                 tracing::error!("{e}");

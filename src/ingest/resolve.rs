@@ -119,6 +119,25 @@ pub fn format_name(format: lsl::ChannelFormat) -> &'static str {
     }
 }
 
+/// Each channel's description (`desc/channels/channel`: the XDF/LSL meta-data convention that
+/// `neuralign import` writes and `replay` copies), parsed as the importer wrote it; empty when
+/// the stream has none or describes another number of channels than it has.
+pub fn channel_meta(info: &lsl::StreamInfo) -> Vec<crate::import::desc::ChannelMeta> {
+    let count = info.channel_count().max(0) as usize;
+    let channels = info
+        .to_xml()
+        .ok()
+        .and_then(|xml| crate::xdf::xml::Element::parse(&xml).ok())
+        .and_then(|root| root.child("desc").cloned())
+        .map(|desc| crate::import::desc::ChannelMeta::from_desc(&desc))
+        .unwrap_or_default();
+    if channels.len() == count {
+        channels
+    } else {
+        Vec::new()
+    }
+}
+
 /// Channel labels from `desc/channels/channel/label` of a full stream info. A channel without
 /// a label is `chK` (1-based); a description listing the wrong number of channels is ignored
 /// altogether (`ch1…chN`), since its labels cannot be matched to channels.

@@ -26,8 +26,8 @@ use crate::ingest::{
 use crate::metrics::{Stage, StageSet};
 use crate::pipeline::Config;
 use crate::serve::{
-    AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
-    WordEvent, WordStatus,
+    AlignmentUpdate, ElectrodeInfo, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus,
+    TraceChunk, WordEvent, WordStatus,
 };
 
 /// Most language-model outputs kept while no neural stream is bound (embeddings of every
@@ -278,6 +278,20 @@ impl Core {
             },
             horizon: None,
             window_s: self.align.window_s,
+            electrode_info: match meta.channels.is_empty() {
+                true => Vec::new(),
+                false => map
+                    .stream_index
+                    .iter()
+                    .map(|&i| ElectrodeInfo::from_meta(&meta.channels[i]))
+                    .collect(),
+            },
+            bad_channels: meta
+                .channels
+                .iter()
+                .filter(|c| c.bad)
+                .map(|c| c.label.clone())
+                .collect(),
         };
         self.hub.set_session(session);
         let (e, l) = (encoder.electrodes, encoder.layers);

@@ -29,6 +29,38 @@ pub struct Session {
     pub horizon: Option<f64>,
     /// Length of the rolling correlation window (seconds).
     pub window_s: f64,
+    /// Per electrode (session order), what the neural stream's description says of it;
+    /// empty when the stream describes its channels no further than by label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub electrode_info: Vec<ElectrodeInfo>,
+    /// Stream channels the recording marks bad: they have no encoders and are not shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_channels: Vec<String>,
+}
+
+/// One electrode as the neural stream's channel description gives it (`neuralign import`
+/// writes it from BIDS sidecars; `replay` passes it on).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ElectrodeInfo {
+    /// Shaft, strip or grid, when known.
+    pub group: Option<String>,
+    /// Channel type (`ECOG`, `SEEG`, `iEEG`...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The position seen from the side: `(y, z)` of the electrode's location (anterior,
+    /// superior), in the recording's coordinate units; `None` without coordinates.
+    pub xy: Option<[f64; 2]>,
+}
+
+impl ElectrodeInfo {
+    /// The frame's view of a channel description.
+    pub fn from_meta(meta: &crate::import::desc::ChannelMeta) -> Self {
+        Self {
+            group: meta.group.clone(),
+            kind: meta.kind.clone(),
+            xy: meta.location.map(|[_, y, z]| [y, z]),
+        }
+    }
 }
 
 /// Sampling and update rates of a session, in Hz.

@@ -599,6 +599,8 @@ mod tests {
             },
             horizon: None,
             window_s: 5.0,
+            electrode_info: Vec::new(),
+            bad_channels: Vec::new(),
         }
     }
 

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 
 pub use config::ServerConfig;
 pub use frames::{
-    AlignmentUpdate, Frame, FrameKind, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
-    WordEvent, WordStatus,
+    AlignmentUpdate, ElectrodeInfo, Frame, FrameKind, PipelineStatus, Rates, Session, StreamStatus,
+    TraceChunk, WordEvent, WordStatus,
 };
 pub use http::Server;
 pub use hub::{Hub, HubConfig, HubError};

@@ -138,6 +138,8 @@ mod tests {
             },
             horizon: None,
             window_s: 10.0,
+            electrode_info: Vec::new(),
+            bad_channels: Vec::new(),
         }
     }
 

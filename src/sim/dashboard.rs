@@ -142,6 +142,8 @@ impl SyntheticSession {
             },
             horizon: None,
             window_s: c.window_s,
+            electrode_info: Vec::new(),
+            bad_channels: Vec::new(),
         }
     }
 

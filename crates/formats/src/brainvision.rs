@@ -7,7 +7,7 @@
 //! byte-order mark), markers with the `New Segment` date as the start time.
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::recording::{
@@ -125,107 +125,262 @@ type Sections = HashMap<String, Vec<(String, String)>>;
 
 /// Reads a `.vhdr` and its data and marker files.
 pub fn read(vhdr: impl AsRef<Path>) -> Result<Recording, BrainVisionError> {
-    let vhdr = vhdr.as_ref();
-    let mut warnings = Vec::new();
-    let header = read_header(vhdr, &mut warnings)?;
-    let data_name = header.data_file.display().to_string();
-    let io = |source| BrainVisionError::Io {
-        file: data_name.clone(),
-        source,
-    };
-    let data = File::open(&header.data_file).map_err(io)?;
-    let bytes = data.metadata().map_err(io)?.len();
-    let n_ch = header.channels.len();
-    let frame = (header.binary_format.bytes() * n_ch) as u64;
-    if bytes % frame != 0 {
-        if header.vectorized {
-            return Err(BrainVisionError::DataSize {
-                file: data_name,
-                bytes,
-                frame,
-            });
+    let mut reader = BrainVisionReader::open(vhdr)?;
+    let mut channels = reader.channels().to_vec();
+    while let Some(block) = reader.next_block(BLOCK_SAMPLES)? {
+        for (channel, samples) in channels.iter_mut().zip(block) {
+            channel.samples.extend(samples);
         }
-        warnings.push(format!(
-            "{data_name}: {bytes} bytes end {} bytes into a sample of {frame}; the partial sample is dropped",
-            bytes % frame
-        ));
-    }
-    let mut n = bytes / frame;
-    if let Some(points) = header.data_points.filter(|&p| p != n) {
-        warnings.push(format!(
-            "{}: DataPoints says {points} but {data_name} holds {n} samples; reading {}",
-            vhdr.display(),
-            points.min(n)
-        ));
-        n = points.min(n);
-    }
-    let samples = read_samples(BufReader::new(data), &header, n).map_err(io)?;
-
-    let mut labels: Vec<String> = header.channels.iter().map(|c| c.label.clone()).collect();
-    let renamed = unique_labels(&mut labels);
-    warnings.extend(
-        renamed
-            .into_iter()
-            .map(|w| format!("{}: {w}", vhdr.display())),
-    );
-    let mut channels = Vec::with_capacity(n_ch);
-    for ((info, label), mut samples) in header.channels.iter().zip(labels).zip(samples) {
-        let (scale, values) = match volts_per_unit(&info.unit) {
-            Some(v) => (info.resolution * v, Values::Volts),
-            None => {
-                warnings.push(format!(
-                    "{}: channel {label}: unit {:?} is not a voltage, samples left in it",
-                    vhdr.display(),
-                    info.unit
-                ));
-                (info.resolution, Values::Physical)
-            }
-        };
-        samples.iter_mut().for_each(|s| *s *= scale);
-        channels.push(Channel {
-            label,
-            unit: info.unit.clone(),
-            values,
-            rate_hz: header.rate_hz,
-            samples,
-        });
-    }
-
-    let (annotations, start) = match &header.marker_file {
-        Some(vmrk) if vmrk.is_file() => read_markers(vmrk, &header, &mut warnings)?,
-        Some(vmrk) => {
-            warnings.push(format!(
-                "{}: MarkerFile {} does not exist; no markers",
-                vhdr.display(),
-                vmrk.display()
-            ));
-            (Vec::new(), None)
-        }
-        None => (Vec::new(), None),
-    };
-    for w in &warnings {
-        tracing::warn!("{w}");
     }
     let segments = vec![Segment {
         onset_s: 0.0,
-        duration_s: n as f64 / header.rate_hz,
+        duration_s: reader.samples() as f64 / reader.header.rate_hz,
     }];
+    for w in &reader.warnings {
+        tracing::warn!("{w}");
+    }
     Ok(Recording {
         channels,
-        annotations,
-        start,
+        annotations: reader.annotations,
+        start: reader.start,
         segments,
-        warnings,
+        warnings: reader.warnings,
     })
 }
 
-/// Parses a `.vhdr`; header warnings are appended to `warnings`.
+/// Samples per channel in one block: one frame (multiplexed) or run (vectorized) per read
+/// would be slow, the whole file at once would hold the recording in memory.
+pub const BLOCK_SAMPLES: usize = 4096;
+
+/// Streams a BrainVision recording block by block. The header and the markers are read when
+/// it is opened; the samples, scaled to [`Channel::values`]' unit, as they are asked for.
+pub struct BrainVisionReader {
+    header: VhdrHeader,
+    data: BufReader<File>,
+    data_name: String,
+    /// Sample count per channel that is read (the file's, capped by `DataPoints`).
+    n: u64,
+    done: u64,
+    /// Multiplier per channel from stored value to the unit of its [`Values`].
+    scales: Vec<f64>,
+    /// Channel descriptions, samples empty.
+    channels: Vec<Channel>,
+    annotations: Vec<Annotation>,
+    start: Option<StartTime>,
+    warnings: Vec<String>,
+    disagreements: Vec<String>,
+    buffer: Vec<u8>,
+}
+
+impl BrainVisionReader {
+    /// Parses the header and markers, checks the data file's size.
+    pub fn open(vhdr: impl AsRef<Path>) -> Result<Self, BrainVisionError> {
+        let vhdr = vhdr.as_ref();
+        let mut warnings = Vec::new();
+        let mut disagreements = Vec::new();
+        let header = read_header(vhdr, &mut warnings)?;
+        let data_name = header.data_file.display().to_string();
+        let io = |source| BrainVisionError::Io {
+            file: data_name.clone(),
+            source,
+        };
+        let data = File::open(&header.data_file).map_err(io)?;
+        let bytes = data.metadata().map_err(io)?.len();
+        let n_ch = header.channels.len();
+        let frame = (header.binary_format.bytes() * n_ch) as u64;
+        if bytes % frame != 0 {
+            if header.vectorized {
+                return Err(BrainVisionError::DataSize {
+                    file: data_name,
+                    bytes,
+                    frame,
+                });
+            }
+            let problem = format!(
+                "{data_name}: {bytes} bytes end {} bytes into a sample of {frame}; the partial sample is dropped",
+                bytes % frame
+            );
+            warnings.push(problem.clone());
+            disagreements.push(problem);
+        }
+        let mut n = bytes / frame;
+        if let Some(points) = header.data_points.filter(|&p| p != n) {
+            let problem = format!(
+                "{}: DataPoints says {points} but {data_name} holds {n} samples; reading {}",
+                vhdr.display(),
+                points.min(n)
+            );
+            warnings.push(problem.clone());
+            disagreements.push(problem);
+            n = points.min(n);
+        }
+
+        let mut labels: Vec<String> = header.channels.iter().map(|c| c.label.clone()).collect();
+        let renamed = unique_labels(&mut labels);
+        warnings.extend(
+            renamed
+                .into_iter()
+                .map(|w| format!("{}: {w}", vhdr.display())),
+        );
+        let mut channels = Vec::with_capacity(n_ch);
+        let mut scales = Vec::with_capacity(n_ch);
+        for (info, label) in header.channels.iter().zip(labels) {
+            let (scale, values) = match volts_per_unit(&info.unit) {
+                Some(v) => (info.resolution * v, Values::Volts),
+                None => {
+                    warnings.push(format!(
+                        "{}: channel {label}: unit {:?} is not a voltage, samples left in it",
+                        vhdr.display(),
+                        info.unit
+                    ));
+                    (info.resolution, Values::Physical)
+                }
+            };
+            scales.push(scale);
+            channels.push(Channel {
+                label,
+                unit: info.unit.clone(),
+                values,
+                rate_hz: header.rate_hz,
+                samples: Vec::new(),
+            });
+        }
+
+        let (annotations, start) = match &header.marker_file {
+            Some(vmrk) if vmrk.is_file() => parse_markers(
+                &read_bytes(vmrk)?,
+                vmrk,
+                &header,
+                &mut warnings,
+                &mut disagreements,
+            ),
+            Some(vmrk) => {
+                warnings.push(format!(
+                    "{}: MarkerFile {} does not exist; no markers",
+                    vhdr.display(),
+                    vmrk.display()
+                ));
+                (Vec::new(), None)
+            }
+            None => (Vec::new(), None),
+        };
+        Ok(BrainVisionReader {
+            header,
+            data: BufReader::new(data),
+            data_name,
+            n,
+            done: 0,
+            scales,
+            channels,
+            annotations,
+            start,
+            warnings,
+            disagreements,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> &VhdrHeader {
+        &self.header
+    }
+
+    /// The channels (labels made unique, unit, values, rate), samples empty.
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    /// The markers as annotations (`type/description`), onsets from the first sample.
+    pub fn annotations(&self) -> &[Annotation] {
+        &self.annotations
+    }
+
+    /// The first `New Segment` date.
+    pub fn start(&self) -> Option<StartTime> {
+        self.start
+    }
+
+    /// Warnings of the header, markers and data size.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The warnings that say the files disagree with each other (a data file ending
+    /// mid-sample, `DataPoints` against the file size, a `.vmrk` naming another data file):
+    /// what was read may not be the recording the header describes.
+    pub fn disagreements(&self) -> &[String] {
+        &self.disagreements
+    }
+
+    /// Samples per channel that are read.
+    pub fn samples(&self) -> u64 {
+        self.n
+    }
+
+    /// The next block of at most `max` samples of every channel, scaled; `None` at the end.
+    pub fn next_block(&mut self, max: usize) -> Result<Option<Vec<Vec<f64>>>, BrainVisionError> {
+        let take = (self.n - self.done).min(max.max(1) as u64) as usize;
+        if take == 0 {
+            return Ok(None);
+        }
+        let format = self.header.binary_format;
+        let width = format.bytes();
+        let n_ch = self.channels.len();
+        let mut block = vec![Vec::with_capacity(take); n_ch];
+        let io = |source| BrainVisionError::Io {
+            file: self.data_name.clone(),
+            source,
+        };
+        if self.header.vectorized {
+            // channel c's samples start at c·n: one seek and read per channel and block
+            self.buffer.resize(take * width, 0);
+            for (c, channel) in block.iter_mut().enumerate() {
+                let at = (c as u64 * self.n + self.done) * width as u64;
+                self.data.seek(SeekFrom::Start(at)).map_err(io)?;
+                self.data.read_exact(&mut self.buffer).map_err(io)?;
+                let scale = self.scales[c];
+                channel.extend(
+                    self.buffer
+                        .chunks_exact(width)
+                        .map(|b| format.decode(b) * scale),
+                );
+            }
+        } else {
+            let frame = width * n_ch;
+            self.buffer.resize(take * frame, 0);
+            self.data.read_exact(&mut self.buffer).map_err(io)?;
+            for sample in self.buffer.chunks_exact(frame) {
+                for ((channel, b), scale) in block
+                    .iter_mut()
+                    .zip(sample.chunks_exact(width))
+                    .zip(&self.scales)
+                {
+                    channel.push(format.decode(b) * scale);
+                }
+            }
+        }
+        self.done += take as u64;
+        Ok(Some(block))
+    }
+}
+
+/// Reads and parses a `.vhdr`; header warnings are appended to `warnings`.
 pub fn read_header(
     vhdr: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<VhdrHeader, BrainVisionError> {
+    parse_header(&read_bytes(vhdr)?, vhdr, warnings)
+}
+
+/// Parses the bytes of the `.vhdr` at `vhdr` (the path names it in messages and resolves
+/// the data and marker files); header warnings are appended to `warnings`.
+pub fn parse_header(
+    bytes: &[u8],
+    vhdr: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<VhdrHeader, BrainVisionError> {
     let file = vhdr.display().to_string();
-    let (first_line, sections) = read_ini(vhdr, warnings)?;
+    let (first_line, sections) = parse_ini(bytes, &file, warnings);
     let version = [
         "Brain Vision Data Exchange Header File Version ",
         "BrainVision Data Exchange Header File Version ",
@@ -357,53 +512,19 @@ pub fn read_header(
     })
 }
 
-/// Reads `n` samples of every channel, either layout.
-fn read_samples(mut data: impl Read, header: &VhdrHeader, n: u64) -> io::Result<Vec<Vec<f64>>> {
-    let n_ch = header.channels.len();
-    let width = header.binary_format.bytes();
-    let n = usize::try_from(n).map_err(io::Error::other)?;
-    let mut channels = vec![Vec::with_capacity(n); n_ch];
-    // A block of whole samples at a time: one frame (multiplexed) or run (vectorized) per read
-    // would be slow, the whole file at once would double the memory.
-    let mut buf = vec![0u8; width * n_ch * 4096];
-    if header.vectorized {
-        for channel in &mut channels {
-            while channel.len() < n {
-                let take = (n - channel.len()).min(buf.len() / width);
-                data.read_exact(&mut buf[..take * width])?;
-                channel.extend(
-                    buf[..take * width]
-                        .chunks_exact(width)
-                        .map(|b| header.binary_format.decode(b)),
-                );
-            }
-        }
-    } else {
-        let frame = width * n_ch;
-        let mut left = n;
-        while left > 0 {
-            let take = left.min(buf.len() / frame);
-            data.read_exact(&mut buf[..take * frame])?;
-            for sample in buf[..take * frame].chunks_exact(frame) {
-                for (channel, b) in channels.iter_mut().zip(sample.chunks_exact(width)) {
-                    channel.push(header.binary_format.decode(b));
-                }
-            }
-            left -= take;
-        }
-    }
-    Ok(channels)
-}
-
-/// Reads a `.vmrk`: markers as annotations (`type/description`), and the first
-/// `New Segment` date as the start time.
-fn read_markers(
+/// Markers as annotations (`type/description`) and the first `New Segment` date as the
+/// start time, from the bytes of the `.vmrk` at `vmrk` (which names it in messages). A
+/// `DataFile` other than the header's is a warning that is also appended to
+/// `disagreements`.
+pub fn parse_markers(
+    bytes: &[u8],
     vmrk: &Path,
     header: &VhdrHeader,
     warnings: &mut Vec<String>,
-) -> Result<(Vec<Annotation>, Option<StartTime>), BrainVisionError> {
+    disagreements: &mut Vec<String>,
+) -> (Vec<Annotation>, Option<StartTime>) {
     let file = vmrk.display().to_string();
-    let (first_line, sections) = read_ini(vmrk, warnings)?;
+    let (first_line, sections) = parse_ini(bytes, &file, warnings);
     if !first_line.contains("Data Exchange Marker File") {
         warnings.push(format!(
             "{file}: first line {first_line:?} is not a BrainVision marker header"
@@ -419,9 +540,11 @@ fn read_markers(
         .map(|f| f.to_string_lossy().into_owned());
     if let (Some(named), Some(ours)) = (named, ours) {
         if named != ours {
-            warnings.push(format!(
+            let problem = format!(
                 "{file}: DataFile names {named:?} but the header's data file is {ours:?}; markers may belong to another recording"
-            ));
+            );
+            warnings.push(problem.clone());
+            disagreements.push(problem);
         }
     }
     let mut annotations = Vec::new();
@@ -449,7 +572,7 @@ fn read_markers(
             text: format!("{}/{}", part(0), part(1)),
         });
     }
-    Ok((annotations, start))
+    (annotations, start)
 }
 
 /// A file name from a header, with `$b` (the spec's placeholder for the naming file's own
@@ -481,23 +604,20 @@ fn segment_date(raw: &str) -> Option<StartTime> {
     (valid && time.hour < 24 && time.minute < 60 && time.second < 61.0).then_some(time)
 }
 
-/// Reads an INI-like BrainVision text: the first line, and the sections' `key=value` lines.
+/// A whole header or marker file.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, BrainVisionError> {
+    std::fs::read(path).map_err(|source| BrainVisionError::Io {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Parses an INI-like BrainVision text: the first line, and the sections' `key=value` lines.
 /// UTF-8 when it starts with a byte-order mark or says `Codepage=UTF-8`, latin-1 otherwise.
-fn read_ini(
-    path: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<(String, Sections), BrainVisionError> {
-    let file = path.display().to_string();
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|source| BrainVisionError::Io {
-            file: file.clone(),
-            source,
-        })?;
+fn parse_ini(bytes: &[u8], file: &str, warnings: &mut Vec<String>) -> (String, Sections) {
     let (bom, body) = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
         Some(rest) => (true, rest),
-        None => (false, &bytes[..]),
+        None => (false, bytes),
     };
     let latin1: String = body.iter().map(|&b| char::from(b)).collect();
     let utf8 = bom
@@ -538,5 +658,5 @@ fn read_ini(
                 .push((key.trim().to_owned(), value.trim().to_owned()));
         }
     }
-    Ok((first_line, sections))
+    (first_line, sections)
 }

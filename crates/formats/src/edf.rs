@@ -317,6 +317,46 @@ impl EdfHeader {
         }
     }
 
+    /// The ordinary signals as channels (labels made unique, unit, values, own rate), samples
+    /// empty, and one warning per renamed label.
+    pub fn channels(&self) -> (Vec<Channel>, Vec<String>) {
+        let mut labels: Vec<String> = self.ordinary().map(|(_, s)| s.label.clone()).collect();
+        let renamed = unique_labels(&mut labels);
+        let channels = self
+            .ordinary()
+            .zip(labels)
+            .map(|((i, s), label)| Channel {
+                label,
+                unit: s.unit.clone(),
+                values: s.scaling().2,
+                rate_hz: self.rate_hz(i),
+                samples: Vec::new(),
+            })
+            .collect();
+        (channels, renamed)
+    }
+
+    /// The start time of the first sample, given the first record's onset `first` (EDF+'s
+    /// sub-second start); an onset outside `[0, 1)` leaves the header's, with a warning.
+    pub fn start_at(
+        &self,
+        first: f64,
+        file: &str,
+        warnings: &mut Vec<String>,
+    ) -> Option<StartTime> {
+        let mut start = self.start;
+        if let Some(start) = start.as_mut() {
+            if (0.0..1.0).contains(&first) {
+                start.second += first;
+            } else {
+                warnings.push(format!(
+                    "{file}: first record's onset is {first} s, not a sub-second start; start time left as the header's"
+                ));
+            }
+        }
+        start
+    }
+
     fn ordinary(&self) -> impl Iterator<Item = (usize, &SignalHeader)> {
         self.signals
             .iter()
@@ -534,19 +574,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Recording, EdfError> {
     let mut reader = EdfReader::open(path)?;
     let header = reader.header().clone();
     let file = reader.file.clone();
-    let mut labels: Vec<String> = header.ordinary().map(|(_, s)| s.label.clone()).collect();
-    let renamed = unique_labels(&mut labels);
-    let mut channels: Vec<Channel> = header
-        .ordinary()
-        .zip(labels)
-        .map(|((i, s), label)| Channel {
-            label,
-            unit: s.unit.clone(),
-            values: s.scaling().2,
-            rate_hz: header.rate_hz(i),
-            samples: Vec::new(),
-        })
-        .collect();
+    let (mut channels, renamed) = header.channels();
     let mut annotations = Vec::new();
     let mut onsets = Vec::new();
     while let Some(record) = reader.next_record()? {
@@ -562,16 +590,7 @@ pub fn read(path: impl AsRef<Path>) -> Result<Recording, EdfError> {
     // EDF+: the first record's onset is the sub-second part of the start time; everything
     // is reported relative to the first sample.
     let first = onsets.first().copied().unwrap_or(0.0);
-    let mut start = header.start;
-    if let Some(start) = start.as_mut() {
-        if (0.0..1.0).contains(&first) {
-            start.second += first;
-        } else {
-            warnings.push(format!(
-                "{file}: first record's onset is {first} s, not a sub-second start; start time left as the header's"
-            ));
-        }
-    }
+    let start = header.start_at(first, &file, &mut warnings);
     for a in &mut annotations {
         a.onset_s -= first;
     }

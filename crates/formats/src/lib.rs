@@ -9,8 +9,11 @@
 //! - [`edf`], [`brainvision`]: clinical recordings (EDF/EDF+/BDF, BrainVision) read into a
 //!   [`recording::Recording`] (`docs/import.md`).
 //! - [`wav`]: WAV audio (PCM and float) for `play` and `transcribe`.
+//! - [`import`]: those recordings, BIDS iEEG sidecars and a word table converted to an XDF
+//!   session, streamed.
 pub mod brainvision;
 pub mod edf;
+pub mod import;
 pub mod recording;
 pub mod transcript;
 pub mod wav;

@@ -841,3 +841,45 @@ proptest::proptest! {
         let _ = brainvision::read(dir.join("testv2.vhdr"));
     }
 }
+
+#[test]
+fn import_keeps_edf_plus_d_gaps_as_gaps_in_the_time_stamps() {
+    use neuralign_formats::import::{import, ImportOptions};
+    use neuralign_formats::xdf::{self, Samples};
+    let bytes = edf_plus(
+        "EDF+D",
+        &[
+            ("+0.25\x14\x14\0", [1, 2]),
+            ("+1.25\x14\x14\0+1.5\x151\x14on\x14\0", [3, 4]),
+            ("+10.25\x14\x14\0", [5, 6]),
+        ],
+    );
+    let dir = scratch("import-edfd");
+    let path = dir.join("d.edf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = dir.join("d.xdf");
+    let _ = std::fs::remove_file(&out);
+    let report = import(&path, &out, &ImportOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(report.streams[0].samples, 6);
+    assert_eq!(
+        report.recording.start.as_deref(),
+        Some("2121-03-02T10:20:30.250000")
+    );
+    let file = xdf::read(&out).unwrap();
+    let neural = &file.streams[0];
+    assert_eq!(neural.time_stamps, [0.0, 0.5, 1.0, 1.5, 10.0, 10.5]);
+    assert_eq!(
+        neural.data,
+        Samples::Float32(vec![1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6])
+    );
+    let markers = &file.streams[1];
+    assert_eq!(markers.info.stream_type, "Markers");
+    assert_eq!(markers.time_stamps, [1.25]);
+    assert_eq!(markers.data, Samples::String(vec!["on".into(), "1".into()]));
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "the temporary file is gone");
+}

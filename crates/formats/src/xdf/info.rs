@@ -144,6 +144,22 @@ impl StreamInfo {
         info
     }
 
+    /// Replaces the header's `desc` element with `desc` (the element's inner XML, e.g.
+    /// `<channels>…</channels><recording>…</recording>`), keeping the other fields.
+    pub fn with_desc(mut self, desc: &str) -> Self {
+        let rendered = self.render_xml();
+        let start = rendered
+            .find("\t<desc")
+            .expect("render_xml writes a desc element");
+        let end = rendered.rfind("</info>").expect("render_xml closes info");
+        self.xml = format!(
+            "{}\t<desc>\n{desc}\t</desc>\n{}",
+            &rendered[..start],
+            &rendered[end..]
+        );
+        self
+    }
+
     /// Renders the header document from the fields (LSL's layout).
     pub fn render_xml(&self) -> String {
         let mut x = String::from("<?xml version=\"1.0\"?>\n<info>\n");
