@@ -14,7 +14,8 @@
 //! Around it: [`transcript`], [`word_table`] and [`xdf`] (the untrusted-input formats, from the
 //! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`sim`] (synthetic
 //! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
-//! (`neuralign bench`) and [`cli`] (one file per subcommand).
+//! (`neuralign bench`), [`stats`] (null distributions, false discovery rate, peak-layer
+//! intervals) and [`cli`] (one file per subcommand).
 
 pub use neuralign_formats::{transcript, word_table, xdf};
 
@@ -31,4 +32,5 @@ pub mod pipeline;
 pub mod replay;
 pub mod serve;
 pub mod sim;
+pub mod stats;
 pub mod utc;
