@@ -1,7 +1,7 @@
 //! The statistics of `fit` on simulated sessions with known ground truth
 //! (`neuralign simulate` with the real model's embeddings, half of the
 //! electrodes non-responsive, realistic signal-to-noise: noise-ceiling r
-//! 0.05–0.35), over several seeds: non-responsive electrodes are called
+//! 0.08–0.34), over several seeds: non-responsive electrodes are called
 //! significant (q ≤ 0.05) in at most 5 % of cases, responsive electrodes above
 //! a stated noise ceiling are found, and the peak-layer intervals cover the
 //! true layer for at least 90 % of the significant responsive electrodes. The
