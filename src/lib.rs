@@ -16,7 +16,8 @@
 //! `neuralign-formats` crate), [`replay`] (a recording as LSL outlets), [`play`] (a stimulus
 //! WAV with its word table as LSL outlets), [`sim`] (synthetic
 //! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
-//! (`neuralign bench`) and [`cli`] (one file per subcommand).
+//! (`neuralign bench`), [`stats`] (null distributions, false discovery rate, peak-layer
+//! intervals) and [`cli`] (one file per subcommand).
 
 pub use neuralign_formats::{import, transcript, wav, word_table, xdf};
 
@@ -35,4 +36,5 @@ pub mod play;
 pub mod replay;
 pub mod serve;
 pub mod sim;
+pub mod stats;
 pub mod utc;

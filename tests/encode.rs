@@ -426,8 +426,8 @@ fn encoder_file_round_trips_and_mismatches_are_named() {
 
 /// `neuralign simulate` with the real model (SNR 2), then `fit` on its first 70 % the way
 /// the CLI does it (the transcript rebuilt from the recorded stream, revisions and all,
-/// embedded by the model): the true peak layer is found for ≥ 90 % of responsive
-/// electrodes, and the r on the last 30 % at it is on average within 0.05 of the noise
+/// embedded by the model): the true peak layer is found for ≥ 75 % of responsive
+/// electrodes and lies inside the peak-layer interval for ≥ 90 %, and the r on the last 30 % at it is on average within 0.05 of the noise
 /// ceiling the simulation reports.
 #[test]
 fn simulated_session_with_the_real_model_recovers_its_ground_truth() {
@@ -474,19 +474,18 @@ fn simulated_session_with_the_real_model_recovers_its_ground_truth() {
         "the recorded transcript, revisions applied, holds every word"
     );
     let cut = 0.7;
-    let train = head(&session, cut);
     let provenance = Provenance {
         model,
         ..provenance()
     };
-    // as many components as the simulation drives each electrode with; the peak layer from
-    // the r cross-validated over all training folds (the last 30 % is the test)
+    // as many components as the simulation drives each electrode with; trained on the
+    // first 70 %, the peak layer from the r on the last 30 % (after the purge gap)
     let fit = FitConfig {
         pcs: 8,
-        holdout: 0.0,
+        holdout: 1.0 - cut,
         ..FitConfig::default()
     };
-    let enc = encode::fit(&train, &fit, &provenance, &ProgressBar::hidden()).unwrap();
+    let enc = encode::fit(&session, &fit, &provenance, &ProgressBar::hidden()).unwrap();
     let words: Vec<(f64, &[f32])> = session
         .words
         .iter()
@@ -514,9 +513,31 @@ fn simulated_session_with_the_real_model_recovers_its_ground_truth() {
         gaps.push(ceiling - got);
     }
     let responsive = gaps.len();
+    // The peak is chosen on the 30 % tail only (not on data that chose alpha): exact for
+    // most electrodes, and the true layer inside the bootstrap interval for ≥ 90 %.
+    let stats = enc
+        .meta
+        .statistics
+        .as_ref()
+        .expect("a 108-s tail has statistics");
+    let covered = truth["electrodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&stats.electrodes)
+        .filter(|(t, _)| t["responsive"].as_bool().unwrap())
+        .filter(|(t, s)| {
+            let l = t["peak_layer"].as_u64().unwrap() as usize;
+            (s.peak_layer_ci[0]..=s.peak_layer_ci[1]).contains(&l)
+        })
+        .count();
     assert!(
-        found * 10 >= responsive * 9,
+        found * 4 >= responsive * 3,
         "true peak layer found for {found} of {responsive} responsive electrodes"
+    );
+    assert!(
+        covered * 10 >= responsive * 9,
+        "true layer inside the peak-layer interval for {covered} of {responsive}"
     );
     // The ceiling holds for infinite data; a finite fit falls short of it, more so where the
     // ceiling is high. On average within 0.05, and no electrode far off.

@@ -168,6 +168,7 @@ fn fit_session(session: &Session, engine: &Engine) -> Encoder {
         holdout: 0.2,
         alphas: vec![1.0, 10.0, 100.0],
         layers: Some(vec![0, 6, 30]),
+        stats: Default::default(),
     };
     let provenance = Provenance {
         model: ModelMeta {

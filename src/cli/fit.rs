@@ -59,6 +59,21 @@ pub struct FitArgs {
     /// Fraction held out at the end of the session for the outer test r.
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
+    /// Write the statistics (per electrode: label, peak_layer, peak_layer_ci,
+    /// r, p, q, significant, layer profile with its null band) as JSON here;
+    /// the encoder file's metadata carries the same.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Circular shifts of the neural signal in the null distribution.
+    #[arg(long, default_value_t = 1000)]
+    pub shifts: usize,
+    /// Seed of the null's shifts and of the peak-layer bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the held-out predictions, actual and shifts behind the null here
+    /// (for checking against an independent implementation).
+    #[arg(long, hide = true)]
+    pub dump_null: Option<PathBuf>,
     /// Write layer `--dump-layer`'s dense design and solution here (for
     /// checking against an independent ridge implementation).
     #[arg(long, hide = true)]
@@ -133,6 +148,11 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         folds: args.folds,
         holdout: args.holdout,
         layers,
+        stats: crate::stats::StatsConfig {
+            shifts: args.shifts,
+            seed: args.seed,
+            ..Default::default()
+        },
         ..FitConfig::default()
     };
     let session = &loaded.session;
@@ -146,6 +166,16 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
             );
         }
         encode::dump_design(session, &cfg, &enc, args.dump_layer)?.save(path)?;
+    }
+    if let Some(path) = &args.dump_null {
+        encode::dump_null(&session, &enc, path)?;
+    }
+    if let Some(path) = &args.json {
+        let stats = enc.meta.statistics.as_ref().context(
+            "the held-out tail is too short for the statistics (see the warning above); nothing written to --json",
+        )?;
+        std::fs::write(path, serde_json::to_string_pretty(stats)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -180,11 +210,17 @@ pub(crate) fn fit_and_save(
     enc.save(out)
         .with_context(|| format!("writing {}", out.display()))?;
     let best = enc.cv_r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let significant = enc
+        .meta
+        .statistics
+        .as_ref()
+        .map_or(0, |s| s.electrodes.iter().filter(|e| e.significant).count());
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         layers = enc.layers,
         electrodes = enc.electrodes,
         best_r = best,
+        significant,
         "wrote {}",
         out.display()
     );

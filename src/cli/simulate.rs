@@ -30,6 +30,10 @@ pub struct SimulateArgs {
     /// Median signal-to-noise ratio (variance) of responsive electrodes.
     #[arg(long, default_value_t = 0.5)]
     pub snr: f64,
+    /// Share of electrodes that do not respond to words at all (their truth
+    /// says `"responsive": false`): the nulls that statistics must not call.
+    #[arg(long, default_value_t = 0.2)]
+    pub null_fraction: f64,
     /// A llama-family GGUF instead of the default model.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -37,7 +41,13 @@ pub struct SimulateArgs {
 
 /// Runs `neuralign simulate`.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.null_fraction),
+        "--null-fraction {} must be between 0 and 1",
+        args.null_fraction
+    );
     let cfg = SimConfig {
+        responsive_fraction: 1.0 - args.null_fraction,
         electrodes: args.electrodes,
         minutes: args.minutes,
         seed: args.seed,

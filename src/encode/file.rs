@@ -4,6 +4,7 @@
 use super::design::LagGrid;
 use super::pca::Pca;
 use super::EncodeError;
+use crate::stats::FitStatistics;
 use faer::Mat;
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -46,8 +47,13 @@ pub struct TrainingMeta {
     pub folds: usize,
     /// Ridge penalties tried.
     pub alphas: Vec<f64>,
-    /// Whether `cv_r` is the held-out r (else the cross-validated r).
+    /// Whether `cv_r` is the held-out r (else the cross-validated r; files
+    /// from before nested cross-validation).
     pub cv_r_is_holdout: bool,
+    /// Purge gap, samples, around every validation fold and before the
+    /// held-out tail (0 in files from before nested cross-validation).
+    #[serde(default)]
+    pub gap_samples: usize,
 }
 
 /// The JSON metadata header of an encoder file.
@@ -69,6 +75,10 @@ pub struct EncoderMeta {
     pub pcs: usize,
     /// Embedding width.
     pub dim: usize,
+    /// Null distributions, p, q and peak-layer intervals of the fit (`None`
+    /// in files written before they existed: refit to get them).
+    #[serde(default)]
+    pub statistics: Option<FitStatistics>,
 }
 
 /// Fitted encoders for every layer and electrode (shapes in the field docs).
@@ -142,9 +152,11 @@ impl Encoder {
                 folds: 0,
                 alphas: vec![],
                 cv_r_is_holdout: false,
+                gap_samples: 0,
             },
             pcs,
             dim,
+            statistics: None,
         };
         Self {
             meta,
@@ -260,8 +272,24 @@ impl Encoder {
             .as_ref()
             .and_then(|m| m.get("neuralign"))
             .ok_or_else(|| bad("no `neuralign` metadata; not written by neuralign fit".into()))?;
-        let meta: EncoderMeta =
-            serde_json::from_str(json).map_err(|e| bad(format!("metadata: {e}")))?;
+        let meta: EncoderMeta = serde_json::from_str(json).map_err(|e| {
+            bad(format!(
+                "metadata: {e}; if the file is from another neuralign version, refit it with `neuralign fit`"
+            ))
+        })?;
+        if let Some(stats) = &meta.statistics {
+            if stats.electrodes.len() != meta.labels.len()
+                || stats.layers.len() != meta.layers.len()
+            {
+                return Err(bad(format!(
+                    "statistics for {} electrodes and {} layers, but the encoders have {} and {}; refit with `neuralign fit`",
+                    stats.electrodes.len(),
+                    stats.layers.len(),
+                    meta.labels.len(),
+                    meta.layers.len()
+                )));
+            }
+        }
         let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let mut enc = Encoder::zeros(
             meta.layers.len(),
@@ -368,6 +396,9 @@ impl Encoder {
         out.neural_std = keep.iter().map(|&e| self.neural_std[e]).collect();
         out.meta = self.meta.clone();
         out.meta.labels = keep.iter().map(|&e| self.meta.labels[e].clone()).collect();
+        if let Some(stats) = &mut out.meta.statistics {
+            stats.electrodes = keep.iter().map(|&e| stats.electrodes[e].clone()).collect();
+        }
         out
     }
 }

@@ -1,12 +1,20 @@
-//! Fitting encoders on a session: z-score the high-gamma, reduce each layer's
-//! embeddings with PCA, build the lagged impulse design's statistics per
-//! contiguous fold, choose ridge alpha per electrode by cross-validation,
-//! refit on all training folds and score on the held-out tail.
+//! Fitting encoders on a session with nested cross-validation (the procedure
+//! in `docs/statistics.md`): the session's tail is held out after a purge gap
+//! of one lag window; the training part is cut into contiguous inner folds,
+//! each validated against a training set that excludes a purge gap on both
+//! sides of it and has its own PCA and feature scaling; the alpha per
+//! electrode with the best mean validation r is refit on the whole training
+//! part; its r on the held-out tail gives the layer profile, the peak layer,
+//! and the circular-shift null and block bootstrap of [`crate::stats`].
 use super::design::{LagGrid, Segment};
 use super::file::{Encoder, EncoderMeta, HighGammaMeta, ModelMeta, TrainingMeta};
 use super::pca::Pca;
 use super::ridge::{self, Stats};
 use super::{EncodeError, Session};
+use crate::stats::bootstrap::{self, Moments};
+use crate::stats::null::{self, CircularNull, LayerNull};
+use crate::stats::{fdr, quantile, ElectrodeResult, FitStatistics, StatsConfig};
+use faer::Mat;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -20,15 +28,17 @@ pub struct FitConfig {
     pub tmax: f64,
     /// Principal components kept per layer.
     pub pcs: usize,
-    /// Contiguous cross-validation folds over the training part.
+    /// Contiguous inner cross-validation folds over the training part (alpha).
     pub folds: usize,
-    /// Fraction of the session, at its end, held out for the outer test r.
-    /// With 0 the stored `cv_r` is the cross-validated r instead.
+    /// Fraction of the session, at its end, held out for the outer test r
+    /// and its statistics (in `(0, 0.9]`).
     pub holdout: f64,
     /// Ridge penalties tried per electrode.
     pub alphas: Vec<f64>,
     /// Model layers to fit (all when `None`).
     pub layers: Option<Vec<usize>>,
+    /// Null distribution, false discovery rate and peak-layer interval.
+    pub stats: StatsConfig,
 }
 
 impl Default for FitConfig {
@@ -41,6 +51,7 @@ impl Default for FitConfig {
             holdout: 0.2,
             alphas: (0..=10).map(|k| 10f64.powf(1.0 + 0.5 * k as f64)).collect(),
             layers: None,
+            stats: StatsConfig::default(),
         }
     }
 }
@@ -56,24 +67,62 @@ pub struct Provenance {
     pub description: String,
 }
 
+/// One inner fold: the pieces it validates on and the pieces it trains on
+/// (the rest of the training part less a purge gap on each side).
+struct InnerFold {
+    val: Vec<usize>,
+    train: Vec<usize>,
+}
+
 /// Layer-independent preparation: sorted word samples, z-scored high-gamma
-/// gathered per segment (the CV folds, then the held-out tail if any).
+/// gathered per piece of the training part and for the held-out tail.
 struct Prepared {
     order: Vec<usize>,
     samples: Vec<i64>,
-    folds: Vec<Segment>,
-    test: Option<Segment>,
+    n_train: i64,
+    gap: i64,
+    /// Contiguous pieces covering `[0, n_train)`, cut at fold edges and gap edges.
+    pieces: Vec<Segment>,
+    inner: Vec<InnerFold>,
+    /// The held-out tail `[n_train + gap, samples)`.
+    test: Segment,
+    /// z-scored high-gamma of the tail, `[test samples, electrodes]`.
+    test_actual: Vec<f64>,
     neural_mean: Vec<f64>,
     neural_std: Vec<f64>,
     train_words: usize,
 }
 
+impl Prepared {
+    /// Words (sorted indices) with a lag in any of `pieces`.
+    fn words_of(&self, pieces: &[usize]) -> Vec<usize> {
+        let mut words: Vec<usize> = pieces
+            .iter()
+            .flat_map(|&i| self.pieces[i].words.iter().copied())
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        words
+    }
+
+    fn all_pieces(&self) -> Vec<usize> {
+        (0..self.pieces.len()).collect()
+    }
+}
+
 fn prepare(session: &Session, cfg: &FitConfig, grid: &LagGrid) -> Result<Prepared, EncodeError> {
     let (t, e) = (session.samples(), session.electrodes());
-    let n_train = ((t as f64) * (1.0 - cfg.holdout.clamp(0.0, 0.9))).floor() as usize;
-    if cfg.folds < 2 || n_train < cfg.folds * grid.n_lags().max(1) * 2 {
+    if !(cfg.holdout > 0.0 && cfg.holdout <= 0.9) {
+        return Err(EncodeError::Shape(format!(
+            "--holdout {} must be in (0, 0.9]: the held-out tail gives the r, the peak layer and the null",
+            cfg.holdout
+        )));
+    }
+    let n_train = ((t as f64) * (1.0 - cfg.holdout)).floor() as i64;
+    let gap = grid.n_lags() as i64;
+    if cfg.folds < 2 || n_train < cfg.folds as i64 * gap.max(1) * 3 || n_train + gap >= t as i64 {
         return Err(EncodeError::NotEnoughData(format!(
-            "{n_train} training samples cannot make {} folds of at least two lag windows; record longer or lower --folds (≥ 2)",
+            "{n_train} training samples cannot make {} folds of at least three lag windows, or nothing is left after the held-out gap; record longer or lower --folds (≥ 2)",
             cfg.folds
         )));
     }
@@ -84,7 +133,12 @@ fn prepare(session: &Session, cfg: &FitConfig, grid: &LagGrid) -> Result<Prepare
         .map(|&w| grid.onset_sample(session.words[w].onset, session.t0))
         .collect();
     let (mut mean, mut m2) = (vec![0.0f64; e], vec![0.0f64; e]);
-    for (i, row) in session.hg.chunks_exact(e).take(n_train).enumerate() {
+    for (i, row) in session
+        .hg
+        .chunks_exact(e)
+        .take(n_train as usize)
+        .enumerate()
+    {
         for c in 0..e {
             let d = row[c] as f64 - mean[c];
             mean[c] += d / (i + 1) as f64;
@@ -101,20 +155,44 @@ fn prepare(session: &Session, cfg: &FitConfig, grid: &LagGrid) -> Result<Prepare
         .enumerate()
         .map(|(i, &v)| (v as f64 - mean[i % e]) / std[i % e])
         .collect();
-    let bounds: Vec<i64> = (0..=cfg.folds)
-        .map(|k| (k * n_train / cfg.folds) as i64)
+    let bounds: Vec<i64> = (0..=cfg.folds as i64)
+        .map(|k| k * n_train / cfg.folds as i64)
         .collect();
-    let folds = bounds
+    let mut cuts: Vec<i64> = bounds
+        .iter()
+        .flat_map(|&b| [b - gap, b, b + gap])
+        .filter(|&c| (0..=n_train).contains(&c))
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let pieces: Vec<Segment> = cuts
         .windows(2)
-        .map(|b| Segment::new(b[0], b[1], &samples, &y, e, grid))
+        .map(|c| Segment::new(c[0], c[1], &samples, &y, e, grid))
         .collect();
-    let test = (n_train < t).then(|| Segment::new(n_train as i64, t as i64, &samples, &y, e, grid));
-    let train_words = samples.iter().filter(|&&s| s < n_train as i64).count();
+    let inner = bounds
+        .windows(2)
+        .map(|b| InnerFold {
+            val: (0..pieces.len())
+                .filter(|&i| pieces[i].start >= b[0] && pieces[i].end <= b[1])
+                .collect(),
+            train: (0..pieces.len())
+                .filter(|&i| pieces[i].end <= b[0] - gap || pieces[i].start >= b[1] + gap)
+                .collect(),
+        })
+        .collect();
+    let test_start = n_train + gap;
+    let test = Segment::new(test_start, t as i64, &samples, &y, e, grid);
+    let test_actual = y[test_start as usize * e..].to_vec();
+    let train_words = samples.iter().filter(|&&s| s < n_train).count();
     Ok(Prepared {
         order,
         samples,
-        folds,
+        n_train,
+        gap,
+        pieces,
+        inner,
         test,
+        test_actual,
         neural_mean: mean,
         neural_std: std,
         train_words,
@@ -139,28 +217,19 @@ fn stats(
     }
 }
 
-/// One layer's fitted encoder.
-struct LayerFit {
-    pca: Pca,
-    beta: faer::Mat<f64>,
-    intercept: Vec<f64>,
-    r: Vec<f64>,
-    alpha: Vec<f64>,
-}
-
-/// PCA, per-fold statistics, cross-validated alpha per electrode, the refit
-/// on all training folds and the held-out r, for one model layer.
-fn fit_layer(
+/// A layer's features: PCA (with scaling) fit on the embeddings of `words`,
+/// applied to every word (`[all words, pcs]`).
+fn features(
     session: &Session,
-    cfg: &FitConfig,
-    grid: &LagGrid,
     prep: &Prepared,
     layer: usize,
-) -> Result<LayerFit, EncodeError> {
-    let (e, dim, pcs) = (session.electrodes(), session.dim, cfg.pcs);
+    pcs: usize,
+    words: &[usize],
+) -> Result<(Pca, Vec<f64>), EncodeError> {
+    let dim = session.dim;
     let emb = |w: usize| &session.words[prep.order[w]].embedding[layer * dim..(layer + 1) * dim];
-    let train_rows: Vec<&[f32]> = (0..prep.train_words).map(emb).collect();
-    let pca = Pca::fit(&train_rows, dim, pcs)?;
+    let rows: Vec<&[f32]> = words.iter().map(|&w| emb(w)).collect();
+    let pca = Pca::fit(&rows, dim, pcs)?;
     let mut z = vec![0.0f64; prep.samples.len() * pcs];
     let mut buf = vec![0.0f32; pcs];
     for w in 0..prep.samples.len() {
@@ -170,23 +239,124 @@ fn fit_layer(
             .zip(&buf)
             .for_each(|(d, &s)| *d = s as f64);
     }
-    let fold_stats: Vec<Stats> = prep
-        .folds
+    Ok((pca, z))
+}
+
+/// Statistics of the union of `pieces` for features `z`.
+fn union_stats(
+    prep: &Prepared,
+    pieces: &[usize],
+    z: &[f64],
+    pcs: usize,
+    grid: &LagGrid,
+    electrodes: usize,
+) -> Stats {
+    let parts: Vec<Stats> = pieces
         .iter()
-        .map(|s| stats(s, &z, pcs, &prep.samples, grid, e))
+        .map(|&i| stats(&prep.pieces[i], z, pcs, &prep.samples, grid, electrodes))
         .collect();
-    let total = Stats::sum(fold_stats.iter());
-    let cv = ridge::cross_validate(&fold_stats, &total, &cfg.alphas)?;
-    let best: Vec<usize> = (0..e)
-        .map(|el| (0..cfg.alphas.len()).fold(0, |b, a| if cv[a][el] > cv[b][el] { a } else { b }))
+    Stats::sum(parts.iter())
+}
+
+/// Mean validation r over the inner folds, `[alphas][electrodes]`: each
+/// fold's PCA, scaling and ridge fit see only its training pieces.
+fn inner_cv(
+    session: &Session,
+    cfg: &FitConfig,
+    grid: &LagGrid,
+    prep: &Prepared,
+    layer: usize,
+) -> Result<Vec<Vec<f64>>, EncodeError> {
+    let (e, pcs) = (session.electrodes(), cfg.pcs);
+    let mut mean = vec![vec![0.0; e]; cfg.alphas.len()];
+    for fold in &prep.inner {
+        let (_, z) = features(session, prep, layer, pcs, &prep.words_of(&fold.train))?;
+        let train = union_stats(prep, &fold.train, &z, pcs, grid, e);
+        let val = union_stats(prep, &fold.val, &z, pcs, grid, e);
+        let r = ridge::validate(&train, &val, &cfg.alphas)?;
+        for (m, r) in mean.iter_mut().zip(r) {
+            m.iter_mut()
+                .zip(r)
+                .for_each(|(m, r)| *m += r / prep.inner.len() as f64);
+        }
+    }
+    Ok(mean)
+}
+
+/// The prediction of weights `beta` (`[lags·pcs, electrodes]`) and
+/// `intercept` over `seg`: `[seg samples, electrodes]`, z-scored units.
+fn predict_segment(
+    seg: &Segment,
+    z: &[f64],
+    samples: &[i64],
+    grid: &LagGrid,
+    beta: &Mat<f64>,
+    intercept: &[f64],
+) -> Vec<f64> {
+    let (e, n_lags, lag_min) = (intercept.len(), grid.n_lags(), grid.lag_min());
+    let pcs = beta.nrows() / n_lags;
+    let mut out: Vec<f64> = (0..seg.len())
+        .flat_map(|_| intercept.iter().copied())
         .collect();
-    let alpha: Vec<f64> = best.iter().map(|&a| cfg.alphas[a]).collect();
-    let (beta, intercept) = ridge::solve(&total, &alpha)?;
-    let r = match &prep.test {
-        Some(seg) => ridge::score(&beta, &stats(seg, &z, pcs, &prep.samples, grid, e)),
-        None => (0..e).map(|el| cv[best[el]][el]).collect(),
-    };
+    let zs = Mat::<f64>::from_fn(seg.words.len(), pcs, |i, p| z[seg.words[i] * pcs + p]);
+    let b = Mat::<f64>::from_fn(pcs, n_lags * e, |p, c| beta[((c / e) * pcs + p, c % e)]);
+    let kernels = &zs * &b;
+    for (i, &w) in seg.words.iter().enumerate() {
+        for j in 0..n_lags {
+            let t = samples[w] + lag_min + j as i64;
+            if t >= seg.start && t < seg.end {
+                let row = (t - seg.start) as usize * e;
+                for (el, o) in out[row..row + e].iter_mut().enumerate() {
+                    *o += kernels[(i, j * e + el)];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One layer's fitted encoder and its held-out statistics.
+struct LayerFit {
+    pca: Pca,
+    beta: Mat<f64>,
+    intercept: Vec<f64>,
+    r: Vec<f64>,
+    alpha: Vec<f64>,
+    /// With the statistics: the null and the bootstrap's block sums.
+    held_out: Option<(LayerNull, Vec<Moments>)>,
+}
+
+/// Inner-CV alpha per electrode, the refit on the training part and its
+/// held-out prediction, r, circular-shift null and bootstrap block sums.
+fn fit_layer(
+    session: &Session,
+    cfg: &FitConfig,
+    grid: &LagGrid,
+    prep: &Prepared,
+    circular: Option<&CircularNull>,
+    layer: usize,
+) -> Result<LayerFit, EncodeError> {
+    let (e, pcs) = (session.electrodes(), cfg.pcs);
+    let cv = inner_cv(session, cfg, grid, prep, layer)?;
+    let alpha: Vec<f64> = (0..e)
+        .map(|el| {
+            let best =
+                (0..cfg.alphas.len()).fold(0, |b, a| if cv[a][el] > cv[b][el] { a } else { b });
+            cfg.alphas[best]
+        })
+        .collect();
+    let all = prep.all_pieces();
+    let (pca, z) = features(session, prep, layer, pcs, &prep.words_of(&all))?;
+    let train = union_stats(prep, &all, &z, pcs, grid, e);
+    let (beta, intercept) = ridge::solve(&train, &alpha)?;
+    let r = ridge::score(&beta, &stats(&prep.test, &z, pcs, &prep.samples, grid, e));
+    let held_out = circular.map(|circular| {
+        let pred = predict_segment(&prep.test, &z, &prep.samples, grid, &beta, &intercept);
+        let moments = bootstrap::block_moments(&pred, &prep.test_actual, e, block_len(cfg, grid));
+        (circular.layer(&pred), moments)
+    });
     Ok(LayerFit {
+        held_out,
         pca,
         beta,
         intercept,
@@ -195,7 +365,88 @@ fn fit_layer(
     })
 }
 
-/// Fits encoders for every requested layer of `session`. `progress` advances
+/// Bootstrap block length in samples.
+fn block_len(cfg: &FitConfig, grid: &LagGrid) -> usize {
+    (cfg.stats.block_s * grid.rate).round().max(1.0) as usize
+}
+
+/// The null of the held-out tail, or why there is none (a tail too short
+/// for the minimum shift both ways or for two bootstrap blocks).
+fn circular_null(
+    cfg: &FitConfig,
+    grid: &LagGrid,
+    prep: &Prepared,
+    electrodes: usize,
+) -> Result<CircularNull, String> {
+    let n = prep.test.len();
+    let block = block_len(cfg, grid);
+    if n < 2 * block {
+        return Err(format!(
+            "{n} held-out samples make fewer than two {}-s bootstrap blocks",
+            cfg.stats.block_s
+        ));
+    }
+    let min_shift = (cfg.stats.min_shift_s * grid.rate).round().max(1.0) as usize;
+    let shifts = null::draw_shifts(n, min_shift, cfg.stats.shifts, cfg.stats.seed)
+        .map_err(|e| e.to_string())?;
+    Ok(CircularNull::new(&prep.test_actual, electrodes, shifts))
+}
+
+/// Per electrode: the peak layer, its interval, the p-value of the maximum
+/// over layers, q over electrodes, the layer profile and its null band.
+fn statistics(
+    cfg: &StatsConfig,
+    layers: &[usize],
+    labels: &[String],
+    prep: &Prepared,
+    fitted: &[LayerFit],
+) -> FitStatistics {
+    let e = labels.len();
+    let shifts = cfg.shifts;
+    let (nulls, moments): (Vec<LayerNull>, Vec<Vec<Moments>>) =
+        fitted.iter().filter_map(|f| f.held_out.clone()).unzip();
+    let ci = bootstrap::peak_layer_interval(&moments, e, cfg.bootstrap, cfg.ci_level, cfg.seed);
+    let maxima: Vec<null::MaxNull> = (0..e)
+        .map(|k| null::max_over_layers(&nulls, k, shifts))
+        .collect();
+    let q = fdr::benjamini_hochberg(&maxima.iter().map(|m| m.p).collect::<Vec<_>>());
+    let tail = (1.0 - cfg.ci_level) / 2.0;
+    let electrodes = (0..e)
+        .map(|k| {
+            let profile: Vec<f64> = nulls.iter().map(|n| n.observed[k]).collect();
+            let peak = crate::stats::argmax(&profile);
+            let null_band = nulls
+                .iter()
+                .map(|n| {
+                    let v = &n.null[k * shifts..(k + 1) * shifts];
+                    [quantile(v, tail), quantile(v, 1.0 - tail)]
+                })
+                .collect();
+            ElectrodeResult {
+                label: labels[k].clone(),
+                peak_layer: layers[peak],
+                peak_layer_ci: [layers[ci[k][0]], layers[ci[k][1]]],
+                r: maxima[k].observed,
+                p: maxima[k].p,
+                q: q[k],
+                significant: q[k] <= cfg.fdr_q,
+                profile,
+                null_band,
+                null_max_quantile: quantile(&maxima[k].null, 1.0 - cfg.fdr_q),
+            }
+        })
+        .collect();
+    FitStatistics {
+        config: cfg.clone(),
+        layers: layers.to_vec(),
+        test_samples: prep.test.len(),
+        gap_samples: prep.gap as usize,
+        electrodes,
+    }
+}
+
+/// Fits encoders for every requested layer of `session`, with the
+/// statistics of the held-out tail in the metadata. `progress` advances
 /// once per layer (pass `ProgressBar::hidden()` when nobody watches).
 pub fn fit(
     session: &Session,
@@ -227,13 +478,20 @@ pub fn fit(
     }
     let prep = prepare(session, cfg, &grid)?;
     let (e, dim, pcs, n_lags) = (session.electrodes(), session.dim, cfg.pcs, grid.n_lags());
+    let circular = circular_null(cfg, &grid, &prep, e)
+        .map_err(|why| {
+            tracing::warn!(
+                "no statistics (null, p, q, peak-layer intervals): {why}; record longer or raise --holdout"
+            )
+        })
+        .ok();
     progress.set_length(layers.len() as u64);
     // Layers are independent: fit them in parallel (faer's own parallelism
     // shares rayon's pool, so the cores are not oversubscribed).
     let fitted = layers
         .par_iter()
         .map(|&layer| {
-            let fitted = fit_layer(session, cfg, &grid, &prep, layer);
+            let fitted = fit_layer(session, cfg, &grid, &prep, circular.as_ref(), layer);
             progress.inc(1);
             fitted
         })
@@ -244,7 +502,9 @@ pub fn fit(
     }
     enc.neural_mean = prep.neural_mean.iter().map(|&v| v as f32).collect();
     enc.neural_std = prep.neural_std.iter().map(|&v| v as f32).collect();
-    let n_train = prep.folds.last().map_or(0, |s| s.end) as usize;
+    let statistics = circular
+        .is_some()
+        .then(|| statistics(&cfg.stats, &layers, &session.labels, &prep, &fitted));
     enc.meta = EncoderMeta {
         model: provenance.model.clone(),
         layers,
@@ -253,15 +513,17 @@ pub fn fit(
         high_gamma: provenance.high_gamma.clone(),
         training: TrainingMeta {
             description: provenance.description.clone(),
-            train_samples: n_train,
-            test_samples: session.samples() - n_train,
+            train_samples: prep.n_train as usize,
+            test_samples: prep.test.len(),
             train_words: prep.train_words,
             folds: cfg.folds,
             alphas: cfg.alphas.clone(),
-            cv_r_is_holdout: prep.test.is_some(),
+            cv_r_is_holdout: true,
+            gap_samples: prep.gap as usize,
         },
         pcs,
         dim,
+        statistics,
     };
     progress.finish();
     Ok(enc)
@@ -287,6 +549,14 @@ pub struct DesignDump {
     pub intercept: Vec<f64>,
     /// First lag in samples (feature `j·pcs + p` is lag `lag_min + j`).
     pub lag_min: i64,
+    /// Mean inner-fold validation r, `[alphas, electrodes]`.
+    pub cv: Vec<f64>,
+    /// The alphas tried.
+    pub alphas: Vec<f64>,
+    /// Training samples (the first ones) and the purge gap, in samples.
+    pub n_train: i64,
+    /// Purge gap between folds and before the held-out tail, samples.
+    pub gap: i64,
 }
 
 /// Recomputes layer `li` of a fitted encoder's design (dense, training part)
@@ -314,7 +584,7 @@ pub fn dump_design(
             .zip(&buf)
             .for_each(|(d, &s)| *d = s as f64);
     }
-    let n_train = prep.folds.last().map_or(0, |s| s.end);
+    let n_train = prep.n_train;
     let design = super::dense_design(0, n_train, &features, pcs, &prep.samples, &grid);
     let target = session.hg[..n_train as usize * e]
         .iter()
@@ -329,6 +599,7 @@ pub fn dump_design(
         .map(|el| enc.intercepts[li * e + el] as f64)
         .collect();
     let alpha = (0..e).map(|el| enc.alpha[li * e + el] as f64).collect();
+    let cv = inner_cv(session, cfg, &grid, &prep, layer)?.concat();
     Ok(DesignDump {
         features,
         samples: prep.samples,
@@ -338,12 +609,17 @@ pub fn dump_design(
         beta,
         intercept,
         lag_min: grid.lag_min(),
+        cv,
+        alphas: cfg.alphas.clone(),
+        n_train,
+        gap: prep.gap,
     })
 }
 
 impl DesignDump {
     /// Writes the dump as f64 tensors `features`, `samples`, `design`,
-    /// `target`, `alpha`, `beta` (`[lags·pcs, electrodes]`), `intercept`.
+    /// `target`, `alpha`, `beta` (`[lags·pcs, electrodes]`), `intercept`,
+    /// `cv` (`[alphas, electrodes]`), `alphas`; metadata `lag_min`, `n_train`, `gap`.
     pub fn save(&self, path: &std::path::Path) -> Result<(), EncodeError> {
         use super::file::{f64_bytes, write_tensors};
         use safetensors::Dtype::F64;
@@ -389,12 +665,25 @@ impl DesignDump {
                 F64,
                 f64_bytes(&self.intercept),
             ),
+            (
+                "cv".to_string(),
+                vec![self.alphas.len(), e],
+                F64,
+                f64_bytes(&self.cv),
+            ),
+            (
+                "alphas".to_string(),
+                vec![self.alphas.len()],
+                F64,
+                f64_bytes(&self.alphas),
+            ),
         ];
-        let lag_min = self.lag_min.to_string();
-        write_tensors(
-            path,
-            &tensors,
-            std::collections::HashMap::from([("lag_min".to_string(), lag_min)]),
-        )
+        let meta = [
+            ("lag_min", self.lag_min),
+            ("n_train", self.n_train),
+            ("gap", self.gap),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        write_tensors(path, &tensors, std::collections::HashMap::from(meta))
     }
 }

@@ -12,6 +12,7 @@
 mod design;
 mod file;
 mod fit;
+mod null_dump;
 mod pca;
 mod predict;
 mod ridge;
@@ -21,6 +22,7 @@ pub mod session_xdf;
 pub use design::{dense_design, LagGrid};
 pub use file::{ChannelMap, Encoder, EncoderMeta, HighGammaMeta, ModelMeta, TrainingMeta};
 pub use fit::{dump_design, fit, DesignDump, FitConfig, Provenance};
+pub use null_dump::dump_null;
 pub use pca::Pca;
 pub use predict::{predict_offline, KernelEncoder, Predictor, WordKernel, WordUpdate};
 

@@ -1,5 +1,5 @@
 //! Ridge regression from sufficient statistics (`XᵀX`, `XᵀY`, sums), with the
-//! penalty chosen per electrode by cross-validation over contiguous folds.
+//! penalty chosen per electrode by validation on held-out samples.
 //!
 //! One eigendecomposition `XᵀX = V Λ Vᵀ` of the (centred) training design
 //! serves every electrode and every alpha: `β(α) = V (VᵀXᵀY) / (Λ + α)`.
@@ -41,21 +41,6 @@ impl Stats {
             add(&mut acc.syy, &s.syy);
         }
         acc
-    }
-
-    /// The statistics of `self` without the disjoint subset `part`: a fold's
-    /// training set is the total less the held-out fold.
-    pub fn without(&self, part: &Stats) -> Stats {
-        let sub =
-            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x - y).collect() };
-        Stats {
-            n: self.n - part.n,
-            xtx: &self.xtx - &part.xtx,
-            sx: sub(&self.sx, &part.sx),
-            xty: &self.xty - &part.xty,
-            sy: sub(&self.sy, &part.sy),
-            syy: sub(&self.syy, &part.syy),
-        }
     }
 
     pub fn centred(&self) -> Centred {
@@ -126,32 +111,30 @@ fn pearson(num: f64, var_pred: f64, var_y: f64) -> f64 {
     }
 }
 
-/// Mean validation r over folds, `[alphas][electrodes]`: fold `k` is held out
-/// while the others (`total` less fold `k`) train, for every alpha.
-pub(crate) fn cross_validate(
-    folds: &[Stats],
-    total: &Stats,
+/// Validation r of the ridge fit on `train` for every alpha, scored on
+/// `val` (disjoint samples): `[alphas][electrodes]`.
+pub(crate) fn validate(
+    train: &Stats,
+    val: &Stats,
     alphas: &[f64],
 ) -> Result<Vec<Vec<f64>>, EncodeError> {
-    let electrodes = folds[0].sy.len();
-    let mut scores = vec![vec![0.0; electrodes]; alphas.len()];
-    for fold in folds {
-        let train = total.without(fold).centred();
-        let spec = spectrum(&train.xtx)?;
-        let q = spec.v.transpose() * &train.xty;
-        let val = fold.centred();
-        let p = spec.v.transpose() * &val.xty;
-        let m = spec.v.transpose() * &val.xtx * &spec.v;
-        for (ai, &alpha) in alphas.iter().enumerate() {
+    let train = train.centred();
+    let spec = spectrum(&train.xtx)?;
+    let q = spec.v.transpose() * &train.xty;
+    let val = val.centred();
+    let p = spec.v.transpose() * &val.xty;
+    let m = spec.v.transpose() * &val.xtx * &spec.v;
+    Ok(alphas
+        .iter()
+        .map(|&alpha| {
             let a = shrink(&q, &spec.lambda, |_| alpha);
             let ma = &m * &a;
             let (num, den) = (column_dots(&a, &p), column_dots(&a, &ma));
-            for e in 0..electrodes {
-                scores[ai][e] += pearson(num[e], den[e], val.syy[e]) / folds.len() as f64;
-            }
-        }
-    }
-    Ok(scores)
+            (0..num.len())
+                .map(|e| pearson(num[e], den[e], val.syy[e]))
+                .collect()
+        })
+        .collect())
 }
 
 /// The ridge solution with penalty `alpha[e]` for electrode `e`: weights

@@ -108,6 +108,8 @@ pub struct ElectrodeTruth {
 pub struct Truth {
     /// Seed used.
     pub seed: u64,
+    /// Share of electrodes drawn non-responsive (each independently).
+    pub null_fraction: f64,
     /// Layers of the embedding.
     pub layers: usize,
     /// Principal components per layer.
@@ -459,6 +461,7 @@ pub fn simulate(
     let truth_st = with_suffix(out, "truth.safetensors");
     let doc = Truth {
         seed: cfg.seed,
+        null_fraction: 1.0 - cfg.responsive_fraction,
         layers,
         pca_dims: PCA_DIMS,
         hg_rate: HG_RATE,

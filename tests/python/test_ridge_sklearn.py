@@ -1,10 +1,14 @@
-"""The ridge solution of `neuralign fit` agrees with scikit-learn's Ridge.
+"""The nested cross-validation of `neuralign fit` agrees with scikit-learn.
 
 A session is drawn in numpy and written as a safetensors session file;
 `neuralign fit --dump-design` writes the fitted design and solution of one
-layer. The design is rebuilt here from the word features and onsets, and
-sklearn.linear_model.Ridge with the same alpha must give the same weights and
-intercepts. The encoder file must load with safetensors.numpy.
+layer and its inner-fold validation table. Here the procedure of
+docs/statistics.md is redone with sklearn.decomposition.PCA and
+sklearn.linear_model.Ridge: per inner fold, PCA and feature scaling fit on the
+words of that fold's training rows only (purge gap of one lag window on both
+sides of the validation fold), the mean validation r per alpha; the final
+ridge on the whole training part; the r on the held-out tail after the gap.
+The encoder file must load with safetensors.numpy.
 """
 import json
 import os
@@ -14,6 +18,7 @@ import subprocess
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
+from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -28,14 +33,16 @@ def neuralign_bin():
     return str(path)
 
 
-def make_session(path, rng, samples=9000, electrodes=5, layers=3, dim=12, rate=100.0, t0=50.0):
+def make_session(path, rng, samples=24000, electrodes=5, layers=3, dim=12, rate=100.0, t0=50.0,
+                 responsive=None):
     onsets = t0 + np.cumsum(rng.uniform(0.15, 0.65, size=int(samples / rate / 0.4)))
     onsets = onsets[onsets < t0 + samples / rate - 0.2]
     emb = rng.normal(size=(len(onsets), layers, dim)).astype(np.float32)
     hg = rng.normal(size=(samples, electrodes))
     for w, onset in enumerate(onsets):
         s = int(round((onset - t0) * rate))
-        hg[s : s + 30, :] += emb[w, 1, :electrodes] * np.hanning(30)[: len(hg[s : s + 30])][:, None]
+        r = electrodes if responsive is None else responsive
+        hg[s : s + 30, :r] += emb[w, 1, :r] * np.hanning(30)[: len(hg[s : s + 30])][:, None]
     meta = {
         "rate": rate,
         "t0": t0,
@@ -58,6 +65,27 @@ def lagged_design(features, samples, lag_min, n_lags, n_rows):
             if 0 <= t < n_rows:
                 x[t, j * pcs : (j + 1) * pcs] += f
     return x
+
+
+def scaled_pca(emb, pcs):
+    """PCA scores divided by each component's standard deviation (ddof 1), as neuralign scales."""
+    pca = PCA(n_components=pcs, svd_solver="full").fit(emb)
+    return lambda x: pca.transform(x) / np.sqrt(pca.explained_variance_)
+
+
+def touching(samples, lag_min, n_lags, rows):
+    """Words with at least one lag inside the boolean row mask `rows`."""
+    keep = []
+    for s in samples.astype(np.int64):
+        t = s + lag_min + np.arange(n_lags)
+        t = t[(t >= 0) & (t < len(rows))]
+        keep.append(rows[t].any())
+    return np.array(keep)
+
+
+def pearson_cols(a, b):
+    a, b = a - a.mean(0), b - b.mean(0)
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
 
 
 def test_ridge_matches_sklearn(tmp_path):
@@ -83,6 +111,41 @@ def test_ridge_matches_sklearn(tmp_path):
         np.testing.assert_allclose(d["beta"][:, e], ridge.coef_, atol=1e-4 * scale, rtol=0)
         np.testing.assert_allclose(d["intercept"][e], ridge.intercept_, atol=1e-4)
 
+    # The inner cross-validation, redone with scikit-learn's PCA and Ridge.
+    with safe_open(str(session), "np") as f:
+        emb = f.get_tensor("embeddings")[:, 1, :].astype(np.float64)  # dumped layer 1
+        hg = f.get_tensor("hg").astype(np.float64)
+    with safe_open(str(dump_path), "np") as f:
+        n_train, gap = int(f.metadata()["n_train"]), int(f.metadata()["gap"])
+    samples, n_lags, folds = d["samples"], n_feat // pcs, 3
+    assert gap >= n_lags, "the purge gap spans the lag window"
+    bounds = [k * n_train // folds for k in range(folds + 1)]
+    cv = np.zeros((len(d["alphas"]), hg.shape[1]))
+    for a, b in zip(bounds, bounds[1:]):
+        rows = np.zeros(n_train, bool)
+        rows[: max(a - gap, 0)] = True
+        rows[b + gap :] = True
+        val = np.zeros(n_train, bool)
+        val[a:b] = True
+        project = scaled_pca(emb[touching(samples, lag_min, n_lags, rows)], pcs)
+        x = lagged_design(project(emb), samples, lag_min, n_lags, n_train)
+        y = hg[:n_train]
+        for i, alpha in enumerate(d["alphas"]):
+            ridge = Ridge(alpha=alpha, solver="cholesky").fit(x[rows], y[rows])
+            cv[i] += pearson_cols(ridge.predict(x[val]), y[val]) / folds
+    np.testing.assert_allclose(cv, d["cv"], atol=1e-6)
+    np.testing.assert_allclose(d["alpha"], d["alphas"][cv.argmax(axis=0)], rtol=1e-6)  # stored as f32
+    # The held-out r: PCA on the training words, ridge on the training rows, the tail after the gap.
+    train_rows = np.ones(n_train, bool)
+    project = scaled_pca(emb[touching(samples, lag_min, n_lags, train_rows)], pcs)
+    x = lagged_design(project(emb), samples, lag_min, n_lags, len(hg))
+    ridge = Ridge(alpha=1.0, solver="cholesky")
+    held_out = []
+    for e, alpha in enumerate(d["alpha"]):
+        ridge.set_params(alpha=alpha).fit(x[:n_train], hg[:n_train, e])
+        test = slice(n_train + gap, len(hg))
+        held_out.append(pearson_cols(ridge.predict(x[test])[:, None], hg[test, e : e + 1])[0])
+
     enc = load_file(str(enc_path))
     with safe_open(str(enc_path), "np") as f:
         meta = json.loads(f.metadata()["neuralign"])
@@ -91,5 +154,6 @@ def test_ridge_matches_sklearn(tmp_path):
     assert enc["pca_components"].shape == (layers, pcs, 12)
     assert enc["cv_r"].shape == enc["alpha"].shape == (layers, electrodes)
     assert meta["model"]["sha256"] == "ab" * 32
+    np.testing.assert_allclose(enc["cv_r"][1], held_out, atol=1e-5)
     # Layer 1 drives the response, so it predicts best on held-out data.
     assert (enc["cv_r"].argmax(axis=0) == 1).all(), enc["cv_r"]
