@@ -246,22 +246,35 @@ fn test_session(dir: &Path, tag: &str, commit_delay: f64) -> TestSession {
     }
 }
 
+/// A WebSocket client of the test's server.
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// The live pipeline on `config` behind a server on 127.0.0.1 whose client queues are deep
-/// enough that a client reading as fast as it can never loses a frame.
-fn start_app(dir: &Path, config: Config) -> App {
+/// enough that a client reading as fast as it can never loses a frame, and a client of it.
+fn start_app(dir: &Path, config: Config) -> (App, Client) {
     let server_config = ServerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         queue_frames: 4096,
         ..Default::default()
     };
-    App::start(
+    let app = App::start(
         server_config,
         Feed::Live {
             config: Box::new(config),
             base_dir: dir.to_path_buf(),
         },
     )
-    .unwrap()
+    .unwrap();
+    let client = app
+        .runtime()
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://{}/ws",
+            app.local_addr()
+        )))
+        .unwrap()
+        .0;
+    (app, client)
 }
 
 /// What a WebSocket client saw of a replayed session.
@@ -287,16 +300,8 @@ fn run_live(
     samples: usize,
     rate: f64,
 ) -> LiveRun {
-    let app = start_app(dir, config);
+    let (app, mut client) = start_app(dir, config);
     let shutdown = app.shutdown();
-    let mut client = app
-        .runtime()
-        .block_on(tokio_tungstenite::connect_async(format!(
-            "ws://{}/ws",
-            app.local_addr()
-        )))
-        .unwrap()
-        .0;
     let replay = std::thread::spawn({
         let stop = shutdown.flag();
         let session_file = session_file.to_path_buf();
@@ -767,16 +772,8 @@ fn ten_loop_seams_lose_nothing_and_restart_the_statistics() {
         .iter()
         .filter(|(onset, _)| *onset >= T0 + start_at)
         .count();
-    let app = start_app(dir.path(), session.config);
+    let (app, mut client) = start_app(dir.path(), session.config);
     let shutdown = app.shutdown();
-    let mut client = app
-        .runtime()
-        .block_on(tokio_tungstenite::connect_async(format!(
-            "ws://{}/ws",
-            app.local_addr()
-        )))
-        .unwrap()
-        .0;
     let options = replay::ReplayOptions {
         speed: replay::Speed::Factor(5.0),
         looped: true,

@@ -13,7 +13,7 @@ use neuralign::sim::session::{simulate, time_words, Embeddings, SimConfig};
 use neuralign::xdf::{self, ReadOptions, Samples};
 use rand::SeedableRng;
 
-const SEEDS: [u64; 4] = [1, 2, 3, 4];
+const SEEDS: [u64; 3] = [1, 2, 3];
 const MINUTES: f64 = 10.0;
 const ELECTRODES: usize = 24;
 /// Responsive electrodes with at least this noise-ceiling r must be found (≥ 90 %).

@@ -89,6 +89,36 @@ fn tensors(m: &Ct2Model) -> Result<Vec<Out>, AsrError> {
             }
             Ok::<(), AsrError>(())
         };
+    // The self-attention and feed-forward parts of every encoder and decoder block.
+    let self_attention =
+        |push: &mut dyn FnMut(String, Vec<usize>, Vec<f32>), from: &str, to: &str| {
+            let att = format!("{to}.attn");
+            split(
+                push,
+                &format!("{from}/self_attention/linear_0"),
+                &[
+                    (&format!("{att}.query"), true),
+                    (&format!("{att}.key"), false),
+                    (&format!("{att}.value"), true),
+                ],
+            )?;
+            linear(
+                push,
+                &format!("{from}/self_attention/linear_1"),
+                &format!("{att}.out"),
+            )?;
+            norm(
+                push,
+                &format!("{from}/self_attention/layer_norm"),
+                &format!("{to}.attn_ln"),
+            )
+        };
+    let feed_forward =
+        |push: &mut dyn FnMut(String, Vec<usize>, Vec<f32>), from: &str, to: &str| {
+            linear(push, &format!("{from}/ffn/linear_0"), &format!("{to}.mlp.0"))?;
+            linear(push, &format!("{from}/ffn/linear_1"), &format!("{to}.mlp.2"))?;
+            norm(push, &format!("{from}/ffn/layer_norm"), &format!("{to}.mlp_ln"))
+        };
     let layers = |side: &str| {
         (0..)
             .take_while(|i| {
@@ -114,33 +144,8 @@ fn tensors(m: &Ct2Model) -> Result<Vec<Out>, AsrError> {
     }
     for i in 0..layers("encoder") {
         let (from, to) = (format!("encoder/layer_{i}"), format!("encoder.blocks.{i}"));
-        let att = format!("{to}.attn");
-        split(
-            p,
-            &format!("{from}/self_attention/linear_0"),
-            &[
-                (&format!("{att}.query"), true),
-                (&format!("{att}.key"), false),
-                (&format!("{att}.value"), true),
-            ],
-        )?;
-        linear(
-            p,
-            &format!("{from}/self_attention/linear_1"),
-            &format!("{att}.out"),
-        )?;
-        norm(
-            p,
-            &format!("{from}/self_attention/layer_norm"),
-            &format!("{to}.attn_ln"),
-        )?;
-        linear(p, &format!("{from}/ffn/linear_0"), &format!("{to}.mlp.0"))?;
-        linear(p, &format!("{from}/ffn/linear_1"), &format!("{to}.mlp.2"))?;
-        norm(
-            p,
-            &format!("{from}/ffn/layer_norm"),
-            &format!("{to}.mlp_ln"),
-        )?;
+        self_attention(p, &from, &to)?;
+        feed_forward(p, &from, &to)?;
     }
     norm(p, "encoder/layer_norm", "encoder.ln_post")?;
     copy(
@@ -155,26 +160,8 @@ fn tensors(m: &Ct2Model) -> Result<Vec<Out>, AsrError> {
     )?;
     for i in 0..layers("decoder") {
         let (from, to) = (format!("decoder/layer_{i}"), format!("decoder.blocks.{i}"));
-        let (att, cross) = (format!("{to}.attn"), format!("{to}.cross_attn"));
-        split(
-            p,
-            &format!("{from}/self_attention/linear_0"),
-            &[
-                (&format!("{att}.query"), true),
-                (&format!("{att}.key"), false),
-                (&format!("{att}.value"), true),
-            ],
-        )?;
-        linear(
-            p,
-            &format!("{from}/self_attention/linear_1"),
-            &format!("{att}.out"),
-        )?;
-        norm(
-            p,
-            &format!("{from}/self_attention/layer_norm"),
-            &format!("{to}.attn_ln"),
-        )?;
+        let cross = format!("{to}.cross_attn");
+        self_attention(p, &from, &to)?;
         linear(
             p,
             &format!("{from}/attention/linear_0"),
@@ -198,13 +185,7 @@ fn tensors(m: &Ct2Model) -> Result<Vec<Out>, AsrError> {
             &format!("{from}/attention/layer_norm"),
             &format!("{to}.cross_attn_ln"),
         )?;
-        linear(p, &format!("{from}/ffn/linear_0"), &format!("{to}.mlp.0"))?;
-        linear(p, &format!("{from}/ffn/linear_1"), &format!("{to}.mlp.2"))?;
-        norm(
-            p,
-            &format!("{from}/ffn/layer_norm"),
-            &format!("{to}.mlp_ln"),
-        )?;
+        feed_forward(p, &from, &to)?;
     }
     norm(p, "decoder/layer_norm", "decoder.ln")?;
     Ok(out)
