@@ -115,9 +115,21 @@ fn tensors(m: &Ct2Model) -> Result<Vec<Out>, AsrError> {
         };
     let feed_forward =
         |push: &mut dyn FnMut(String, Vec<usize>, Vec<f32>), from: &str, to: &str| {
-            linear(push, &format!("{from}/ffn/linear_0"), &format!("{to}.mlp.0"))?;
-            linear(push, &format!("{from}/ffn/linear_1"), &format!("{to}.mlp.2"))?;
-            norm(push, &format!("{from}/ffn/layer_norm"), &format!("{to}.mlp_ln"))
+            linear(
+                push,
+                &format!("{from}/ffn/linear_0"),
+                &format!("{to}.mlp.0"),
+            )?;
+            linear(
+                push,
+                &format!("{from}/ffn/linear_1"),
+                &format!("{to}.mlp.2"),
+            )?;
+            norm(
+                push,
+                &format!("{from}/ffn/layer_norm"),
+                &format!("{to}.mlp_ln"),
+            )
         };
     let layers = |side: &str| {
         (0..)
