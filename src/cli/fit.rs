@@ -168,7 +168,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         encode::dump_design(session, &cfg, &enc, args.dump_layer)?.save(path)?;
     }
     if let Some(path) = &args.dump_null {
-        encode::dump_null(&session, &enc, path)?;
+        encode::dump_null(session, &enc, path)?;
     }
     if let Some(path) = &args.json {
         let stats = enc.meta.statistics.as_ref().context(
