@@ -104,7 +104,7 @@ fn electrode_info(electrodes: usize) -> Vec<ElectrodeInfo> {
                 group: Some(label(i).trim_end_matches(char::is_numeric).to_string()),
                 kind: "SEEG".into(),
                 xy: (shafts < 2 || shaft + 1 < shafts)
-                    .then(|| [entry[0] + 1.2 * contact, entry[1] - 0.7 * contact]),
+                    .then(|| [entry[0] + 2.0 * contact, entry[1] - 1.1 * contact]),
             }
         })
         .collect()
