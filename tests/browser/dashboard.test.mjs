@@ -197,6 +197,7 @@ try {
   await page.waitForFunction((e) => state.subscription.electrodes.includes(e), rowOf, { timeout: 10_000 });
   assert.match(await page.textContent("#profile-title"), /^J7 · peak layer \d+/);
 
+  await page.mouse.move(0, 0); // no tooltip in the screenshot
   await page.waitForTimeout(4000); // let the traces and heatmap fill in
   const png = await page.screenshot({ path: shot, fullPage: true });
 
