@@ -80,7 +80,9 @@ try {
   const withXy = session.electrode_info.filter((i) => i.xy).length;
   assert.equal(withXy, 240, "the synthetic session places all but its last shaft");
   await page.waitForFunction(() => document.querySelectorAll("#table tbody tr").length === 256, null, { timeout: 10_000 });
-  const tableRows = () => page.$$eval("#table tbody tr", (rows) => rows.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  // document order (playwright's $$eval does not keep it for rows moved by replaceChildren)
+  const tableRows = () => page.evaluate(() =>
+    [...document.querySelectorAll("#table tbody tr")].map((tr) => [...tr.cells].map((td) => td.textContent)));
   const column = (rows, k) => rows.map((r) => r[k]);
 
   // groups: the grid and the shafts E…P, in the group filter and the table
@@ -237,6 +239,29 @@ try {
   await page.evaluate((f) => handlers.hello({ type: "hello", session: { ...state.session, recording: f }, subscription: state.subscription }), file);
   assert.equal(await page.textContent("#rec"), "● REC sub-p07_ses-20261130_task-listen_run-01_ieeg.xdf");
   assert.equal(await page.getAttribute("#rec", "title"), `serve is recording this session to ${file}`);
+
+  // with a calibrated null (hello.session.null_threshold, alignment.summary.significant:
+  // fields of encoder files that carry a calibration), the page shows significance; the
+  // socket is closed first so that only these frames reach the page
+  const sig = await page.evaluate(() => {
+    socket.onclose = null; socket.close();
+    const a = state.alignment, thr = a.summary.peak_r.map((_, e) => 0.2 + 0.4 * (e % 2));
+    handlers.hello({ type: "hello", session: { ...state.session, null_threshold: thr }, subscription: state.subscription });
+    const significant = a.summary.peak_r.map((r, e) => r > thr[e]);
+    handlers.alignment({ ...a, summary: { ...a.summary, significant } });
+    return { n: significant.filter(Boolean).length, labels: state.session.electrodes.filter((_, e) => significant[e]) };
+  });
+  assert.ok(sig.n > 20 && sig.n < 240, `${sig.n} significant`);
+  await page.waitForFunction(() => document.querySelectorAll("#table thead th").length === 6, null, { timeout: 5_000 });
+  assert.equal(await page.textContent("#calibration"), "null calibrated");
+  assert.deepEqual(await page.$$eval("#table thead th", (t) => t.map((x) => x.textContent)),
+    ["label", "group", "r", "peak layer", "threshold", "significant"]);
+  await page.check("#sig-only");
+  await page.waitForTimeout(500);
+  const sigRows = await tableRows();
+  assert.deepEqual(column(sigRows, 0).sort(), [...sig.labels].sort(), "significant only");
+  assert.ok(sigRows.every((r) => r[5] === "yes" && Number(r[2]) > Number(r[4])), "significant rows are above threshold");
+  assert.equal(await page.textContent("#peaks-title").then((t) => t.split(" ")[0]), `${sig.n}/256`);
   console.log(`ok: ${await count("#n-frames")} frames, ${await count("#n-word")} words shown`);
 } finally {
   if (context) await context.close();
