@@ -29,6 +29,7 @@ fn hub() -> Hub {
         window_s: 10.0,
         electrode_info: Vec::new(),
         bad_channels: Vec::new(),
+        recording: None,
     });
     hub
 }

@@ -490,6 +490,11 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
 
     // the recording holds what was received, and is a complete XDF file
     let recording = live.report.recording.clone().expect("a recording");
+    // the dashboard's hello says which file is being written
+    assert_eq!(
+        live.hello["session"]["recording"],
+        serde_json::json!(recording.display().to_string())
+    );
     let file = xdf::read(&recording).unwrap();
     let neural = file
         .streams

@@ -48,6 +48,7 @@ fn session(electrodes: usize, layers: usize) -> Session {
         window_s: 10.0,
         electrode_info: Vec::new(),
         bad_channels: Vec::new(),
+        recording: None,
     }
 }
 

@@ -292,6 +292,7 @@ impl Core {
                 .filter(|c| c.bad)
                 .map(|c| c.label.clone())
                 .collect(),
+            recording: self.record.as_ref().map(|r| r.path().display().to_string()),
         };
         self.hub.set_session(session);
         let (e, l) = (encoder.electrodes, encoder.layers);

@@ -34,6 +34,8 @@ pub(super) enum Record {
 pub(super) struct RecordTx {
     tx: Sender<Record>,
     dropped: Arc<AtomicU64>,
+    /// The file being written.
+    path: Arc<Path>,
 }
 
 impl RecordTx {
@@ -47,6 +49,11 @@ impl RecordTx {
     /// Items dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -65,6 +72,7 @@ impl Recorder {
             .with_context(|| format!("cannot create the recording folder {}", folder.display()))?;
         let writer = create_next_run(&folder, name)?;
         tracing::info!(path = %writer.path().display(), "recording");
+        let path = Arc::from(writer.path());
         let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
         let thread = std::thread::Builder::new()
             .name("recorder".into())
@@ -73,6 +81,7 @@ impl Recorder {
             tx: RecordTx {
                 tx,
                 dropped: Arc::new(AtomicU64::new(0)),
+                path,
             },
             thread,
         })

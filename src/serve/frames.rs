@@ -36,6 +36,9 @@ pub struct Session {
     /// Stream channels the recording marks bad: they have no encoders and are not shown.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bad_channels: Vec<String>,
+    /// The XDF file `serve` is writing this session into; `None` when it is not recording.
+    #[serde(default)]
+    pub recording: Option<String>,
 }
 
 /// One electrode as the neural stream's channel description gives it (`neuralign import`

@@ -601,6 +601,7 @@ mod tests {
             window_s: 5.0,
             electrode_info: Vec::new(),
             bad_channels: Vec::new(),
+            recording: None,
         }
     }
 

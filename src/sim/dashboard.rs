@@ -17,8 +17,8 @@ use rand_distr::StandardNormal;
 
 use crate::align::EwPearson;
 use crate::serve::{
-    AlignmentUpdate, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus, TraceChunk,
-    WordEvent, WordStatus,
+    AlignmentUpdate, ElectrodeInfo, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus,
+    TraceChunk, WordEvent, WordStatus,
 };
 
 /// Opening of *Alice's Adventures in Wonderland* (Lewis Carroll, 1865; public domain).
@@ -59,6 +59,55 @@ impl Default for SyntheticConfig {
             seed: 7,
         }
     }
+}
+
+/// Contacts per letter of the synthetic labels (`A1`…`A16`, `B1`…).
+const CONTACTS: usize = 16;
+
+/// Electrodes of the synthetic 8 × 8 ECoG grid (the first ones; shafts follow).
+const GRID: usize = 64;
+
+/// The label of electrode `i`: a letter per group of [`CONTACTS`], then the contact number.
+fn label(i: usize) -> String {
+    format!(
+        "{}{}",
+        char::from(b'A' + (i / CONTACTS % 26) as u8),
+        i % CONTACTS + 1
+    )
+}
+
+/// Where the synthetic electrodes sit, as an implanted patient's sidecars would say: the
+/// first [`GRID`] form an 8 × 8 ECoG grid `grid` at 10 mm pitch over the lateral surface, the
+/// others depth shafts of [`CONTACTS`] contacts named by their letter; the last shaft (when
+/// there are two or more) has no coordinates. Side view `(anterior, superior)` in mm.
+fn electrode_info(electrodes: usize) -> Vec<ElectrodeInfo> {
+    let shafts = electrodes.saturating_sub(GRID).div_ceil(CONTACTS);
+    (0..electrodes)
+        .map(|i| {
+            if i < GRID {
+                let (row, col) = ((i / 8) as f64, (i % 8) as f64);
+                return ElectrodeInfo {
+                    group: Some("grid".into()),
+                    kind: "ECOG".into(),
+                    xy: Some([-60.0 + 10.0 * col, -20.0 + 10.0 * row]),
+                };
+            }
+            let shaft = (i - GRID) / CONTACTS;
+            let contact = ((i - GRID) % CONTACTS) as f64;
+            // entry points spread over the side view; a shaft runs medially, so its
+            // contacts project onto a short oblique line
+            let entry = [
+                -75.0 + (shaft * 23 % 100) as f64,
+                -35.0 + (shaft * 37 % 75) as f64,
+            ];
+            ElectrodeInfo {
+                group: Some(label(i).trim_end_matches(char::is_numeric).to_string()),
+                kind: "SEEG".into(),
+                xy: (shafts < 2 || shaft + 1 < shafts)
+                    .then(|| [entry[0] + 2.0 * contact, entry[1] - 1.1 * contact]),
+            }
+        })
+        .collect()
 }
 
 /// Response to one word, sample by sample (0..0.5 s, peak near 150 ms).
@@ -130,9 +179,7 @@ impl SyntheticSession {
     pub fn session(&self) -> Session {
         let c = &self.config;
         Session {
-            electrodes: (0..c.electrodes)
-                .map(|i| format!("{}{}", char::from(b'A' + (i / 16 % 26) as u8), i % 16 + 1))
-                .collect(),
+            electrodes: (0..c.electrodes).map(label).collect(),
             layers: (0..c.layers).collect(),
             model: "synthetic".into(),
             rates: Rates {
@@ -142,8 +189,10 @@ impl SyntheticSession {
             },
             horizon: None,
             window_s: c.window_s,
-            electrode_info: Vec::new(),
-            bad_channels: Vec::new(),
+            electrode_info: electrode_info(c.electrodes),
+            // a contact of the stream the (imagined) channels.tsv marks bad: no encoder
+            bad_channels: vec![label(c.electrodes.next_multiple_of(CONTACTS))],
+            recording: None,
         }
     }
 
@@ -295,6 +344,34 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_describes_a_grid_shafts_and_a_bad_contact() {
+        let s = SyntheticSession::new(SyntheticConfig {
+            electrodes: 100,
+            ..Default::default()
+        })
+        .session();
+        assert_eq!(s.electrode_info.len(), 100);
+        let groups: Vec<_> = s
+            .electrode_info
+            .iter()
+            .map(|i| i.group.clone().unwrap())
+            .collect();
+        assert!(groups[..64].iter().all(|g| g == "grid"));
+        assert_eq!(
+            [&groups[64], &groups[80], &groups[96], &groups[99]],
+            ["E", "F", "G", "G"]
+        );
+        assert_eq!(s.electrodes[80], "F1");
+        // the last shaft has no coordinates, the others all have
+        let placed = s.electrode_info.iter().filter(|i| i.xy.is_some()).count();
+        assert_eq!(placed, 96);
+        assert!(s.electrode_info[96].xy.is_none() && s.electrode_info[95].xy.is_some());
+        assert_eq!(s.bad_channels, ["H1"]);
+        assert!(!s.electrodes.contains(&s.bad_channels[0]));
+        assert_eq!(s.recording, None);
+    }
 
     #[test]
     fn frames_fit_the_session_and_r_tracks_fidelity() {
