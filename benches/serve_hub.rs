@@ -29,6 +29,7 @@ fn hub() -> Hub {
         window_s: 10.0,
         electrode_info: Vec::new(),
         bad_channels: Vec::new(),
+        null_threshold: Vec::new(),
     });
     hub
 }
@@ -54,6 +55,7 @@ fn frames() -> [(&'static str, Frame); 2] {
                 horizon: 1.0,
                 r,
                 chance: 0.05,
+                significant: Vec::new(),
             })),
         ),
         ("trace", Frame::Trace(Arc::new(trace))),

@@ -48,6 +48,7 @@ fn session(electrodes: usize, layers: usize) -> Session {
         window_s: 10.0,
         electrode_info: Vec::new(),
         bad_channels: Vec::new(),
+        null_threshold: Vec::new(),
     }
 }
 
@@ -95,6 +96,7 @@ fn alignment(e: usize, l: usize, time: f64) -> Frame {
             .map(|i| ((i * 37 % 101) as f32) / 101.0 - 0.2)
             .collect(),
         chance: 0.1,
+        significant: Vec::new(),
     }))
 }
 

@@ -140,6 +140,7 @@ mod tests {
             window_s: 10.0,
             electrode_info: Vec::new(),
             bad_channels: Vec::new(),
+            null_threshold: Vec::new(),
         }
     }
 

@@ -144,6 +144,7 @@ impl SyntheticSession {
             window_s: c.window_s,
             electrode_info: Vec::new(),
             bad_channels: Vec::new(),
+            null_threshold: Vec::new(),
         }
     }
 
@@ -220,6 +221,7 @@ impl SyntheticSession {
                 .map(|i| self.rolling.r(i) as f32)
                 .collect(),
             chance: self.chance(),
+            significant: Vec::new(),
         })));
         frames
     }
