@@ -51,8 +51,8 @@ pub fn positions(n: usize, window: usize, stride: usize) -> Vec<usize> {
     (window.max(2) - 1..n).step_by(stride.max(1)).collect()
 }
 
-/// Pearson r from the window sums `[Σp, Σp², Σy, Σy², Σpy]` of `w` samples, as
-/// [`crate::align::RollingPearson`] computes it.
+/// Pearson r from the window sums `[Σp, Σp², Σy, Σy², Σpy]` of `w` samples, as the
+/// live rolling r (`align::RollingPearson`) computes it.
 fn window_r(d: [f64; 5], w: f64) -> f64 {
     let cov = d[4] - d[0] * d[2] / w;
     let vp = d[1] - d[0] * d[0] / w;
@@ -76,7 +76,7 @@ pub fn max_into(acc: &mut [f64], layer: &[f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::offline::pearson;
+    use crate::stats::null::tests::pearson;
     use rand::{Rng, SeedableRng};
 
     /// Every window's r equals the two-pass Pearson r of the prediction against
