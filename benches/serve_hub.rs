@@ -30,6 +30,7 @@ fn hub() -> Hub {
         electrode_info: Vec::new(),
         bad_channels: Vec::new(),
         recording: None,
+        null_threshold: Vec::new(),
     });
     hub
 }
@@ -55,6 +56,7 @@ fn frames() -> [(&'static str, Frame); 2] {
                 horizon: 1.0,
                 r,
                 chance: 0.05,
+                significant: Vec::new(),
             })),
         ),
         ("trace", Frame::Trace(Arc::new(trace))),

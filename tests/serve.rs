@@ -49,6 +49,7 @@ fn session(electrodes: usize, layers: usize) -> Session {
         electrode_info: Vec::new(),
         bad_channels: Vec::new(),
         recording: None,
+        null_threshold: Vec::new(),
     }
 }
 
@@ -96,6 +97,7 @@ fn alignment(e: usize, l: usize, time: f64) -> Frame {
             .map(|i| ((i * 37 % 101) as f32) / 101.0 - 0.2)
             .collect(),
         chance: 0.1,
+        significant: Vec::new(),
     }))
 }
 

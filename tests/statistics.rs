@@ -7,6 +7,7 @@
 //! true layer for at least 90 % of the significant responsive electrodes. The
 //! power against the noise ceiling is printed (docs/statistics.md).
 use indicatif::ProgressBar;
+use neuralign::align::{AlignConfig, Live};
 use neuralign::encode::{self, FitConfig, HighGammaMeta, Provenance, Session, SessionWord};
 use neuralign::lm::{Engine, LmConfig, LmError};
 use neuralign::sim::session::{simulate, time_words, Embeddings, SimConfig};
@@ -28,25 +29,35 @@ struct Outcome {
     ci: [usize; 2],
 }
 
-#[test]
-fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() {
+/// The real model's embeddings of the simulation text, long enough for every seed.
+struct Embedded {
+    text: Vec<&'static str>,
+    per_word: Vec<Vec<f32>>,
+    layers: usize,
+    dim: usize,
+    model: encode::ModelMeta,
+}
+
+/// Embeds the text every seed in `seeds` hears over `minutes` (`None` when the model is
+/// unavailable and `NEURALIGN_REQUIRE_MODEL` is unset: the test is skipped).
+fn embed(seeds: &[u64], minutes: f64) -> Option<Embedded> {
     let mut engine = match Engine::load(&LmConfig::default()) {
         Ok(e) => e,
         Err(e @ (LmError::Fetch(_) | LmError::Io { .. }))
             if std::env::var_os("NEURALIGN_REQUIRE_MODEL").is_none() =>
         {
             eprintln!("SKIPPED: the default model is unavailable ({e}); set NEURALIGN_REQUIRE_MODEL=1 to fail instead");
-            return;
+            return None;
         }
         Err(e) => panic!("loading the default model: {e}"),
     };
     // Every seed hears the same text from its start (only the timing differs), and an
     // embedding depends on the words before it only: embed the longest session once.
-    let longest = SEEDS
+    let longest = seeds
         .iter()
         .map(|&s| {
             time_words(
-                MINUTES * 60.0,
+                minutes * 60.0,
                 &mut rand_chacha::ChaCha8Rng::seed_from_u64(s),
             )
             .len()
@@ -58,75 +69,111 @@ fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() 
         .cycle()
         .take(longest)
         .collect();
-    let embedded: Vec<Vec<f32>> = engine
+    let per_word = engine
         .embed_words(&text, 256)
         .unwrap()
         .into_iter()
         .map(|e| e.data)
         .collect();
-    let (layers, dim) = (engine.n_layers(), engine.dim());
-    let model = encode::ModelMeta {
-        name: engine.model_name().into(),
-        sha256: engine.model_sha256().into(),
+    Some(Embedded {
+        text,
+        per_word,
+        layers: engine.n_layers(),
+        dim: engine.dim(),
+        model: encode::ModelMeta {
+            name: engine.model_name().into(),
+            sha256: engine.model_sha256().into(),
+        },
+    })
+}
+
+/// A simulated session (`electrodes`, `minutes`, `seed`, half the electrodes
+/// non-responsive) read back from its XDF file, with its ground truth.
+fn simulated(
+    dir: &std::path::Path,
+    embedded: &Embedded,
+    seed: u64,
+    electrodes: usize,
+    minutes: f64,
+) -> (Session, serde_json::Value) {
+    let cfg = SimConfig {
+        electrodes,
+        minutes,
+        seed,
+        snr: 0.03,
+        responsive_fraction: 0.5,
+        ..SimConfig::default()
+    };
+    let (text, layers, dim) = (&embedded.text, embedded.layers, embedded.dim);
+    let sim = simulate(&dir.join(format!("s{seed}.xdf")), &cfg, |words| {
+        assert_eq!(words, &text[..words.len()]);
+        Ok(Embeddings {
+            layers,
+            dim,
+            per_word: embedded.per_word[..words.len()].to_vec(),
+        })
+    })
+    .unwrap();
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sim.truth_json).unwrap()).unwrap();
+    let file = xdf::read_with(&sim.xdf, ReadOptions::pyxdf()).unwrap();
+    let hg = file
+        .streams
+        .iter()
+        .find(|s| s.info.name == "neuralign-sim-hg")
+        .unwrap();
+    let Samples::Float32(data) = &hg.data else {
+        panic!("high-gamma is float32")
+    };
+    let session = Session {
+        hg: data.clone(),
+        rate: hg.info.nominal_srate,
+        t0: hg.time_stamps[0],
+        labels: (1..=electrodes).map(|e| format!("e{e:03}")).collect(),
+        layers,
+        dim,
+        words: truth["words"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&embedded.per_word)
+            .map(|(w, emb)| SessionWord {
+                onset: w["start"].as_f64().unwrap(),
+                embedding: emb.clone(),
+            })
+            .collect(),
+    };
+    (session, truth)
+}
+
+/// What the fits of these tests record of where the data came from.
+fn provenance(embedded: &Embedded, seed: u64) -> Provenance {
+    Provenance {
+        model: embedded.model.clone(),
+        high_gamma: HighGammaMeta {
+            source: "neuralign simulate".into(),
+            band_hz: neuralign::dsp::HIGH_GAMMA_BAND_HZ,
+            extracted_by: "stream".into(),
+        },
+        description: format!("tests/statistics.rs seed {seed}"),
+    }
+}
+
+/// Whether electrode `t` of a simulation's truth responds to the words.
+fn responsive(t: &serde_json::Value) -> bool {
+    t["responsive"].as_bool().unwrap()
+}
+
+#[test]
+fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() {
+    let Some(embedded) = embed(&SEEDS, MINUTES) else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let mut outcomes = Vec::new();
     for seed in SEEDS {
-        let cfg = SimConfig {
-            electrodes: ELECTRODES,
-            minutes: MINUTES,
-            seed,
-            snr: 0.03,
-            responsive_fraction: 0.5,
-            ..SimConfig::default()
-        };
-        let sim = simulate(&dir.path().join(format!("s{seed}.xdf")), &cfg, |words| {
-            assert_eq!(words, &text[..words.len()]);
-            Ok(Embeddings {
-                layers,
-                dim,
-                per_word: embedded[..words.len()].to_vec(),
-            })
-        })
-        .unwrap();
-        let truth: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&sim.truth_json).unwrap()).unwrap();
-        let file = xdf::read_with(&sim.xdf, ReadOptions::pyxdf()).unwrap();
-        let hg = file
-            .streams
-            .iter()
-            .find(|s| s.info.name == "neuralign-sim-hg")
-            .unwrap();
-        let Samples::Float32(data) = &hg.data else {
-            panic!("high-gamma is float32")
-        };
-        let session = Session {
-            hg: data.clone(),
-            rate: hg.info.nominal_srate,
-            t0: hg.time_stamps[0],
-            labels: (1..=ELECTRODES).map(|e| format!("e{e:03}")).collect(),
-            layers,
-            dim,
-            words: truth["words"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .zip(&embedded)
-                .map(|(w, emb)| SessionWord {
-                    onset: w["start"].as_f64().unwrap(),
-                    embedding: emb.clone(),
-                })
-                .collect(),
-        };
-        let provenance = Provenance {
-            model: model.clone(),
-            high_gamma: HighGammaMeta {
-                source: "neuralign simulate".into(),
-                band_hz: neuralign::dsp::HIGH_GAMMA_BAND_HZ,
-                extracted_by: "stream".into(),
-            },
-            description: format!("tests/statistics.rs seed {seed}"),
-        };
+        let (session, truth) = simulated(dir.path(), &embedded, seed, ELECTRODES, MINUTES);
+        let provenance = provenance(&embedded, seed);
         let fit = FitConfig {
             pcs: 8,
             holdout: 0.3,
@@ -141,7 +188,7 @@ fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() 
             .zip(&stats.electrodes)
         {
             outcomes.push(Outcome {
-                responsive: t["responsive"].as_bool().unwrap(),
+                responsive: responsive(t),
                 ceiling: t["noise_ceiling_r"].as_f64().unwrap(),
                 true_layer: t["peak_layer"].as_u64().unwrap() as usize,
                 significant: got.significant,
@@ -203,5 +250,102 @@ fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() 
         covered * 10 >= found.len() * 9 && !found.is_empty(),
         "intervals cover the true layer for {covered} of {}",
         found.len()
+    );
+}
+
+/// Live significance on the held-out part of a simulated session: the encoders are
+/// fit (a subset of layers, to keep the test short) with the live thresholds calibrated
+/// on their held-out tail; then `Live` scores the whole session sample by sample as
+/// `serve` does, and at every sample of the tail whose window lies in the tail the
+/// non-responsive electrodes are called significant at most 5 % of the time.
+#[test]
+fn live_significance_of_null_electrodes_stays_below_five_percent() {
+    const LIVE_SEED: u64 = 5;
+    const LIVE_MINUTES: f64 = 6.0;
+    const LIVE_ELECTRODES: usize = 12;
+    let Some(embedded) = embed(&[LIVE_SEED], LIVE_MINUTES) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (session, truth) = simulated(
+        dir.path(),
+        &embedded,
+        LIVE_SEED,
+        LIVE_ELECTRODES,
+        LIVE_MINUTES,
+    );
+    let fit = FitConfig {
+        pcs: 8,
+        holdout: 0.3,
+        layers: Some(vec![0, 10, 20, 30]),
+        stats: neuralign::stats::StatsConfig {
+            shifts: 200,
+            ..Default::default()
+        },
+        ..FitConfig::default()
+    };
+    let provenance = provenance(&embedded, LIVE_SEED);
+    let enc = encode::fit(&session, &fit, &provenance, &ProgressBar::hidden()).unwrap();
+    let stats = enc.meta.statistics.clone().expect("statistics");
+    let live_cal = stats.live.clone().expect("live calibration");
+    let thresholds: Vec<f64> = stats
+        .electrodes
+        .iter()
+        .map(|e| e.live_threshold.unwrap())
+        .collect();
+    println!("live thresholds: {thresholds:.3?} ({live_cal:?})");
+    let align = AlignConfig::default();
+    assert_eq!(live_cal.window, (align.window_s * session.rate) as usize);
+
+    let e = session.electrodes();
+    let (bound, map) = enc
+        .bind(&embedded.model.sha256, session.rate, &session.labels, false)
+        .unwrap();
+    let mut live = Live::new(bound, map, session.t0, align);
+    assert_eq!(live.null_threshold(), thresholds.as_slice());
+    for (id, w) in session.words.iter().enumerate() {
+        let kernel = live.kernels().kernel(&w.embedding);
+        live.word(id as u64, w.onset, kernel);
+    }
+    live.transcript_watermark(f64::INFINITY);
+    let samples = session.samples();
+    let tail_start = samples - stats.test_samples;
+    let from = tail_start + live_cal.window;
+    let responsive: Vec<bool> = truth["electrodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(responsive)
+        .collect();
+    let mut called = vec![0usize; e];
+    for t in 0..samples {
+        live.push_neural(&session.hg[t * e..(t + 1) * e]);
+        while let Some(s) = live.advance_one() {
+            if s as usize >= from {
+                for (c, sig) in called.iter_mut().zip(live.significant()) {
+                    *c += usize::from(sig);
+                }
+            }
+        }
+    }
+    let moments = samples - from;
+    let rate = |want: bool| {
+        let (n, c) = (0..e)
+            .filter(|&k| responsive[k] == want)
+            .fold((0, 0), |(n, c), k| (n + moments, c + called[k]));
+        c as f64 / n as f64
+    };
+    let (null_rate, responsive_rate) = (rate(false), rate(true));
+    println!(
+        "live significant, share of {moments} moments: non-responsive {null_rate:.4}, responsive {responsive_rate:.4}; per electrode {called:?}"
+    );
+    assert!(
+        null_rate <= 0.05,
+        "non-responsive electrodes significant live {:.1} % of the time",
+        100.0 * null_rate
+    );
+    assert!(
+        responsive_rate > null_rate,
+        "responsive electrodes are not called significant more often than non-responsive ones"
     );
 }

@@ -29,6 +29,9 @@ pub struct Live {
     electrodes: usize,
     /// Selected for the summary: max cv r over layers passes the threshold.
     selected: Vec<bool>,
+    /// Per electrode, the live threshold of the rolling r at the peak calibrated at fit
+    /// time for this window; empty when the encoder file has none for it.
+    null_threshold: Vec<f64>,
     /// z-scored actual high-gamma `[samples, electrodes]` from `actual_base`.
     actual: Vec<f64>,
     actual_base: i64,
@@ -67,7 +70,9 @@ impl Live {
             .map(|e| (0..layers).any(|l| enc.cv_r[l * electrodes + e] as f64 >= cfg.cv_threshold))
             .collect();
         let window = (cfg.window_s * rate).round() as usize;
+        let null_threshold = calibrated_thresholds(&enc, window);
         Self {
+            null_threshold,
             rolling: RollingPearson::new(window, pairs, electrodes),
             ew: EwPearson::new(cfg.ew_tau_s * rate, pairs, electrodes),
             chance: RollingPearson::new(window, pairs, electrodes),
@@ -313,6 +318,31 @@ impl Live {
         super::peak_layers(&self.rolling_r(), self.layers, self.electrodes)
     }
 
+    /// Per electrode, the threshold of the rolling r at the peak that an electrode with no
+    /// response passes with probability `live_alpha` (calibrated at fit time); empty when
+    /// the encoder file has no calibration for this window.
+    pub fn null_threshold(&self) -> &[f64] {
+        &self.null_threshold
+    }
+
+    /// Per electrode, whether the rolling r at the peak (the maximum over layers) passes
+    /// its threshold; all false until the window is full (the threshold holds for a full
+    /// window only), empty when uncalibrated.
+    pub fn significant(&self) -> Vec<bool> {
+        if self.null_threshold.is_empty() {
+            return Vec::new();
+        }
+        if self.rolling.len() < self.rolling.window() {
+            return vec![false; self.electrodes];
+        }
+        let r = self.rolling_r();
+        let e = self.electrodes;
+        let peaks = super::peak_layers(&r, self.layers, e);
+        (0..e)
+            .map(|k| r[peaks[k] * e + k] > self.null_threshold[k])
+            .collect()
+    }
+
     /// Summary over the electrodes whose cross-validated r passes the threshold.
     pub fn summary(&self) -> Summary {
         Summary::new(
@@ -327,6 +357,31 @@ impl Live {
     pub fn config(&self) -> &AlignConfig {
         &self.cfg
     }
+}
+
+/// The encoder file's live thresholds when they were calibrated for a window of
+/// `window` samples and cover every electrode; otherwise none (with a warning when
+/// they exist for another window).
+fn calibrated_thresholds(enc: &Encoder, window: usize) -> Vec<f64> {
+    let Some(stats) = &enc.meta.statistics else {
+        return Vec::new();
+    };
+    let Some(live) = &stats.live else {
+        return Vec::new();
+    };
+    if live.window != window {
+        tracing::warn!(
+            "live significance off: the encoders were calibrated for a {}-sample window, this server uses {window}; refit or set align.window_s to match",
+            live.window
+        );
+        return Vec::new();
+    }
+    stats
+        .electrodes
+        .iter()
+        .map(|el| el.live_threshold)
+        .collect::<Option<Vec<f64>>>()
+        .unwrap_or_default()
 }
 
 /// Pearson r of every column of `pred` (`[samples, pairs]`) with its electrode's column of

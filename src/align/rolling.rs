@@ -118,6 +118,11 @@ impl RollingPearson {
             * std::mem::size_of::<f64>()
     }
 
+    /// The window length, samples.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Samples currently in the window.
     pub fn len(&self) -> usize {
         self.count

@@ -13,11 +13,14 @@ use super::ridge::{self, Stats};
 use super::{EncodeError, Session};
 use crate::stats::bootstrap::{self, Moments};
 use crate::stats::null::{self, CircularNull, LayerNull};
-use crate::stats::{fdr, quantile, ElectrodeResult, FitStatistics, StatsConfig};
+use crate::stats::{
+    fdr, live, quantile, ElectrodeResult, FitStatistics, LiveCalibration, StatsConfig,
+};
 use faer::Mat;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
 
 /// How to fit encoders.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -334,6 +337,7 @@ fn fit_layer(
     grid: &LagGrid,
     prep: &Prepared,
     circular: Option<&CircularNull>,
+    live_null: Option<&LiveNull>,
     layer: usize,
 ) -> Result<LayerFit, EncodeError> {
     let (e, pcs) = (session.electrodes(), cfg.pcs);
@@ -353,6 +357,9 @@ fn fit_layer(
     let held_out = circular.map(|circular| {
         let pred = predict_segment(&prep.test, &z, &prep.samples, grid, &beta, &intercept);
         let moments = bootstrap::block_moments(&pred, &prep.test_actual, e, block_len(cfg, grid));
+        if let Some(live_null) = live_null {
+            live_null.add_layer(&pred, &prep.test_actual, e);
+        }
         (circular.layer(&pred), moments)
     });
     Ok(LayerFit {
@@ -392,6 +399,66 @@ fn circular_null(
     Ok(CircularNull::new(&prep.test_actual, electrodes, shifts))
 }
 
+/// The null of the live statistic, gathered layer by layer: the maximum over
+/// layers of the rolling r at every shift and window end, `[electrodes, values]`.
+struct LiveNull {
+    calibration: LiveCalibration,
+    shifts: Vec<usize>,
+    max: Mutex<Vec<f64>>,
+}
+
+impl LiveNull {
+    /// The live null over the held-out tail with the first `live_shifts` of the
+    /// drawn shifts; `None` when the tail is shorter than a window.
+    fn new(
+        cfg: &StatsConfig,
+        grid: &LagGrid,
+        circular: &CircularNull,
+        n: usize,
+        e: usize,
+    ) -> Option<Self> {
+        let window = (cfg.live_window_s * grid.rate).round().max(2.0) as usize;
+        let stride = (window / 20).max(1);
+        let shifts: Vec<usize> = circular
+            .shifts()
+            .iter()
+            .take(cfg.live_shifts)
+            .copied()
+            .collect();
+        let null_values = shifts.len() * live::positions(n, window, stride).len();
+        (null_values > 0).then(|| Self {
+            calibration: LiveCalibration {
+                window,
+                stride,
+                shifts: shifts.len(),
+                null_values,
+                alpha: cfg.live_alpha,
+            },
+            shifts,
+            max: Mutex::new(vec![f64::NAN; e * null_values]),
+        })
+    }
+
+    /// Folds one layer's held-out prediction into the maximum over layers.
+    fn add_layer(&self, pred: &[f64], actual: &[f64], e: usize) {
+        let c = &self.calibration;
+        let layer = live::rolling_null(pred, actual, e, &self.shifts, c.window, c.stride);
+        let mut max = self.max.lock().unwrap_or_else(|p| p.into_inner());
+        live::max_into(&mut max, &layer);
+    }
+
+    /// Per electrode, the `1 − alpha` quantile of the null.
+    fn thresholds(self, e: usize) -> (LiveCalibration, Vec<f64>) {
+        let max = self.max.into_inner().unwrap_or_else(|p| p.into_inner());
+        let per = self.calibration.null_values;
+        let q = 1.0 - self.calibration.alpha;
+        let thresholds = (0..e)
+            .map(|k| quantile(&max[k * per..(k + 1) * per], q))
+            .collect();
+        (self.calibration, thresholds)
+    }
+}
+
 /// Per electrode: the peak layer, its interval, the p-value of the maximum
 /// over layers, q over electrodes, the layer profile and its null band.
 fn statistics(
@@ -400,6 +467,7 @@ fn statistics(
     labels: &[String],
     prep: &Prepared,
     fitted: &[LayerFit],
+    live_null: Option<LiveNull>,
 ) -> FitStatistics {
     let e = labels.len();
     let shifts = cfg.shifts;
@@ -411,6 +479,7 @@ fn statistics(
         .collect();
     let q = fdr::benjamini_hochberg(&maxima.iter().map(|m| m.p).collect::<Vec<_>>());
     let tail = (1.0 - cfg.ci_level) / 2.0;
+    let (live, thresholds) = live_null.map(|l| l.thresholds(e)).unzip();
     let electrodes = (0..e)
         .map(|k| {
             let profile: Vec<f64> = nulls.iter().map(|n| n.observed[k]).collect();
@@ -433,6 +502,7 @@ fn statistics(
                 profile,
                 null_band,
                 null_max_quantile: quantile(&maxima[k].null, 1.0 - cfg.fdr_q),
+                live_threshold: thresholds.as_ref().map(|t| t[k]),
             }
         })
         .collect();
@@ -442,6 +512,7 @@ fn statistics(
         test_samples: prep.test.len(),
         gap_samples: prep.gap as usize,
         electrodes,
+        live,
     }
 }
 
@@ -485,13 +556,24 @@ pub fn fit(
             )
         })
         .ok();
+    let live_null = circular
+        .as_ref()
+        .and_then(|c| LiveNull::new(&cfg.stats, &grid, c, prep.test.len(), e));
     progress.set_length(layers.len() as u64);
     // Layers are independent: fit them in parallel (faer's own parallelism
     // shares rayon's pool, so the cores are not oversubscribed).
     let fitted = layers
         .par_iter()
         .map(|&layer| {
-            let fitted = fit_layer(session, cfg, &grid, &prep, circular.as_ref(), layer);
+            let fitted = fit_layer(
+                session,
+                cfg,
+                &grid,
+                &prep,
+                circular.as_ref(),
+                live_null.as_ref(),
+                layer,
+            );
             progress.inc(1);
             fitted
         })
@@ -502,9 +584,16 @@ pub fn fit(
     }
     enc.neural_mean = prep.neural_mean.iter().map(|&v| v as f32).collect();
     enc.neural_std = prep.neural_std.iter().map(|&v| v as f32).collect();
-    let statistics = circular
-        .is_some()
-        .then(|| statistics(&cfg.stats, &layers, &session.labels, &prep, &fitted));
+    let statistics = circular.is_some().then(|| {
+        statistics(
+            &cfg.stats,
+            &layers,
+            &session.labels,
+            &prep,
+            &fitted,
+            live_null,
+        )
+    });
     enc.meta = EncoderMeta {
         model: provenance.model.clone(),
         layers,

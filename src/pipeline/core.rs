@@ -267,7 +267,7 @@ impl Core {
             }
         };
         self.mismatch = None;
-        let session = Session {
+        let mut session = Session {
             electrodes: encoder.meta.labels.clone(),
             layers: encoder.meta.layers.clone(),
             model: self.model.0.clone(),
@@ -293,8 +293,8 @@ impl Core {
                 .map(|c| c.label.clone())
                 .collect(),
             recording: self.record.as_ref().map(|r| r.path().display().to_string()),
+            null_threshold: Vec::new(),
         };
-        self.hub.set_session(session);
         let (e, l) = (encoder.electrodes, encoder.layers);
         // Live's sample 0 is the first sample; word onsets are placed relative to it
         let t0 = first.timestamps[0] - high_gamma.as_ref().map_or(0.0, HighGamma::group_delay_s);
@@ -314,6 +314,13 @@ impl Core {
             actual_base: 0,
             trace: TraceBuffer::new(e, l),
         };
+        session.null_threshold = bound
+            .live
+            .null_threshold()
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        self.hub.set_session(session);
         self.binding.set(Some(bound.live.kernels().clone()));
         for out in std::mem::take(&mut self.early) {
             Self::apply_word(&mut bound, &self.hub, out, None);
@@ -537,6 +544,7 @@ impl Core {
             horizon,
             r,
             chance: chance as f32,
+            significant: b.live.significant(),
         };
         if let Err(err) = self
             .hub

@@ -39,6 +39,11 @@ pub struct Session {
     /// The XDF file `serve` is writing this session into; `None` when it is not recording.
     #[serde(default)]
     pub recording: Option<String>,
+    /// Per electrode, the rolling r at the peak above which the electrode is significant
+    /// live (calibrated at fit time, `docs/statistics.md` §5); empty when the encoder file
+    /// has no calibration for this window (older files).
+    #[serde(default)]
+    pub null_threshold: Vec<f32>,
 }
 
 /// One electrode as the neural stream's channel description gives it (`neuralign import`
@@ -89,6 +94,9 @@ pub struct AlignmentUpdate {
     pub r: Vec<f32>,
     /// The r a random predictor reaches (e.g. 95th percentile under shuffled onsets).
     pub chance: f32,
+    /// Per electrode, whether the rolling r at the peak passes its null threshold (false
+    /// until the window is full); empty when uncalibrated.
+    pub significant: Vec<bool>,
 }
 
 /// A chunk of the high-gamma timeline: actual and predicted samples.
@@ -272,13 +280,18 @@ pub struct AlignmentSummary {
     pub mean_r: Vec<f32>,
     /// Layer id with the highest mean r.
     pub best_layer: Option<usize>,
-    /// Electrodes whose peak r exceeds the chance level.
+    /// Electrodes significant live when calibrated (see `significant`); otherwise those
+    /// whose peak r exceeds the chance level.
     pub electrodes_above_chance: usize,
+    /// Per electrode, whether its peak r passes its null threshold (`hello.session.
+    /// null_threshold`); empty when uncalibrated.
+    pub significant: Vec<bool>,
 }
 
 impl AlignmentSummary {
-    /// Summarises a row-major `[electrode][layer]` r matrix.
-    pub fn compute(r: &[f32], layers: &[usize], chance: f32) -> Self {
+    /// Summarises a row-major `[electrode][layer]` r matrix and the live significance
+    /// per electrode (empty when uncalibrated).
+    pub fn compute(r: &[f32], layers: &[usize], chance: f32, significant: &[bool]) -> Self {
         let n_layers = layers.len();
         let n_electrodes = r.len().checked_div(n_layers).unwrap_or(0);
         let mut peak_layer = Vec::with_capacity(n_electrodes);
@@ -317,13 +330,17 @@ impl AlignmentSummary {
             .filter(|(_, v)| !v.is_nan())
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(j, _)| layers[j]);
-        let electrodes_above_chance = peak_r.iter().filter(|&&v| v > chance).count();
+        let electrodes_above_chance = match significant.is_empty() {
+            true => peak_r.iter().filter(|&&v| v > chance).count(),
+            false => significant.iter().filter(|&&s| s).count(),
+        };
         Self {
             peak_layer,
             peak_r,
             mean_r,
             best_layer,
             electrodes_above_chance,
+            significant: significant.to_vec(),
         }
     }
 }
@@ -552,7 +569,7 @@ mod tests {
             f32::NAN,
             f32::NAN,
         ];
-        let s = AlignmentSummary::compute(&r, &layers, 0.25);
+        let s = AlignmentSummary::compute(&r, &layers, 0.25, &[]);
         assert_eq!(s.peak_layer, vec![Some(5), Some(10), None]);
         assert_eq!(s.peak_r[..2], [0.4, 0.3]);
         assert!(s.peak_r[2].is_nan());
@@ -561,6 +578,10 @@ mod tests {
         assert!((s.mean_r[2] - 0.25).abs() < 1e-6);
         assert_eq!(s.best_layer, Some(5));
         assert_eq!(s.electrodes_above_chance, 2);
+        // Calibrated: the count is of the significant electrodes, whatever the chance level.
+        let s = AlignmentSummary::compute(&r, &layers, 0.25, &[false, true, false]);
+        assert_eq!(s.electrodes_above_chance, 1);
+        assert_eq!(s.significant, vec![false, true, false]);
     }
 
     #[test]
@@ -587,7 +608,7 @@ mod tests {
 
     #[test]
     fn encoded_frames_carry_type_and_null_for_nan() {
-        let summary = AlignmentSummary::compute(&[f32::NAN], &[3], 0.1);
+        let summary = AlignmentSummary::compute(&[f32::NAN], &[3], 0.1, &[]);
         let json = encode(
             FrameKind::Alignment,
             &AlignmentFrame {

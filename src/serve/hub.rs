@@ -348,7 +348,10 @@ impl Hub {
             .ok_or(HubError::NoSession("alignment"))?;
         let (n_e, n_l) = (session.electrodes.len(), session.layers.len());
         check_shape("alignment", u.r.len(), n_e * n_l)?;
-        let summary = AlignmentSummary::compute(&u.r, &session.layers, u.chance);
+        if !u.significant.is_empty() {
+            check_shape("alignment significance", u.significant.len(), n_e)?;
+        }
+        let summary = AlignmentSummary::compute(&u.r, &session.layers, u.chance, &u.significant);
         let rows: Vec<&[f32]> = u.r.chunks_exact(n_l.max(1)).collect();
         let mut encoded: HashMap<Vec<usize>, Outgoing> = HashMap::new();
         let metrics = &self.inner.metrics;
@@ -602,6 +605,7 @@ mod tests {
             electrode_info: Vec::new(),
             bad_channels: Vec::new(),
             recording: None,
+            null_threshold: Vec::new(),
         }
     }
 
@@ -611,6 +615,7 @@ mod tests {
             horizon: 1.0,
             r,
             chance: 0.1,
+            significant: Vec::new(),
         }))
     }
 

@@ -141,6 +141,7 @@ mod tests {
             electrode_info: Vec::new(),
             bad_channels: Vec::new(),
             recording: None,
+            null_threshold: Vec::new(),
         }
     }
 

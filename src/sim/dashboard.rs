@@ -193,6 +193,7 @@ impl SyntheticSession {
             // a contact of the stream the (imagined) channels.tsv marks bad: no encoder
             bad_channels: vec![label(c.electrodes.next_multiple_of(CONTACTS))],
             recording: None,
+            null_threshold: Vec::new(),
         }
     }
 
@@ -269,6 +270,7 @@ impl SyntheticSession {
                 .map(|i| self.rolling.r(i) as f32)
                 .collect(),
             chance: self.chance(),
+            significant: Vec::new(),
         })));
         frames
     }

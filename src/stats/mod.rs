@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 pub mod fdr;
+pub mod live;
 pub mod null;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,30 @@ pub struct StatsConfig {
     pub ci_level: f64,
     /// An electrode is significant when its Benjamini–Hochberg q is at most this.
     pub fdr_q: f64,
+    /// Live: the rolling window the threshold is calibrated for, seconds (`serve`'s
+    /// `align.window_s`).
+    #[serde(default = "default_live_window_s")]
+    pub live_window_s: f64,
+    /// Live: the chance, per electrode and moment, that an electrode with no response
+    /// passes its threshold.
+    #[serde(default = "default_live_alpha")]
+    pub live_alpha: f64,
+    /// Live: circular shifts in the null of the rolling statistic (the first of the drawn
+    /// shifts).
+    #[serde(default = "default_live_shifts")]
+    pub live_shifts: usize,
+}
+
+fn default_live_window_s() -> f64 {
+    10.0
+}
+
+fn default_live_alpha() -> f64 {
+    0.01
+}
+
+fn default_live_shifts() -> usize {
+    20
 }
 
 impl Default for StatsConfig {
@@ -40,6 +65,9 @@ impl Default for StatsConfig {
             block_s: 5.0,
             ci_level: 0.95,
             fdr_q: 0.05,
+            live_window_s: default_live_window_s(),
+            live_alpha: default_live_alpha(),
+            live_shifts: default_live_shifts(),
         }
     }
 }
@@ -67,6 +95,10 @@ pub struct ElectrodeResult {
     pub null_band: Vec<[f64; 2]>,
     /// The `1 − fdr_q` quantile of the null maximum over layers.
     pub null_max_quantile: f64,
+    /// Live: the `1 − live_alpha` quantile of the null of the rolling r at the peak
+    /// (maximum over layers); `None` in files fit before live calibration.
+    #[serde(default)]
+    pub live_threshold: Option<f64>,
 }
 
 /// The statistics of a fit: how they were computed and one result per electrode.
@@ -82,6 +114,24 @@ pub struct FitStatistics {
     pub gap_samples: usize,
     /// Per electrode, in encoder order.
     pub electrodes: Vec<ElectrodeResult>,
+    /// How the live thresholds were calibrated; `None` in older files.
+    #[serde(default)]
+    pub live: Option<LiveCalibration>,
+}
+
+/// How each electrode's live threshold was calibrated (`docs/statistics.md`, §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveCalibration {
+    /// Rolling window, samples: the threshold holds for this window only.
+    pub window: usize,
+    /// Window ends evaluated every this many samples.
+    pub stride: usize,
+    /// Circular shifts used.
+    pub shifts: usize,
+    /// Null values per electrode behind each threshold (shifts × window ends).
+    pub null_values: usize,
+    /// Per-electrode, per-moment false-positive rate the thresholds are set for.
+    pub alpha: f64,
 }
 
 /// Errors from the statistics.

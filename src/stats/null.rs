@@ -221,12 +221,15 @@ pub fn p_value(observed: f64, null: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand_chacha::ChaCha8Rng;
 
     /// Two-pass Pearson r, written out (the FFT route is what is under test).
-    fn pearson(x: impl Iterator<Item = f64> + Clone, y: impl Iterator<Item = f64> + Clone) -> f64 {
+    pub(crate) fn pearson(
+        x: impl Iterator<Item = f64> + Clone,
+        y: impl Iterator<Item = f64> + Clone,
+    ) -> f64 {
         let n = x.clone().count() as f64;
         let (mx, my) = (x.clone().sum::<f64>() / n, y.clone().sum::<f64>() / n);
         let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);

@@ -6,7 +6,9 @@ null: the encoders' prediction of the held-out tail per layer (from the encoder 
 offline predictor), the z-scored actual high-gamma there, and the drawn shifts. Here r is
 recomputed at every shift by rotating the actual series with np.roll (no FFT), the maximum over
 layers taken as the statistic, p = (1 + #null ≥ observed) / (1 + shifts), and q with scipy's
-Benjamini–Hochberg (scipy.stats.false_discovery_control).
+Benjamini–Hochberg (scipy.stats.false_discovery_control). The live threshold (docs/statistics.md
+§5) is recomputed from the same data: the two-pass Pearson r of every window of the first
+`live_shifts` shifts, its maximum over layers, and np.quantile at 1 − live_alpha.
 """
 import json
 import subprocess
@@ -60,3 +62,27 @@ def test_circular_shift_null_matches_numpy(tmp_path):
     # electrodes 0-2 respond (at layer 1), 3-5 do not
     assert significant[:3] == [True] * 3 and not any(significant[3:]), stats["electrodes"]
     assert all(e["peak_layer"] == 1 for e in stats["electrodes"][:3])
+
+    # Live threshold: rolling r over windows of w samples ending every `stride` samples
+    live = stats["live"]
+    w, stride, alpha = live["window"], live["stride"], live["alpha"]
+    live_shifts = shifts[:live["shifts"]]
+    assert live["shifts"] == 20 and alpha == 0.01
+    ends = np.arange(w - 1, n, stride)
+    assert live["null_values"] == len(live_shifts) * len(ends)
+
+    def windows(x):
+        v = np.lib.stride_tricks.sliding_window_view(x, w)[ends - w + 1]
+        return v - v.mean(axis=1, keepdims=True)
+
+    for e, got in enumerate(stats["electrodes"]):
+        values = []
+        for s in live_shifts:
+            a = windows(np.roll(actual[:, e], -s))
+            per_layer = []
+            for layer in range(layers):
+                p = windows(pred[layer, :, e])
+                per_layer.append((p * a).sum(1) / np.sqrt((p * p).sum(1) * (a * a).sum(1)))
+            values.append(np.max(per_layer, axis=0))
+        want = np.quantile(np.concatenate(values), 1 - alpha)
+        np.testing.assert_allclose(got["live_threshold"], want, atol=1e-5)

@@ -185,6 +185,10 @@ def test_replayed_session_through_serve_and_python_client_equals_numpy(tmp_path)
     assert hello["session"]["layers"] == meta["layers"] == LAYERS
     assert hello["session"]["rates"]["high_gamma_hz"] == rate
     assert hello["session"]["window_s"] == WINDOW_S
+    # a 1-minute fit has no statistics, hence no live calibration: no live significance
+    assert meta["statistics"] is None and hello["session"]["null_threshold"] == []
+    alignments = [f for f in frames if f["type"] == "alignment"]
+    assert alignments and all(a["summary"]["significant"] == [] for a in alignments)
     assert hello["subscription"]["electrodes"] == list(range(ELECTRODES))
 
     # trace frames: contiguous from the session's first sample, every sample exactly once
