@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod play;
 pub mod replay;
 pub mod serve;
+pub mod sender_clock;
 pub mod sim;
 pub mod stats;
 pub mod utc;

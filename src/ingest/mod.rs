@@ -10,6 +10,7 @@
 //! - [`resolve`]: stream selection and discovery (`neuralign streams`).
 //! - [`listen`]: a timed session on both inlets (`neuralign listen`).
 pub mod config;
+mod clock_follow;
 mod link;
 pub mod listen;
 pub mod neural;
