@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(clocks[1].1.ppm, -3.5);
         // a stream name may itself contain '='; the value is after the last one
         assert_eq!(parse_drift("a=b=7").unwrap(), ("a=b".into(), 7.0));
-        assert!(matches!(parse_drift("50"), Err(ClockOptionError::NoStream(_))));
+        assert!(matches!(
+            parse_drift("50"),
+            Err(ClockOptionError::NoStream(_))
+        ));
         assert!(parse_drift("amp=fast").is_err());
         assert!(parse_drift("amp=NaN").is_err());
         assert!(parse_jump("amp=10").is_err());

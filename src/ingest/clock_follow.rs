@@ -70,7 +70,9 @@ impl ClockFollower {
                     self.corrections.push_back((stamp, value[0]));
                 }
                 Err(e) => {
-                    tracing::warn!("the sender clock's stream is lost ({e:?}); keeping its last correction");
+                    tracing::warn!(
+                        "the sender clock's stream is lost ({e:?}); keeping its last correction"
+                    );
                     self.inlet = None;
                     return;
                 }
