@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod play;
 pub mod replay;
+pub mod sender_clock;
 pub mod serve;
 pub mod sim;
 pub mod stats;

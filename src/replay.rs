@@ -34,12 +34,20 @@
 //! its audio). Each pass after the first starts with a `segment` message on the
 //! transcript stream (`docs/transcript.md`), and every pass with a `pass N`
 //! marker on a marker stream of its own ([`PASS_MARKERS`]).
+//!
+//! Simulated sender clocks ([`ReplayOptions::clocks`], `--drift-ppm`, `--offset-jump`): a
+//! stream with one is stamped (time stamps and transcript times) on a clock that drifts and
+//! jumps as a function of session time ([`SenderClock`]), and its correction is published on
+//! a companion stream (`<name>-clock`, type [`sender_clock::CLOCK_STREAM_TYPE`], one double)
+//! every [`sender_clock::PROBE_INTERVAL_S`] of session time and at every jump, before the
+//! samples it applies to; the stream's `desc` names the companion's source_id.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
 use lsl::ExPushable;
 
+use crate::sender_clock::{self, SenderClock};
 use crate::transcript::{parse_message, TranscriptEvent, Word, BARE_WORD_ID_BASE};
 use crate::xdf::xml::Element;
 use crate::xdf::{read, sync, ChannelFormat, ReadOptions, Samples, Stream, StreamInfo, XdfError};
@@ -96,6 +104,8 @@ pub struct ReplayOptions {
     /// With `looped`: the silence between the end of one pass and the start of the next,
     /// seconds of session time.
     pub silence_s: f64,
+    /// Simulated sender clocks, by stream name (streams not named keep the true clock).
+    pub clocks: Vec<(String, SenderClock)>,
 }
 
 impl Default for ReplayOptions {
@@ -111,6 +121,7 @@ impl Default for ReplayOptions {
             wait_for_consumers: false,
             linger: Duration::from_secs(10),
             silence_s: 1.0,
+            clocks: Vec::new(),
         }
     }
 }
@@ -198,6 +209,7 @@ pub fn run(
     let missing: Vec<String> = options
         .streams
         .iter()
+        .chain(options.clocks.iter().map(|(name, _)| name))
         .filter(|n| !available.contains(n))
         .cloned()
         .collect();
@@ -285,25 +297,45 @@ pub fn run(
                             .max(pass_seconds.ceil().min(i32::MAX as f64) as i32),
                         _ => options.buffer_seconds,
                     };
-                    let outlet = make_outlet(&p.stream.info, buffer_seconds);
+                    let clock = options
+                        .clocks
+                        .iter()
+                        .find(|(name, c)| *name == p.stream.info.name && c.is_drifting())
+                        .map(|(_, c)| c.clone());
+                    let clock_info = clock.as_ref().map(|_| clock_stream(&p.stream.info));
+                    let outlet = make_outlet(
+                        &p.stream.info,
+                        buffer_seconds,
+                        clock_info.as_ref().map(|i| i.source_id.as_str()),
+                    );
+                    let clock_outlet = clock_info
+                        .as_ref()
+                        .map(|info| make_outlet(info, buffer_seconds, None));
                     let markers = (options.looped && p.transcript).then(|| {
                         let (name, kind) = PASS_MARKERS;
                         make_outlet(
                             &StreamInfo::new(name, kind, 1, 0.0, ChannelFormat::String, name),
                             buffer_seconds,
+                            None,
                         )
                     });
                     if let (true, Ok(o)) = (options.wait_for_consumers, &outlet) {
                         await_consumer(o, options.consumer_timeout, &shutdown);
+                        // a consumer that follows the simulated clock opens its companion next
+                        if let Some(Ok(clock)) = &clock_outlet {
+                            await_consumer(clock, options.consumer_timeout, &shutdown);
+                        }
                     }
                     ready.wait();
                     go.wait();
                     let outlet = outlet?;
                     let markers = markers.transpose()?;
+                    let clock_outlet = clock_outlet.transpose()?;
                     let base = *base.get().expect("set before go");
                     let outlets = Outlets {
                         data: &outlet,
                         markers: markers.as_ref(),
+                        clock: clock.as_ref().zip(clock_outlet.as_ref()),
                     };
                     send(outlets, &p, &options, base, pass_seconds, &shutdown)
                 })
@@ -360,8 +392,27 @@ fn lsl_format(f: crate::xdf::ChannelFormat) -> lsl::ChannelFormat {
     }
 }
 
-/// An outlet with the recorded stream info, its `desc` copied verbatim.
-fn make_outlet(info: &StreamInfo, buffer_seconds: i32) -> Result<lsl::StreamOutlet, ReplayError> {
+/// The companion stream that publishes the simulated clock of the stream `info`.
+fn clock_stream(info: &StreamInfo) -> StreamInfo {
+    let name = format!("{}-clock", info.name);
+    let source_id = format!("{}-clock", info.source_id);
+    StreamInfo::new(
+        &name,
+        sender_clock::CLOCK_STREAM_TYPE,
+        1,
+        0.0,
+        ChannelFormat::Double64,
+        &source_id,
+    )
+}
+
+/// An outlet with the recorded stream info, its `desc` copied verbatim, plus the source_id of
+/// its simulated clock's companion stream when it has one.
+fn make_outlet(
+    info: &StreamInfo,
+    buffer_seconds: i32,
+    simulated_clock: Option<&str>,
+) -> Result<lsl::StreamOutlet, ReplayError> {
     let err = |e: lsl::Error| ReplayError::Outlet {
         name: info.name.clone(),
         reason: e.to_string(),
@@ -380,6 +431,11 @@ fn make_outlet(info: &StreamInfo, buffer_seconds: i32) -> Result<lsl::StreamOutl
         for child in &desc.children {
             copy_element(&mut target, child);
         }
+    }
+    if let Some(source_id) = simulated_clock {
+        lsl_info
+            .desc()
+            .append_child_value(sender_clock::CLOCK_DESC_KEY, source_id);
     }
     lsl::StreamOutlet::new(&lsl_info, 0, buffer_seconds).map_err(err)
 }
@@ -529,17 +585,24 @@ pub(crate) fn await_consumer(
     false
 }
 
-/// Where a replay thread sends: its stream's outlet, and for a looped transcript the
-/// [`PASS_MARKERS`] outlet.
+/// Where a replay thread sends: its stream's outlet, for a looped transcript the
+/// [`PASS_MARKERS`] outlet, and for a stream on a simulated clock that clock and its
+/// companion outlet.
 #[derive(Clone, Copy)]
 struct Outlets<'a> {
     data: &'a lsl::StreamOutlet,
     markers: Option<&'a lsl::StreamOutlet>,
+    clock: Option<(&'a SenderClock, &'a lsl::StreamOutlet)>,
 }
 
 impl Outlets<'_> {
-    /// Announces pass `pass` (0-based) starting at `pass_base`: a `pass N` marker, and after
-    /// the first pass a `segment` message on the transcript.
+    /// The sender clock's offset at `session_s` (0 on the true clock).
+    fn offset(&self, session_s: f64) -> f64 {
+        self.clock.map_or(0.0, |(c, _)| c.offset(session_s))
+    }
+
+    /// Announces pass `pass` (0-based) starting at `pass_base` (sender clock): a `pass N`
+    /// marker, and after the first pass a `segment` message on the transcript.
     fn announce(&self, pass: u64, pass_base: f64) -> Result<(), lsl::Error> {
         let Some(markers) = self.markers else {
             return Ok(());
@@ -574,19 +637,25 @@ fn send(
     };
     let mut lateness = Vec::new();
     let (mut samples, mut passes) = (0u64, 0u64);
+    let mut probe = Probe::default();
     'passes: loop {
         let pass_base = base + passes as f64 * pass_seconds;
         if outlets.markers.is_some() {
             if let Speed::Factor(k) = options.speed {
                 wait_until(base + passes as f64 * pass_seconds / k, shutdown);
             }
-            outlets.announce(passes, pass_base).map_err(outlet_error)?;
+            let at = passes as f64 * pass_seconds;
+            outlets
+                .announce(passes, pass_base + outlets.offset(at))
+                .map_err(outlet_error)?;
         }
         for (i, &rel) in p.rel.iter().enumerate() {
             if shutdown.load(Ordering::Relaxed) {
                 break 'passes;
             }
-            let stamp = pass_base + rel;
+            let session_s = passes as f64 * pass_seconds + rel;
+            let offset = outlets.offset(session_s);
+            let stamp = pass_base + rel + offset;
             match options.speed {
                 Speed::Factor(k) => {
                     let due = base + (passes as f64 * pass_seconds + rel) / k;
@@ -604,7 +673,18 @@ fn send(
                     }
                 }
             }
-            push_sample(outlet, i, ch, stamp, pass_base, p, passes).map_err(outlet_error)?;
+            if let Some((clock, clock_outlet)) = outlets.clock {
+                probe
+                    .publish(clock, clock_outlet, session_s, stamp)
+                    .map_err(outlet_error)?;
+            }
+            let sample = SampleAt {
+                row: i,
+                stamp,
+                shift: pass_base - p.origin + offset,
+                pass: passes,
+            };
+            push_sample(outlet, ch, &sample, p).map_err(outlet_error)?;
             samples += 1;
         }
         passes += 1;
@@ -645,15 +725,55 @@ pub(crate) fn lateness_summary(mut lateness: Vec<f64>) -> (f64, f64, f64) {
     (q(0.5), q(0.99), lateness.last().copied().unwrap_or(0.0))
 }
 
+/// When the companion stream of a simulated clock publishes next.
+#[derive(Default)]
+struct Probe {
+    /// Session time of the last sample sent (none before the first).
+    last_s: Option<f64>,
+    /// Session time from which the next periodic probe is due.
+    next_s: f64,
+}
+
+impl Probe {
+    /// Publishes the correction (`-offset`, what liblsl's `time_correction` would return for a
+    /// remote clock) at `stamp` (sender clock) before the sample at `session_s` when a probe is
+    /// due or a jump happened since the last sample.
+    fn publish(
+        &mut self,
+        clock: &SenderClock,
+        outlet: &lsl::StreamOutlet,
+        session_s: f64,
+        stamp: f64,
+    ) -> Result<(), lsl::Error> {
+        let jumped = self
+            .last_s
+            .is_some_and(|last| clock.jumps_in(last, session_s));
+        self.last_s = Some(session_s);
+        if session_s < self.next_s && !jumped {
+            return Ok(());
+        }
+        let interval = sender_clock::PROBE_INTERVAL_S;
+        self.next_s = ((session_s / interval).floor() + 1.0) * interval;
+        outlet.push_sample_ex(&vec![-clock.offset(session_s)], stamp, true)
+    }
+}
+
+/// One sample to send: its row in the stream, its stamp (sender clock), the shift of its
+/// transcript times (pass and sender clock) and its pass.
+struct SampleAt {
+    row: usize,
+    stamp: f64,
+    shift: f64,
+    pass: u64,
+}
+
 fn push_sample(
     outlet: &lsl::StreamOutlet,
-    i: usize,
     ch: usize,
-    stamp: f64,
-    pass_base: f64,
+    sample: &SampleAt,
     p: &Prepared,
-    pass: u64,
 ) -> Result<(), lsl::Error> {
+    let (i, stamp, pass) = (sample.row, sample.stamp, sample.pass);
     let row = i * ch..(i + 1) * ch;
     match &p.stream.data {
         Samples::Float32(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
@@ -664,7 +784,7 @@ fn push_sample(
         Samples::Int64(v) => outlet.push_sample_ex(&v[row].to_vec(), stamp, true),
         Samples::String(v) => {
             // Sender-clock fields move with the sample's stamp.
-            let shift = (pass_base - p.origin) + p.clock_shift[i];
+            let shift = sample.shift + p.clock_shift[i];
             let id_shift = pass * (p.max_word_id + 1);
             let msgs: Vec<String> = v[row]
                 .iter()

@@ -39,6 +39,14 @@ pub struct ReplayArgs {
     /// for it to take the tail.
     #[arg(long, default_value_t = 10.0)]
     pub linger: f64,
+    /// Simulate a sender clock drifting by PPM parts per million of session time:
+    /// `STREAM=PPM` (repeatable; docs/reliability.md, section Clock drift).
+    #[arg(long = "drift-ppm", value_name = "STREAM=PPM")]
+    pub drift_ppm: Vec<String>,
+    /// Simulate a sender clock stepping by JUMP_S seconds at AT_S seconds of session time:
+    /// `STREAM=AT_S:JUMP_S` (repeatable).
+    #[arg(long = "offset-jump", value_name = "STREAM=AT_S:JUMP_S")]
+    pub offset_jump: Vec<String>,
     /// Print the per-stream report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -57,6 +65,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         start_at: args.from,
         wait_for_consumers: args.wait_for_consumers,
         linger: std::time::Duration::from_secs_f64(args.linger.max(0.0)),
+        clocks: crate::sender_clock::clocks_from_options(&args.drift_ppm, &args.offset_jump)?,
         ..Default::default()
     };
     tracing::info!(

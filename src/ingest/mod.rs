@@ -9,6 +9,7 @@
 //! - [`transcript_inlet`]: the transcript contract ([`crate::transcript`]) fed from LSL.
 //! - [`resolve`]: stream selection and discovery (`neuralign streams`).
 //! - [`listen`]: a timed session on both inlets (`neuralign listen`).
+mod clock_follow;
 pub mod config;
 mod link;
 pub mod listen;

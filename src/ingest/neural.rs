@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::clock_follow::ClockFollower;
 use super::link::{connect, Latency};
 use super::resolve::{channel_labels, channel_meta, StreamSummary};
 use super::{Gap, GapTracker, IngestError, LatencySummary, LinkState, NeuralChunk, NeuralConfig};
@@ -245,7 +246,8 @@ impl Worker {
             };
             let (meta, grid) = tracker.as_mut().expect("set above");
             let connection = self.connected(meta);
-            self.stream(&inlet, meta, grid, connection);
+            let mut clock = ClockFollower::announced(&mut info, self.resolve_timeout_s);
+            self.stream(&inlet, meta, grid, connection, clock.as_mut());
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -295,6 +297,7 @@ impl Worker {
         meta: &StreamMeta,
         grid: &mut GapTracker,
         connection: u64,
+        mut clock: Option<&mut ClockFollower>,
     ) {
         let channels = meta.summary.channels;
         let mut row: Vec<f32> = vec![0.0; channels];
@@ -308,6 +311,8 @@ impl Worker {
                 match inlet.pull_sample_buf(&mut row, wait) {
                     Ok(0.0) => break Ok(()),
                     Ok(stamp) => {
+                        // a simulated sender clock's correction, on top of liblsl's
+                        let stamp = stamp + clock.as_mut().map_or(0.0, |c| c.correction(stamp));
                         pulled.push(stamp, &row, lsl::local_clock());
                         if pulled.len() >= self.config.max_chunk {
                             break Ok(());

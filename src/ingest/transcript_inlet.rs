@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use super::clock_follow::ClockFollower;
 use super::link::{connect, Latency};
 use super::resolve::StreamSummary;
 use super::{IngestError, LatencySummary, LinkState, TranscriptConfig};
@@ -201,7 +202,7 @@ impl Worker {
             self.stop.clone(),
             self.resolve_timeout_s,
         );
-        while let Some((inlet, info)) =
+        while let Some((inlet, mut info)) =
             connect(&selector, timeout, BUFFER_S, &stop, &mut || self.tick())
         {
             let summary = StreamSummary::from_info(&info);
@@ -232,7 +233,8 @@ impl Worker {
                 tracing::info!(stream = %summary.name, offset, "transcript stream connected");
                 status.stream = Some(summary);
             }
-            self.stream(&inlet, offset);
+            let clock = ClockFollower::announced(&mut info, self.resolve_timeout_s);
+            self.stream(&inlet, offset, clock);
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -240,7 +242,12 @@ impl Worker {
     }
 
     /// Pulls messages until the stream is lost or a stop is requested.
-    fn stream(&mut self, inlet: &lsl::StreamInlet, mut offset: f64) {
+    fn stream(
+        &mut self,
+        inlet: &lsl::StreamInlet,
+        mut offset: f64,
+        mut clock: Option<ClockFollower>,
+    ) {
         let mut message: Vec<String> = Vec::new();
         let mut offset_at = lsl::local_clock();
         while !self.stop.load(Ordering::Relaxed) {
@@ -254,7 +261,11 @@ impl Worker {
             }
             match inlet.pull_sample_buf(&mut message, PULL_WAIT_S) {
                 Ok(0.0) => self.tick(),
-                Ok(stamp) => self.receive(&message[0], stamp, offset),
+                Ok(stamp) => {
+                    // a simulated sender clock's correction, on top of liblsl's
+                    let simulated = clock.as_mut().map_or(0.0, |c| c.correction(stamp));
+                    self.receive(&message[0], stamp, offset + simulated)
+                }
                 Err(e) => {
                     let mut shared = lock(&self.shared);
                     shared.status.state = LinkState::Lost;

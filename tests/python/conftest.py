@@ -127,6 +127,8 @@ def render(rows: list[dict]) -> str:
         "real liblsl outlets from pylsl, real WebSocket clients, the real model and XDF recording).",
         "*Counts observed* are read from the server's `status` frames, its word frames and its",
         "recording (pyxdf and `neuralign inspect`). Do not edit by hand: rerun the suite.",
+        "Clock drift and jumps of the senders over hours, and their bound: `docs/lsl.md`, section",
+        "*Sender clocks*.",
         "",
         f"Last run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
         f"`{binary.name}` ({'release' if 'release' in binary.name else 'debug'} build), "

@@ -1,0 +1,106 @@
+//! Following a sender clock that a stream's description announces (`desc` element
+//! [`CLOCK_DESC_KEY`]): a companion stream publishes the correction to add to the sender's time
+//! stamps (what liblsl's `time_correction` reports for a remote machine), and the inlet adds
+//! the correction in force at each stamp on top of liblsl's own. On one machine liblsl's
+//! correction is zero whatever the sender stamps, so `replay --drift-ppm` publishes its
+//! simulated clock this way; a real remote clock needs nothing of this (liblsl follows it).
+use lsl::Pullable;
+use std::collections::VecDeque;
+
+use crate::sender_clock::CLOCK_DESC_KEY;
+
+use super::StreamSelector;
+
+/// Corrections kept to place stamps that arrive after a newer correction.
+const KEPT: usize = 64;
+
+/// The companion stream of one sender clock and the corrections received from it.
+pub(crate) struct ClockFollower {
+    inlet: Option<lsl::StreamInlet>,
+    /// `(sender stamp, correction)`, oldest first.
+    corrections: VecDeque<(f64, f64)>,
+}
+
+impl ClockFollower {
+    /// The follower of the clock `info` announces, when it announces one and its companion
+    /// stream answers within `timeout_s`; `None` (the usual case) otherwise.
+    pub fn announced(info: &mut lsl::StreamInfo, timeout_s: f64) -> Option<Self> {
+        let source_id = info.desc().child_value_named(CLOCK_DESC_KEY);
+        let source_id = source_id.trim();
+        if source_id.is_empty() {
+            return None;
+        }
+        let opened = StreamSelector::SourceId(source_id.into())
+            .resolve(timeout_s)
+            .ok()
+            .flatten()
+            .and_then(|info| {
+                let inlet = lsl::StreamInlet::new(&info, 360, 0, false).ok()?;
+                inlet.open_stream(timeout_s).ok()?;
+                Some(inlet)
+            });
+        match &opened {
+            Some(_) => tracing::info!(source_id, "following the stream's announced sender clock"),
+            None => tracing::warn!(source_id, "the stream announces a sender clock that does not answer; its stamps are used as liblsl corrects them"),
+        }
+        opened.map(|inlet| Self {
+            inlet: Some(inlet),
+            corrections: VecDeque::with_capacity(KEPT),
+        })
+    }
+
+    /// The correction in force at sender time `stamp`: that of the latest correction published
+    /// at or before it (the earliest kept when all are later; 0 before the first).
+    pub fn correction(&mut self, stamp: f64) -> f64 {
+        self.drain();
+        correction_at(&self.corrections, stamp)
+    }
+
+    /// Takes every correction published so far; a lost companion keeps the last ones.
+    fn drain(&mut self) {
+        let Some(inlet) = &self.inlet else { return };
+        let mut value = vec![0.0f64];
+        loop {
+            match inlet.pull_sample_buf(&mut value, 0.0) {
+                Ok(0.0) => return,
+                Ok(stamp) => {
+                    if self.corrections.len() == KEPT {
+                        self.corrections.pop_front();
+                    }
+                    self.corrections.push_back((stamp, value[0]));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "the sender clock's stream is lost ({e:?}); keeping its last correction"
+                    );
+                    self.inlet = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn correction_at(corrections: &VecDeque<(f64, f64)>, stamp: f64) -> f64 {
+    corrections
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= stamp)
+        .or(corrections.front())
+        .map_or(0.0, |(_, c)| *c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_takes_the_latest_correction_published_at_or_before_it() {
+        let corrections: VecDeque<_> = [(10.0, -0.1), (11.0, -0.2), (12.0, 0.3)].into();
+        assert_eq!(correction_at(&corrections, 10.5), -0.1);
+        assert_eq!(correction_at(&corrections, 11.0), -0.2);
+        assert_eq!(correction_at(&corrections, 99.0), 0.3);
+        assert_eq!(correction_at(&corrections, 5.0), -0.1);
+        assert_eq!(correction_at(&VecDeque::new(), 5.0), 0.0);
+    }
+}
