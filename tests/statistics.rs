@@ -38,8 +38,24 @@ struct Embedded {
     model: encode::ModelMeta,
 }
 
-/// Embeds the text every seed in `seeds` hears over `minutes` (`None` when the model is
-/// unavailable and `NEURALIGN_REQUIRE_MODEL` is unset: the test is skipped).
+/// Seed and length of the live-significance session (its text is a prefix of the others').
+const LIVE_SEED: u64 = 5;
+const LIVE_MINUTES: f64 = 6.0;
+
+/// The embeddings both tests use, computed once for the longest session either hears (the
+/// real model in a test build is most of this file's time; `None` when the model is
+/// unavailable and `NEURALIGN_REQUIRE_MODEL` is unset: the tests are skipped).
+fn embedded() -> Option<&'static Embedded> {
+    static EMBEDDED: std::sync::OnceLock<Option<Embedded>> = std::sync::OnceLock::new();
+    EMBEDDED
+        .get_or_init(|| {
+            let seeds: Vec<u64> = SEEDS.iter().copied().chain([LIVE_SEED]).collect();
+            embed(&seeds, MINUTES.max(LIVE_MINUTES))
+        })
+        .as_ref()
+}
+
+/// Embeds the text every seed in `seeds` hears over `minutes`.
 fn embed(seeds: &[u64], minutes: f64) -> Option<Embedded> {
     let mut engine = match Engine::load(&LmConfig::default()) {
         Ok(e) => e,
@@ -166,14 +182,14 @@ fn responsive(t: &serde_json::Value) -> bool {
 
 #[test]
 fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() {
-    let Some(embedded) = embed(&SEEDS, MINUTES) else {
+    let Some(embedded) = embedded() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let mut outcomes = Vec::new();
     for seed in SEEDS {
-        let (session, truth) = simulated(dir.path(), &embedded, seed, ELECTRODES, MINUTES);
-        let provenance = provenance(&embedded, seed);
+        let (session, truth) = simulated(dir.path(), embedded, seed, ELECTRODES, MINUTES);
+        let provenance = provenance(embedded, seed);
         let fit = FitConfig {
             pcs: 8,
             holdout: 0.3,
@@ -260,16 +276,14 @@ fn null_electrodes_stay_below_five_percent_and_intervals_cover_the_true_layer() 
 /// non-responsive electrodes are called significant at most 5 % of the time.
 #[test]
 fn live_significance_of_null_electrodes_stays_below_five_percent() {
-    const LIVE_SEED: u64 = 5;
-    const LIVE_MINUTES: f64 = 6.0;
     const LIVE_ELECTRODES: usize = 12;
-    let Some(embedded) = embed(&[LIVE_SEED], LIVE_MINUTES) else {
+    let Some(embedded) = embedded() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let (session, truth) = simulated(
         dir.path(),
-        &embedded,
+        embedded,
         LIVE_SEED,
         LIVE_ELECTRODES,
         LIVE_MINUTES,
@@ -284,7 +298,7 @@ fn live_significance_of_null_electrodes_stays_below_five_percent() {
         },
         ..FitConfig::default()
     };
-    let provenance = provenance(&embedded, LIVE_SEED);
+    let provenance = provenance(embedded, LIVE_SEED);
     let enc = encode::fit(&session, &fit, &provenance, &ProgressBar::hidden()).unwrap();
     let stats = enc.meta.statistics.clone().expect("statistics");
     let live_cal = stats.live.clone().expect("live calibration");

@@ -260,7 +260,9 @@ try {
   await page.waitForTimeout(500);
   const sigRows = await tableRows();
   assert.deepEqual(column(sigRows, 0).sort(), [...sig.labels].sort(), "significant only");
-  assert.ok(sigRows.every((r) => r[5] === "yes" && Number(r[2]) > Number(r[4])), "significant rows are above threshold");
+  // the table rounds to 3 decimals: an r just above its threshold can print equal to it
+  assert.ok(sigRows.every((r) => r[5] === "yes" && Number(r[2]) >= Number(r[4])),
+    `significant rows are above threshold: ${JSON.stringify(sigRows.filter((r) => !(Number(r[2]) >= Number(r[4]))))}`);
   assert.equal(await page.textContent("#peaks-title").then((t) => t.split(" ")[0]), `${sig.n}/256`);
   console.log(`ok: ${await count("#n-frames")} frames, ${await count("#n-word")} words shown`);
 } finally {
