@@ -336,7 +336,7 @@ fn live_significance_of_null_electrodes_stays_below_five_percent() {
         live.push_neural(&session.hg[t * e..(t + 1) * e]);
         while let Some(s) = live.advance_one() {
             if s as usize >= from {
-                for (c, sig) in called.iter_mut().zip(live.significant()) {
+                for (c, sig) in called.iter_mut().zip(live.significant(&live.rolling_r())) {
                     *c += usize::from(sig);
                 }
             }

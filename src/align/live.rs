@@ -326,20 +326,20 @@ impl Live {
     }
 
     /// Per electrode, whether the rolling r at the peak (the maximum over layers) passes
-    /// its threshold; all false until the window is full (the threshold holds for a full
-    /// window only), empty when uncalibrated.
-    pub fn significant(&self) -> Vec<bool> {
+    /// its threshold, given `rolling` = [`Self::rolling_r`] (the caller has it already); all
+    /// false until the window is full (the threshold holds for a full window only), empty
+    /// when uncalibrated.
+    pub fn significant(&self, rolling: &[f64]) -> Vec<bool> {
         if self.null_threshold.is_empty() {
             return Vec::new();
         }
         if self.rolling.len() < self.rolling.window() {
             return vec![false; self.electrodes];
         }
-        let r = self.rolling_r();
         let e = self.electrodes;
-        let peaks = super::peak_layers(&r, self.layers, e);
+        let peaks = super::peak_layers(rolling, self.layers, e);
         (0..e)
-            .map(|k| r[peaks[k] * e + k] > self.null_threshold[k])
+            .map(|k| rolling[peaks[k] * e + k] > self.null_threshold[k])
             .collect()
     }
 

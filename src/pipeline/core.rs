@@ -544,7 +544,7 @@ impl Core {
             horizon,
             r,
             chance: chance as f32,
-            significant: b.live.significant(),
+            significant: b.live.significant(&rolling),
         };
         if let Err(err) = self
             .hub
