@@ -569,4 +569,17 @@ fn words_stay_aligned_with_neural_data_over_two_hours_of_sender_clock_drift() {
     );
     assert!(max < 1e-3, "largest word-to-neural error {max} s");
     assert!(after_jump <= 2);
+    // the status shows the correction in force: at 2 h the neural sender is 0.61 s ahead
+    // (50 ppm and the jump) and the transcriber 0.144 s behind; refreshed every 5 s of
+    // wall time, 1200 s of session at 240x, so up to 0.06 s / 0.024 s older
+    let neural_correction = neural_status.clock_correction.expect("a neural correction");
+    assert!(
+        (-0.62..-0.54).contains(&neural_correction),
+        "{neural_correction}"
+    );
+    let transcript_correction = transcript_status.clock_offset;
+    assert!(
+        (0.11..0.15).contains(&transcript_correction),
+        "{transcript_correction}"
+    );
 }

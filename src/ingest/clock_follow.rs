@@ -11,6 +11,9 @@ use crate::sender_clock::CLOCK_DESC_KEY;
 
 use super::StreamSelector;
 
+/// How often an inlet asks liblsl for its current clock correction (for the status), seconds.
+pub(crate) const CLOCK_REFRESH_S: f64 = 5.0;
+
 /// Corrections kept to place stamps that arrive after a newer correction.
 const KEPT: usize = 64;
 
@@ -54,6 +57,12 @@ impl ClockFollower {
     pub fn correction(&mut self, stamp: f64) -> f64 {
         self.drain();
         correction_at(&self.corrections, stamp)
+    }
+
+    /// The newest correction published, if any.
+    pub fn latest(&mut self) -> Option<f64> {
+        self.drain();
+        self.corrections.back().map(|&(_, c)| c)
     }
 
     /// Takes every correction published so far; a lost companion keeps the last ones.

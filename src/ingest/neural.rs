@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::clock_follow::ClockFollower;
+use super::clock_follow::{ClockFollower, CLOCK_REFRESH_S};
 use super::link::{connect, Latency};
 use super::resolve::{channel_labels, channel_meta, StreamSummary};
 use super::{Gap, GapTracker, IngestError, LatencySummary, LinkState, NeuralChunk, NeuralConfig};
@@ -70,6 +70,10 @@ pub struct NeuralStatus {
     pub recoveries: u64,
     /// Arrival latency (server clock − corrected time stamp) at pull time.
     pub latency: LatencySummary,
+    /// Seconds added to the sender's time stamps to put them on the server clock (liblsl's
+    /// time correction plus an announced sender clock's newest correction), refreshed every
+    /// few seconds; `None` until liblsl has an estimate.
+    pub clock_correction: Option<f64>,
     /// Last problem seen with the stream (wrong format, ...), if any.
     pub error: Option<String>,
 }
@@ -123,6 +127,7 @@ impl NeuralInlet {
                 losses: 0,
                 recoveries: 0,
                 latency: Latency::new().percentiles(),
+                clock_correction: None,
                 error: None,
             },
             latency: Latency::new(),
@@ -303,7 +308,15 @@ impl Worker {
         let mut row: Vec<f32> = vec![0.0; channels];
         let mut pulled = Pulled::with_capacity(self.config.max_chunk, channels);
         let mut last_data = lsl::local_clock();
+        let mut clock_at = f64::NEG_INFINITY;
         while !self.stop.load(Ordering::Relaxed) {
+            if last_data - clock_at > CLOCK_REFRESH_S {
+                clock_at = last_data;
+                let sender = clock.as_mut().and_then(|c| c.latest()).unwrap_or(0.0);
+                if let Ok(liblsl) = inlet.time_correction(0.0) {
+                    lock(&self.shared).status.clock_correction = Some(liblsl + sender);
+                }
+            }
             pulled.clear();
             // Block for the first sample, then drain what is already there: one chunk.
             let mut wait = PULL_WAIT_S;

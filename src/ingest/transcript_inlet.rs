@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::clock_follow::ClockFollower;
+use super::clock_follow::{ClockFollower, CLOCK_REFRESH_S};
 use super::link::{connect, Latency};
 use super::resolve::StreamSummary;
 use super::{IngestError, LatencySummary, LinkState, TranscriptConfig};
@@ -21,7 +21,6 @@ use crate::transcript::{parse_message, LmAction, TranscriptCounts, TranscriptSta
 /// How long one blocking pull waits before checking the silence timeout and stop, seconds.
 const PULL_WAIT_S: f64 = 0.05;
 /// How often the clock offset to the sender is refreshed, seconds.
-const CLOCK_REFRESH_S: f64 = 5.0;
 /// liblsl buffers this many seconds of transcript messages while the inlet is busy.
 const BUFFER_S: i32 = 360;
 
@@ -55,7 +54,8 @@ pub struct TranscriptStatus {
     pub transcript_bytes: usize,
     /// Transcript watermark, server clock (−∞ before the first).
     pub watermark: f64,
-    /// Offset added to the sender's times to put them on the server clock, seconds.
+    /// Offset added to the sender's times to put them on the server clock, seconds: liblsl's
+    /// time correction plus an announced sender clock's newest correction.
     pub clock_offset: f64,
     /// Updates dropped because the pipeline's channel was full.
     pub dropped_updates: u64,
@@ -256,8 +256,9 @@ impl Worker {
                 offset_at = now;
                 if let Ok(fresh) = inlet.time_correction(0.0) {
                     offset = fresh;
-                    lock(&self.shared).status.clock_offset = fresh;
                 }
+                let simulated = clock.as_mut().and_then(ClockFollower::latest);
+                lock(&self.shared).status.clock_offset = offset + simulated.unwrap_or(0.0);
             }
             match inlet.pull_sample_buf(&mut message, PULL_WAIT_S) {
                 Ok(0.0) => self.tick(),

@@ -619,6 +619,7 @@ impl Core {
                 rate_hz: n.measured_rate(),
                 samples: n.samples,
                 watermark: n.watermark,
+                clock_correction_s: n.clock_correction,
                 error: self.mismatch.clone().or(n.error),
             },
             StreamStatus {
@@ -627,6 +628,7 @@ impl Core {
                 rate_hz: 0.0,
                 samples: t.messages,
                 watermark: t.watermark.is_finite().then_some(t.watermark),
+                clock_correction_s: (t.state != LinkState::Searching).then_some(t.clock_offset),
                 error: t.error,
             },
         ];

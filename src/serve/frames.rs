@@ -154,6 +154,10 @@ pub struct StreamStatus {
     pub samples: u64,
     /// Latest time (seconds, server LSL clock) the stream is complete up to.
     pub watermark: Option<f64>,
+    /// Seconds added to the sender's time stamps to put them on the server clock (liblsl's
+    /// time correction and an announced sender clock's); absent until known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_correction_s: Option<f64>,
     /// Why the stream cannot be used as it is (wrong format, encoders that do not fit it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

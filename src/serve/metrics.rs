@@ -243,6 +243,15 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
     );
     write_family(
         out,
+        "neuralign_stream_clock_correction_seconds",
+        "gauge",
+        "Seconds added to the sender's time stamps to put them on the server clock.",
+        streams
+            .iter()
+            .filter_map(|s| Some((stream(s), s.clock_correction_s?))),
+    );
+    write_family(
+        out,
         "neuralign_horizon_lag_seconds",
         "gauge",
         "LSL clock now minus the horizon, the time alignment is final up to.",
@@ -383,6 +392,7 @@ mod tests {
             rate_hz: 0.0,
             samples,
             watermark,
+            clock_correction_s: watermark.map(|_| -0.25),
             error: None,
         };
         let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|&(k, v)| (k.into(), v)).collect();
@@ -429,6 +439,7 @@ mod tests {
                 r#"neuralign_stream_samples_total{stream="neural"} 1000"#,
                 r#"neuralign_stream_samples_total{stream="transcript"} 3"#,
                 r#"neuralign_stream_lag_seconds{stream="neural"} 0.5"#,
+                r#"neuralign_stream_clock_correction_seconds{stream="neural"} -0.25"#,
                 r#"neuralign_horizon_lag_seconds 1"#,
                 r#"neuralign_stream_gaps_total{stream="neural"} 1"#,
                 r#"neuralign_stream_lost_total{stream="neural"} 1"#,

@@ -293,6 +293,7 @@ impl SyntheticSession {
                     rate_hz: self.config.high_gamma_hz,
                     samples: self.sample,
                     watermark: Some(horizon),
+                    clock_correction_s: None,
                     error: None,
                 },
                 StreamStatus {
@@ -301,6 +302,7 @@ impl SyntheticSession {
                     rate_hz: 0.0,
                     samples: self.word_id,
                     watermark: Some(horizon),
+                    clock_correction_s: None,
                     error: None,
                 },
             ],
