@@ -3,7 +3,8 @@
 //! Prometheus buckets beside it, and the histogram's text rendering for `/metrics`.
 //!
 //! This is the crate's one implementation of latency percentiles: inlets,
-//! the server and `neuralign bench` all record into [`StageLatency`].
+//! the server and `neuralign bench` all record into [`StageLatency`]. The process's CPU
+//! time ([`process_cpu_seconds`]) is here too, for the CPU shares that benches report.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -22,6 +23,24 @@ pub const BUCKET_BOUNDS_US: [u64; 19] = [
     10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000,
     500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
+
+/// CPU time of this process so far (user + system), seconds, from `/proc/self/stat`.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // fields after the parenthesised command name: utime and stime are the 12th and 13th
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(f64::NAN);
+    // USER_HZ is 100 on Linux
+    ticks / 100.0
+}
 
 /// Latencies of one stage, microseconds from 1 µs to 100 s: an HDR histogram at 3
 /// significant digits for percentiles, and exact counts per Prometheus bucket with their sum.

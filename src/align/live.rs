@@ -503,11 +503,19 @@ mod tests {
         assert_eq!(held, 20, "a sample waits 2 s (20 samples) at most");
         assert_eq!(live.scored(), 580);
         assert_eq!(live.counts().scored_before_words, 580);
-        assert!(live.actual.len() <= (4096 + 20 + 60) * 2, "{}", live.actual.len());
+        assert!(
+            live.actual.len() <= (4096 + 20 + 60) * 2,
+            "{}",
+            live.actual.len()
+        );
 
         let kernel = live.kernels().kernel(&[1.0, -1.0]);
         live.word(1, 50.0, kernel);
-        assert_eq!(live.counts().late_word_events, 1, "a word for scored samples is late");
+        assert_eq!(
+            live.counts().late_word_events,
+            1,
+            "a word for scored samples is late"
+        );
         // once the transcript catches up, samples are scored as soon as they are final again
         live.transcript_watermark(f64::INFINITY);
         live.push_neural(&[0.0, 1.0]);

@@ -5,10 +5,15 @@
 //! - [`ct2`], [`ggml`]: CTranslate2's model file read, whisper.cpp's written;
 //! - [`resample`]: any input rate to the model's 16 kHz;
 //! - [`recognise`]: whisper.cpp (through `whisper-rs`) on one thread, words with DTW onsets,
-//!   silence and no-speech gating.
+//!   silence and no-speech gating;
+//! - [`agreement`]: the streaming policy (LocalAgreement-2) of live recognition;
+//! - [`live`]: live recognition of an LSL audio stream or a WAV file paced as live, onto a
+//!   transcript outlet.
+pub mod agreement;
 pub mod ct2;
 pub mod fetch;
 pub mod ggml;
+pub mod live;
 pub mod recognise;
 pub mod resample;
 
@@ -49,4 +54,7 @@ pub enum AsrError {
     /// The audio cannot be recognised (a rate out of range, no channels).
     #[error("audio: {0}")]
     Audio(String),
+    /// An LSL audio stream or transcript outlet failed.
+    #[error("LSL: {0}")]
+    Stream(String),
 }

@@ -67,6 +67,13 @@ impl Default for RecogniserOptions {
     }
 }
 
+/// How a live decode differs from a batch one (see [`Recogniser::recognise_live`]).
+struct Live<'a> {
+    audio_ctx: i32,
+    prompt: &'a [i32],
+    max_tokens: i32,
+}
+
 /// A loaded model with its decoding state.
 pub struct Recogniser {
     ctx: WhisperContext,
@@ -100,6 +107,31 @@ impl Recogniser {
 
     /// Recognises 16 kHz mono `audio` (any length; whisper.cpp windows it in 30 s).
     pub fn recognise(&mut self, audio: &[f32]) -> Result<Recognition, AsrError> {
+        self.recognise_in(audio, None)
+    }
+
+    /// Recognises a short live buffer (at most 30 s) after the words `prompt` (the committed
+    /// text before it, as whisper_streaming prompts), with the encoder run over the buffer's
+    /// length only (whisper.cpp's `audio_ctx`, as its `stream` example) rather than a whole
+    /// 30 s window, and at most 8 tokens a second of audio (a decode that loops on a phrase
+    /// stops there).
+    pub fn recognise_live(&mut self, audio: &[f32], prompt: &str) -> Result<Recognition, AsrError> {
+        // 50 encoder frames a second, a second of margin, whole multiples of 64
+        let seconds = audio.len() as f64 / f64::from(MODEL_RATE);
+        let frames = (((seconds + 1.0) * 50.0 / 64.0).ceil() as i32 * 64).min(1500);
+        let prompt = self
+            .ctx
+            .tokenize(prompt, 100)
+            .map_err(|e| AsrError::Whisper(format!("tokenizing the prompt: {e}")))?;
+        let live = Live {
+            audio_ctx: frames,
+            prompt: &prompt,
+            max_tokens: (seconds * 8.0).ceil() as i32 + 8,
+        };
+        self.recognise_in(audio, Some(live))
+    }
+
+    fn recognise_in(&mut self, audio: &[f32], live: Option<Live>) -> Result<Recognition, AsrError> {
         if is_silent(audio, self.options.silence_dbfs) {
             return Ok(Recognition {
                 silent: true,
@@ -116,6 +148,11 @@ impl Recogniser {
         params.set_token_timestamps(true);
         params.set_suppress_blank(true);
         params.set_no_context(true);
+        if let Some(live) = &live {
+            params.set_audio_ctx(live.audio_ctx);
+            params.set_tokens(live.prompt);
+            params.set_max_tokens(live.max_tokens);
+        }
         // Whisper needs at least one second; pad short audio with silence.
         let min = MODEL_RATE as usize + MODEL_RATE as usize / 10;
         let padded;

@@ -267,9 +267,9 @@ fn run_scenario(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let (cpu0, wall0) = (cpu_seconds(), Instant::now());
+    let (cpu0, wall0) = (crate::metrics::process_cpu_seconds(), Instant::now());
     std::thread::sleep(settings.duration);
-    let cpu_cores = (cpu_seconds() - cpu0) / wall0.elapsed().as_secs_f64();
+    let cpu_cores = (crate::metrics::process_cpu_seconds() - cpu0) / wall0.elapsed().as_secs_f64();
     let stages = hub.metrics().stages.report();
     let frames_dropped = hub.metrics().dropped.load(Ordering::Relaxed);
 
@@ -380,22 +380,4 @@ fn write_session(
     w.write_samples(t, &times, &Samples::String(messages))?;
     w.finish()?;
     Ok(())
-}
-
-/// CPU time of this process so far (user + system), seconds, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // fields after the parenthesised command name: utime and stime are the 12th and 13th
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(f64::NAN);
-    // USER_HZ is 100 on Linux
-    ticks / 100.0
 }
