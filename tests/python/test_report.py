@@ -1,0 +1,93 @@
+"""`neuralign report` end to end on a small simulated session (docs/statistics.md, §6).
+
+`simulate` draws a 90-second session (6 electrodes, half of them non-responsive); `fit`
+writes its encoders and `--json` statistics; `report` on the same session recomputes the
+statistics from the encoder file (the transcript embedded again by the real model, the
+encoders' predictions of the held-out tail, the same shifts and bootstrap) and must give the
+fit's figures: the same peak layers, intervals, p, q and significance, r to 1e-6. The TSV,
+`--json`, the SVG figures and the HTML page are read back: the SVGs and the page parse as
+XML, the page links only files beside it and states how the figures were computed.
+"""
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import xml.etree.ElementTree as ET
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+BIN = pathlib.Path(os.environ.get("NEURALIGN_BIN", TARGET / "debug" / "neuralign"))
+ENV = dict(os.environ, LSLAPICFG=str(REPO / "configs" / "lsl_api.cfg"), RUST_LOG="warn")
+SVG = "{http://www.w3.org/2000/svg}"
+COLUMNS = ["label", "group", "peak_layer", "peak_layer_ci_lo", "peak_layer_ci_hi", "r", "p",
+           "q", "significant"]
+
+
+def neuralign(*args, cwd):
+    return subprocess.run([str(BIN), *map(str, args)], cwd=cwd, env=ENV, check=True,
+                          stdout=subprocess.PIPE, text=True, timeout=300).stdout
+
+
+def texts(root):
+    return " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
+
+
+def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
+    assert BIN.exists(), f"{BIN} missing: run `cargo build` first (or set NEURALIGN_BIN)"
+    neuralign("simulate", "--out", "s.xdf", "--electrodes", 6, "--minutes", 1.5, "--seed", 3,
+              "--null-fraction", 0.5, cwd=tmp_path)
+    neuralign("fit", "s.xdf", "--out", "enc.safetensors", "--layers", "0,10,20,30", "--pcs", 8,
+              "--holdout", 0.3, "--shifts", 200, "--seed", 4, "--json", "fit.json", cwd=tmp_path)
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    summary = json.loads(neuralign("report", "s.xdf", "--encoders", "enc.safetensors",
+                                   "--out", "report", "--json", cwd=tmp_path))
+    out = tmp_path / "report"
+
+    # the statistics: the fit's, recomputed from the encoder file on the held-out tail
+    assert summary["source"]["path"] == "offline" and summary["source"]["span"] == "held-out"
+    assert summary["source"]["samples"] == fit["test_samples"]
+    with open(out / "electrodes.tsv", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        assert next(reader) == COLUMNS
+        rows = [dict(zip(COLUMNS, line)) for line in reader]
+    assert [r["label"] for r in rows] == [e["label"] for e in fit["electrodes"]]
+    assert any(e["significant"] for e in fit["electrodes"]), "no significant electrode to draw"
+    for row, want, js in zip(rows, fit["electrodes"], summary["electrodes"]):
+        assert row["group"] == "e" == js["group"]
+        assert int(row["peak_layer"]) == want["peak_layer"] == js["peak_layer"]
+        ci = [int(row["peak_layer_ci_lo"]), int(row["peak_layer_ci_hi"])]
+        assert ci == want["peak_layer_ci"] == js["peak_layer_ci"]
+        assert abs(float(row["r"]) - want["r"]) < 1e-6 and float(row["r"]) == js["r"]
+        assert float(row["p"]) == want["p"] == js["p"]
+        assert float(row["q"]) == want["q"] == js["q"]
+        assert (row["significant"] == "true") == want["significant"] == js["significant"]
+
+    # the figures: well-formed SVG with the elements they are about
+    significant = sum(e["significant"] for e in fit["electrodes"])
+    profiles = ET.parse(out / "profiles.svg").getroot()
+    assert profiles.tag == f"{SVG}svg"
+    assert f"{significant} significant of 6 electrodes" in texts(profiles)
+    assert "relative layer depth (layer / 30)" in texts(profiles)
+    # one line per significant electrode and the mean (plotters draws lines as polylines)
+    assert len(list(profiles.iter(f"{SVG}polyline"))) >= significant + 1
+    peaks = ET.parse(out / "peak_layers.svg").getroot()
+    assert "model layer" in texts(peaks)
+    null = ET.parse(out / "null.svg").getroot()
+    assert "200 circular shifts" in texts(null)
+    assert all(e["label"] in texts(null) for e in fit["electrodes"])
+    assert len(list(null.iter(f"{SVG}circle"))) >= 6
+
+    # the page: well-formed, relative links to files beside it only, the procedure stated
+    page = ET.parse(out / "index.html").getroot()
+    links = [a.get("href") for a in page.iter("a")] + [i.get("src") for i in page.iter("img")]
+    assert sorted(links) == sorted(["electrodes.tsv", "statistics.md", "profiles.svg",
+                                    "peak_layers.svg", "null.svg"])
+    assert all((out / link).is_file() for link in links)
+    text = " ".join(page.itertext())
+    assert page.find(".//p[@id='source']").get("data-path") == "offline"
+    facts = ["200 circular shifts", "seed 4", "q ≤ 0.05", "with 5 inner folds",
+             f"purge gap of {fit['gap_samples']} samples", "1000 replicates",
+             "§2 Null distribution"]
+    for fact in facts:
+        assert fact in text, fact
