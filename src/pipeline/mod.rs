@@ -11,7 +11,8 @@
 //! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
 //!   alignment (adding the words' kernels, scoring), and every frame published to the hub;
 //! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
-//!   flushed at least once a second and finished (footers) on shutdown.
+//!   flushed at least once a second and finished (footers) on shutdown, with the server's
+//!   results as streams of their own ([`results`]).
 //!
 //! [`run`] is the library entry: `neuralign serve` and `neuralign demo` call it with the
 //! server's [`Hub`] and a shutdown flag.
@@ -23,6 +24,7 @@ mod encode_thread;
 mod lm_thread;
 mod memory;
 mod recorder;
+pub mod results;
 
 pub use config::{Config, EncodersConfig, PipelineSettings, RecordingConfig};
 pub use recorder::RecordingName;

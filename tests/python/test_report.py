@@ -91,3 +91,106 @@ def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
              "§2 Null distribution"]
     for fact in facts:
         assert fact in text, fact
+
+
+def test_serve_keeps_its_results_in_the_recording(tmp_path):
+    """A session replayed into `serve` with recording on: the results streams of the recording
+    (docs/xdf.md, "Results") hold what the WebSocket sent in the same run."""
+    import re
+    import signal
+
+    import numpy as np
+    import pyxdf
+
+    from test_ws_e2e import collect_frames
+
+    assert BIN.exists(), f"{BIN} missing: run `cargo build` first (or set NEURALIGN_BIN)"
+    seed = 17000 + os.getpid() % 10000  # its own stream source ids
+    neuralign("simulate", "--out", "s.xdf", "--electrodes", 4, "--minutes", 1.5, "--seed", seed,
+              cwd=tmp_path)
+    neuralign("fit", "s.xdf", "--out", "enc.safetensors", "--layers", "0,10", "--pcs", 4,
+              "--holdout", 0.3, "--shifts", 100, cwd=tmp_path)
+    config = tmp_path / "serve.toml"
+    config.write_text(f"""
+[lsl]
+api_config = "{REPO / 'configs' / 'lsl_api.cfg'}"
+[neural]
+stream = {{ source_id = "neuralign-sim-{seed}-hg" }}
+mode = "high_gamma"
+[transcript]
+stream = {{ source_id = "neuralign-sim-{seed}-transcript" }}
+[server]
+bind = "127.0.0.1:0"
+queue_frames = 4096
+[encoders]
+path = "enc.safetensors"
+[recording]
+enabled = true
+directory = "rec"
+subject = "test"
+session = "01"
+[pipeline]
+alignment_hz = 20.0
+""")
+    streams, _ = pyxdf.load_xdf(str(tmp_path / "s.xdf"), dejitter_timestamps=False)
+    (hg,) = [s for s in streams if s["info"]["source_id"] == [f"neuralign-sim-{seed}-hg"]]
+    samples, rate = len(hg["time_series"]), float(hg["info"]["nominal_srate"][0])
+    serve = subprocess.Popen([str(BIN), "serve", "--config", str(config)], cwd=tmp_path, env=ENV,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        m = re.match(r"dashboard: http://(\S+)/", serve.stdout.readline())
+        assert m
+        replay = [str(BIN), "replay", "s.xdf", "--speed", "max", "--wait-for-consumers"]
+        frames = collect_frames(f"ws://{m.group(1)}/ws", replay, tmp_path, samples, rate)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
+
+    hello = next(f for f in frames if f["type"] == "hello")
+    labels, layers = hello["session"]["electrodes"], hello["session"]["layers"]
+    calibrated = bool(hello["session"]["null_threshold"])
+    recording = pathlib.Path(hello["session"]["recording"])
+    kept, _ = pyxdf.load_xdf(str(recording), dejitter_timestamps=False)
+    by_name = {s["info"]["name"][0]: s for s in kept}
+    alignment = by_name["neuralign-alignment"]
+    peak = by_name["neuralign-peak-layer"]
+    per_layer = by_name["neuralign-alignment-layers"]
+    words = by_name["neuralign-words"]
+    for s in (alignment, peak):
+        chans = s["info"]["desc"][0]["channels"][0]["channel"]
+        assert [c["label"][0] for c in chans] == labels
+    assert float(alignment["info"]["nominal_srate"][0]) == 0.0
+
+    # every alignment update whose horizon advanced, stamped at its horizon
+    sent = {}
+    for f in frames:
+        if f["type"] == "alignment":
+            sent.setdefault(f["horizon"], f)
+    stamps = list(alignment["time_stamps"])
+    assert len(stamps) >= len(sent) > 10 and stamps == sorted(set(stamps))
+    index = {t: i for i, t in enumerate(stamps)}
+    nan = float("nan")
+    for horizon, f in sent.items():
+        i = index[horizon]
+        s = f["summary"]
+        want = np.array([nan if v is None else v for v in s["peak_r"]], dtype=np.float32)
+        np.testing.assert_allclose(alignment["time_series"][i], want, atol=1e-6)
+        assert list(peak["time_series"][i]) == [-1 if v is None else v for v in s["peak_layer"]]
+        if calibrated:
+            assert list(by_name["neuralign-significance"]["time_series"][i]) == [
+                int(v) for v in s["significant"]]
+        if i % 20 == 0:  # the per-layer r: one update in alignment_hz / 1 Hz
+            j = i // 20
+            assert per_layer["time_stamps"][j] == horizon
+            want = np.array([[nan if v is None else v for v in row] for row in f["r"]])
+            np.testing.assert_allclose(per_layer["time_series"][j],
+                                       want.reshape(-1).astype(np.float32), atol=1e-6)
+    assert list(per_layer["time_stamps"]) == stamps[::20]
+    assert len(per_layer["time_series"][0]) == len(labels) * len(layers)
+    if calibrated:
+        assert len(by_name["neuralign-significance"]["time_stamps"]) == len(stamps)
+
+    # every word event, as the WebSocket sent it
+    sent_words = [{k: v for k, v in f.items() if k != "type"} for f in frames if f["type"] == "word"]
+    kept_words = [json.loads(x[0]) for x in words["time_series"]]
+    assert kept_words == sent_words and len(sent_words) > 50
