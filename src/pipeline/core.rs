@@ -15,6 +15,7 @@ use crossbeam_channel::{select, Receiver};
 
 use super::encode_thread::{Binding, EncodeThread, Encoded};
 use super::lm_thread::{LmOutput, LmThread};
+use super::outlets::OutletTx;
 use super::recorder::{Record, RecordTx};
 use super::results::Results;
 use super::PipelineReport;
@@ -91,6 +92,8 @@ pub(super) struct Core {
     alignment_every: Duration,
     status_every: Duration,
     record: Option<RecordTx>,
+    /// The results outlets' queue.
+    outlets: Option<OutletTx>,
     /// The results streams of the recording, once the encoders are bound.
     results: Option<Results>,
     bound: Option<Bound>,
@@ -120,7 +123,7 @@ impl Core {
         encoder: Encoder,
         model: (String, String),
         hub: Hub,
-        record: Option<RecordTx>,
+        (record, outlets): (Option<RecordTx>, Option<OutletTx>),
         encode: &EncodeThread,
     ) -> Self {
         let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
@@ -135,6 +138,7 @@ impl Core {
             alignment_every: every(config.pipeline.alignment_hz),
             status_every: every(config.pipeline.status_hz),
             record,
+            outlets,
             results: None,
             bound: None,
             binding: encode.binding.clone(),
@@ -325,9 +329,9 @@ impl Core {
             .iter()
             .map(|&v| v as f32)
             .collect();
-        self.results = self.record.clone().map(|record| {
+        self.results = (self.record.is_some() || self.outlets.is_some()).then(|| {
             Results::new(
-                record,
+                (self.record.clone(), self.outlets.clone()),
                 session.electrodes.clone(),
                 session.layers.clone(),
                 session.rates.alignment_hz,
@@ -601,6 +605,10 @@ impl Core {
             (
                 "recorder_items".to_string(),
                 self.record.as_ref().map_or(0, RecordTx::dropped),
+            ),
+            (
+                "results_outlet_items".to_string(),
+                self.outlets.as_ref().map_or(0, OutletTx::dropped),
             ),
         ]);
         let mut errors: BTreeMap<String, u64> = t

@@ -17,7 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::xdf::{ChannelFormat, Samples, StreamInfo, XdfError, XdfWriter};
 
-/// One item to record.
+/// One item to record (results also go to the LSL outlets, [`super::outlets`]).
+#[derive(Clone)]
 pub(super) enum Record {
     /// The neural stream's metadata, before its first samples.
     NeuralStream(StreamInfo),

@@ -3,7 +3,9 @@
 //! peak layer and the live significance; the r of every layer at a decimated rate
 //! ([`LAYERS_HZ`]); every word event as the WebSocket sent it. The values are those of the
 //! `alignment` and `word` frames ([`AlignmentSummary`], one definition); they go through the
-//! recorder's bounded queue (a full queue drops and counts, `drops.recorder_items`).
+//! recorder's bounded queue (a full queue drops and counts, `drops.recorder_items`) and the
+//! same to the LSL outlets ([`super::outlets`], `drops.results_outlet_items`).
+use super::outlets::OutletTx;
 use super::recorder::{Record, RecordTx};
 use crate::serve::{AlignmentSummary, AlignmentUpdate, WordEvent};
 use crate::xdf::{ChannelFormat, Samples, StreamInfo};
@@ -23,7 +25,7 @@ pub const LAYERS_HZ: f64 = 1.0;
 
 /// What the results streams need to know of the bound encoders, and where they stand.
 pub(super) struct Results {
-    record: RecordTx,
+    sinks: (Option<RecordTx>, Option<OutletTx>),
     labels: Vec<String>,
     layers: Vec<usize>,
     layers_every: u64,
@@ -35,7 +37,7 @@ impl Results {
     /// Announces the streams for encoders with electrodes `labels` and model `layers`
     /// (streams of another layout, after a rebinding, are new streams of the recording).
     pub fn new(
-        record: RecordTx,
+        sinks: (Option<RecordTx>, Option<OutletTx>),
         labels: Vec<String>,
         layers: Vec<usize>,
         alignment_hz: f64,
@@ -61,10 +63,10 @@ impl Results {
             ),
             StreamInfo::new(WORDS, "Markers", 1, 0.0, ChannelFormat::String, WORDS),
         ] {
-            record.send(Record::ResultStream(info));
+            send(&sinks, Record::ResultStream(info));
         }
         Self {
-            record,
+            sinks,
             labels,
             layers,
             layers_every: (alignment_hz / LAYERS_HZ).round().max(1.0) as u64,
@@ -82,25 +84,27 @@ impl Results {
         let s =
             AlignmentSummary::compute(&update.r, &self.layers, update.chance, &update.significant);
         let t = update.horizon;
-        self.record
-            .send(Record::Result(ALIGNMENT, t, Samples::Float32(s.peak_r)));
+        send(
+            &self.sinks,
+            Record::Result(ALIGNMENT, t, Samples::Float32(s.peak_r)),
+        );
         let peak = s.peak_layer.iter().map(|l| l.map_or(-1, |l| l as i32));
-        self.record.send(Record::Result(
-            PEAK_LAYER,
-            t,
-            Samples::Int32(peak.collect()),
-        ));
+        send(
+            &self.sinks,
+            Record::Result(PEAK_LAYER, t, Samples::Int32(peak.collect())),
+        );
         if s.significant.len() == self.labels.len() {
             let flags = s.significant.iter().map(|&b| i8::from(b)).collect();
-            self.record
-                .send(Record::Result(SIGNIFICANCE, t, Samples::Int8(flags)));
+            send(
+                &self.sinks,
+                Record::Result(SIGNIFICANCE, t, Samples::Int8(flags)),
+            );
         }
         if self.updates % self.layers_every == 0 {
-            self.record.send(Record::Result(
-                ALIGNMENT_LAYERS,
-                t,
-                Samples::Float32(update.r.clone()),
-            ));
+            send(
+                &self.sinks,
+                Record::Result(ALIGNMENT_LAYERS, t, Samples::Float32(update.r.clone())),
+            );
         }
         self.updates += 1;
     }
@@ -114,7 +118,19 @@ impl Results {
             self.last_horizon.max(0.0)
         };
         let json = serde_json::to_string(event).unwrap_or_default();
-        self.record
-            .send(Record::Result(WORDS, t, Samples::String(vec![json])));
+        send(
+            &self.sinks,
+            Record::Result(WORDS, t, Samples::String(vec![json])),
+        );
+    }
+}
+
+/// Sends `record` to the recording and the outlets, whichever are on.
+fn send(sinks: &(Option<RecordTx>, Option<OutletTx>), record: Record) {
+    if let Some(outlets) = &sinks.1 {
+        outlets.send(record.clone());
+    }
+    if let Some(recorder) = &sinks.0 {
+        recorder.send(record);
     }
 }

@@ -95,11 +95,13 @@ def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
 
 def test_serve_keeps_its_results_in_the_recording(tmp_path):
     """A session replayed into `serve` with recording on: the results streams of the recording
-    (docs/xdf.md, "Results") hold what the WebSocket sent in the same run."""
+    (docs/xdf.md, "Results") hold what the WebSocket sent in the same run, and pylsl sees
+    the same streams as LSL outlets (docs/lsl.md, "Results outlets")."""
     import re
     import signal
 
     import numpy as np
+    import pylsl
     import pyxdf
 
     from test_ws_e2e import collect_frames
@@ -142,6 +144,13 @@ alignment_hz = 20.0
         assert m
         replay = [str(BIN), "replay", "s.xdf", "--speed", "max", "--wait-for-consumers"]
         frames = collect_frames(f"ws://{m.group(1)}/ws", replay, tmp_path, samples, rate)
+        # the same results as LSL outlets (loopback), named by the server's pid
+        outlets = {}
+        for name in ["neuralign-alignment", "neuralign-peak-layer", "neuralign-significance",
+                     "neuralign-alignment-layers", "neuralign-words"]:
+            found = pylsl.resolve_byprop("source_id", f"{name}-{serve.pid}", timeout=10)
+            assert len(found) == 1, name
+            outlets[name] = found[0]
     finally:
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=60) == 0
@@ -149,6 +158,7 @@ alignment_hz = 20.0
     hello = next(f for f in frames if f["type"] == "hello")
     labels, layers = hello["session"]["electrodes"], hello["session"]["layers"]
     calibrated = bool(hello["session"]["null_threshold"])
+    assert calibrated, "the fit's 27-s tail calibrates the live threshold for the 10-s window"
     recording = pathlib.Path(hello["session"]["recording"])
     kept, _ = pyxdf.load_xdf(str(recording), dejitter_timestamps=False)
     by_name = {s["info"]["name"][0]: s for s in kept}
@@ -160,6 +170,13 @@ alignment_hz = 20.0
         chans = s["info"]["desc"][0]["channels"][0]["channel"]
         assert [c["label"][0] for c in chans] == labels
     assert float(alignment["info"]["nominal_srate"][0]) == 0.0
+
+    for name, info in outlets.items():
+        assert info.name() == name and info.nominal_srate() == 0.0
+    assert outlets["neuralign-alignment"].channel_count() == len(labels)
+    assert outlets["neuralign-alignment"].type() == "Alignment"
+    assert outlets["neuralign-alignment-layers"].channel_count() == len(labels) * len(layers)
+    assert outlets["neuralign-words"].type() == "Markers"
 
     # every alignment update whose horizon advanced, stamped at its horizon
     sent = {}
