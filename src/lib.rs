@@ -17,7 +17,8 @@
 //! WAV with its word table as LSL outlets), [`sim`] (synthetic
 //! sessions and dashboards), [`metrics`] (per-stage latency histograms), [`bench`]
 //! (`neuralign bench`), [`stats`] (null distributions, false discovery rate, peak-layer
-//! intervals) and [`cli`] (one file per subcommand).
+//! intervals), [`report`] (`neuralign report`: a session's statistics as table, figures and page)
+//! and [`cli`] (one file per subcommand).
 
 pub use neuralign_formats::{import, transcript, wav, word_table, xdf};
 
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod play;
 pub mod replay;
+pub mod report;
 pub mod sender_clock;
 pub mod serve;
 pub mod sim;

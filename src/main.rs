@@ -40,6 +40,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Fit per-electrode encoders on a recorded session.
     Fit(cli::fit::FitArgs),
+    /// The statistics of a session under encoders: TSV, SVG figures and an HTML page.
+    Report(cli::report::ReportArgs),
     /// Convert an EDF/BDF, BrainVision or BIDS iEEG recording to an XDF session.
     Import(cli::import::ImportArgs),
 }
@@ -60,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Command::Embed(args) => cli::embed::run(args),
         Command::Bench(args) => cli::bench::run(args),
         Command::Fit(args) => cli::fit::run(args),
+        Command::Report(args) => cli::report::run(args),
         Command::Import(args) => cli::import::run(args),
     }
 }

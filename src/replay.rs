@@ -408,7 +408,7 @@ fn clock_stream(info: &StreamInfo) -> StreamInfo {
 
 /// An outlet with the recorded stream info, its `desc` copied verbatim, plus the source_id of
 /// its simulated clock's companion stream when it has one.
-fn make_outlet(
+pub(crate) fn make_outlet(
     info: &StreamInfo,
     buffer_seconds: i32,
     simulated_clock: Option<&str>,

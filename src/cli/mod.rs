@@ -11,6 +11,7 @@ pub mod listen;
 pub mod model;
 pub mod play;
 pub mod replay;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod streams;

@@ -11,16 +11,12 @@ use super::file::{Encoder, EncoderMeta, HighGammaMeta, ModelMeta, TrainingMeta};
 use super::pca::Pca;
 use super::ridge::{self, Stats};
 use super::{EncodeError, Session};
-use crate::stats::bootstrap::{self, Moments};
-use crate::stats::null::{self, CircularNull, LayerNull};
-use crate::stats::{
-    fdr, live, quantile, ElectrodeResult, FitStatistics, LiveCalibration, StatsConfig,
-};
+use crate::stats::held_out::{HeldOut, LayerHeldOut};
+use crate::stats::StatsConfig;
 use faer::Mat;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
 
 /// How to fit encoders.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,7 +322,7 @@ struct LayerFit {
     r: Vec<f64>,
     alpha: Vec<f64>,
     /// With the statistics: the null and the bootstrap's block sums.
-    held_out: Option<(LayerNull, Vec<Moments>)>,
+    held_out: Option<LayerHeldOut>,
 }
 
 /// Inner-CV alpha per electrode, the refit on the training part and its
@@ -336,8 +332,7 @@ fn fit_layer(
     cfg: &FitConfig,
     grid: &LagGrid,
     prep: &Prepared,
-    circular: Option<&CircularNull>,
-    live_null: Option<&LiveNull>,
+    held: Option<&HeldOut>,
     layer: usize,
 ) -> Result<LayerFit, EncodeError> {
     let (e, pcs) = (session.electrodes(), cfg.pcs);
@@ -354,13 +349,15 @@ fn fit_layer(
     let train = union_stats(prep, &all, &z, pcs, grid, e);
     let (beta, intercept) = ridge::solve(&train, &alpha)?;
     let r = ridge::score(&beta, &stats(&prep.test, &z, pcs, &prep.samples, grid, e));
-    let held_out = circular.map(|circular| {
-        let pred = predict_segment(&prep.test, &z, &prep.samples, grid, &beta, &intercept);
-        let moments = bootstrap::block_moments(&pred, &prep.test_actual, e, block_len(cfg, grid));
-        if let Some(live_null) = live_null {
-            live_null.add_layer(&pred, &prep.test_actual, e);
-        }
-        (circular.layer(&pred), moments)
+    let held_out = held.map(|held| {
+        held.layer(&predict_segment(
+            &prep.test,
+            &z,
+            &prep.samples,
+            grid,
+            &beta,
+            &intercept,
+        ))
     });
     Ok(LayerFit {
         held_out,
@@ -370,150 +367,6 @@ fn fit_layer(
         r,
         alpha,
     })
-}
-
-/// Bootstrap block length in samples.
-fn block_len(cfg: &FitConfig, grid: &LagGrid) -> usize {
-    (cfg.stats.block_s * grid.rate).round().max(1.0) as usize
-}
-
-/// The null of the held-out tail, or why there is none (a tail too short
-/// for the minimum shift both ways or for two bootstrap blocks).
-fn circular_null(
-    cfg: &FitConfig,
-    grid: &LagGrid,
-    prep: &Prepared,
-    electrodes: usize,
-) -> Result<CircularNull, String> {
-    let n = prep.test.len();
-    let block = block_len(cfg, grid);
-    if n < 2 * block {
-        return Err(format!(
-            "{n} held-out samples make fewer than two {}-s bootstrap blocks",
-            cfg.stats.block_s
-        ));
-    }
-    let min_shift = (cfg.stats.min_shift_s * grid.rate).round().max(1.0) as usize;
-    let shifts = null::draw_shifts(n, min_shift, cfg.stats.shifts, cfg.stats.seed)
-        .map_err(|e| e.to_string())?;
-    Ok(CircularNull::new(&prep.test_actual, electrodes, shifts))
-}
-
-/// The null of the live statistic, gathered layer by layer: the maximum over
-/// layers of the rolling r at every shift and window end, `[electrodes, values]`.
-struct LiveNull {
-    calibration: LiveCalibration,
-    shifts: Vec<usize>,
-    max: Mutex<Vec<f64>>,
-}
-
-impl LiveNull {
-    /// The live null over the held-out tail with the first `live_shifts` of the
-    /// drawn shifts; `None` when the tail is shorter than a window.
-    fn new(
-        cfg: &StatsConfig,
-        grid: &LagGrid,
-        circular: &CircularNull,
-        n: usize,
-        e: usize,
-    ) -> Option<Self> {
-        let window = (cfg.live_window_s * grid.rate).round().max(2.0) as usize;
-        let stride = (window / 20).max(1);
-        let shifts: Vec<usize> = circular
-            .shifts()
-            .iter()
-            .take(cfg.live_shifts)
-            .copied()
-            .collect();
-        let null_values = shifts.len() * live::positions(n, window, stride).len();
-        (null_values > 0).then(|| Self {
-            calibration: LiveCalibration {
-                window,
-                stride,
-                shifts: shifts.len(),
-                null_values,
-                alpha: cfg.live_alpha,
-            },
-            shifts,
-            max: Mutex::new(vec![f64::NAN; e * null_values]),
-        })
-    }
-
-    /// Folds one layer's held-out prediction into the maximum over layers.
-    fn add_layer(&self, pred: &[f64], actual: &[f64], e: usize) {
-        let c = &self.calibration;
-        let layer = live::rolling_null(pred, actual, e, &self.shifts, c.window, c.stride);
-        let mut max = self.max.lock().unwrap_or_else(|p| p.into_inner());
-        live::max_into(&mut max, &layer);
-    }
-
-    /// Per electrode, the `1 − alpha` quantile of the null.
-    fn thresholds(self, e: usize) -> (LiveCalibration, Vec<f64>) {
-        let max = self.max.into_inner().unwrap_or_else(|p| p.into_inner());
-        let per = self.calibration.null_values;
-        let q = 1.0 - self.calibration.alpha;
-        let thresholds = (0..e)
-            .map(|k| quantile(&max[k * per..(k + 1) * per], q))
-            .collect();
-        (self.calibration, thresholds)
-    }
-}
-
-/// Per electrode: the peak layer, its interval, the p-value of the maximum
-/// over layers, q over electrodes, the layer profile and its null band.
-fn statistics(
-    cfg: &StatsConfig,
-    layers: &[usize],
-    labels: &[String],
-    prep: &Prepared,
-    fitted: &[LayerFit],
-    live_null: Option<LiveNull>,
-) -> FitStatistics {
-    let e = labels.len();
-    let shifts = cfg.shifts;
-    let (nulls, moments): (Vec<LayerNull>, Vec<Vec<Moments>>) =
-        fitted.iter().filter_map(|f| f.held_out.clone()).unzip();
-    let ci = bootstrap::peak_layer_interval(&moments, e, cfg.bootstrap, cfg.ci_level, cfg.seed);
-    let maxima: Vec<null::MaxNull> = (0..e)
-        .map(|k| null::max_over_layers(&nulls, k, shifts))
-        .collect();
-    let q = fdr::benjamini_hochberg(&maxima.iter().map(|m| m.p).collect::<Vec<_>>());
-    let tail = (1.0 - cfg.ci_level) / 2.0;
-    let (live, thresholds) = live_null.map(|l| l.thresholds(e)).unzip();
-    let electrodes = (0..e)
-        .map(|k| {
-            let profile: Vec<f64> = nulls.iter().map(|n| n.observed[k]).collect();
-            let peak = crate::stats::argmax(&profile);
-            let null_band = nulls
-                .iter()
-                .map(|n| {
-                    let v = &n.null[k * shifts..(k + 1) * shifts];
-                    [quantile(v, tail), quantile(v, 1.0 - tail)]
-                })
-                .collect();
-            ElectrodeResult {
-                label: labels[k].clone(),
-                peak_layer: layers[peak],
-                peak_layer_ci: [layers[ci[k][0]], layers[ci[k][1]]],
-                r: maxima[k].observed,
-                p: maxima[k].p,
-                q: q[k],
-                significant: q[k] <= cfg.fdr_q,
-                profile,
-                null_band,
-                null_max_quantile: quantile(&maxima[k].null, 1.0 - cfg.fdr_q),
-                live_threshold: thresholds.as_ref().map(|t| t[k]),
-            }
-        })
-        .collect();
-    FitStatistics {
-        config: cfg.clone(),
-        layers: layers.to_vec(),
-        test_samples: prep.test.len(),
-        gap_samples: prep.gap as usize,
-        electrodes,
-        live,
-    }
 }
 
 /// Fits encoders for every requested layer of `session`, with the
@@ -549,31 +402,26 @@ pub fn fit(
     }
     let prep = prepare(session, cfg, &grid)?;
     let (e, dim, pcs, n_lags) = (session.electrodes(), session.dim, cfg.pcs, grid.n_lags());
-    let circular = circular_null(cfg, &grid, &prep, e)
-        .map_err(|why| {
-            tracing::warn!(
-                "no statistics (null, p, q, peak-layer intervals): {why}; record longer or raise --holdout"
-            )
-        })
-        .ok();
-    let live_null = circular
-        .as_ref()
-        .and_then(|c| LiveNull::new(&cfg.stats, &grid, c, prep.test.len(), e));
+    let held = HeldOut::new(
+        &cfg.stats,
+        grid.rate,
+        prep.test_actual.clone(),
+        e,
+        prep.gap as usize,
+    )
+    .map_err(|why| {
+        tracing::warn!(
+            "no statistics (null, p, q, peak-layer intervals): {why}; record longer or raise --holdout"
+        )
+    })
+    .ok();
     progress.set_length(layers.len() as u64);
     // Layers are independent: fit them in parallel (faer's own parallelism
     // shares rayon's pool, so the cores are not oversubscribed).
-    let fitted = layers
+    let mut fitted = layers
         .par_iter()
         .map(|&layer| {
-            let fitted = fit_layer(
-                session,
-                cfg,
-                &grid,
-                &prep,
-                circular.as_ref(),
-                live_null.as_ref(),
-                layer,
-            );
+            let fitted = fit_layer(session, cfg, &grid, &prep, held.as_ref(), layer);
             progress.inc(1);
             fitted
         })
@@ -584,15 +432,9 @@ pub fn fit(
     }
     enc.neural_mean = prep.neural_mean.iter().map(|&v| v as f32).collect();
     enc.neural_std = prep.neural_std.iter().map(|&v| v as f32).collect();
-    let statistics = circular.is_some().then(|| {
-        statistics(
-            &cfg.stats,
-            &layers,
-            &session.labels,
-            &prep,
-            &fitted,
-            live_null,
-        )
+    let statistics = held.map(|held| {
+        let per_layer = fitted.iter_mut().filter_map(|f| f.held_out.take());
+        held.finish(&layers, &session.labels, per_layer.collect())
     });
     enc.meta = EncoderMeta {
         model: provenance.model.clone(),

@@ -24,7 +24,9 @@ pub use file::{ChannelMap, Encoder, EncoderMeta, HighGammaMeta, ModelMeta, Train
 pub use fit::{dump_design, fit, DesignDump, FitConfig, Provenance};
 pub use null_dump::dump_null;
 pub use pca::Pca;
-pub use predict::{predict_offline, KernelEncoder, Predictor, WordKernel, WordUpdate};
+pub use predict::{
+    predict_offline, predict_offline_layer, KernelEncoder, Predictor, WordKernel, WordUpdate,
+};
 
 /// One word of a session: its onset (seconds, same clock as the neural
 /// samples) and its embedding from every layer, `[layers, dim]` row-major.

@@ -336,6 +336,20 @@ pub fn predict_offline(
     t0: f64,
     samples: usize,
 ) -> Vec<Mat<f64>> {
+    (0..enc.layers)
+        .map(|l| predict_offline_layer(enc, l, words, t0, 0..samples))
+        .collect()
+}
+
+/// Offline prediction of encoder layer `l` over the samples `span` of a
+/// recording (as [`predict_offline`]): `[span length, electrodes]`.
+pub fn predict_offline_layer(
+    enc: &Encoder,
+    l: usize,
+    words: &[(f64, &[f32])],
+    t0: f64,
+    span: std::ops::Range<usize>,
+) -> Mat<f64> {
     let grid = enc.meta.grid;
     let (pcs, dim, e) = (enc.pcs, enc.dim, enc.electrodes);
     let onsets: Vec<i64> = words
@@ -343,31 +357,27 @@ pub fn predict_offline(
         .map(|(o, _)| grid.onset_sample(*o, t0))
         .collect();
     let mut buf = vec![0.0f32; pcs];
-    (0..enc.layers)
-        .map(|l| {
-            let pca = enc.pca(l);
-            let layer = enc.meta.layers[l];
-            let mut z = vec![0.0f64; words.len() * pcs];
-            for (w, (_, emb)) in words.iter().enumerate() {
-                pca.project(&emb[layer * dim..(layer + 1) * dim], &mut buf);
-                z[w * pcs..(w + 1) * pcs]
-                    .iter_mut()
-                    .zip(&buf)
-                    .for_each(|(d, &s)| *d = s as f64);
-            }
-            let x = dense_design(0, samples as i64, &z, pcs, &onsets, &grid);
-            let w = Mat::<f64>::from_fn(enc.lags * pcs, e, |f, el| {
-                enc.weight(l, el, f / pcs, f % pcs) as f64
-            });
-            let mut y = &x * &w;
-            for t in 0..samples {
-                for el in 0..e {
-                    y[(t, el)] += enc.intercepts[l * e + el] as f64;
-                }
-            }
-            y
-        })
-        .collect()
+    let pca = enc.pca(l);
+    let layer = enc.meta.layers[l];
+    let mut z = vec![0.0f64; words.len() * pcs];
+    for (w, (_, emb)) in words.iter().enumerate() {
+        pca.project(&emb[layer * dim..(layer + 1) * dim], &mut buf);
+        z[w * pcs..(w + 1) * pcs]
+            .iter_mut()
+            .zip(&buf)
+            .for_each(|(d, &s)| *d = s as f64);
+    }
+    let x = dense_design(span.start as i64, span.end as i64, &z, pcs, &onsets, &grid);
+    let w = Mat::<f64>::from_fn(enc.lags * pcs, e, |f, el| {
+        enc.weight(l, el, f / pcs, f % pcs) as f64
+    });
+    let mut y = &x * &w;
+    for t in 0..span.len() {
+        for el in 0..e {
+            y[(t, el)] += enc.intercepts[l * e + el] as f64;
+        }
+    }
+    y
 }
 
 /// Kernel values summed in registers at once: two AVX registers of f32.

@@ -167,6 +167,9 @@ pub struct PipelineSettings {
     pub status_hz: f64,
     /// Embedded words queued from the LM thread to the core loop.
     pub word_queue: usize,
+    /// Publish the results (alignment, peak layers, significance, words) as LSL outlets
+    /// (`docs/lsl.md`, "Results outlets").
+    pub results_outlets: bool,
 }
 
 impl Default for PipelineSettings {
@@ -175,6 +178,7 @@ impl Default for PipelineSettings {
             alignment_hz: 10.0,
             status_hz: 1.0,
             word_queue: 1024,
+            results_outlets: true,
         }
     }
 }

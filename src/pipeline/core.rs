@@ -15,7 +15,9 @@ use crossbeam_channel::{select, Receiver};
 
 use super::encode_thread::{Binding, EncodeThread, Encoded};
 use super::lm_thread::{LmOutput, LmThread};
+use super::outlets::OutletTx;
 use super::recorder::{Record, RecordTx};
+use super::results::Results;
 use super::PipelineReport;
 use crate::align::{AlignConfig, Live};
 use crate::dsp::{HighGamma, HighGammaConfig};
@@ -90,6 +92,10 @@ pub(super) struct Core {
     alignment_every: Duration,
     status_every: Duration,
     record: Option<RecordTx>,
+    /// The results outlets' queue.
+    outlets: Option<OutletTx>,
+    /// The results streams of the recording, once the encoders are bound.
+    results: Option<Results>,
     bound: Option<Bound>,
     /// Where the encode thread finds the bound encoders.
     binding: Binding,
@@ -117,7 +123,7 @@ impl Core {
         encoder: Encoder,
         model: (String, String),
         hub: Hub,
-        record: Option<RecordTx>,
+        (record, outlets): (Option<RecordTx>, Option<OutletTx>),
         encode: &EncodeThread,
     ) -> Self {
         let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
@@ -132,6 +138,8 @@ impl Core {
             alignment_every: every(config.pipeline.alignment_hz),
             status_every: every(config.pipeline.status_hz),
             record,
+            outlets,
+            results: None,
             bound: None,
             binding: encode.binding.clone(),
             encode_dropped: encode.dropped.clone(),
@@ -219,6 +227,7 @@ impl Core {
         }
         if self.bound.take().is_some() {
             self.binding.set(None);
+            self.results = None;
             tracing::warn!(stream = %meta.summary.name, "the neural stream changed; binding the encoders afresh");
         }
         let channels = meta.summary.channels;
@@ -320,10 +329,18 @@ impl Core {
             .iter()
             .map(|&v| v as f32)
             .collect();
+        self.results = (self.record.is_some() || self.outlets.is_some()).then(|| {
+            Results::new(
+                (self.record.clone(), self.outlets.clone()),
+                session.electrodes.clone(),
+                session.layers.clone(),
+                session.rates.alignment_hz,
+            )
+        });
         self.hub.set_session(session);
         self.binding.set(Some(bound.live.kernels().clone()));
         for out in std::mem::take(&mut self.early) {
-            Self::apply_word(&mut bound, &self.hub, out, None);
+            Self::apply_word(&mut bound, &self.hub, self.results.as_ref(), out, None);
         }
         self.bound = Some(bound);
     }
@@ -412,7 +429,7 @@ impl Core {
         };
         match self.bound.as_mut() {
             Some(b) => {
-                Self::apply_word(b, &self.hub, output, kernel);
+                Self::apply_word(b, &self.hub, self.results.as_ref(), output, kernel);
                 b.advance(&self.hub.metrics().stages, ready);
             }
             None => {
@@ -429,7 +446,19 @@ impl Core {
 
     /// Applies one LM output; a word's `kernel` is used when it came from the encoders bound
     /// to `b`, and computed here otherwise (words from before the binding).
-    fn apply_word(b: &mut Bound, hub: &Hub, out: LmOutput, kernel: Option<WordKernel>) {
+    fn apply_word(
+        b: &mut Bound,
+        hub: &Hub,
+        results: Option<&Results>,
+        out: LmOutput,
+        kernel: Option<WordKernel>,
+    ) {
+        let publish = |event: WordEvent| {
+            if let Some(results) = results {
+                results.word(&event);
+            }
+            let _ = hub.publish(Frame::Word(Arc::new(event)));
+        };
         match out {
             LmOutput::Word {
                 word,
@@ -469,7 +498,7 @@ impl Core {
                     },
                     latency_ms,
                 };
-                let _ = hub.publish(Frame::Word(Arc::new(event)));
+                publish(event);
             }
             LmOutput::Retract(id) => {
                 b.live.retract(id);
@@ -481,7 +510,7 @@ impl Core {
                     status: WordStatus::Retracted,
                     latency_ms: BTreeMap::new(),
                 };
-                let _ = hub.publish(Frame::Word(Arc::new(event)));
+                publish(event);
             }
             LmOutput::Watermark { time, .. } => b.live.transcript_watermark(time),
             LmOutput::Segment { id, time } => {
@@ -546,6 +575,9 @@ impl Core {
             chance: chance as f32,
             significant: b.live.significant(&rolling),
         };
+        if let Some(results) = self.results.as_mut() {
+            results.alignment(&update);
+        }
         if let Err(err) = self
             .hub
             .publish_traced(Frame::Alignment(Arc::new(update)), origin)
@@ -573,6 +605,10 @@ impl Core {
             (
                 "recorder_items".to_string(),
                 self.record.as_ref().map_or(0, RecordTx::dropped),
+            ),
+            (
+                "results_outlet_items".to_string(),
+                self.outlets.as_ref().map_or(0, OutletTx::dropped),
             ),
         ]);
         let mut errors: BTreeMap<String, u64> = t

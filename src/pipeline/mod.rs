@@ -11,7 +11,8 @@
 //! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
 //!   alignment (adding the words' kernels, scoring), and every frame published to the hub;
 //! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
-//!   flushed at least once a second and finished (footers) on shutdown.
+//!   flushed at least once a second and finished (footers) on shutdown, with the server's
+//!   results as streams of their own ([`results`]).
 //!
 //! [`run`] is the library entry: `neuralign serve` and `neuralign demo` call it with the
 //! server's [`Hub`] and a shutdown flag.
@@ -22,7 +23,9 @@ mod core;
 mod encode_thread;
 mod lm_thread;
 mod memory;
+mod outlets;
 mod recorder;
+pub mod results;
 
 pub use config::{Config, EncodersConfig, PipelineSettings, RecordingConfig};
 pub use recorder::RecordingName;
@@ -116,12 +119,21 @@ pub fn run(
     )?;
     let (encoded_tx, encoded_rx) = crossbeam_channel::bounded(encode_thread::ENCODED_QUEUE);
     let encode_thread = encode_thread::spawn(words_rx, encoded_tx, hub.clone(), shutdown.clone())?;
+    let outlets = config
+        .pipeline
+        .results_outlets
+        .then(outlets::Outlets::spawn)
+        .transpose()
+        .context("cannot start the results outlets")?;
     let core = core::Core::new(
         config,
         encoder,
         model,
         hub,
-        recorder.as_ref().map(|r| r.sender()),
+        (
+            recorder.as_ref().map(|r| r.sender()),
+            outlets.as_ref().map(|o| o.sender()),
+        ),
         &encode_thread,
     );
     let result = core.run(
@@ -137,6 +149,9 @@ pub fn run(
     transcript.stop();
     lm_thread.join();
     encode_thread.join();
+    if let Some(outlets) = outlets {
+        outlets.finish();
+    }
     let mut report = result?;
     if let Some(recorder) = recorder {
         report.recording = recorder

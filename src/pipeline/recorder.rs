@@ -17,7 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::xdf::{ChannelFormat, Samples, StreamInfo, XdfError, XdfWriter};
 
-/// One item to record.
+/// One item to record (results also go to the LSL outlets, [`super::outlets`]).
+#[derive(Clone)]
 pub(super) enum Record {
     /// The neural stream's metadata, before its first samples.
     NeuralStream(StreamInfo),
@@ -27,6 +28,10 @@ pub(super) enum Record {
     Transcript(f64, String),
     /// A transcript message verbatim, at its time stamp (server clock).
     TranscriptReceived(f64, String),
+    /// A results stream's metadata, before its first sample (`super::results`).
+    ResultStream(StreamInfo),
+    /// One sample of the results stream of that name, at that time (server clock).
+    Result(&'static str, f64, Samples),
 }
 
 /// A cloneable handle that sends to the recorder without ever waiting.
@@ -174,6 +179,7 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
         "neuralign-transcript-received",
     ))?;
     let mut neural: Option<(u32, StreamInfo)> = None;
+    let mut results: std::collections::HashMap<String, (u32, StreamInfo)> = Default::default();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Record::NeuralStream(info)) => {
@@ -192,6 +198,21 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
             }
             Ok(Record::TranscriptReceived(time, message)) => {
                 writer.write_samples(received, &[time], &Samples::String(vec![message]))?
+            }
+            Ok(Record::ResultStream(info)) => {
+                // the same layout continues its stream; another (a rebinding) gets its own
+                if results
+                    .get(&info.name)
+                    .is_none_or(|(_, current)| *current != info)
+                {
+                    let id = writer.add_stream(&info)?;
+                    results.insert(info.name.clone(), (id, info));
+                }
+            }
+            Ok(Record::Result(name, time, samples)) => {
+                if let Some((id, _)) = results.get(name) {
+                    writer.write_samples(*id, &[time], &samples)?;
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 
 pub use config::ServerConfig;
 pub use frames::{
-    AlignmentUpdate, ElectrodeInfo, Frame, FrameKind, PipelineStatus, Rates, Session, StreamStatus,
-    TraceChunk, WordEvent, WordStatus,
+    AlignmentSummary, AlignmentUpdate, ElectrodeInfo, Frame, FrameKind, PipelineStatus, Rates,
+    Session, StreamStatus, TraceChunk, WordEvent, WordStatus,
 };
 pub use http::Server;
 pub use hub::{Hub, HubConfig, HubError};

@@ -1,11 +1,12 @@
 //! Statistics of encoder results: circular-shift null distributions of
 //! Pearson r ([`null`]), false-discovery-rate control over electrodes
 //! ([`fdr`]) and block-bootstrap intervals of each electrode's peak layer
-//! ([`bootstrap`]). The procedure is documented in `docs/statistics.md`;
+//! ([`bootstrap`]), put together for one set of predictions by [`held_out`]. The procedure is documented in `docs/statistics.md`;
 //! [`FitStatistics`] is what `neuralign fit` reports and stores.
 
 pub mod bootstrap;
 pub mod fdr;
+pub mod held_out;
 pub mod live;
 pub mod null;
 

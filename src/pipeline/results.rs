@@ -1,0 +1,136 @@
+//! The server's results kept in the session recording (`docs/xdf.md`, "Results"): per
+//! alignment update whose horizon advanced, the rolling r at each electrode's peak layer, the
+//! peak layer and the live significance; the r of every layer at a decimated rate
+//! ([`LAYERS_HZ`]); every word event as the WebSocket sent it. The values are those of the
+//! `alignment` and `word` frames ([`AlignmentSummary`], one definition); they go through the
+//! recorder's bounded queue (a full queue drops and counts, `drops.recorder_items`) and the
+//! same to the LSL outlets ([`super::outlets`], `drops.results_outlet_items`).
+use super::outlets::OutletTx;
+use super::recorder::{Record, RecordTx};
+use crate::serve::{AlignmentSummary, AlignmentUpdate, WordEvent};
+use crate::xdf::{ChannelFormat, Samples, StreamInfo};
+
+/// Name of the stream of the rolling r at each electrode's peak layer.
+pub const ALIGNMENT: &str = "neuralign-alignment";
+/// Name of the stream of each electrode's peak layer (model layer; −1 where undefined).
+pub const PEAK_LAYER: &str = "neuralign-peak-layer";
+/// Name of the stream of the rolling r of every electrode and layer, decimated.
+pub const ALIGNMENT_LAYERS: &str = "neuralign-alignment-layers";
+/// Name of the stream of the live significance per electrode (1 or 0).
+pub const SIGNIFICANCE: &str = "neuralign-significance";
+/// Name of the stream of word events (JSON of the `word` frame).
+pub const WORDS: &str = "neuralign-words";
+/// Rate of [`ALIGNMENT_LAYERS`]: one update in `round(alignment_hz / LAYERS_HZ)`.
+pub const LAYERS_HZ: f64 = 1.0;
+
+/// What the results streams need to know of the bound encoders, and where they stand.
+pub(super) struct Results {
+    sinks: (Option<RecordTx>, Option<OutletTx>),
+    labels: Vec<String>,
+    layers: Vec<usize>,
+    layers_every: u64,
+    updates: u64,
+    last_horizon: f64,
+}
+
+impl Results {
+    /// Announces the streams for encoders with electrodes `labels` and model `layers`
+    /// (streams of another layout, after a rebinding, are new streams of the recording).
+    pub fn new(
+        sinks: (Option<RecordTx>, Option<OutletTx>),
+        labels: Vec<String>,
+        layers: Vec<usize>,
+        alignment_hz: f64,
+    ) -> Self {
+        let layer_labels = labels
+            .iter()
+            .flat_map(|e| layers.iter().map(move |l| format!("{e}/L{l}")))
+            .collect();
+        let per_electrode = |name: &str, kind: &str, format| {
+            StreamInfo::with_labels(name, kind, 0.0, format, name, labels.clone())
+        };
+        for info in [
+            per_electrode(ALIGNMENT, "Alignment", ChannelFormat::Float32),
+            per_electrode(PEAK_LAYER, "PeakLayer", ChannelFormat::Int32),
+            per_electrode(SIGNIFICANCE, "Significance", ChannelFormat::Int8),
+            StreamInfo::with_labels(
+                ALIGNMENT_LAYERS,
+                "AlignmentLayers",
+                0.0,
+                ChannelFormat::Float32,
+                ALIGNMENT_LAYERS,
+                layer_labels,
+            ),
+            StreamInfo::new(WORDS, "Markers", 1, 0.0, ChannelFormat::String, WORDS),
+        ] {
+            send(&sinks, Record::ResultStream(info));
+        }
+        Self {
+            sinks,
+            labels,
+            layers,
+            layers_every: (alignment_hz / LAYERS_HZ).round().max(1.0) as u64,
+            updates: 0,
+            last_horizon: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Records an alignment update (stamped at its horizon) when its horizon advanced.
+    pub fn alignment(&mut self, update: &AlignmentUpdate) {
+        if update.horizon <= self.last_horizon {
+            return;
+        }
+        self.last_horizon = update.horizon;
+        let s =
+            AlignmentSummary::compute(&update.r, &self.layers, update.chance, &update.significant);
+        let t = update.horizon;
+        send(
+            &self.sinks,
+            Record::Result(ALIGNMENT, t, Samples::Float32(s.peak_r)),
+        );
+        let peak = s.peak_layer.iter().map(|l| l.map_or(-1, |l| l as i32));
+        send(
+            &self.sinks,
+            Record::Result(PEAK_LAYER, t, Samples::Int32(peak.collect())),
+        );
+        if s.significant.len() == self.labels.len() {
+            let flags = s.significant.iter().map(|&b| i8::from(b)).collect();
+            send(
+                &self.sinks,
+                Record::Result(SIGNIFICANCE, t, Samples::Int8(flags)),
+            );
+        }
+        if self.updates % self.layers_every == 0 {
+            send(
+                &self.sinks,
+                Record::Result(ALIGNMENT_LAYERS, t, Samples::Float32(update.r.clone())),
+            );
+        }
+        self.updates += 1;
+    }
+
+    /// Records a word event as JSON, stamped at its onset (retractions, which have none,
+    /// at the last horizon).
+    pub fn word(&self, event: &WordEvent) {
+        let t = if event.onset.is_finite() {
+            event.onset
+        } else {
+            self.last_horizon.max(0.0)
+        };
+        let json = serde_json::to_string(event).unwrap_or_default();
+        send(
+            &self.sinks,
+            Record::Result(WORDS, t, Samples::String(vec![json])),
+        );
+    }
+}
+
+/// Sends `record` to the recording and the outlets, whichever are on.
+fn send(sinks: &(Option<RecordTx>, Option<OutletTx>), record: Record) {
+    if let Some(outlets) = &sinks.1 {
+        outlets.send(record.clone());
+    }
+    if let Some(recorder) = &sinks.0 {
+        recorder.send(record);
+    }
+}

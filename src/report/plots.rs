@@ -1,0 +1,283 @@
+//! The report's figures, drawn as SVG with plotters: the layer profiles of the
+//! significant electrodes and their average against relative layer depth (the
+//! central figure of Mischler et al. 2024), the distribution of peak layers, and
+//! each electrode's r against its null.
+use super::{Report, ReportError};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// File names of the figures, as the page links them.
+pub const PROFILES: &str = "profiles.svg";
+/// The distribution of peak layers.
+pub const PEAK_LAYERS: &str = "peak_layers.svg";
+/// Each electrode's r against its null.
+pub const NULL: &str = "null.svg";
+
+/// Colour of significant electrodes.
+const SIGNIFICANT: RGBColor = RGBColor(200, 40, 40);
+
+/// Draws every figure into `dir`.
+pub fn draw_all(report: &Report, dir: &Path) -> Result<(), ReportError> {
+    let draw = |file: &str, f: fn(&Report, &Path) -> Result<(), String>| {
+        f(report, &dir.join(file)).map_err(|reason| ReportError::Plot {
+            file: file.to_string(),
+            reason,
+        })
+    };
+    draw(PROFILES, profiles)?;
+    draw(PEAK_LAYERS, peak_layers)?;
+    draw(NULL, null)
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Relative depth of a model layer: `layer / (model_layers − 1)`.
+pub fn relative_depth(layer: usize, model_layers: usize) -> f64 {
+    layer as f64 / (model_layers.max(2) - 1) as f64
+}
+
+/// The average profile of the significant electrodes (empty when none is).
+pub fn mean_significant_profile(report: &Report) -> Vec<f64> {
+    let significant: Vec<&Vec<f64>> = report
+        .statistics
+        .electrodes
+        .iter()
+        .filter(|e| e.significant)
+        .map(|e| &e.profile)
+        .collect();
+    let layers = report.statistics.layers.len();
+    if significant.is_empty() {
+        return Vec::new();
+    }
+    (0..layers)
+        .map(|l| significant.iter().map(|p| p[l]).sum::<f64>() / significant.len() as f64)
+        .collect()
+}
+
+/// A y range holding `values` with a margin (and zero).
+fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let pad = ((hi - lo) * 0.08).max(0.01);
+    (lo - pad)..(hi + pad)
+}
+
+/// Layer profiles of the significant electrodes and their average.
+fn profiles(report: &Report, path: &Path) -> Result<(), String> {
+    let stats = &report.statistics;
+    let x: Vec<f64> = stats
+        .layers
+        .iter()
+        .map(|&l| relative_depth(l, report.model_layers))
+        .collect();
+    let significant: Vec<_> = stats.electrodes.iter().filter(|e| e.significant).collect();
+    let mean = mean_significant_profile(report);
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let caption = format!(
+        "layer profiles: {} significant of {} electrodes (q ≤ {}), and their mean",
+        significant.len(),
+        stats.electrodes.len(),
+        stats.config.fdr_q
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            0.0..1.0,
+            y_range(significant.iter().flat_map(|e| e.profile.iter().copied())),
+        )
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!(
+            "relative layer depth (layer / {})",
+            report.model_layers.max(2) - 1
+        ))
+        .y_desc("r")
+        .draw()
+        .map_err(plot_error)?;
+    for e in &significant {
+        chart
+            .draw_series(LineSeries::new(
+                x.iter().copied().zip(e.profile.iter().copied()),
+                SIGNIFICANT.mix(0.35),
+            ))
+            .map_err(plot_error)?;
+    }
+    if !mean.is_empty() {
+        chart
+            .draw_series(LineSeries::new(
+                x.iter().copied().zip(mean.iter().copied()),
+                BLACK.stroke_width(3),
+            ))
+            .map_err(plot_error)?
+            .label("mean of the significant electrodes")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+    }
+    root.present().map_err(plot_error)
+}
+
+/// Peak layers of every electrode and of the significant ones.
+fn peak_layers(report: &Report, path: &Path) -> Result<(), String> {
+    let stats = &report.statistics;
+    let n = report.model_layers.max(1);
+    let mut all = vec![0u32; n];
+    let mut significant = vec![0u32; n];
+    for e in &stats.electrodes {
+        let l = e.peak_layer.min(n - 1);
+        all[l] += 1;
+        significant[l] += u32::from(e.significant);
+    }
+    let top = all.iter().copied().max().unwrap_or(0).max(1);
+    let root = SVGBackend::new(path, (800, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("peak layers", ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, 0u32..top + 1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc("model layer")
+        .y_desc("electrodes")
+        .draw()
+        .map_err(plot_error)?;
+    let bars = |counts: &[u32], colour: RGBAColor| {
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(move |(l, &c)| {
+                Rectangle::new([(l as f64 - 0.4, 0), (l as f64 + 0.4, c)], colour.filled())
+            })
+            .collect::<Vec<_>>()
+    };
+    chart
+        .draw_series(bars(&all, BLACK.mix(0.2)))
+        .map_err(plot_error)?
+        .label("all electrodes")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLACK.mix(0.2).filled()));
+    chart
+        .draw_series(bars(&significant, SIGNIFICANT.mix(0.9)))
+        .map_err(plot_error)?
+        .label("significant")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], SIGNIFICANT.filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
+/// Per electrode: r at the peak (a dot, red when significant), the null band at
+/// the peak layer (grey bar) and the 1 − fdr_q quantile of the null maximum over
+/// layers (black tick).
+fn null(report: &Report, path: &Path) -> Result<(), String> {
+    let stats = &report.statistics;
+    let e = stats.electrodes.len();
+    let band_at_peak = |k: usize| {
+        let el = &stats.electrodes[k];
+        let i = stats.layers.iter().position(|&l| l == el.peak_layer);
+        i.map_or([f64::NAN; 2], |i| el.null_band[i])
+    };
+    let values = stats.electrodes.iter().enumerate().flat_map(|(k, el)| {
+        let [lo, hi] = band_at_peak(k);
+        [el.r, el.null_max_quantile, lo, hi]
+    });
+    let width = (200 + 14 * e as u32).clamp(800, 4000);
+    let root = SVGBackend::new(path, (width, 450)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "r at the peak layer against the null ({} circular shifts)",
+                stats.config.shifts
+            ),
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5..e as f64 - 0.5, y_range(values))
+        .map_err(plot_error)?;
+    let labels: Vec<&str> = stats.electrodes.iter().map(|e| e.label.as_str()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(e.min(64))
+        .x_label_formatter(&|x| {
+            let k = x.round();
+            if (x - k).abs() < 1e-6 && k >= 0.0 {
+                labels.get(k as usize).copied().unwrap_or("").to_string()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("electrode")
+        .y_desc("r")
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series((0..e).map(|k| {
+            let [lo, hi] = band_at_peak(k);
+            let x = k as f64;
+            Rectangle::new([(x - 0.3, lo), (x + 0.3, hi)], BLACK.mix(0.15).filled())
+        }))
+        .map_err(plot_error)?
+        .label("null band at the peak layer")
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLACK.mix(0.15).filled()));
+    chart
+        .draw_series(stats.electrodes.iter().enumerate().map(|(k, el)| {
+            let x = k as f64;
+            PathElement::new(
+                vec![
+                    (x - 0.4, el.null_max_quantile),
+                    (x + 0.4, el.null_max_quantile),
+                ],
+                BLACK.stroke_width(2),
+            )
+        }))
+        .map_err(plot_error)?
+        .label(format!(
+            "{} quantile of the null maximum over layers",
+            1.0 - stats.config.fdr_q
+        ))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(2)));
+    chart
+        .draw_series(stats.electrodes.iter().enumerate().map(|(k, el)| {
+            let colour = if el.significant {
+                SIGNIFICANT.filled()
+            } else {
+                BLACK.mix(0.5).filled()
+            };
+            Circle::new((k as f64, el.r), 4, colour)
+        }))
+        .map_err(plot_error)?
+        .label("r at the peak (red: significant)")
+        .legend(|(x, y)| Circle::new((x + 7, y), 4, SIGNIFICANT.filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
