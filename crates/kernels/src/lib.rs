@@ -4,8 +4,13 @@
 //!
 //! - [`q4_1`]: products of GGUF Q4_1 weight matrices with f32 activations (AVX2/FMA, with a
 //!   portable fallback that sums in the same order).
+//! - [`attention`]: the key/value cache of a block (f16, preallocated) and causal
+//!   grouped-query attention over it.
+//! - [`rope`]: rotary position embeddings.
 
+pub mod attention;
 pub mod q4_1;
+pub mod rope;
 
 /// What a kernel refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
