@@ -37,6 +37,9 @@ pub struct EmbedArgs {
     /// Tokens per forward call in batch mode.
     #[arg(long, default_value_t = 512)]
     pub batch_tokens: usize,
+    /// Also write the next-token logits after the last word (`next_logits`).
+    #[arg(long)]
+    pub next_logits: bool,
 }
 
 /// Words handed to the engine per call, so that the progress bar moves.
@@ -81,6 +84,11 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    let next_logits = if args.next_logits {
+        Some(engine.next_token_logits()?)
+    } else {
+        None
+    };
     let tokens: usize = embeddings.iter().map(|e| e.tokens.len()).sum();
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -108,6 +116,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         layers: &layers,
         pool,
         context_words: args.context,
+        next_logits: next_logits.as_deref(),
     };
     write_embeddings(&args.out, &embeddings, &meta)?;
     println!(

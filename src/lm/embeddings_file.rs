@@ -26,11 +26,14 @@ pub struct EmbeddingsMeta<'a> {
     pub pool: &'a str,
     /// Context limit in words, if any.
     pub context_words: Option<usize>,
+    /// Next-token logits after the last word, when asked for.
+    pub next_logits: Option<&'a [f32]>,
 }
 
 /// Writes `embeddings` `[words, layers, dim]` (f32), `layers` (i64),
-/// `token_counts` (i64), `onsets`/`offsets` (f64, when known) and JSON
-/// metadata to `out`.
+/// `token_counts` (i64), `token_ids` (i64, every word's tokens in order),
+/// `onsets`/`offsets` (f64, when known), `next_logits` (f32, when asked for)
+/// and JSON metadata to `out`.
 pub fn write_embeddings(
     out: &Path,
     embeddings: &[WordEmbedding],
@@ -52,6 +55,14 @@ pub fn write_embeddings(
         .iter()
         .flat_map(|e| (e.tokens.len() as i64).to_le_bytes())
         .collect();
+    let ids: Vec<u8> = embeddings
+        .iter()
+        .flat_map(|e| &e.tokens)
+        .flat_map(|&id| i64::from(id).to_le_bytes())
+        .collect();
+    let logits: Option<Vec<u8>> = meta
+        .next_logits
+        .map(|l| l.iter().flat_map(|x| x.to_le_bytes()).collect());
     let times = |v: &Option<Vec<f64>>| {
         v.as_ref()
             .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
@@ -72,7 +83,17 @@ pub fn write_embeddings(
             "token_counts".to_string(),
             TensorView::new(Dtype::I64, vec![n], &counts).map_err(bad)?,
         ),
+        (
+            "token_ids".to_string(),
+            TensorView::new(Dtype::I64, vec![ids.len() / 8], &ids).map_err(bad)?,
+        ),
     ];
+    if let Some(bytes) = &logits {
+        tensors.push((
+            "next_logits".to_string(),
+            TensorView::new(Dtype::F32, vec![bytes.len() / 4], bytes).map_err(bad)?,
+        ));
+    }
     for (name, v) in [("onsets", &onsets), ("offsets", &offsets)] {
         if let Some(bytes) = v {
             tensors.push((

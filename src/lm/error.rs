@@ -48,6 +48,9 @@ pub enum LmError {
         /// `max_context_tokens`.
         limit: usize,
     },
+    /// One of our kernels refused its input.
+    #[error("kernel: {0}")]
+    Kernel(#[from] neuralign_kernels::KernelError),
     /// A tensor operation failed inside the forward pass.
     #[error("forward pass: {0}")]
     Candle(#[from] candle_core::Error),

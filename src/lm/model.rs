@@ -1,6 +1,7 @@
-//! The forward pass of a llama-family transformer, built from candle's pieces:
-//! quantized matmuls on the GGUF's stored weights, f32 activations, RMSNorm,
-//! rotary embeddings and a preallocated key/value cache. Unlike
+//! The forward pass of a llama-family transformer: quantized matmuls on the
+//! GGUF's stored weights, f32 activations, candle's RMSNorm and SwiGLU, and
+//! our kernels ([`neuralign_kernels`]) for the rotary embeddings and the
+//! attention over a preallocated f16 key/value cache. Unlike
 //! candle-transformers' models it returns the hidden state of every layer
 //! (0 = token embedding, k = residual stream after block k) at the positions
 //! asked for, and the cache can be truncated to any length.
@@ -8,7 +9,9 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
+use neuralign_kernels::attention::KvBlock;
+use neuralign_kernels::rope::{Pairing, RopeTables};
 
 use super::hparams::{HParams, RopeStyle};
 use super::linear::Linear;
@@ -30,12 +33,11 @@ struct Block {
 }
 
 /// Keys and values of every block for the tokens seen so far, in buffers
-/// allocated once for the whole capacity so that a step copies only its own
+/// allocated once for the whole capacity so that a step writes only its own
 /// rows and truncation is free.
 struct KvCache {
-    /// Per block, `[n_kv_heads, capacity, head_dim]`.
-    keys: Vec<Tensor>,
-    values: Vec<Tensor>,
+    /// Per block, f16 `[n_kv_heads, capacity, head_dim]`.
+    blocks: Vec<KvBlock>,
     len: usize,
 }
 
@@ -58,9 +60,8 @@ pub struct Model {
     out_norm: Tensor,
     /// Output projection (the tied embedding matrix when the file has no `output.weight`).
     head: QMatMul,
-    /// RoPE tables `[capacity, head_dim / 2]`.
-    cos: Tensor,
-    sin: Tensor,
+    /// RoPE tables for every position of the capacity.
+    rope: RopeTables,
     cache: KvCache,
     capacity: usize,
 }
@@ -124,15 +125,10 @@ impl Model {
         } else {
             QMatMul::from_arc(token_embd)?
         };
-        let (cos, sin) = rope_tables(&hp, capacity, &device)?;
-        let cache_shape = (hp.n_kv_heads, capacity, hp.head_dim);
-        let zeros = || Tensor::zeros(cache_shape, DType::F32, &device);
+        let rope = RopeTables::new(hp.head_dim, hp.rope_base, capacity);
         let cache = KvCache {
-            keys: (0..hp.n_blocks)
-                .map(|_| zeros())
-                .collect::<Result<_, _>>()?,
-            values: (0..hp.n_blocks)
-                .map(|_| zeros())
+            blocks: (0..hp.n_blocks)
+                .map(|_| KvBlock::new(hp.n_kv_heads, capacity, hp.head_dim))
                 .collect::<Result<_, _>>()?,
             len: 0,
         };
@@ -143,8 +139,7 @@ impl Model {
             blocks,
             out_norm,
             head,
-            cos,
-            sin,
+            rope,
             cache,
             capacity,
         })
@@ -193,10 +188,13 @@ impl Model {
         self.capacity
     }
 
-    /// Bytes of keys and values one token of context takes in the cache (f32, every block).
+    /// Bytes of keys and values one token of context takes in the cache (f16, every block).
     pub fn kv_bytes_per_token(&self) -> usize {
-        let hp = &self.hp;
-        2 * hp.n_blocks * hp.n_kv_heads * hp.head_dim * std::mem::size_of::<f32>()
+        self.cache
+            .blocks
+            .iter()
+            .map(KvBlock::bytes_per_position)
+            .sum()
     }
 
     /// Forgets every cached token from position `len` on.
@@ -261,9 +259,8 @@ impl Model {
         if !keep.is_empty() {
             states.push(x.index_select(&keep_ids, 0)?);
         }
-        let mask = causal_mask(start, t, &self.device)?;
-        for b in 0..self.blocks.len() {
-            x = self.block(b, &x, start, mask.as_ref())?;
+        for (blk, cache) in self.blocks.iter().zip(&mut self.cache.blocks) {
+            x = block(&self.hp, blk, cache, &self.rope, &x, start)?;
             if !keep.is_empty() {
                 states.push(x.index_select(&keep_ids, 0)?);
             }
@@ -288,111 +285,43 @@ impl Model {
         self.cache.len = start + t;
         Ok(Forward { hidden, logits })
     }
-
-    /// One transformer block on `x` `[t, dim]` at positions `start..start+t`.
-    fn block(
-        &self,
-        b: usize,
-        x: &Tensor,
-        start: usize,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor, LmError> {
-        let hp = &self.hp;
-        let blk = &self.blocks[b];
-        let eps = hp.rms_eps as f32;
-        let t = x.dim(0)?;
-        let (nh, nkv, hd) = (hp.n_heads, hp.n_kv_heads, hp.head_dim);
-
-        let h = candle_nn::ops::rms_norm(x, &blk.attn_norm, eps)?;
-        let (mut q, mut k, mut v) = (blk.q.forward(&h)?, blk.k.forward(&h)?, blk.v.forward(&h)?);
-        if let Some([bq, bk, bv]) = &blk.qkv_bias {
-            q = q.broadcast_add(bq)?;
-            k = k.broadcast_add(bk)?;
-            v = v.broadcast_add(bv)?;
-        }
-        // [t, heads*hd] -> [1, heads, t, hd] for the rotary kernels.
-        let heads = |m: Tensor, n: usize| {
-            m.reshape((t, n, hd))?
-                .transpose(0, 1)?
-                .contiguous()?
-                .unsqueeze(0)
-        };
-        let cos = self.cos.narrow(0, start, t)?;
-        let sin = self.sin.narrow(0, start, t)?;
-        let rope = |m: &Tensor| match hp.rope_style {
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(m, &cos, &sin),
-            RopeStyle::Halves => candle_nn::rotary_emb::rope(m, &cos, &sin),
-        };
-        let q = rope(&heads(q, nh)?)?;
-        let k = rope(&heads(k, nkv)?)?.squeeze(0)?;
-        let v = heads(v, nkv)?.squeeze(0)?;
-        self.cache.keys[b].slice_set(&k, 1, start)?;
-        self.cache.values[b].slice_set(&v, 1, start)?;
-        let len = start + t;
-        let keys = self.cache.keys[b].narrow(1, 0, len)?;
-        let values = self.cache.values[b].narrow(1, 0, len)?;
-
-        // Grouped-query attention without copying the cache: the n_rep query
-        // heads that share a key/value head are stacked along the time axis.
-        let n_rep = nh / nkv;
-        let q = q.reshape((nkv, n_rep * t, hd))?;
-        let mut att = (q.matmul(&keys.t()?)? * (1.0 / (hd as f64).sqrt()))?;
-        if let Some(mask) = mask {
-            att = att
-                .reshape((nkv, n_rep, t, len))?
-                .broadcast_add(mask)?
-                .reshape((nkv, n_rep * t, len))?;
-        }
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att.matmul(&values)?; // [nkv, n_rep*t, hd]
-        let y = y
-            .reshape((nh, t, hd))?
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((t, nh * hd))?;
-        let x = (x + blk.o.forward(&y)?)?;
-
-        let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
-        let act = (candle_nn::ops::silu(&blk.gate.forward(&h)?)? * blk.up.forward(&h)?)?;
-        Ok((x + blk.down.forward(&act)?)?)
-    }
 }
 
-/// `[t, start + t]` additive mask letting new token i see positions ≤ start + i;
-/// `None` for a single token, which may see everything cached.
-fn causal_mask(start: usize, t: usize, device: &Device) -> Result<Option<Tensor>, LmError> {
-    if t == 1 {
-        return Ok(None);
-    }
-    let len = start + t;
-    let data: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            (0..len).map(move |j| {
-                if j <= start + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Ok(Some(Tensor::from_vec(data, (t, len), device)?))
-}
-
-/// cos and sin of position × frequency, `[capacity, head_dim / 2]`.
-fn rope_tables(
+/// One transformer block on `x` `[t, dim]` at positions `start..start+t`,
+/// writing its keys and values into `cache`.
+fn block(
     hp: &HParams,
-    capacity: usize,
-    device: &Device,
-) -> Result<(Tensor, Tensor), LmError> {
-    let half = hp.head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0 / hp.rope_base.powf(2.0 * i as f32 / hp.head_dim as f32))
-        .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-    let positions = Tensor::arange(0u32, capacity as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((capacity, 1))?;
-    let angles = positions.broadcast_mul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
+    blk: &Block,
+    cache: &mut KvBlock,
+    rope: &RopeTables,
+    x: &Tensor,
+    start: usize,
+) -> Result<Tensor, LmError> {
+    let eps = hp.rms_eps as f32;
+    let t = x.dim(0)?;
+    let pairing = match hp.rope_style {
+        RopeStyle::Interleaved => Pairing::Adjacent,
+        RopeStyle::Halves => Pairing::Halves,
+    };
+
+    let h = candle_nn::ops::rms_norm(x, &blk.attn_norm, eps)?;
+    let (mut q, mut k, mut v) = (blk.q.forward(&h)?, blk.k.forward(&h)?, blk.v.forward(&h)?);
+    if let Some([bq, bk, bv]) = &blk.qkv_bias {
+        q = q.broadcast_add(bq)?;
+        k = k.broadcast_add(bk)?;
+        v = v.broadcast_add(bv)?;
+    }
+    let rows = |m: Tensor| m.flatten_all()?.to_vec1::<f32>();
+    let (mut q, mut k, v) = (rows(q)?, rows(k)?, rows(v)?);
+    rope.apply(&mut q, hp.n_heads, start, pairing)?;
+    rope.apply(&mut k, hp.n_kv_heads, start, pairing)?;
+    cache.write(start, &k, &v)?;
+    let mut y = vec![0f32; q.len()];
+    cache.attend(start, &q, hp.n_heads, &mut y)?;
+    let y = Tensor::from_vec(y, (t, hp.n_heads * hp.head_dim), x.device())?;
+    let x = (x + blk.o.forward(&y)?)?;
+
+    let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
+    let act = (candle_nn::ops::silu(&blk.gate.forward(&h)?)? * blk.up.forward(&h)?)?;
+    Ok((x + blk.down.forward(&act)?)?)
 }

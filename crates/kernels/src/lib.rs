@@ -1,0 +1,21 @@
+//! neuralign's hot numeric kernels, in a crate of their own so that the dev profile (the test
+//! suite runs the real model in it) builds them at opt-level 3 like the dependencies
+//! (`[profile.dev.package.neuralign-kernels]` in the workspace's Cargo.toml).
+//!
+//! - [`q4_1`]: products of GGUF Q4_1 weight matrices with f32 activations (AVX2/FMA, with a
+//!   portable fallback that sums in the same order).
+//! - [`attention`]: the key/value cache of a block (f16, preallocated) and causal
+//!   grouped-query attention over it.
+//! - [`rope`]: rotary position embeddings.
+
+pub mod attention;
+pub mod q4_1;
+pub mod rope;
+
+/// What a kernel refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    /// Weights or activations whose size does not match the shape they claim.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+}
