@@ -1,4 +1,6 @@
 //! `neuralign model ...`: fetch, verify and list the models.
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::json;
@@ -6,6 +8,8 @@ use serde_json::json;
 use crate::asr::fetch as asr_fetch;
 use crate::lm::fetch;
 use crate::lm::registry::{self, ModelRef, MODELS, SMOLLM2_135M};
+use crate::lm::{Engine, LmConfig};
+use crate::word_table::read_word_table;
 
 /// Model management subcommands.
 #[derive(Subcommand)]
@@ -26,6 +30,18 @@ pub enum ModelCommand {
         #[arg(long)]
         accept_license: Option<String>,
         /// Print the path and sha256 as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The token ids a model runs for a transcript's words, as `embed` runs them.
+    Tokenize {
+        /// The model (registry name or PATH.gguf).
+        #[arg(long, default_value = "smollm2-135m")]
+        model: ModelRef,
+        /// Transcript: csv/tsv with a `word` column, or plain text.
+        #[arg(long)]
+        transcript: PathBuf,
+        /// Print `{"bos": id|null, "words": [{"word", "tokens"}]}` as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -80,6 +96,11 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             print_fetched(&fetch::file_sha256(&path)?, &path, json);
             Ok(())
         }
+        ModelCommand::Tokenize {
+            model,
+            transcript,
+            json,
+        } => tokenize(model, &transcript, json),
         ModelCommand::List { json } => {
             let rows: Vec<_> = MODELS
                 .iter()
@@ -122,7 +143,31 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     }
 }
 
-fn print_fetched(sha256: &str, path: &std::path::Path, json: bool) {
+fn tokenize(model: ModelRef, transcript: &Path, json: bool) -> anyhow::Result<()> {
+    let table = read_word_table(transcript)?;
+    let words: Vec<&str> = table.words.iter().map(|w| w.text.as_str()).collect();
+    let engine = Engine::load(&LmConfig {
+        model: Some(model),
+        ..LmConfig::default()
+    })
+    .context("loading the language model")?;
+    let (bos, ids) = engine.tokenize_words(&words)?;
+    if json {
+        let rows: Vec<_> = words
+            .iter()
+            .zip(&ids)
+            .map(|(w, t)| json!({ "word": w, "tokens": t }))
+            .collect();
+        println!("{}", json!({ "bos": bos, "words": rows }));
+    } else {
+        for (w, t) in words.iter().zip(&ids) {
+            println!("{w}\t{t:?}");
+        }
+    }
+    Ok(())
+}
+
+fn print_fetched(sha256: &str, path: &Path, json: bool) {
     if json {
         println!("{}", json!({ "path": path, "sha256": sha256 }));
     } else {

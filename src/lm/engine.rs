@@ -166,6 +166,18 @@ impl Engine {
         self.words.iter().map(|w| w.text.as_str())
     }
 
+    /// The tokens a fresh context runs for `words`: the BOS token when the model uses one,
+    /// then each word's tokens (every word but the first with a leading space). The
+    /// current context is not touched.
+    pub fn tokenize_words(&self, words: &[&str]) -> Result<(Option<u32>, Vec<Vec<u32>>), LmError> {
+        let ids = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.tokenize(w.trim(), i == 0))
+            .collect::<Result<_, _>>()?;
+        Ok((self.bos, ids))
+    }
+
     /// Adds a word to the context (one forward call over its tokens) and
     /// returns its per-layer embedding. On error the context is unchanged.
     pub fn push_word(&mut self, text: &str) -> Result<WordEmbedding, LmError> {

@@ -403,7 +403,8 @@ impl Gemma3 {
             let at = id as usize * row;
             rows.extend_from_slice(&data[at..at + row]);
         }
-        let storage = QStorage::from_data(Cow::Owned(rows), &self.device, dtype)?;
+        // Borrowed, not owned: candle 0.9's `from_data` reads an owned buffer after dropping it.
+        let storage = QStorage::from_data(Cow::Borrowed(&rows), &self.device, dtype)?;
         Ok(QTensor::new(storage, (tokens.len(), self.p.dim))?.dequantize(&self.device)?)
     }
 
