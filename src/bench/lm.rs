@@ -241,14 +241,14 @@ mod tests {
             (ten.contexts, ten.steps, ten.full_steps, ten.embed_words),
             (d.contexts, d.steps, d.full_steps, d.embed_words)
         );
-        let twenty = LmBenchOptions::for_duration(Duration::from_secs(20), Some("m.gguf".into()));
+        let twenty = LmBenchOptions::for_duration(
+            Duration::from_secs(20),
+            Some(ModelRef::File("m.gguf".into())),
+        );
         assert_eq!(
             (twenty.steps, twenty.full_steps),
             (2 * d.steps, 2 * d.full_steps)
         );
-        assert_eq!(
-            twenty.model.as_deref(),
-            Some(std::path::Path::new("m.gguf"))
-        );
+        assert_eq!(twenty.model, Some(ModelRef::File("m.gguf".into())));
     }
 }

@@ -135,7 +135,7 @@ impl Spm {
                 user_defined.push((tok.clone(), id));
             }
         }
-        user_defined.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        user_defined.sort_by_key(|(tok, _)| std::cmp::Reverse(tok.len()));
         Spm {
             tokens,
             scores,
@@ -299,8 +299,10 @@ mod tests {
     #[test]
     fn merges_by_score_and_falls_back_to_bytes() {
         let spm = toy();
-        // "bc" (-1.5) beats "ab" (-3): a + bc, and "abc" is never formed from "ab".
-        assert_eq!(spm.encode("abc"), vec![2, 6]);
+        // "bc" (-1.5) beats "ab" (-3), then a + bc = "abc".
+        assert_eq!(spm.encode("abc"), vec![8]);
+        // In "cab" only "ab" can merge.
+        assert_eq!(spm.encode("cab"), vec![4, 5]);
         // " ab": ▁ + a + b -> ab (-3) then ▁ab (-4).
         assert_eq!(spm.encode(" ab"), vec![7]);
         // "é" is not in the vocabulary: its two UTF-8 bytes.
