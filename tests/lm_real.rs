@@ -53,7 +53,7 @@ fn real_model_knows_berlin_and_shapes_are_right() {
     let logits = engine.next_token_logits().unwrap();
     assert_eq!(logits.len(), 49152);
     let top = argmax(&logits) as u32;
-    assert_eq!(engine.tokenizer().decode(&[top], false).unwrap(), " Berlin");
+    assert_eq!(engine.tokenizer().decode(&[top]).unwrap(), " Berlin");
 }
 
 #[test]
@@ -67,22 +67,18 @@ fn real_tokenizer_round_trips_and_matches_reference_ids() {
         "Ünïcödé: naïve café, 東京, emoji 🧠 and tabs\tnewlines\n",
         "<|im_start|>user\nHi<|im_end|>",
     ] {
-        let ids = tok.encode(text, false).unwrap().get_ids().to_vec();
-        assert_eq!(tok.decode(&ids, false).unwrap(), text);
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(tok.decode(&ids).unwrap(), text);
     }
     // Digits are split one by one; control tokens are single special tokens.
-    let ids = tok.encode("2024", false).unwrap().get_ids().to_vec();
+    let ids = tok.encode("2024").unwrap();
     assert_eq!(ids.len(), 4);
-    let ids = tok
-        .encode("<|im_start|>", false)
-        .unwrap()
-        .get_ids()
-        .to_vec();
+    let ids = tok.encode("<|im_start|>").unwrap();
     assert_eq!(ids, vec![1]);
     // Reference ids from the python `tokenizers` package, built independently
     // from the same GGUF by tools/tokenizer_reference.py.
     for (text, expected) in REFERENCE {
-        let ids = tok.encode(*text, false).unwrap().get_ids().to_vec();
+        let ids = tok.encode(text).unwrap();
         assert_eq!(&ids, expected, "ids of {text:?}");
     }
 }

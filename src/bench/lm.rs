@@ -1,21 +1,20 @@
 //! `neuralign bench lm`: per-word latency of the language model at several
 //! context lengths, incremental (KV cache) against full recompute, `embed`
 //! throughput, and the memory-bandwidth bound of one decoding step.
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 
 use super::report::{Figure, PartReport, Row};
-use crate::lm::{Engine, LmConfig};
+use crate::lm::{Engine, LmConfig, ModelRef};
 use crate::metrics::{Percentiles, StageLatency};
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct LmBenchOptions {
-    /// A local GGUF instead of the default model.
-    pub model: Option<PathBuf>,
+    /// A model by name or path instead of the default model.
+    pub model: Option<ModelRef>,
     /// Context lengths in tokens.
     pub contexts: Vec<usize>,
     /// Incremental words timed per context.
@@ -42,7 +41,7 @@ impl LmBenchOptions {
     /// Options sized for about `duration` per context on a 2-core machine: the
     /// defaults at 10 s, scaled with it; under 5 s (smoke tests) only the 16-
     /// and 128-token contexts, with few steps.
-    pub fn for_duration(duration: Duration, model: Option<PathBuf>) -> Self {
+    pub fn for_duration(duration: Duration, model: Option<ModelRef>) -> Self {
         let s = duration.as_secs_f64();
         if s < 5.0 {
             return LmBenchOptions {
@@ -242,14 +241,14 @@ mod tests {
             (ten.contexts, ten.steps, ten.full_steps, ten.embed_words),
             (d.contexts, d.steps, d.full_steps, d.embed_words)
         );
-        let twenty = LmBenchOptions::for_duration(Duration::from_secs(20), Some("m.gguf".into()));
+        let twenty = LmBenchOptions::for_duration(
+            Duration::from_secs(20),
+            Some(ModelRef::File("m.gguf".into())),
+        );
         assert_eq!(
             (twenty.steps, twenty.full_steps),
             (2 * d.steps, 2 * d.full_steps)
         );
-        assert_eq!(
-            twenty.model.as_deref(),
-            Some(std::path::Path::new("m.gguf"))
-        );
+        assert_eq!(twenty.model, Some(ModelRef::File("m.gguf".into())));
     }
 }

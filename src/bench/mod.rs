@@ -10,7 +10,6 @@ pub mod lm;
 pub mod lsl;
 pub mod report;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use report::Outcome;
@@ -20,8 +19,8 @@ use report::Outcome;
 pub struct Settings {
     /// About how long to measure each part.
     pub duration: Duration,
-    /// A local GGUF instead of the default model (the `lm` and `e2e` parts).
-    pub model: Option<PathBuf>,
+    /// A model by name or path instead of the default model (the `lm` and `e2e` parts).
+    pub model: Option<crate::lm::ModelRef>,
     /// Minutes of synthetic session the `encode` part fits on (0 skips the fit).
     pub fit_minutes: f64,
     /// Minutes of the synthetic EDF the `import` part converts.

@@ -51,9 +51,10 @@ pub struct BenchArgs {
     /// Plot latency percentiles per stage (log scale) as SVG here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// A local GGUF instead of the default model (the `lm` and `e2e` parts).
+    /// A model (registry name or PATH.gguf) instead of the default model (the `lm` and
+    /// `e2e` parts).
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Option<crate::lm::ModelRef>,
     /// Minutes of synthetic session the `encode` part fits 256 electrodes × 31 layers on
     /// (0 skips the fit, as `--quick` does: the fit is tested in tests/encode.rs).
     #[arg(long, default_value_t = 30.0)]

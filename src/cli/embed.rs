@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::lm::{write_embeddings, EmbeddingsMeta, Engine, LmConfig, Pool};
+use crate::lm::{write_embeddings, EmbeddingsMeta, Engine, LmConfig, ModelRef, Pool};
 use crate::word_table::{read_word_table, TableWord};
 
 /// Arguments of `neuralign embed`.
@@ -28,9 +28,10 @@ pub struct EmbedArgs {
     /// How a multi-token word becomes one vector.
     #[arg(long, value_enum, default_value_t = Pool::Last)]
     pub pool: Pool,
-    /// A local llama-family GGUF instead of the default model.
+    /// The model: a registry name (smollm2-135m, gemma3-270m, smollm2-135m-untrained[:SEED])
+    /// or PATH.gguf; default smollm2-135m.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Option<ModelRef>,
     /// Context limit in tokens (oldest words are dropped to half when reached).
     #[arg(long, default_value_t = 2048)]
     pub max_context_tokens: usize,

@@ -35,9 +35,9 @@ pub struct FitArgs {
     /// `power_line_frequency`, else the config's `line_freq`).
     #[arg(long)]
     pub line_freq: Option<f64>,
-    /// XDF: the language model (GGUF); default: the fetched default model.
+    /// XDF: the language model (registry name or PATH.gguf); default: smollm2-135m.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Option<crate::lm::ModelRef>,
     /// Where to write the encoder file.
     #[arg(long)]
     pub out: PathBuf,

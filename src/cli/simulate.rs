@@ -34,9 +34,10 @@ pub struct SimulateArgs {
     /// says `"responsive": false`): the nulls that statistics must not call.
     #[arg(long, default_value_t = 0.2)]
     pub null_fraction: f64,
-    /// A llama-family GGUF instead of the default model.
+    /// The model that generates the ground truth (registry name or PATH.gguf); default
+    /// smollm2-135m.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Option<crate::lm::ModelRef>,
 }
 
 /// Runs `neuralign simulate`.

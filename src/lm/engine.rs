@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file::Content;
-use tokenizers::Tokenizer;
 
+use super::backbone::Backbone;
 use super::fetch;
-use super::hparams::HParams;
-use super::model::Model;
+use super::registry::{ModelRef, SMOLLM2_135M};
+use super::tokenizer::TextTokenizer;
 use super::{LmConfig, LmError, Pool, StepTiming, WordEmbedding};
 
 /// The smallest context limit that leaves room for a few words.
@@ -26,8 +26,8 @@ struct Word {
 /// The language-model engine: model, tokenizer, key/value cache and the words
 /// of the current context.
 pub struct Engine {
-    model: Model,
-    tokenizer: Tokenizer,
+    model: Backbone,
+    tokenizer: TextTokenizer,
     max_context_tokens: usize,
     pool: Pool,
     name: String,
@@ -49,8 +49,14 @@ impl Engine {
             )));
         }
         let path = match &cfg.model {
-            Some(p) => p.clone(),
-            None => fetch::ensure_default_model()?,
+            None => fetch::ensure_model(&SMOLLM2_135M, None)?,
+            Some(ModelRef::Named(spec)) => fetch::ensure_model(spec, None)?,
+            Some(ModelRef::File(p)) => p.clone(),
+            Some(ModelRef::Untrained { .. }) => {
+                return Err(LmError::UnknownModel(
+                    "the untrained control is not available yet".into(),
+                ))
+            }
         };
         Self::load_file(&path, cfg)
     }
@@ -67,8 +73,7 @@ impl Engine {
                 path.display()
             ))
         })?;
-        let hp = HParams::from_gguf(&content)?;
-        let tokenizer = super::tokenizer::from_gguf(&content)?;
+        let tokenizer = TextTokenizer::from_gguf(&content)?;
         let add_bos = content
             .metadata
             .get("tokenizer.ggml.add_bos_token")
@@ -78,7 +83,7 @@ impl Engine {
             Some(id) if add_bos => Some(id.to_u32()?),
             _ => None,
         };
-        let model = Model::load(&content, &mut reader, hp, cfg.max_context_tokens)?;
+        let model = Backbone::load(&content, &mut reader, cfg.max_context_tokens)?;
         let sha256 = fetch::file_sha256(path)?;
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
@@ -87,7 +92,7 @@ impl Engine {
         tracing::info!(
             model = %name,
             layers = model.n_layers(),
-            dim = model.hparams().dim,
+            dim = model.dim(),
             avx = candle_core::utils::with_avx(),
             "language model loaded"
         );
@@ -104,14 +109,15 @@ impl Engine {
         })
     }
 
-    /// Hidden states per word: the token embedding plus one per block (31 for SmolLM2).
+    /// Hidden states per word: the token embedding plus one per block (31 for SmolLM2, 19
+    /// for Gemma-3-270M).
     pub fn n_layers(&self) -> usize {
         self.model.n_layers()
     }
 
-    /// Width of the residual stream (576 for SmolLM2).
+    /// Width of the residual stream (576 for SmolLM2, 640 for Gemma-3-270M).
     pub fn dim(&self) -> usize {
-        self.model.hparams().dim
+        self.model.dim()
     }
 
     /// The model's file name.
@@ -124,18 +130,13 @@ impl Engine {
         &self.sha256
     }
 
-    /// The model's hyper-parameters.
-    pub fn hparams(&self) -> &HParams {
-        self.model.hparams()
-    }
-
-    /// Bytes of weights one decoding step reads (see [`Model::step_weight_bytes`]).
+    /// Bytes of weights one decoding step reads (the output layer skipped).
     pub fn step_weight_bytes(&self) -> usize {
         self.model.step_weight_bytes()
     }
 
     /// The tokenizer rebuilt from the model's metadata.
-    pub fn tokenizer(&self) -> &Tokenizer {
+    pub fn tokenizer(&self) -> &TextTokenizer {
         &self.tokenizer
     }
 
@@ -163,6 +164,18 @@ impl Engine {
     /// The words of the current context, oldest first.
     pub fn words(&self) -> impl Iterator<Item = &str> {
         self.words.iter().map(|w| w.text.as_str())
+    }
+
+    /// The tokens a fresh context runs for `words`: the BOS token when the model uses one,
+    /// then each word's tokens (every word but the first with a leading space). The
+    /// current context is not touched.
+    pub fn tokenize_words(&self, words: &[&str]) -> Result<(Option<u32>, Vec<Vec<u32>>), LmError> {
+        let ids = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| self.tokenize(w.trim(), i == 0))
+            .collect::<Result<_, _>>()?;
+        Ok((self.bos, ids))
     }
 
     /// Adds a word to the context (one forward call over its tokens) and
@@ -341,11 +354,7 @@ impl Engine {
             spaced = format!(" {text}");
             &spaced
         };
-        let enc = self
-            .tokenizer
-            .encode(input, false)
-            .map_err(|e| LmError::Tokenizer(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        self.tokenizer.encode(input)
     }
 
     fn needs_compaction(&self, incoming: usize) -> bool {

