@@ -33,10 +33,10 @@ pub struct ReportArgs {
     /// Name of the transcript stream (default: the first of type `Transcript`).
     #[arg(long)]
     pub transcript: Option<String>,
-    /// The language model (GGUF); default: the fetched default model. Its sha256
+    /// The language model (registry name or PATH.gguf); default: smollm2-135m. Its sha256
     /// must be the encoders'.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Option<crate::lm::ModelRef>,
     /// Circular shifts of the null (default: the encoders' fit's).
     #[arg(long)]
     pub shifts: Option<usize>,
