@@ -258,7 +258,7 @@ def check_recording(recordings: list[pathlib.Path], received: dict, session_minu
         for s in streams:
             if s["info"]["channel_format"][0] == "string":
                 messages += len(s["time_series"]) if s["info"]["name"][0].endswith("received") else 0
-            else:
+            elif float(s["info"]["nominal_srate"][0]) > 0:  # not the server's results streams
                 samples += len(s["time_stamps"])
     counts.update(samples=samples, messages=messages,
                   complete=samples == received["samples"] and messages == received["messages"],
