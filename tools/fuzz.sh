@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs neuralign's cargo-fuzz targets (docs/fuzzing.md): builds them, replays the seeds and
+# Runs neuralign's libFuzzer targets (docs/fuzzing.md): builds them, replays the seeds and
 # the corpus found so far, then fuzzes each target for SECONDS (default 30).
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]
 #
-# FUZZ_BUILD_FLAGS: flags for `cargo fuzz build`/`run` (default: address sanitizer, release
-# with debug assertions, cargo-fuzz's defaults). Needs cargo-fuzz; runs on the default
-# toolchain with RUSTC_BOOTSTRAP=1, since the sanitizer flags are nightly-only and CI machines
-# have one stable toolchain and cannot fetch another (nightly works the same).
+# The build is cargo-fuzz's (`cargo fuzz build`: address sanitizer, sanitizer coverage,
+# release with debug assertions and overflow checks) done with plain cargo, so nothing has
+# to be installed first (cargo-fuzz works on the same targets: `cargo fuzz run TARGET`). It
+# runs on the default toolchain with RUSTC_BOOTSTRAP=1: the sanitizer flags are
+# nightly-only, and CI machines have one stable toolchain and cannot fetch another.
 # A crash exits non-zero and leaves the input under fuzz/artifacts/TARGET/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,17 +17,18 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(transcript_message transcript_sequence xdf_read edf_read brainvision_read)
-read -r -a build_flags <<<"${FUZZ_BUILD_FLAGS:-}"
 
+host=$(rustc -vV | sed -n 's/^host: //p')
+# cargo-fuzz 0.13's flags. `--target` keeps them off build scripts and proc macros.
 export RUSTC_BOOTSTRAP=1
-if ! cargo fuzz --version >/dev/null 2>&1; then
-  echo "fuzz: cargo-fuzz is missing; install it: cargo install cargo-fuzz --locked" >&2
-  exit 1
-fi
-# cargo-fuzz has no --locked: check that fuzz/Cargo.lock needs no change first.
-cargo metadata --locked --format-version 1 --manifest-path fuzz/Cargo.toml >/dev/null
-
-cargo fuzz build "${build_flags[@]}"
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
+-Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Zsanitizer=address \
+-Cdebug-assertions -Coverflow-checks -Ccodegen-units=1"
+unset CARGO_TARGET_DIR   # the fuzz workspace keeps its own (fuzz/target)
+cargo build --locked --release --manifest-path fuzz/Cargo.toml --target "$host" \
+  $(printf -- '--bin %s ' "${targets[@]}")
 
 dict_for() {
   case $1 in
@@ -44,11 +46,11 @@ for t in "${targets[@]}"; do
   for d in "fuzz/seeds/$t" "tests/data/fuzz/$t"; do
     if [ -d "$d" ]; then corpora+=("$d"); fi
   done
-  mkdir -p "fuzz/corpus/$t"
+  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   echo "--- fuzz $t for ${seconds}s"
   # Limits: 10 s per input (a hang), 256 MB per allocation and 2 GB in all (a lying length).
-  cargo fuzz run "${build_flags[@]}" "$t" "${corpora[@]}" -- \
+  "fuzz/target/$host/release/$t" -artifact_prefix="fuzz/artifacts/$t/" \
     -dict="$(dict_for "$t")" -max_total_time="$seconds" -timeout=10 \
-    -malloc_limit_mb=256 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
+    -malloc_limit_mb=256 -rss_limit_mb=2048 -print_final_stats=1 "${corpora[@]}" 2>&1 |
     awk '!/^#[0-9]+[[:space:]]+(NEW|REDUCE)/ && !/^\tNEW_FUNC/ && !/^".*" # Uses: [0-9]+$/'
 done
