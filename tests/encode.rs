@@ -289,6 +289,7 @@ fn streaming_equals_batch() {
         ew_tau_s: 2.0,
         chance_shift_s: 1.5,
         cv_threshold: 0.0,
+        ..AlignConfig::default()
     };
     let (bound, map) = enc.bind(SHA, RATE, &s.labels, false).unwrap();
     let mut live = Live::new(bound, map, T0, align_cfg);

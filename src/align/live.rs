@@ -18,6 +18,8 @@ pub struct LiveCounts {
     pub unknown_retractions: u64,
     /// Neural samples with the wrong channel count.
     pub bad_neural_samples: u64,
+    /// Samples scored before the transcript reached them, after waiting `max_wait_s`.
+    pub scored_before_words: u64,
 }
 
 /// Live predicted-versus-actual alignment for one neural stream.
@@ -43,6 +45,8 @@ pub struct Live {
     ew: EwPearson,
     chance: RollingPearson,
     chance_shift: i64,
+    /// `max_wait_s` in samples.
+    max_wait: i64,
     /// First samples of segments announced and not yet reached (ascending).
     segment_starts: VecDeque<i64>,
     /// Segment boundaries the scoring has crossed.
@@ -77,6 +81,7 @@ impl Live {
             ew: EwPearson::new(cfg.ew_tau_s * rate, pairs, electrodes),
             chance: RollingPearson::new(window, pairs, electrodes),
             chance_shift: (cfg.chance_shift_s * rate).round().max(1.0) as i64,
+            max_wait: (cfg.max_wait_s * rate).round().max(1.0) as i64,
             predictor: Predictor::new(enc, t0),
             map,
             layers,
@@ -191,12 +196,18 @@ impl Live {
         self.segments
     }
 
-    /// Samples before the horizon are final: the neural sample has arrived and
-    /// no word with onset in `(t − tmax, t − tmin]` can still arrive.
+    /// Samples before the horizon are scored: the neural sample has arrived and either no
+    /// word with onset in `(t − tmax, t − tmin]` can still arrive or it has waited
+    /// `max_wait_s` for them.
     pub fn horizon(&self) -> i64 {
-        let lag_min = self.encoder().meta.grid.lag_min();
         self.received
-            .min(self.transcript_sample.saturating_add(lag_min))
+            .min(self.words_final().max(self.received - self.max_wait))
+    }
+
+    /// Samples before this have every word that can predict them.
+    fn words_final(&self) -> i64 {
+        let lag_min = self.encoder().meta.grid.lag_min();
+        self.transcript_sample.saturating_add(lag_min)
     }
 
     /// The next unscored sample (everything before it has been scored).
@@ -209,6 +220,9 @@ impl Live {
         let t = self.scored;
         if t >= self.horizon() {
             return None;
+        }
+        if t >= self.words_final() {
+            self.counts.scored_before_words += 1;
         }
         if self.segment_starts.front().is_some_and(|&b| b <= t) {
             while self.segment_starts.front().is_some_and(|&b| b <= t) {
@@ -454,5 +468,58 @@ mod tests {
             );
         }
         assert!(r[4].is_nan());
+    }
+
+    /// With no transcript, samples wait `max_wait_s` and are then scored (counted); the rows
+    /// held stay bounded, and a word that arrives for scored samples is counted late.
+    #[test]
+    fn samples_wait_for_the_transcript_at_most_max_wait() {
+        use crate::encode::LagGrid;
+        let grid = LagGrid {
+            tmin: 0.0,
+            tmax: 0.3,
+            rate: 10.0,
+        };
+        let mut enc = Encoder::zeros(1, 2, grid.n_lags(), 1, 2);
+        enc.pca_components.iter_mut().for_each(|c| *c = 1.0);
+        enc.feature_std.iter_mut().for_each(|s| *s = 1.0);
+        enc.weights.iter_mut().for_each(|w| *w = 1.0);
+        enc.meta.grid = grid;
+        enc.meta.layers = vec![0];
+        let map = ChannelMap {
+            stream_index: vec![0, 1],
+        };
+        let cfg = AlignConfig {
+            max_wait_s: 2.0,
+            ..AlignConfig::default()
+        };
+        let mut live = Live::new(enc, map, 0.0, cfg);
+        let mut held = 0;
+        for t in 0..600 {
+            live.push_neural(&[t as f32, 1.0]);
+            live.advance();
+            held = held.max(live.received - live.scored);
+        }
+        assert_eq!(held, 20, "a sample waits 2 s (20 samples) at most");
+        assert_eq!(live.scored(), 580);
+        assert_eq!(live.counts().scored_before_words, 580);
+        assert!(
+            live.actual.len() <= (4096 + 20 + 60) * 2,
+            "{}",
+            live.actual.len()
+        );
+
+        let kernel = live.kernels().kernel(&[1.0, -1.0]);
+        live.word(1, 50.0, kernel);
+        assert_eq!(
+            live.counts().late_word_events,
+            1,
+            "a word for scored samples is late"
+        );
+        // once the transcript catches up, samples are scored as soon as they are final again
+        live.transcript_watermark(f64::INFINITY);
+        live.push_neural(&[0.0, 1.0]);
+        assert_eq!(live.advance(), 21);
+        assert_eq!(live.counts().scored_before_words, 580);
     }
 }

@@ -26,6 +26,10 @@ pub struct AlignConfig {
     pub chance_shift_s: f64,
     /// Electrodes enter the summary when their best cross-validated r passes this.
     pub cv_threshold: f64,
+    /// The longest a neural sample waits for the transcript, seconds: older samples are
+    /// scored with the words known by then (counted), so that a transcript or a language
+    /// model that falls behind cannot make the samples held for it grow without end.
+    pub max_wait_s: f64,
 }
 
 impl Default for AlignConfig {
@@ -35,6 +39,7 @@ impl Default for AlignConfig {
             ew_tau_s: 10.0,
             chance_shift_s: 5.0,
             cv_threshold: 0.1,
+            max_wait_s: 30.0,
         }
     }
 }

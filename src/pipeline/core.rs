@@ -636,6 +636,7 @@ impl Core {
         if let Some(b) = self.bound.as_ref() {
             let c = b.live.counts();
             drops.insert("late_word_samples".into(), c.late_samples);
+            drops.insert("samples_scored_before_words".into(), c.scored_before_words);
             errors.insert("late_word_events".into(), c.late_word_events);
             errors.insert("unknown_retractions".into(), c.unknown_retractions);
             errors.insert("bad_neural_samples".into(), c.bad_neural_samples);
