@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     for ctx in [16, 256, 1024] {
         let words = filled(&mut engine, ctx);
-        let kept = engine.n_words();
+        let kept = engine.next_position();
         group.bench_function(format!("incremental_word/{ctx}"), |b| {
             b.iter(|| {
                 engine.push_word("lighthouse").expect("push");

@@ -193,7 +193,9 @@ fn stream_for(name: &str, samples: usize, rate: f64, first_value: usize) {
             .push_sample_ex(&vec![v, -v], lsl::local_clock(), true)
             .unwrap();
     }
-    thread::sleep(Duration::from_millis(300));
+    // Keep the outlet until the last samples are read, even by an inlet on a loaded machine
+    // (300 ms lost the last ones at load 3.5 on 2 cores).
+    thread::sleep(Duration::from_secs(1));
 }
 
 #[test]
@@ -228,9 +230,10 @@ fn a_killed_and_restarted_outlet_is_recovered_with_the_outage_as_a_gap() {
         "loss reported and recovered: {status:?}"
     );
     assert_eq!(status.gap_count, 1, "{:?}", status.gaps);
-    // About 1.3 s without samples at 100 Hz; the grid skips them.
+    // About 2 s without samples at 100 Hz (the outlet kept 1 s, then 1 s away); the grid
+    // skips them.
     let gap = status.gaps[0];
-    assert!((100..=250).contains(&gap.missing_samples), "{gap:?}");
+    assert!((170..=350).contains(&gap.missing_samples), "{gap:?}");
     assert_eq!(
         got[100].0,
         100 + gap.missing_samples,
@@ -250,6 +253,9 @@ fn replay(updates: &Receiver<TranscriptUpdate>, words: &mut Vec<Word>) {
                     words.push(word);
                 }
                 LmAction::Segment { .. } => {}
+                LmAction::Forget { before } => {
+                    panic!("words before {before} forgotten: these tests are shorter than that")
+                }
             }
         }
     }

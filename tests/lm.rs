@@ -305,6 +305,52 @@ fn context_limit_drops_oldest_words_to_half_and_reprefills() {
     );
 }
 
+/// A revision after the context limit has dropped words: positions count the dropped words
+/// too, so the rollback forgets exactly the revised word and those after it, as a fresh
+/// engine that never saw them would have.
+#[test]
+fn rollback_after_the_context_limit_forgets_the_revised_words() {
+    let t = tiny();
+    let limit = 32;
+    let words: Vec<&str> = TEXT.split(' ').cycle().take(80).collect();
+    let mut e = engine(&t, limit, Pool::Last);
+    // Push until the limit has dropped words and the last two pushes did not compact.
+    let mut pushed = 0;
+    let mut quiet = 0;
+    while quiet < 2 || e.next_position() == e.n_words() {
+        let before = e.n_words();
+        e.push_word(words[pushed]).unwrap();
+        pushed += 1;
+        quiet = if e.n_words() > before { quiet + 1 } else { 0 };
+    }
+    // A fresh engine fed all but those two words (the limit drops the same words).
+    let mut fresh = engine(&t, limit, Pool::Last);
+    for w in &words[..pushed - 2] {
+        fresh.push_word(w).unwrap();
+    }
+    assert!(e.next_position() > e.n_words(), "the limit dropped words");
+    assert_eq!(e.next_position(), pushed);
+    e.rollback(pushed - 2);
+    assert_eq!(e.next_position(), pushed - 2);
+    assert_eq!(
+        e.words().collect::<Vec<_>>(),
+        fresh.words().collect::<Vec<_>>()
+    );
+    let revised = [
+        e.push_word("lantern").unwrap(),
+        e.push_word("glass").unwrap(),
+    ];
+    let expected = [
+        fresh.push_word("lantern").unwrap(),
+        fresh.push_word("glass").unwrap(),
+    ];
+    assert_same(&revised, &expected);
+    // Back to before the context's first word: the context starts again from there.
+    e.rollback(1);
+    assert_eq!((e.next_position(), e.n_words()), (1, 0));
+    assert_same(&[e.push_word("cat").unwrap()], &[fresh_first(&t, "cat")]);
+}
+
 #[test]
 fn bad_words_are_rejected_and_lose_nothing() {
     let t = tiny();

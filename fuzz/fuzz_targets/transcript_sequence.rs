@@ -3,7 +3,8 @@
 //! from small ranges so that revisions, duplicates, retractions, out-of-order and late words
 //! and watermark regressions are frequent. After every step the state must hold its
 //! invariants, and a mirror LM that only follows the emitted actions must hold exactly the
-//! state's words.
+//! state's words. Words 2 s behind the watermark are forgotten, as the inlet forgets them
+//! (after minutes), so that the mirror's positions are checked across forgetting too.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -74,8 +75,9 @@ enum Step {
 }
 
 fuzz_target!(|steps: Vec<Step>| {
-    let mut state = TranscriptState::new(3.0);
-    let mut lm: Vec<Word> = Vec::new();
+    // Words 2 s behind the watermark are forgotten, so that forgetting happens often.
+    let mut state = TranscriptState::new(3.0).forgetting_after(2.0);
+    let mut lm = Mirror::default();
     let mut failed = 0u64;
     for step in steps {
         let watermark = state.watermark();
@@ -96,7 +98,10 @@ fuzz_target!(|steps: Vec<Step>| {
                     }
                 };
                 match applied {
-                    Ok(actions) => follow(&mut lm, actions),
+                    Ok(mut actions) => {
+                        actions.extend(state.forget());
+                        lm.follow(actions);
+                    }
                     Err(_) => {
                         failed += 1;
                         assert_eq!(state.words(), &before[..], "a rejection changed the words");
@@ -106,29 +111,48 @@ fuzz_target!(|steps: Vec<Step>| {
             Step::Tick { now } => {
                 if let Some(w) = state.tick(time(now)) {
                     assert!(w > watermark && w == state.watermark());
+                    lm.follow(state.forget().into_iter().collect());
                 }
             }
         }
         assert!(state.watermark() >= watermark, "the watermark moved back");
-        assert_eq!(lm, state.words(), "the LM's words differ from the transcript's");
+        assert_eq!(lm.base, state.first_position(), "the LM forgot other words");
+        assert_eq!(lm.words, state.words(), "the LM's words differ from the transcript's");
         check_invariants(&state, failed);
     }
 });
 
-/// Applies the actions as the LM thread does: a rollback never reaches past the end, and an
-/// append always lands one past the last word.
-fn follow(lm: &mut Vec<Word>, actions: Vec<LmAction>) {
-    for action in actions {
-        match action {
-            LmAction::Rollback { position } => {
-                assert!(position <= lm.len(), "rollback past the end");
-                lm.truncate(position);
+/// The words an LM that only follows the actions holds: those from position `base` on.
+#[derive(Default)]
+struct Mirror {
+    base: usize,
+    words: Vec<Word>,
+}
+
+impl Mirror {
+    /// Applies the actions as the LM thread does: a rollback never reaches past the end or
+    /// into the forgotten words, an append always lands one past the last word, and a
+    /// forget only moves forward.
+    fn follow(&mut self, actions: Vec<LmAction>) {
+        for action in actions {
+            match action {
+                LmAction::Rollback { position } => {
+                    assert!(position >= self.base, "rollback into forgotten words");
+                    assert!(position <= self.base + self.words.len(), "rollback past the end");
+                    self.words.truncate(position - self.base);
+                }
+                LmAction::Append { position, word } => {
+                    assert_eq!(position, self.base + self.words.len(), "append not at the end");
+                    self.words.push(word);
+                }
+                LmAction::Forget { before } => {
+                    assert!(before > self.base, "a forget that does not move forward");
+                    assert!(before <= self.base + self.words.len(), "forgetting unseen words");
+                    self.words.drain(..before - self.base);
+                    self.base = before;
+                }
+                LmAction::Segment { .. } => {}
             }
-            LmAction::Append { position, word } => {
-                assert_eq!(position, lm.len(), "append not at the end");
-                lm.push(word);
-            }
-            LmAction::Segment { .. } => {}
         }
     }
 }
@@ -150,7 +174,7 @@ fn check_invariants(state: &TranscriptState, failed: u64) {
     assert_eq!(counts.rejected_total(), failed, "a rejection was not counted");
     assert_eq!(
         counts.words - counts.retractions,
-        words.len() as u64,
-        "accepted words minus retractions differ from the words held"
+        counts.forgotten + words.len() as u64,
+        "accepted words minus retractions differ from the words held and forgotten"
     );
 }

@@ -18,7 +18,7 @@ pub struct LiveCounts {
     pub unknown_retractions: u64,
     /// Neural samples with the wrong channel count.
     pub bad_neural_samples: u64,
-    /// Samples scored before the transcript reached them, after waiting `max_wait_s`.
+    /// Samples scored before the transcript reached them (see [`Live::expire_before`]).
     pub scored_before_words: u64,
 }
 
@@ -45,8 +45,8 @@ pub struct Live {
     ew: EwPearson,
     chance: RollingPearson,
     chance_shift: i64,
-    /// `max_wait_s` in samples.
-    max_wait: i64,
+    /// Samples before this are scored without waiting longer for their words.
+    expired: i64,
     /// First samples of segments announced and not yet reached (ascending).
     segment_starts: VecDeque<i64>,
     /// Segment boundaries the scoring has crossed.
@@ -81,7 +81,7 @@ impl Live {
             ew: EwPearson::new(cfg.ew_tau_s * rate, pairs, electrodes),
             chance: RollingPearson::new(window, pairs, electrodes),
             chance_shift: (cfg.chance_shift_s * rate).round().max(1.0) as i64,
-            max_wait: (cfg.max_wait_s * rate).round().max(1.0) as i64,
+            expired: 0,
             predictor: Predictor::new(enc, t0),
             map,
             layers,
@@ -197,11 +197,18 @@ impl Live {
     }
 
     /// Samples before the horizon are scored: the neural sample has arrived and either no
-    /// word with onset in `(t − tmax, t − tmin]` can still arrive or it has waited
-    /// `max_wait_s` for them.
+    /// word with onset in `(t − tmax, t − tmin]` can still arrive or the sample has waited
+    /// for them as long as it may ([`Live::expire_before`]).
     pub fn horizon(&self) -> i64 {
-        self.received
-            .min(self.words_final().max(self.received - self.max_wait))
+        self.received.min(self.words_final().max(self.expired))
+    }
+
+    /// Samples before `sample` have waited for the transcript as long as they may (the
+    /// server's `[align] max_wait_s`, in its own time): they are scored with the words known
+    /// now (counted in [`LiveCounts::scored_before_words`]); a word that arrives for them
+    /// later is late.
+    pub fn expire_before(&mut self, sample: i64) {
+        self.expired = self.expired.max(sample);
     }
 
     /// Samples before this have every word that can predict them.
@@ -470,10 +477,11 @@ mod tests {
         assert!(r[4].is_nan());
     }
 
-    /// With no transcript, samples wait `max_wait_s` and are then scored (counted); the rows
-    /// held stay bounded, and a word that arrives for scored samples is counted late.
+    /// With no transcript, samples expired by the caller (20 samples behind the newest, as
+    /// the core expires those `max_wait_s` old) are scored and counted; the rows held stay
+    /// bounded, and a word that arrives for scored samples is counted late.
     #[test]
-    fn samples_wait_for_the_transcript_at_most_max_wait() {
+    fn expired_samples_are_scored_without_their_words_and_counted() {
         use crate::encode::LagGrid;
         let grid = LagGrid {
             tmin: 0.0,
@@ -489,18 +497,15 @@ mod tests {
         let map = ChannelMap {
             stream_index: vec![0, 1],
         };
-        let cfg = AlignConfig {
-            max_wait_s: 2.0,
-            ..AlignConfig::default()
-        };
-        let mut live = Live::new(enc, map, 0.0, cfg);
+        let mut live = Live::new(enc, map, 0.0, AlignConfig::default());
         let mut held = 0;
         for t in 0..600 {
             live.push_neural(&[t as f32, 1.0]);
+            live.expire_before(live.received - 20);
             live.advance();
             held = held.max(live.received - live.scored);
         }
-        assert_eq!(held, 20, "a sample waits 2 s (20 samples) at most");
+        assert_eq!(held, 20, "a sample waits 20 samples at most");
         assert_eq!(live.scored(), 580);
         assert_eq!(live.counts().scored_before_words, 580);
         assert!(

@@ -26,9 +26,11 @@ pub struct AlignConfig {
     pub chance_shift_s: f64,
     /// Electrodes enter the summary when their best cross-validated r passes this.
     pub cv_threshold: f64,
-    /// The longest a neural sample waits for the transcript, seconds: older samples are
-    /// scored with the words known by then (counted), so that a transcript or a language
-    /// model that falls behind cannot make the samples held for it grow without end.
+    /// The longest a neural sample waits for the transcript after it arrived, seconds of
+    /// the server's clock (not of the session: a replay at `--speed max` runs far ahead of
+    /// the language model by design): older samples are scored with the words known by then
+    /// (counted), so that a transcript or a language model that falls behind cannot hold
+    /// samples without end. `inf` waits for ever.
     pub max_wait_s: f64,
 }
 

@@ -126,7 +126,7 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<PartReport> {
             engine.embed_words(&filler[fed..fed + batch], usize::MAX)?;
             fed += batch;
         }
-        let kept = engine.n_words();
+        let kept = engine.next_position();
         let mut incremental = StageLatency::new();
         let mut tokens = 0;
         for i in 0..opts.steps {

@@ -88,6 +88,10 @@ pub struct TranscriptConfig {
     pub silence_timeout_s: f64,
     /// Capacity of the channel that hands transcript updates to the pipeline.
     pub channel_capacity: usize,
+    /// Words that start this many seconds before the watermark are forgotten (the transcript
+    /// and the language model's record of it stay bounded over hours); a revision of one
+    /// arrives as a new, late word. `inf` keeps every word.
+    pub forget_after_s: f64,
 }
 
 impl Default for TranscriptConfig {
@@ -96,6 +100,7 @@ impl Default for TranscriptConfig {
             stream: StreamSelector::Type("Transcript".into()),
             silence_timeout_s: 3.0,
             channel_capacity: 1024,
+            forget_after_s: 600.0,
         }
     }
 }

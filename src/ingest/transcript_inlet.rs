@@ -121,7 +121,8 @@ impl TranscriptInlet {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
-            state: TranscriptState::new(config.silence_timeout_s),
+            state: TranscriptState::new(config.silence_timeout_s)
+                .forgetting_after(config.forget_after_s),
             config,
             resolve_timeout_s,
             shared: shared.clone(),
@@ -282,7 +283,8 @@ impl Worker {
     fn tick(&mut self) {
         let now = lsl::local_clock();
         if let Some(watermark) = self.state.tick(now) {
-            self.send(Vec::new(), watermark, (now, f64::NAN));
+            let forget = self.state.forget().into_iter().collect();
+            self.send(forget, watermark, (now, f64::NAN));
         }
     }
 
@@ -304,7 +306,10 @@ impl Worker {
             shared.status.messages += 1;
         }
         match applied {
-            Ok(actions) => self.send(actions, self.state.watermark(), (now, stamp + offset)),
+            Ok(mut actions) => {
+                actions.extend(self.state.forget());
+                self.send(actions, self.state.watermark(), (now, stamp + offset));
+            }
             Err(rejection) => {
                 tracing::warn!("{rejection}");
                 self.publish_counts();
@@ -316,14 +321,21 @@ impl Worker {
     fn send(&mut self, actions: Vec<LmAction>, watermark: f64, (received, stamp): (f64, f64)) {
         let touched = match actions.first() {
             Some(LmAction::Rollback { position }) => *position,
-            _ => self.state.words().len(),
+            _ => self.state.next_position(),
         };
         let from = self
             .resync_from
             .map_or(touched, |pending| pending.min(touched));
         let actions = if self.resync_from.is_some() {
-            // the words again from the first one the LM missed, then this message's segment
-            let mut all = self.state.recompute_from(from);
+            // what the LM missed: the words forgotten since (a forget moves only forward, so
+            // a repeated one is harmless), the words again from the first one it missed, then
+            // this message's segment
+            let forgotten = self.state.first_position();
+            let mut all: Vec<LmAction> = (forgotten > 0)
+                .then_some(LmAction::Forget { before: forgotten })
+                .into_iter()
+                .collect();
+            all.extend(self.state.recompute_from(from));
             all.extend(
                 actions
                     .into_iter()

@@ -35,6 +35,9 @@ pub struct Engine {
     /// Token put before the first word when the GGUF asks for one.
     bos: Option<u32>,
     words: Vec<Word>,
+    /// Words dropped from the front of the context by the context limit since the last
+    /// reset: the context's first word is at position `forgotten`.
+    forgotten: usize,
     /// Words `..cached_words` are in the key/value cache.
     cached_words: usize,
 }
@@ -105,6 +108,7 @@ impl Engine {
             sha256,
             bos,
             words: Vec::new(),
+            forgotten: 0,
             cached_words: 0,
         })
     }
@@ -156,6 +160,12 @@ impl Engine {
         self.words.len()
     }
 
+    /// Position of the next word: words pushed since the last reset and not rolled back,
+    /// those the context limit dropped included. [`Engine::rollback`] takes positions.
+    pub fn next_position(&self) -> usize {
+        self.forgotten + self.words.len()
+    }
+
     /// Tokens in the current context (including a BOS token if the model uses one).
     pub fn n_tokens(&self) -> usize {
         self.bos_len() + self.words.iter().map(|w| w.tokens.len()).sum::<usize>()
@@ -200,11 +210,10 @@ impl Engine {
         words: &[&str],
         batch_tokens: usize,
     ) -> Result<Vec<WordEmbedding>, LmError> {
-        let before = self.words.len();
-        let mut dropped = 0;
-        let result = self.embed_words_inner(words, batch_tokens.max(1), &mut dropped);
+        let before = self.next_position();
+        let result = self.embed_words_inner(words, batch_tokens.max(1));
         if result.is_err() {
-            self.rollback(before.saturating_sub(dropped));
+            self.rollback(before);
         }
         result
     }
@@ -213,7 +222,6 @@ impl Engine {
         &mut self,
         words: &[&str],
         batch_tokens: usize,
-        dropped: &mut usize,
     ) -> Result<Vec<WordEmbedding>, LmError> {
         let mut out = Vec::with_capacity(words.len());
         let mut pending = 0;
@@ -227,7 +235,7 @@ impl Engine {
                 out.extend(self.flush(pending)?);
                 pending = 0;
             }
-            *dropped += self.commit(word)?;
+            self.commit(word)?;
             pending += 1;
             if self.uncached_tokens() >= batch_tokens {
                 out.extend(self.flush(pending)?);
@@ -273,9 +281,19 @@ impl Engine {
         result
     }
 
-    /// Forgets words `keep_words..` (a retracted or revised word and all after
-    /// it); the key/value cache is truncated to the kept words.
-    pub fn rollback(&mut self, keep_words: usize) {
+    /// Forgets the words at positions `position..` (a retracted or revised word and all
+    /// after it; positions as [`Engine::next_position`] counts them); the key/value cache is
+    /// truncated to the kept words. A position before the context's first word (one the
+    /// context limit dropped) empties the context: the next word starts it afresh.
+    pub fn rollback(&mut self, position: usize) {
+        if position < self.forgotten {
+            self.forgotten = position;
+            self.words.clear();
+            self.cached_words = 0;
+            self.model.truncate(0);
+            return;
+        }
+        let keep_words = position - self.forgotten;
         if keep_words >= self.words.len() {
             return;
         }
@@ -293,6 +311,7 @@ impl Engine {
     /// Forgets the whole context.
     pub fn reset(&mut self) {
         self.words.clear();
+        self.forgotten = 0;
         self.cached_words = 0;
         self.model.truncate(0);
     }
@@ -361,14 +380,15 @@ impl Engine {
         self.n_tokens() + incoming > self.max_context_tokens
     }
 
-    /// Appends a prepared word, first applying the context-limit policy.
-    /// Returns how many old words were dropped.
-    fn commit(&mut self, mut word: Word) -> Result<usize, LmError> {
+    /// Appends a prepared word, first applying the context-limit policy (the words it
+    /// drops are counted in `forgotten`).
+    fn commit(&mut self, mut word: Word) -> Result<(), LmError> {
         let mut dropped = 0;
         if self.needs_compaction(word.tokens.len()) {
             let budget = self.max_context_tokens / 2;
             while !self.words.is_empty() && self.n_tokens() + word.tokens.len() > budget {
                 self.words.remove(0);
+                self.forgotten += 1;
                 dropped += 1;
                 if !self.words.is_empty() {
                     let first = self.tokenize(&self.words[0].text, true)?;
@@ -387,7 +407,7 @@ impl Engine {
             );
         }
         self.words.push(word);
-        Ok(dropped)
+        Ok(())
     }
 
     /// Runs every uncached word in one forward call and returns the

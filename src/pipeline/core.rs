@@ -180,6 +180,7 @@ impl Core {
                 recv(words_rx) -> out => if let Ok(out) = out { self.lm_output(out) },
                 default(wait) => {}
             }
+            self.expire_waiting_rows();
             let now = Instant::now();
             if now >= next_alignment {
                 // a frame carries every sample that arrived before it went out
@@ -205,6 +206,21 @@ impl Core {
             recording: None,
             drops: status.drops,
         })
+    }
+
+    /// Scores the rows that have waited `[align] max_wait_s` for the transcript since they
+    /// arrived with the words known now (counted), so that a transcript or a language model
+    /// that falls behind cannot hold them without end.
+    fn expire_waiting_rows(&mut self) {
+        let Some(b) = self.bound.as_mut() else {
+            return;
+        };
+        let limit = lsl::local_clock() - self.align.max_wait_s;
+        let waited = b.arrivals.partition_point(|&arrival| arrival <= limit);
+        if waited > 0 {
+            b.live.expire_before(b.actual_base + waited as i64);
+            b.advance(&self.hub.metrics().stages, f64::NEG_INFINITY);
+        }
     }
 
     /// One neural chunk, binding the encoders afresh when it comes from another stream.

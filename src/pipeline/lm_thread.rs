@@ -85,6 +85,8 @@ pub(super) fn spawn(
     let mut worker = Worker {
         engine,
         ids: Vec::new(),
+        ids_base: 0,
+        embedded_before_base: 0,
         embedded: BTreeMap::new(),
         out,
         record,
@@ -119,9 +121,14 @@ pub(super) fn spawn(
 
 struct Worker {
     engine: Engine,
-    /// Word id at each transcript position; `None` where the model could not embed the word
-    /// (the engine holds only the others, so positions map to fewer engine words).
+    /// Word id at each transcript position from `ids_base` on; `None` where the model could
+    /// not embed the word (the engine holds only the others, so positions map to fewer
+    /// engine words).
     ids: Vec<Option<u64>>,
+    /// Position of `ids[0]`: the transcript forgot the words before it.
+    ids_base: usize,
+    /// Words the engine embedded before `ids_base` (its positions count them).
+    embedded_before_base: usize,
     /// Words sent to the core loop, by id (text and onset), to tell revisions.
     embedded: BTreeMap<u64, Word>,
     out: Sender<LmOutput>,
@@ -153,11 +160,13 @@ impl Worker {
         for action in update.actions {
             match action {
                 LmAction::Rollback { position } => {
-                    let position = position.min(self.ids.len());
-                    self.engine
-                        .rollback(self.ids[..position].iter().flatten().count());
-                    removed.extend(self.ids.drain(position..).flatten());
+                    let index = position.saturating_sub(self.ids_base).min(self.ids.len());
+                    self.engine.rollback(
+                        self.embedded_before_base + self.ids[..index].iter().flatten().count(),
+                    );
+                    removed.extend(self.ids.drain(index..).flatten());
                 }
+                LmAction::Forget { before } => self.forget(before),
                 LmAction::Append { position, word } => {
                     removed.retain(|&id| id != word.id);
                     let arrival = update.received - update.stamp;
@@ -190,7 +199,7 @@ impl Worker {
     fn append(&mut self, position: usize, word: Word, received: Instant, arrival: f64) {
         debug_assert_eq!(
             position,
-            self.ids.len(),
+            self.ids_base + self.ids.len(),
             "appends follow the last embedded word"
         );
         let started = Instant::now();
@@ -223,6 +232,20 @@ impl Worker {
             revised,
             latency_ms,
         });
+    }
+
+    /// The transcript forgot the words before position `before`: so does this record (the
+    /// engine keeps its context; it counts positions itself).
+    fn forget(&mut self, before: usize) {
+        if before <= self.ids_base {
+            return;
+        }
+        let n = (before - self.ids_base).min(self.ids.len());
+        for id in self.ids.drain(..n).flatten() {
+            self.embedded_before_base += 1;
+            self.embedded.remove(&id);
+        }
+        self.ids_base = before;
     }
 
     fn send(&self, output: LmOutput) {

@@ -17,6 +17,11 @@
 //!   Without explicit watermarks, [`TranscriptState::tick`] advances the watermark to
 //!   `now − silence_timeout` once the stream has been silent that long.
 //! - Bare words (id [`BARE_WORD_ID_BASE`]) are renumbered so that each is distinct.
+//! - With [`TranscriptState::forgetting_after`], words that start more than that long before
+//!   the watermark are forgotten ([`TranscriptState::forget`]): the transcript held over hours
+//!   is bounded. Positions stay those of the whole session (the first word held is at
+//!   [`TranscriptState::first_position`]); a revision of a forgotten word is a new, late word,
+//!   a retraction of one an unknown id.
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -39,6 +44,11 @@ pub enum LmAction {
         position: usize,
         /// The word.
         word: Word,
+    },
+    /// Words at positions `< before` will never be rolled back to: their records can go.
+    Forget {
+        /// First position still held.
+        before: usize,
     },
     /// Nothing for the model: a segment starts at `time` (server clock), passed on in order
     /// after the words before it so that alignment statistics restart there.
@@ -63,6 +73,8 @@ pub struct TranscriptCounts {
     pub watermarks: u64,
     /// Segment boundaries applied.
     pub segments: u64,
+    /// Words forgotten once the watermark was far enough past them.
+    pub forgotten: u64,
     /// Rejected messages by reason.
     pub rejected: BTreeMap<RejectReason, u64>,
 }
@@ -89,6 +101,10 @@ pub const CLOCK_JITTER_S: f64 = 1e-3;
 #[derive(Debug, Clone)]
 pub struct TranscriptState {
     words: Vec<Word>,
+    /// Words forgotten from the front: `words[0]` is at this position.
+    forgotten: usize,
+    /// Words starting this long before the watermark are forgotten (∞: never).
+    forget_after_s: f64,
     watermark: f64,
     silence_timeout_s: f64,
     last_message_at: Option<f64>,
@@ -101,6 +117,8 @@ impl TranscriptState {
     pub fn new(silence_timeout_s: f64) -> Self {
         Self {
             words: Vec::new(),
+            forgotten: 0,
+            forget_after_s: f64::INFINITY,
             watermark: f64::NEG_INFINITY,
             silence_timeout_s,
             last_message_at: None,
@@ -109,9 +127,43 @@ impl TranscriptState {
         }
     }
 
-    /// Words in onset order.
+    /// Forgets, at each [`TranscriptState::forget`], the words that start more than
+    /// `seconds` before the watermark (by default none are forgotten).
+    pub fn forgetting_after(mut self, seconds: f64) -> Self {
+        self.forget_after_s = seconds;
+        self
+    }
+
+    /// The words held, in onset order (the forgotten ones are not).
     pub fn words(&self) -> &[Word] {
         &self.words
+    }
+
+    /// Position of the first word held: the number of words forgotten.
+    pub fn first_position(&self) -> usize {
+        self.forgotten
+    }
+
+    /// Position the next word appended at the end would take.
+    pub fn next_position(&self) -> usize {
+        self.forgotten + self.words.len()
+    }
+
+    /// Forgets the words that start more than the forgetting delay before the watermark
+    /// (none unless [`TranscriptState::forgetting_after`] set one); returns the
+    /// [`LmAction::Forget`] to pass on when some were.
+    pub fn forget(&mut self) -> Option<LmAction> {
+        let cutoff = self.watermark - self.forget_after_s;
+        let n = self.words.partition_point(|w| w.start < cutoff);
+        if n == 0 {
+            return None;
+        }
+        self.words.drain(..n);
+        self.forgotten += n;
+        self.counts.forgotten += n as u64;
+        Some(LmAction::Forget {
+            before: self.forgotten,
+        })
     }
 
     /// No new word will start before this time (server clock); −∞ before the first.
@@ -205,7 +257,7 @@ impl TranscriptState {
         }
         self.counts.revisions += 1;
         self.words.remove(old);
-        let position = self.insert(word).min(old);
+        let position = self.insert(word).min(self.forgotten + old);
         Ok(self.recompute_from(position))
     }
 
@@ -218,7 +270,7 @@ impl TranscriptState {
         })?;
         self.counts.retractions += 1;
         self.words.remove(position);
-        Ok(self.recompute_from(position))
+        Ok(self.recompute_from(self.forgotten + position))
     }
 
     fn apply_watermark(&mut self, time: f64) -> Result<Vec<LmAction>, Rejection> {
@@ -253,26 +305,31 @@ impl TranscriptState {
 
     /// Inserts in onset order (ties by id) and returns the position.
     fn insert(&mut self, word: Word) -> usize {
-        let position = self
+        let index = self
             .words
             .partition_point(|w| (w.start, w.id) < (word.start, word.id));
-        self.words.insert(position, word);
-        position
+        self.words.insert(index, word);
+        self.forgotten + index
     }
 
     /// Actions that bring an LM whose words before `position` are current up to date: roll
     /// back to `position`, then append every word from there. (An append at the end is a
-    /// rollback to the LM's current length, which is a no-op for it.)
+    /// rollback to the LM's current length, which is a no-op for it.) A position among the
+    /// forgotten words starts from the first word held.
     pub fn recompute_from(&self, position: usize) -> Vec<LmAction> {
-        let position = position.min(self.words.len());
-        let mut actions = Vec::with_capacity(self.words.len() - position + 1);
+        let position = position.clamp(self.forgotten, self.next_position());
+        let index = position - self.forgotten;
+        let mut actions = Vec::with_capacity(self.words.len() - index + 1);
         actions.push(LmAction::Rollback { position });
-        actions.extend(self.words[position..].iter().enumerate().map(|(k, word)| {
-            LmAction::Append {
-                position: position + k,
-                word: word.clone(),
-            }
-        }));
+        actions.extend(
+            self.words[index..]
+                .iter()
+                .enumerate()
+                .map(|(k, word)| LmAction::Append {
+                    position: position + k,
+                    word: word.clone(),
+                }),
+        );
         actions
     }
 }
@@ -440,6 +497,51 @@ mod tests {
         state.apply(word(1, "a", 105.0), 105.0).unwrap();
         state.start_silence_clock(200.0); // a message came already: no effect
         assert_eq!(state.tick(108.0), Some(105.0));
+    }
+
+    #[test]
+    fn words_far_behind_the_watermark_are_forgotten_and_positions_go_on() {
+        let mut state = TranscriptState::new(3.0).forgetting_after(60.0);
+        for k in 0..10u64 {
+            state.apply(word(k + 1, "w", 10.0 * k as f64), 0.0).unwrap();
+        }
+        assert_eq!(state.forget(), None, "no watermark yet");
+        state
+            .apply(TranscriptEvent::Watermark { time: 95.0 }, 0.0)
+            .unwrap();
+        // words starting before 35 s go: 0, 10, 20, 30
+        assert_eq!(state.forget(), Some(LmAction::Forget { before: 4 }));
+        assert_eq!(state.forget(), None);
+        assert_eq!((state.first_position(), state.next_position()), (4, 10));
+        assert_eq!(state.words()[0].id, 5);
+        assert_eq!(state.counts().forgotten, 4);
+        // positions are the session's: a revision of the word at 60 s rolls back to 6
+        let actions = state.apply(word(7, "v", 60.0), 0.0).unwrap();
+        assert_eq!(actions[0], LmAction::Rollback { position: 6 });
+        assert!(matches!(&actions[1], LmAction::Append { position: 6, word } if word.text == "v"));
+        let actions = state
+            .apply(TranscriptEvent::Retract { id: 10 }, 0.0)
+            .unwrap();
+        assert_eq!(actions, [LmAction::Rollback { position: 9 }]);
+        let actions = state.apply(word(11, "new", 96.0), 0.0).unwrap();
+        assert_eq!(actions[0], LmAction::Rollback { position: 9 });
+        // a forgotten word is unknown now: its revision is a late new word
+        assert_eq!(
+            state.apply(word(2, "x", 10.0), 0.0).unwrap_err().reason,
+            RejectReason::Late
+        );
+        assert_eq!(
+            state
+                .apply(TranscriptEvent::Retract { id: 1 }, 0.0)
+                .unwrap_err()
+                .reason,
+            RejectReason::UnknownId
+        );
+        // a recomputation from a forgotten position starts at the first word held
+        assert_eq!(
+            state.recompute_from(0)[0],
+            LmAction::Rollback { position: 4 }
+        );
     }
 
     #[test]
