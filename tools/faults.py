@@ -187,6 +187,7 @@ lost_after_s = 1.0
 [transcript]
 stream = {{ source_id = "{transcript}" }}
 silence_timeout_s = 1.0
+forget_after_s = {forget_after_s}
 [server]
 bind = "{bind}"
 status_interval_ms = 200
@@ -199,6 +200,8 @@ path = "{encoders}"
 directory = "recordings"
 [pipeline]
 status_hz = 5.0
+[align]
+max_wait_s = {max_wait_s}
 """
 
 
@@ -207,7 +210,8 @@ class Serve:
 
     def __init__(self, workdir: pathlib.Path, encoders: pathlib.Path, name: str, *,
                  bind: str = "127.0.0.1:0", token: str | None = None, max_clients: int = 32,
-                 queue_frames: int = 64):
+                 queue_frames: int = 64, max_wait_s: float = 30.0,
+                 forget_after_s: float = 600.0):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.neural_id, self.transcript_id = f"{name}-neural", f"{name}-words"
@@ -216,6 +220,7 @@ class Serve:
         self.config.write_text(CONFIG.format(
             lsl_cfg=REPO / "configs" / "lsl_api.cfg", neural=self.neural_id, transcript=self.transcript_id,
             bind=bind, max_clients=max_clients, queue_frames=queue_frames, encoders=encoders,
+            max_wait_s=max_wait_s, forget_after_s=forget_after_s,
             token=f'token = "{token}"' if token else ""))
         self.stderr_path = self.workdir / "serve.stderr"
         self.proc: subprocess.Popen | None = None

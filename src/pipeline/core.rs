@@ -646,6 +646,7 @@ impl Core {
         errors.insert("transcript_recovered".into(), t.recoveries);
         errors.insert("neural_mismatch".into(), self.mismatches);
         drops.insert("words_before_stream".into(), self.early_dropped);
+        drops.insert("transcript_words_forgotten".into(), t.counts.forgotten);
         // the LM's backlog is not a drop, but it is what an operator needs to see next to them
         drops.insert("lm_queue_waiting".into(), lm.queue.len() as u64);
         let mut horizon = None;

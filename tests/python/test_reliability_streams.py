@@ -146,6 +146,32 @@ def test_transcript_outlet_gone_for_30_s(serve, reliability_row):
     assert [m[0] for m in received["time_series"]] == words.sent
 
 
+def test_a_transcript_that_never_advances_its_watermark(serve, reliability_row):
+    counts = {}
+    reliability_row("fault", "transcript sends a word every 0.4 s for 12 s but never a watermark (so it is "
+                    "never silent and its watermark never moves)",
+                    "a neural sample waits at most `[align] max_wait_s` (2 s here) of server time, then is "
+                    "scored without its words and counted (`drops.samples_scored_before_words`): the horizon "
+                    "stays about 2 s behind the newest sample instead of stopping", counts)
+    srv = serve(max_wait_s=2.0)
+    src, words = faults.start_sources(srv)
+    try:
+        for i in range(30):
+            words.word(i, f"held{i}")
+            time.sleep(0.4)
+        st = srv.status()
+    finally:
+        src.close()
+    behind = pylsl.local_clock() - st["horizon"]
+    expired = st["drops"].get("samples_scored_before_words", 0)
+    counts.update(horizon_behind_now_s=round(behind, 2), samples_scored_before_words=expired)
+    print(counts)
+    assert expired >= 500, f"only {expired} samples expired in 12 s at 100 Hz"
+    # 2 s of waiting, plus the status period, the alignment frame period and scheduling slack
+    assert behind < 4.0, f"the horizon is {behind:.1f} s behind"
+    srv.stop()
+
+
 def test_clock_jump_forward(serve, reliability_row):
     counts = {}
     reliability_row("fault", "neural time stamps jump 3 s forward mid-stream",

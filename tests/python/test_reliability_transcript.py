@@ -130,6 +130,44 @@ def test_word_order_and_duplicates(session, reliability_row):
     assert recorded_messages(srv) == words.sent
 
 
+def test_words_far_behind_the_watermark_are_forgotten(serve, reliability_row):
+    counts = {}
+    reliability_row("hours", "10 words, then a watermark 10 s later, with `[transcript] forget_after_s` = 2 s; "
+                    "then a revision and a retraction of forgotten words, then 3 new words",
+                    "the 10 words are forgotten (`drops.transcript_words_forgotten`, the transcript and the LM's "
+                    "record shrink); the revision is `late`, the retraction `unknown_id`; the new words are "
+                    "embedded and framed", counts)
+    srv = serve(forget_after_s=2.0)
+    src, words = faults.start_sources(srv)
+    client = faults.FrameCollector(srv.url())
+    try:
+        t0 = pylsl.local_clock() + 1.0
+        for i in range(10):
+            words.word(i, f"old{i}", start=t0 + 0.2 * i)
+        faults.wait_until(lambda: len(client.of("word")) >= 10, 60, "10 word frames")
+        held = srv.status()["memory"]
+        words.send(json.dumps({"kind": "watermark", "time": t0 + 10.0}))
+        st = srv.wait_status(lambda s: s["drops"].get("transcript_words_forgotten", 0) == 10, 20,
+                             "the 10 words forgotten")
+        words.word(0, "revised", start=t0)
+        words.send(json.dumps({"kind": "retract", "id": 1}))
+        for i in range(10, 13):
+            words.word(i, f"new{i}", start=t0 + 10.0 + 0.2 * (i - 10))
+        faults.wait_until(lambda: len(client.of("word")) >= 13, 60, "3 more word frames")
+        st = srv.wait_status(lambda s: transcript_samples(s) == len(words.sent), 20, "every message counted")
+    finally:
+        src.close()
+        client.close()
+    errs = transcript_errors(st)
+    counts.update(forgotten=st["drops"]["transcript_words_forgotten"], **errs,
+                  transcript_bytes_before=held["transcript"], transcript_bytes_after=st["memory"]["transcript"],
+                  lm_words_bytes_before=held["lm_words"], lm_words_bytes_after=st["memory"]["lm_words"])
+    assert errs.get("transcript_late") == 1 and errs.get("transcript_unknown_id") == 1
+    assert [f["text"] for f in client.of("word")][10:] == ["new10", "new11", "new12"]
+    assert st["memory"]["lm_words"] < held["lm_words"], "the LM thread forgot its record of them"
+    srv.stop()
+
+
 def test_burst_of_1000_messages_in_1_s(session, reliability_row):
     srv, words, client = session
     counts = {}
