@@ -38,8 +38,10 @@ def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
     neuralign("simulate", "--out", "s.xdf", "--electrodes", 6, "--minutes", 1.5, "--seed", 3,
               "--null-fraction", 0.5, cwd=tmp_path)
     neuralign("fit", "s.xdf", "--out", "enc.safetensors", "--layers", "0,10,20,30", "--pcs", 8,
-              "--holdout", 0.3, "--shifts", 200, "--seed", 4, "--json", "fit.json", cwd=tmp_path)
+              "--holdout", 0.3, "--shifts", 200, "--seed", 4, "--live-window-s", 8,
+              "--json", "fit.json", cwd=tmp_path)
     fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["live"]["window"] == 800  # 8 s of simulate's 100 Hz high-gamma
     summary = json.loads(neuralign("report", "s.xdf", "--encoders", "enc.safetensors",
                                    "--out", "report", "--json", cwd=tmp_path))
     out = tmp_path / "report"
@@ -88,7 +90,7 @@ def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
     assert page.find(".//p[@id='source']").get("data-path") == "offline"
     facts = ["200 circular shifts", "seed 4", "q ≤ 0.05", "with 5 inner folds",
              f"purge gap of {fit['gap_samples']} samples", "1000 replicates",
-             "§2 Null distribution"]
+             "§2 Null distribution", "window 800 samples"]
     for fact in facts:
         assert fact in text, fact
 
