@@ -132,6 +132,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
                     band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
                     extracted_by: "stream".into(),
                 },
+                segments: Vec::new(),
             }
         }
         _ => bail!(
