@@ -354,7 +354,7 @@ impl Live {
         if self.null_threshold.is_empty() {
             return Vec::new();
         }
-        if self.rolling.len() < self.rolling.window() {
+        if !self.window_full() {
             return vec![false; self.electrodes];
         }
         let e = self.electrodes;
@@ -362,6 +362,12 @@ impl Live {
         (0..e)
             .map(|k| rolling[peaks[k] * e + k] > self.null_threshold[k])
             .collect()
+    }
+
+    /// Whether the rolling window holds its full `window` samples (it is shorter after the
+    /// start and after each segment boundary).
+    pub fn window_full(&self) -> bool {
+        self.rolling.len() >= self.rolling.window()
     }
 
     /// Summary over the electrodes whose cross-validated r passes the threshold.

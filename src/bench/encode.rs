@@ -2,7 +2,8 @@
 //! blocks, width 576), 16 components, lags 0–0.5 s at 100 Hz: per-word encode (PCA projection
 //! and TRF kernels, on the encode thread; adding them to the predicted timeline, on the core
 //! loop), per-sample scoring with words arriving (rolling, exponentially weighted and chance
-//! r, and each word's word-level r), and one fit on a synthetic session. Weights and data are random:
+//! r, and each word's word-level r), per alignment update the rolling r and the live
+//! significance on top of it, and one fit on a synthetic session. Weights and data are random:
 //! the cost does not depend on their values. `benches/encode.rs` runs the same kernels
 //! under criterion.
 use std::hint::black_box;
@@ -38,6 +39,10 @@ const WORDS_PER_S: f64 = 2.5;
 const TARGET_WORD_MS: f64 = 2.0;
 /// Target: the fit on a 30-minute session, seconds (issue 4).
 const TARGET_FIT_S: f64 = 120.0;
+/// Target: what live significance adds per sample at p99, milliseconds (issue 15).
+const TARGET_SIGNIFICANCE_MS: f64 = 0.5;
+/// A live threshold for the benchmark's encoders (its value does not change the cost).
+const BENCH_THRESHOLD: f64 = 0.1;
 
 /// Encoders with random weights for `electrodes` × `layers` (lags 0–0.5 s at [`RATE`]).
 pub fn random_encoder(seed: u64, electrodes: usize, layers: usize) -> Encoder {
@@ -57,6 +62,42 @@ pub fn random_encoder(seed: u64, electrodes: usize, layers: usize) -> Encoder {
     enc.meta.layers = (0..layers).collect();
     enc.meta.labels = (0..electrodes).map(|e| format!("e{e:03}")).collect();
     enc
+}
+
+/// Gives `enc` a live calibration for a `window`-sample rolling window, every electrode's
+/// threshold [`BENCH_THRESHOLD`], so that [`Live::significant`] does its whole work.
+fn calibrate_live(enc: &mut Encoder, window: usize) {
+    let layers = enc.meta.layers.clone();
+    let electrodes = (enc.meta.labels.iter())
+        .map(|label| crate::stats::ElectrodeResult {
+            label: label.clone(),
+            peak_layer: 0,
+            peak_layer_ci: [0, 0],
+            r: 0.0,
+            p: 1.0,
+            q: 1.0,
+            significant: false,
+            profile: vec![0.0; layers.len()],
+            null_band: vec![[0.0; 2]; layers.len()],
+            null_max_quantile: 0.0,
+            live_threshold: Some(BENCH_THRESHOLD),
+        })
+        .collect();
+    let config = crate::stats::StatsConfig::default();
+    enc.meta.statistics = Some(crate::stats::FitStatistics {
+        live: Some(crate::stats::LiveCalibration {
+            window,
+            stride: 1,
+            shifts: config.live_shifts,
+            null_values: 0,
+            alpha: config.live_alpha,
+        }),
+        config,
+        layers,
+        test_samples: 0,
+        gap_samples: 0,
+        electrodes,
+    });
 }
 
 /// A random session of `minutes` at [`RATE`] with words every 0.15–0.65 s.
@@ -115,7 +156,10 @@ pub fn time_fit(session: &Session) -> anyhow::Result<f64> {
 /// Times per-word encode and per-sample scoring for about `duration` in all, then one fit on
 /// a `fit_minutes` session (0 skips it).
 pub fn run(duration: Duration, fit_minutes: f64) -> anyhow::Result<PartReport> {
-    let enc = random_encoder(1, ELECTRODES, LAYERS);
+    let align = AlignConfig::default();
+    let window = (align.window_s * RATE).round() as usize;
+    let mut enc = random_encoder(1, ELECTRODES, LAYERS);
+    calibrate_live(&mut enc, window);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let embedding: Vec<f32> = (0..LAYERS * DIM)
         .map(|_| rng.gen_range(-1.0..1.0))
@@ -142,10 +186,15 @@ pub fn run(duration: Duration, fit_minutes: f64) -> anyhow::Result<PartReport> {
     let map = ChannelMap {
         stream_index: (0..ELECTRODES).collect(),
     };
-    let mut live = Live::new(enc, map, 0.0, AlignConfig::default());
+    let mut live = Live::new(enc, map, 0.0, align);
     live.transcript_watermark(f64::INFINITY);
     let samples_per_word = (RATE / WORDS_PER_S).round() as u64;
     let (mut add, mut sample, mut words_scored) = (StageLatency::new(), StageLatency::new(), 0);
+    // each alignment update once the window is full: the rolling r of every electrode and
+    // layer (the frame's `r`), then the live significance on top of it (as the core loop)
+    let alignment_hz = crate::pipeline::PipelineSettings::default().alignment_hz;
+    let samples_per_update = (RATE / alignment_hz).round().max(1.0) as u64;
+    let (mut rolling, mut significance) = (StageLatency::new(), StageLatency::new());
     let until = Instant::now() + duration / 2;
     for (id, t) in (0u64..).map(|t| (t / samples_per_word, t)) {
         if t % samples_per_word == 0 {
@@ -159,17 +208,31 @@ pub fn run(duration: Duration, fit_minutes: f64) -> anyhow::Result<PartReport> {
         live.advance_one();
         sample.record(started.elapsed());
         words_scored += live.take_word_scores().len();
+        if t % samples_per_update == 0 && live.window_full() {
+            let at = Instant::now();
+            let r = live.rolling_r();
+            rolling.record(at.elapsed());
+            let at = Instant::now();
+            let called = live.significant(&r);
+            significance.record(at.elapsed());
+            anyhow::ensure!(called.len() == ELECTRODES, "live significance is off");
+        }
         if started >= until {
             break;
         }
     }
     anyhow::ensure!(words_scored > 0, "no word-level r was computed");
+    anyhow::ensure!(
+        significance.percentiles().count > 0,
+        "no alignment update with a full window: give the bench more --duration"
+    );
 
     let (k, a, s) = (
         kernel.percentiles(),
         add.percentiles(),
         sample.percentiles(),
     );
+    let (u, sig) = (rolling.percentiles(), significance.percentiles());
     let samples_per_word = samples_per_word as f64;
     let core_per_word_ms = a.p50_ms + samples_per_word * s.p50_ms;
     let mut figures = vec![
@@ -189,6 +252,16 @@ pub fn run(duration: Duration, fit_minutes: f64) -> anyhow::Result<PartReport> {
             "% of a core",
         ),
     ];
+    figures.push(Figure::new(
+        format!("live significance per sample, p99 (at most one alignment update per sample; target ≤ {TARGET_SIGNIFICANCE_MS} ms)"),
+        sig.p99_ms,
+        "ms",
+    ));
+    figures.push(Figure::new(
+        format!("live significance per sample, p50 spread over the {samples_per_update} samples of an update at {alignment_hz} Hz"),
+        sig.p50_ms / samples_per_update as f64,
+        "ms",
+    ));
     let mut fit = serde_json::Value::Null;
     if fit_minutes > 0.0 {
         let session = random_session(2, fit_minutes, ELECTRODES, LAYERS);
@@ -223,11 +296,22 @@ pub fn run(duration: Duration, fit_minutes: f64) -> anyhow::Result<PartReport> {
                 latency: s,
                 throughput: None,
             },
+            Row {
+                label: "alignment update: rolling r of every electrode and layer".into(),
+                latency: u,
+                throughput: None,
+            },
+            Row {
+                label: "alignment update: live significance on top of the rolling r".into(),
+                latency: sig,
+                throughput: None,
+            },
         ],
         figures,
         details: json!({
             "electrodes": ELECTRODES, "layers": LAYERS, "pcs": PCS, "dim": DIM, "rate_hz": RATE,
             "words_per_s": WORDS_PER_S, "words_scored": words_scored, "fit": fit,
+            "alignment_hz": alignment_hz, "live_window": window,
         }),
     })
 }

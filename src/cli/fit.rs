@@ -70,6 +70,10 @@ pub struct FitArgs {
     /// Seed of the null's shifts and of the peak-layer bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The rolling window, seconds, the live threshold is calibrated for: `serve`'s
+    /// `[align] window_s` (the server uses the threshold only when they match).
+    #[arg(long, default_value_t = 10.0)]
+    pub live_window_s: f64,
     /// Write the held-out predictions, actual and shifts behind the null here
     /// (for checking against an independent implementation).
     #[arg(long, hide = true)]
@@ -85,6 +89,11 @@ pub struct FitArgs {
 
 /// Runs `neuralign fit`.
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.live_window_s.is_finite() && args.live_window_s > 0.0,
+        "--live-window-s {}: expected a positive number of seconds",
+        args.live_window_s
+    );
     let ext = args
         .session
         .extension()
@@ -123,6 +132,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
                     band_hz: crate::dsp::HIGH_GAMMA_BAND_HZ,
                     extracted_by: "stream".into(),
                 },
+                segments: Vec::new(),
             }
         }
         _ => bail!(
@@ -151,6 +161,7 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         stats: crate::stats::StatsConfig {
             shifts: args.shifts,
             seed: args.seed,
+            live_window_s: args.live_window_s,
             ..Default::default()
         },
         ..FitConfig::default()

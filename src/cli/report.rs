@@ -2,6 +2,7 @@
 //! as a TSV table, SVG figures and an HTML page (`docs/statistics.md`, "Reports").
 use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use crate::encode::Encoder;
+use crate::report::recording::Saved;
 use crate::report::{self, page, table, OfflineOptions, Report, Span};
 use anyhow::Context;
 use clap::Args;
@@ -80,6 +81,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let (source, statistics) = report::offline(&enc, &loaded.session, &offline, &bar)
         .with_context(|| format!("the statistics of {}", args.session.display()))?;
     bar.finish_and_clear();
+    let recording = match Saved::read(&args.session, &loaded.session)? {
+        Some(saved) => Some(report::recording::recorded(
+            saved,
+            &enc,
+            &loaded.session,
+            &loaded.segments,
+            &loaded.model.sha256,
+        )?),
+        None => None,
+    };
     let report = Report {
         session: args.session.display().to_string(),
         encoders: args.encoders.display().to_string(),
@@ -94,6 +105,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             .map(|e| report::group_of(&e.label))
             .collect(),
         statistics,
+        recording,
     };
     let rows = table::rows(&report);
     page::write_all(&report, &rows, &args.out)?;
@@ -110,6 +122,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             "how": page::source_sentence(&report),
             "out": args.out,
             "electrodes": rows,
+            "recording": report.recording,
         });
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }

@@ -11,7 +11,7 @@ use super::{HighGammaMeta, ModelMeta, Session, SessionWord};
 use crate::dsp::{HighGamma, HighGammaConfig, HIGH_GAMMA_BAND_HZ};
 use crate::import::desc::{ChannelMeta, RecordingMeta};
 use crate::lm::Engine;
-use crate::transcript::{parse_message, TranscriptState};
+use crate::transcript::{parse_message, LmAction, TranscriptState};
 use crate::xdf::{self, ReadOptions, Samples, Stream};
 use anyhow::{bail, Context};
 use std::path::Path;
@@ -49,6 +49,9 @@ pub struct LoadedSession {
     pub model: ModelMeta,
     /// Where the high-gamma came from.
     pub high_gamma: HighGammaMeta,
+    /// Start times of the transcript's segments (server clock, in order), where the live
+    /// server restarted its alignment statistics.
+    pub segments: Vec<f64>,
 }
 
 /// Words per forward call when embedding the transcript.
@@ -114,11 +117,16 @@ pub fn load_xdf(
         unreachable!("picked a string stream")
     };
     let mut state = TranscriptState::new(f64::INFINITY);
+    let mut segments = Vec::new();
     for (msg, &ts) in messages.iter().zip(&transcript.time_stamps) {
         match parse_message(msg, ts) {
             Ok(event) => {
                 // Rejections are counted in `state`; they never stop loading.
-                let _ = state.apply(event, ts);
+                let actions = state.apply(event, ts).unwrap_or_default();
+                segments.extend(actions.iter().filter_map(|a| match a {
+                    LmAction::Segment { time, .. } => Some(*time),
+                    _ => None,
+                }));
             }
             Err(rejection) => state.reject(&rejection, ts),
         }
@@ -168,6 +176,7 @@ pub fn load_xdf(
         session,
         model,
         high_gamma,
+        segments,
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod page;
 pub mod plots;
+pub mod recording;
 pub mod table;
 
 use crate::encode::{predict_offline_layer, Encoder, ModelMeta, Session};
@@ -43,6 +44,36 @@ pub enum Source {
         /// Samples evaluated.
         samples: usize,
     },
+    /// Read back from the results streams `serve` kept in the recording
+    /// ([`recording::Saved`]).
+    Recording {
+        /// Alignment updates saved (`neuralign-alignment`).
+        updates: usize,
+        /// Per-layer updates saved (`neuralign-alignment-layers`, 1 Hz).
+        layer_updates: usize,
+        /// Whether the significance was saved (the encoders carried a live calibration
+        /// for the server's window).
+        significance: bool,
+    },
+    /// The live statistic recomputed from the recording's neural and transcript streams
+    /// through `align::Live`, sample by sample as `serve` computes it.
+    Replay {
+        /// Rolling window, samples (the encoders' live calibration's, else 10 s).
+        window: usize,
+        /// Segment boundaries of the transcript, where the statistics restart.
+        segments: usize,
+    },
+}
+
+impl Source {
+    /// The path's name, as `--json` and the page's `data-path` give it.
+    pub fn path(&self) -> &'static str {
+        match self {
+            Source::Offline { .. } => "offline",
+            Source::Recording { .. } => "recording",
+            Source::Replay { .. } => "replay",
+        }
+    }
 }
 
 /// The statistics of a session with what is needed to show them.
@@ -67,6 +98,8 @@ pub struct Report {
     pub groups: Vec<String>,
     /// The statistics, per electrode in encoder order.
     pub statistics: FitStatistics,
+    /// The results `serve` saved in the recording, when it holds them.
+    pub recording: Option<recording::Recorded>,
 }
 
 /// Errors of `report`.
@@ -81,6 +114,12 @@ pub enum ReportError {
     /// A span the session cannot give.
     #[error("{0}")]
     Span(String),
+    /// The session file could not be read back.
+    #[error(transparent)]
+    Xdf(#[from] crate::xdf::XdfError),
+    /// The results streams of a recording are not as `serve` writes them.
+    #[error("the recording's results streams: {0}")]
+    Recording(String),
     /// A figure could not be drawn.
     #[error("cannot draw {file}: {reason}")]
     Plot {

@@ -2,6 +2,7 @@
 //! exactly how they were computed. Self-contained: relative links to the files
 //! beside it only (the figures, the TSV, and a copy of `docs/statistics.md`
 //! written next to it), no scripts, no network; well-formed XML.
+use super::recording::Recorded;
 use super::table::Row;
 use super::{plots, Report, ReportError, Source, Span};
 use std::fmt::Write as _;
@@ -27,7 +28,12 @@ fn esc(text: &str) -> String {
 
 /// How the figures were obtained, in one sentence.
 pub fn source_sentence(report: &Report) -> String {
-    match &report.source {
+    sentence(&report.source, report.rate)
+}
+
+/// How the figures of `source` were obtained, in one sentence (`rate`: high-gamma, Hz).
+pub fn sentence(source: &Source, rate: f64) -> String {
+    match source {
         Source::Offline {
             span,
             start,
@@ -39,10 +45,85 @@ pub fn source_sentence(report: &Report) -> String {
             };
             format!(
                 "Recomputed offline from the session's neural and transcript streams: the transcript embedded by the encoders' model, each layer's prediction compared with the high-gamma over {part}: {samples} samples ({:.1} s) from sample {start}.",
-                *samples as f64 / report.rate
+                *samples as f64 / rate
             )
         }
+        Source::Recording {
+            updates,
+            layer_updates,
+            significance,
+        } => format!(
+            "Read back from the results streams serve kept in this recording: {updates} alignment updates (the rolling r at each electrode's peak layer{}) and {layer_updates} per-layer updates (1 Hz); nothing recomputed.",
+            if *significance { " and the live significance" } else { "; no live significance saved: the encoders carried no calibration for the server's window" }
+        ),
+        Source::Replay { window, segments } => format!(
+            "Replayed: the recording's own neural and transcript streams pushed through the live alignment (align::Live) sample by sample as serve does, every word known, a {window}-sample ({:.1} s) rolling window restarted at {segments} segment boundaries, compared with the saved streams at the saved moments whose window is full.",
+            *window as f64 / rate
+        ),
     }
+}
+
+/// The section of the results saved by `serve` and their replay check.
+fn recording_section(report: &Report, rec: &Recorded) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<h2 id=\"live\">Live results saved by serve</h2>\n<p id=\"recording\" data-path=\"{}\">{}</p>\n\
+<p>The r at each electrode's peak layer over session time, as serve saved it, with each electrode's live threshold (dashed; shown: the electrodes most often significant).</p>\n<p><img src=\"{}\" alt=\"live r at the peak\"/></p>\n",
+        rec.source.path(),
+        esc(&sentence(&rec.source, report.rate)),
+        plots::LIVE,
+    );
+    match (&rec.replay, &rec.replay_skipped) {
+        (Some(check), _) => {
+            let _ = writeln!(
+                s,
+                "<p id=\"replay\" data-path=\"{}\">{} Largest difference of the rolling r of every electrode and layer: {:.3e} over {} per-layer moments; of the r at the peak: {:.3e} over {} updates; values NaN in one only: {}; updates skipped (window not full): {}; significance calls that agree: {}.</p>",
+                check.source.path(),
+                esc(&sentence(&check.source, report.rate)),
+                check.max_abs_diff_r,
+                check.layer_moments,
+                check.max_abs_diff_peak_r,
+                check.update_moments,
+                check.nan_mismatches,
+                check.partial_window_moments,
+                check.significance_agreement.map_or("none saved".to_string(), |a| format!(
+                    "{:.2} % of {}",
+                    a * 100.0,
+                    check.significance_calls
+                )),
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(
+                s,
+                "<p id=\"replay\" data-path=\"none\">No replay check: {}.</p>",
+                esc(why)
+            );
+        }
+        (None, None) => {}
+    }
+    s += "<table>\n<thead><tr><th>label</th><th>live peak layer</th><th>share significant</th><th>live threshold</th><th>mean live r per layer</th></tr></thead>\n<tbody>\n";
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("–".to_string(), f);
+    for e in &rec.electrodes {
+        let profile: Vec<String> = rec
+            .layers
+            .iter()
+            .zip(&e.profile)
+            .map(|(l, r)| format!("L{l} {r:.3}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&e.label),
+            e.peak_layer.map_or("–".to_string(), |l| l.to_string()),
+            opt(e.share_significant, &|v| format!("{:.1} %", v * 100.0)),
+            opt(e.threshold, &|v| format!("{v:.4}")),
+            profile.join(", "),
+        );
+    }
+    s += "</tbody>\n</table>\n";
+    s
 }
 
 /// The page as text.
@@ -64,9 +145,7 @@ pub fn html(report: &Report, rows: &[Row]) -> String {
         model = esc(&report.model.name),
         layers = report.model_layers,
         sha = esc(&report.model.sha256),
-        path = match report.source {
-            Source::Offline { .. } => "offline",
-        },
+        path = report.source.path(),
         source = esc(&source_sentence(report)),
         total = rows.len(),
         fdr = cfg.fdr_q,
@@ -83,6 +162,9 @@ pub fn html(report: &Report, rows: &[Row]) -> String {
         1.0 - cfg.fdr_q,
         plots::NULL,
     );
+    if let Some(rec) = &report.recording {
+        s += &recording_section(report, rec);
+    }
     let _ = write!(
         s,
         "<h2>Electrodes</h2>\n<p>Also as <a href=\"{TABLE}\">{TABLE}</a> (tab-separated).</p>\n<table>\n<thead><tr><th>label</th><th>group</th><th>peak layer</th><th>interval</th><th>r</th><th>p</th><th>q</th><th>significant</th></tr></thead>\n<tbody>\n"

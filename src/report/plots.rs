@@ -3,6 +3,7 @@
 //! central figure of Mischler et al. 2024), the distribution of peak layers, and
 //! each electrode's r against its null.
 use super::{Report, ReportError};
+use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -12,6 +13,10 @@ pub const PROFILES: &str = "profiles.svg";
 pub const PEAK_LAYERS: &str = "peak_layers.svg";
 /// Each electrode's r against its null.
 pub const NULL: &str = "null.svg";
+/// The live r at the peak over session time (a recording of `serve` only).
+pub const LIVE: &str = "live.svg";
+/// Electrodes drawn in [`LIVE`]: the ones most often significant live.
+const LIVE_SHOWN: usize = 6;
 
 /// Colour of significant electrodes.
 const SIGNIFICANT: RGBColor = RGBColor(200, 40, 40);
@@ -26,11 +31,34 @@ pub fn draw_all(report: &Report, dir: &Path) -> Result<(), ReportError> {
     };
     draw(PROFILES, profiles)?;
     draw(PEAK_LAYERS, peak_layers)?;
-    draw(NULL, null)
+    draw(NULL, null)?;
+    if report.recording.is_some() {
+        draw(LIVE, live)?;
+    }
+    Ok(())
 }
 
 fn plot_error<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
+}
+
+/// A white SVG drawing area of `size` pixels writing to `path`.
+fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    Ok(root)
+}
+
+/// Draws the legend of `chart`'s labelled series (a white box, top right).
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)
 }
 
 /// Relative depth of a model layer: `layer / (model_layers − 1)`.
@@ -75,8 +103,7 @@ fn profiles(report: &Report, path: &Path) -> Result<(), String> {
         .collect();
     let significant: Vec<_> = stats.electrodes.iter().filter(|e| e.significant).collect();
     let mean = mean_significant_profile(report);
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
+    let root = canvas(path, (800, 500))?;
     let caption = format!(
         "layer profiles: {} significant of {} electrodes (q ≤ {}), and their mean",
         significant.len(),
@@ -119,12 +146,7 @@ fn profiles(report: &Report, path: &Path) -> Result<(), String> {
             .map_err(plot_error)?
             .label("mean of the significant electrodes")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(3)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
+        draw_legend(&mut chart)?;
     }
     root.present().map_err(plot_error)
 }
@@ -141,8 +163,7 @@ fn peak_layers(report: &Report, path: &Path) -> Result<(), String> {
         significant[l] += u32::from(e.significant);
     }
     let top = all.iter().copied().max().unwrap_or(0).max(1);
-    let root = SVGBackend::new(path, (800, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
+    let root = canvas(path, (800, 400))?;
     let mut chart = ChartBuilder::on(&root)
         .caption("peak layers", ("sans-serif", 18))
         .margin(15)
@@ -178,12 +199,7 @@ fn peak_layers(report: &Report, path: &Path) -> Result<(), String> {
         .map_err(plot_error)?
         .label("significant")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], SIGNIFICANT.filled()));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
+    draw_legend(&mut chart)?;
     root.present().map_err(plot_error)
 }
 
@@ -203,8 +219,7 @@ fn null(report: &Report, path: &Path) -> Result<(), String> {
         [el.r, el.null_max_quantile, lo, hi]
     });
     let width = (200 + 14 * e as u32).clamp(800, 4000);
-    let root = SVGBackend::new(path, (width, 450)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
+    let root = canvas(path, (width, 450))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
@@ -273,11 +288,85 @@ fn null(report: &Report, path: &Path) -> Result<(), String> {
         .map_err(plot_error)?
         .label("r at the peak (red: significant)")
         .legend(|(x, y)| Circle::new((x + 7, y), 4, SIGNIFICANT.filled()));
+    draw_legend(&mut chart)?;
+    root.present().map_err(plot_error)
+}
+
+/// The saved r at the peak over session time of the [`LIVE_SHOWN`] electrodes most often
+/// significant live (then highest mean profile), each with its live threshold (dashed).
+fn live(report: &Report, path: &Path) -> Result<(), String> {
+    let Some(rec) = &report.recording else {
+        return Ok(());
+    };
+    let series = &rec.peak_r;
+    let start = series.stamps.first().copied().unwrap_or(0.0);
+    let end = series
+        .stamps
+        .last()
+        .copied()
+        .unwrap_or(start)
+        .max(start + 1.0);
+    let best = |k: usize| {
+        let e = &rec.electrodes[k];
+        let top = e.profile.iter().copied().filter(|v| v.is_finite());
+        (
+            e.share_significant.unwrap_or(0.0),
+            top.fold(f64::MIN, f64::max),
+        )
+    };
+    let mut shown: Vec<usize> = (0..rec.electrodes.len()).collect();
+    shown.sort_by(|&a, &b| {
+        best(b)
+            .partial_cmp(&best(a))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    shown.truncate(LIVE_SHOWN);
+    let values = shown.iter().flat_map(|&k| {
+        let threshold = rec.electrodes[k].threshold;
+        (0..series.stamps.len())
+            .map(move |i| f64::from(series.row(i)[k]))
+            .chain(threshold)
+    });
+    let root = canvas(path, (800, 450))?;
+    let caption = format!(
+        "live r at the peak layer, {} of {} electrodes, with their live thresholds",
+        shown.len(),
+        rec.electrodes.len()
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..end - start, y_range(values))
+        .map_err(plot_error)?;
     chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
+        .configure_mesh()
+        .x_desc("session time, s (from the first alignment update)")
+        .y_desc("rolling r at the peak layer")
         .draw()
         .map_err(plot_error)?;
+    for (c, &k) in shown.iter().enumerate() {
+        let colour = Palette99::pick(c).to_rgba();
+        let points = (0..series.stamps.len())
+            .map(|i| (series.stamps[i] - start, f64::from(series.row(i)[k])))
+            .filter(|(_, r)| r.is_finite());
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(rec.electrodes[k].label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        if let Some(t) = rec.electrodes[k].threshold {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, t), (end - start, t)],
+                    6,
+                    4,
+                    colour.into(),
+                ))
+                .map_err(plot_error)?;
+        }
+    }
+    draw_legend(&mut chart)?;
     root.present().map_err(plot_error)
 }

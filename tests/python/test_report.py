@@ -15,6 +15,8 @@ import pathlib
 import subprocess
 import xml.etree.ElementTree as ET
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 BIN = pathlib.Path(os.environ.get("NEURALIGN_BIN", TARGET / "debug" / "neuralign"))
@@ -38,8 +40,10 @@ def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
     neuralign("simulate", "--out", "s.xdf", "--electrodes", 6, "--minutes", 1.5, "--seed", 3,
               "--null-fraction", 0.5, cwd=tmp_path)
     neuralign("fit", "s.xdf", "--out", "enc.safetensors", "--layers", "0,10,20,30", "--pcs", 8,
-              "--holdout", 0.3, "--shifts", 200, "--seed", 4, "--json", "fit.json", cwd=tmp_path)
+              "--holdout", 0.3, "--shifts", 200, "--seed", 4, "--live-window-s", 8,
+              "--json", "fit.json", cwd=tmp_path)
     fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["live"]["window"] == 800  # 8 s of simulate's 100 Hz high-gamma
     summary = json.loads(neuralign("report", "s.xdf", "--encoders", "enc.safetensors",
                                    "--out", "report", "--json", cwd=tmp_path))
     out = tmp_path / "report"
@@ -88,7 +92,7 @@ def test_report_of_the_fit_session_reproduces_fit_json(tmp_path):
     assert page.find(".//p[@id='source']").get("data-path") == "offline"
     facts = ["200 circular shifts", "seed 4", "q ≤ 0.05", "with 5 inner folds",
              f"purge gap of {fit['gap_samples']} samples", "1000 replicates",
-             "§2 Null distribution"]
+             "§2 Null distribution", "window 800 samples"]
     for fact in facts:
         assert fact in text, fact
 
@@ -211,3 +215,45 @@ alignment_hz = 20.0
     sent_words = [{k: v for k, v in f.items() if k != "type"} for f in frames if f["type"] == "word"]
     kept_words = [json.loads(x[0]) for x in words["time_series"]]
     assert kept_words == sent_words and len(sent_words) > 50
+
+    # `report` on the recording: path `recording` summarises the saved streams (checked here
+    # with numpy), path `replay` pushes the recording's own neural and transcript streams
+    # through the live alignment and must give the saved values. Bound: both sides are the
+    # same f64 arithmetic rounded to float32 (the streams' format), so equal inputs give equal
+    # values; 1e-5 leaves room for the language model's batched forward pass (report) and its
+    # word-by-word one with the KV cache (serve) to differ in the last bits of an embedding
+    # (measured: 0). Updates whose window is not yet full (the first 10 s, and after a segment
+    # boundary) are not compared: there the r of a few samples is not the calibrated statistic.
+    summary = json.loads(neuralign("report", recording, "--encoders", "enc.safetensors",
+                                   "--out", "report", "--json", cwd=tmp_path))
+    assert summary["source"]["path"] == "offline"
+    rec = summary["recording"]
+    assert rec["source"] == {"path": "recording", "updates": len(stamps),
+                             "layer_updates": len(per_layer["time_stamps"]),
+                             "significance": calibrated}
+    assert rec["layers"] == layers
+    saved_r = np.asarray(per_layer["time_series"], dtype=np.float64)
+    profile = np.nanmean(saved_r, axis=0).reshape(len(labels), len(layers))
+    share = np.mean(np.asarray(by_name["neuralign-significance"]["time_series"]) == 1, axis=0)
+    for k, e in enumerate(rec["electrodes"]):
+        assert e["label"] == labels[k]
+        np.testing.assert_allclose(e["profile"], profile[k], atol=1e-9)
+        assert e["peak_layer"] == layers[int(np.argmax(profile[k]))]
+        assert e["share_significant"] == pytest.approx(share[k])
+        assert e["threshold"] == pytest.approx(hello["session"]["null_threshold"][k], abs=1e-6)
+    check = rec["replay"]
+    assert check["source"]["path"] == "replay" and check["source"]["segments"] == 0
+    assert check["update_moments"] > 10 and check["layer_moments"] >= 1
+    assert check["update_moments"] + check["partial_window_moments"] == len(stamps)
+    assert check["max_abs_diff_r"] <= 1e-5 and check["max_abs_diff_peak_r"] <= 1e-5, check
+    assert check["nan_mismatches"] == 0
+    assert check["significance_calls"] == check["update_moments"] * len(labels)
+    assert check["significance_agreement"] >= 0.99, check
+    out = tmp_path / "report"
+    page = ET.parse(out / "index.html").getroot()
+    paths = {p.get("id"): p.get("data-path") for p in page.iter("p") if p.get("data-path")}
+    assert paths == {"source": "offline", "recording": "recording", "replay": "replay"}
+    assert "live.svg" in [i.get("src") for i in page.iter("img")]
+    live = ET.parse(out / "live.svg").getroot()
+    assert "with their live thresholds" in texts(live)
+    assert len(list(live.iter(f"{SVG}polyline"))) >= len(labels)
