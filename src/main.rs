@@ -42,6 +42,8 @@ enum Command {
     Fit(cli::fit::FitArgs),
     /// The statistics of a session under encoders: TSV, SVG figures and an HTML page.
     Report(cli::report::ReportArgs),
+    /// Several models fit on the same session and compared: brain scores, layer profiles.
+    Compare(cli::compare::CompareArgs),
     /// Convert an EDF/BDF, BrainVision or BIDS iEEG recording to an XDF session.
     Import(cli::import::ImportArgs),
 }
@@ -63,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => cli::bench::run(args),
         Command::Fit(args) => cli::fit::run(args),
         Command::Report(args) => cli::report::run(args),
+        Command::Compare(args) => cli::compare::run(args),
         Command::Import(args) => cli::import::run(args),
     }
 }

@@ -404,3 +404,110 @@ fn a_missing_model_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The untrained control's writer on the tiny model: every tensor keeps its name, shape and
+/// block type; norms become 1 and the rest N(0, 1/24²) (dequantized: mean and deviation
+/// within sampling and rounding error); the same seed gives the same bytes, another seed
+/// other weights; the file loads, tokenizes as the trained one and embeds differently.
+#[test]
+fn the_untrained_control_keeps_the_architecture_and_redraws_the_weights() {
+    use neuralign::lm::untrained::{write_untrained, INIT_STD};
+    let t = tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a.gguf"),
+        dir.path().join("b.gguf"),
+        dir.path().join("c.gguf"),
+    );
+    write_untrained(&t.path, &a, 7).unwrap();
+    write_untrained(&t.path, &b, 7).unwrap();
+    write_untrained(&t.path, &c, 8).unwrap();
+    let bytes = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(bytes(&a), bytes(&b), "the same seed writes the same file");
+    assert_ne!(bytes(&a), bytes(&c));
+
+    let read = |p: &Path| {
+        let mut f = std::fs::File::open(p).unwrap();
+        let content = gguf_file::Content::read(&mut f).unwrap();
+        (content, f)
+    };
+    let (trained, mut tf) = read(&t.path);
+    let (untrained, mut uf) = read(&a);
+    assert_eq!(
+        untrained.metadata["general.name"].to_string().unwrap(),
+        "smollm2-135m-untrained:7"
+    );
+    assert_eq!(
+        untrained.metadata["tokenizer.ggml.tokens"]
+            .to_vec()
+            .unwrap()
+            .len(),
+        trained.metadata["tokenizer.ggml.tokens"]
+            .to_vec()
+            .unwrap()
+            .len()
+    );
+    assert_eq!(untrained.tensor_infos.len(), trained.tensor_infos.len());
+    for (name, info) in &trained.tensor_infos {
+        let u = &untrained.tensor_infos[name];
+        assert_eq!(
+            (u.ggml_dtype, u.shape.dims()),
+            (info.ggml_dtype, info.shape.dims())
+        );
+        let values: Vec<f32> = (untrained.tensor(&mut uf, name, &Device::Cpu).unwrap())
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let was: Vec<f32> = (trained.tensor(&mut tf, name, &Device::Cpu).unwrap())
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        if name.ends_with("norm.weight") {
+            assert!(values.iter().all(|&v| v == 1.0), "{name}");
+            continue;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let sd = (values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        // n draws: the mean has deviation σ/√n, the deviation a relative one of 1/√(2n)
+        // (≤ 1.6 % for the smallest tensor, 2 048 values); 4-bit blocks round by steps of
+        // about 0.28σ, adding 0.3 % to the deviation
+        assert!(
+            mean.abs() < 5.0 * INIT_STD / n.sqrt(),
+            "{name}: mean {mean}"
+        );
+        assert!((sd / INIT_STD - 1.0).abs() < 0.05, "{name}: sd {sd}");
+        assert_ne!(values, was, "{name} was not redrawn");
+    }
+
+    let load = |p: &Path| {
+        Engine::load(&LmConfig {
+            model: Some(ModelRef::File(p.to_path_buf())),
+            max_context_tokens: 64,
+            pool: Pool::Mean,
+        })
+        .unwrap()
+    };
+    let (mut trained, mut control) = (engine(&t, 64, Pool::Mean), load(&a));
+    assert_eq!(tok_ids(&trained, TEXT), tok_ids(&control, TEXT));
+    let (x, y) = (
+        trained.push_word("cat").unwrap(),
+        control.push_word("cat").unwrap(),
+    );
+    assert_eq!((x.layers, x.dim, &x.tokens), (y.layers, y.dim, &y.tokens));
+    assert!(
+        rel_diff(&x, &y) > 0.1,
+        "the control embeds like the trained model"
+    );
+}

@@ -14,6 +14,39 @@ pub struct FitArgs {
     /// transcript is embedded by the model), or a safetensors file with `hg`,
     /// `onsets` and `embeddings` (see docs/encoders.md).
     pub session: PathBuf,
+    /// How an XDF session is read.
+    #[command(flatten)]
+    pub xdf: XdfArgs,
+    /// XDF: the language model (registry name or PATH.gguf); default: smollm2-135m.
+    #[arg(long)]
+    pub model: Option<crate::lm::ModelRef>,
+    /// Where to write the encoder file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// What is fit, and how.
+    #[command(flatten)]
+    pub settings: FitSettings,
+    /// Write the statistics (per electrode: label, peak_layer, peak_layer_ci,
+    /// r, p, q, significant, layer profile with its null band) as JSON here;
+    /// the encoder file's metadata carries the same.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the held-out predictions, actual and shifts behind the null here
+    /// (for checking against an independent implementation).
+    #[arg(long, hide = true)]
+    pub dump_null: Option<PathBuf>,
+    /// Write layer `--dump-layer`'s dense design and solution here (for
+    /// checking against an independent ridge implementation).
+    #[arg(long, hide = true)]
+    pub dump_design: Option<PathBuf>,
+    /// Encoder layer index dumped by `--dump-design`.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub dump_layer: usize,
+}
+
+/// How `fit` and `compare` read an XDF session.
+#[derive(Args, Debug, Clone)]
+pub struct XdfArgs {
     /// XDF: name of the high-gamma stream (default: the first numeric stream at ≤ 200 Hz).
     #[arg(long)]
     pub neural: Option<String>,
@@ -35,12 +68,40 @@ pub struct FitArgs {
     /// `power_line_frequency`, else the config's `line_freq`).
     #[arg(long)]
     pub line_freq: Option<f64>,
-    /// XDF: the language model (registry name or PATH.gguf); default: smollm2-135m.
-    #[arg(long)]
-    pub model: Option<crate::lm::ModelRef>,
-    /// Where to write the encoder file.
-    #[arg(long)]
-    pub out: PathBuf,
+}
+
+impl XdfArgs {
+    /// Loads the session at `path`, its transcript embedded by `model` (default: the
+    /// default model).
+    pub fn load(
+        &self,
+        path: &std::path::Path,
+        model: Option<crate::lm::ModelRef>,
+    ) -> anyhow::Result<LoadedSession> {
+        let mut engine = crate::lm::Engine::load(&crate::lm::LmConfig {
+            model,
+            ..Default::default()
+        })
+        .context("loading the language model")?;
+        let high_gamma = match &self.config {
+            Some(path) => crate::pipeline::Config::load(path)?.high_gamma,
+            None => Default::default(),
+        };
+        let opts = XdfSessionOptions {
+            neural: self.neural.clone(),
+            transcript: self.transcript.clone(),
+            fraction: self.fraction,
+            raw: self.raw.then_some(true),
+            high_gamma,
+            line_freq: self.line_freq,
+        };
+        Ok(load_xdf(path, &opts, &mut engine)?)
+    }
+}
+
+/// What `fit` fits and how: shared with `compare`, which fits every model with the same.
+#[derive(Args, Debug, Clone)]
+pub struct FitSettings {
     /// Layers to fit: `all` or a comma-separated list of model layers.
     #[arg(long, default_value = "all")]
     pub layers: String,
@@ -59,11 +120,6 @@ pub struct FitArgs {
     /// Fraction held out at the end of the session for the outer test r.
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
-    /// Write the statistics (per electrode: label, peak_layer, peak_layer_ci,
-    /// r, p, q, significant, layer profile with its null band) as JSON here;
-    /// the encoder file's metadata carries the same.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
     /// Circular shifts of the neural signal in the null distribution.
     #[arg(long, default_value_t = 1000)]
     pub shifts: usize,
@@ -74,52 +130,55 @@ pub struct FitArgs {
     /// `[align] window_s` (the server uses the threshold only when they match).
     #[arg(long, default_value_t = 10.0)]
     pub live_window_s: f64,
-    /// Write the held-out predictions, actual and shifts behind the null here
-    /// (for checking against an independent implementation).
-    #[arg(long, hide = true)]
-    pub dump_null: Option<PathBuf>,
-    /// Write layer `--dump-layer`'s dense design and solution here (for
-    /// checking against an independent ridge implementation).
-    #[arg(long, hide = true)]
-    pub dump_design: Option<PathBuf>,
-    /// Encoder layer index dumped by `--dump-design`.
-    #[arg(long, hide = true, default_value_t = 0)]
-    pub dump_layer: usize,
+}
+
+impl FitSettings {
+    /// Checks the settings and makes the fit's configuration.
+    pub fn config(&self) -> anyhow::Result<FitConfig> {
+        anyhow::ensure!(
+            self.live_window_s.is_finite() && self.live_window_s > 0.0,
+            "--live-window-s {}: expected a positive number of seconds",
+            self.live_window_s
+        );
+        let layers = match self.layers.as_str() {
+            "all" => None,
+            list => Some(
+                list.split(',')
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| {
+                        format!("--layers `{list}`: expected `all` or numbers like 0,6,12")
+                    })?,
+            ),
+        };
+        Ok(FitConfig {
+            tmin: self.tmin,
+            tmax: self.tmax,
+            pcs: self.pcs,
+            folds: self.folds,
+            holdout: self.holdout,
+            layers,
+            stats: crate::stats::StatsConfig {
+                shifts: self.shifts,
+                seed: self.seed,
+                live_window_s: self.live_window_s,
+                ..Default::default()
+            },
+            ..FitConfig::default()
+        })
+    }
 }
 
 /// Runs `neuralign fit`.
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.live_window_s.is_finite() && args.live_window_s > 0.0,
-        "--live-window-s {}: expected a positive number of seconds",
-        args.live_window_s
-    );
+    let cfg = args.settings.config()?;
     let ext = args
         .session
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default();
     let loaded = match ext {
-        "xdf" => {
-            let mut engine = crate::lm::Engine::load(&crate::lm::LmConfig {
-                model: args.model.clone(),
-                ..Default::default()
-            })
-            .context("loading the language model")?;
-            let high_gamma = match &args.config {
-                Some(path) => crate::pipeline::Config::load(path)?.high_gamma,
-                None => Default::default(),
-            };
-            let opts = XdfSessionOptions {
-                neural: args.neural.clone(),
-                transcript: args.transcript.clone(),
-                fraction: args.fraction,
-                raw: args.raw.then_some(true),
-                high_gamma,
-                line_freq: args.line_freq,
-            };
-            load_xdf(&args.session, &opts, &mut engine)?
-        }
+        "xdf" => args.xdf.load(&args.session, args.model.clone())?,
         "safetensors" => {
             let (session, model) = encode::session_file::load(&args.session)
                 .with_context(|| format!("reading session {}", args.session.display()))?;
@@ -139,32 +198,6 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
             "{}: expected an XDF recording (.xdf) or session arrays (.safetensors)",
             args.session.display()
         ),
-    };
-    let layers = match args.layers.as_str() {
-        "all" => None,
-        list => Some(
-            list.split(',')
-                .map(|s| s.trim().parse::<usize>())
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| {
-                    format!("--layers `{list}`: expected `all` or numbers like 0,6,12")
-                })?,
-        ),
-    };
-    let cfg = FitConfig {
-        tmin: args.tmin,
-        tmax: args.tmax,
-        pcs: args.pcs,
-        folds: args.folds,
-        holdout: args.holdout,
-        layers,
-        stats: crate::stats::StatsConfig {
-            shifts: args.shifts,
-            seed: args.seed,
-            live_window_s: args.live_window_s,
-            ..Default::default()
-        },
-        ..FitConfig::default()
     };
     let session = &loaded.session;
     let enc = fit_and_save(&loaded, &cfg, &args.out)?;

@@ -2,6 +2,7 @@
 //! function that calls into the library and prints the result.
 
 pub mod bench;
+pub mod compare;
 pub mod demo;
 pub mod embed;
 pub mod fit;

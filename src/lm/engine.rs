@@ -55,11 +55,7 @@ impl Engine {
             None => fetch::ensure_model(&SMOLLM2_135M, None)?,
             Some(ModelRef::Named(spec)) => fetch::ensure_model(spec, None)?,
             Some(ModelRef::File(p)) => p.clone(),
-            Some(ModelRef::Untrained { .. }) => {
-                return Err(LmError::UnknownModel(
-                    "the untrained control is not available yet".into(),
-                ))
-            }
+            Some(ModelRef::Untrained { seed }) => super::untrained::ensure_untrained(*seed)?,
         };
         Self::load_file(&path, cfg)
     }

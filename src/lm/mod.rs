@@ -35,6 +35,7 @@ pub mod model;
 pub mod registry;
 pub mod spm;
 pub mod tokenizer;
+pub mod untrained;
 
 pub use embeddings_file::{write_embeddings, EmbeddingsMeta};
 pub use engine::Engine;

@@ -4,6 +4,7 @@
 //! [`table`] writes them as TSV, [`plots`] as SVG figures and [`page`] as the HTML
 //! page that shows the figures and says how they were computed.
 
+pub mod compare;
 pub mod page;
 pub mod plots;
 pub mod recording;
@@ -120,6 +121,9 @@ pub enum ReportError {
     /// The results streams of a recording are not as `serve` writes them.
     #[error("the recording's results streams: {0}")]
     Recording(String),
+    /// Models that cannot be compared.
+    #[error("compare: {0}")]
+    Compare(String),
     /// A figure could not be drawn.
     #[error("cannot draw {file}: {reason}")]
     Plot {

@@ -19,7 +19,7 @@ pub const PROCEDURE: &str = "statistics.md";
 const STATISTICS_MD: &str = include_str!("../../docs/statistics.md");
 
 /// Text escaped for HTML (and XML).
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -38,19 +38,22 @@ pub fn draw_all(report: &Report, dir: &Path) -> Result<(), ReportError> {
     Ok(())
 }
 
-fn plot_error<E: std::fmt::Debug>(e: E) -> String {
+pub(super) fn plot_error<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
 /// A white SVG drawing area of `size` pixels writing to `path`.
-fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String> {
+pub(super) fn canvas(
+    path: &Path,
+    size: (u32, u32),
+) -> Result<DrawingArea<SVGBackend<'_>, Shift>, String> {
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     Ok(root)
 }
 
 /// Draws the legend of `chart`'s labelled series (a white box, top right).
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+pub(super) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
 ) -> Result<(), String> {
     chart
@@ -85,7 +88,7 @@ pub fn mean_significant_profile(report: &Report) -> Vec<f64> {
 }
 
 /// A y range holding `values` with a margin (and zero).
-fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
+pub(super) fn y_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
         .fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
