@@ -431,6 +431,10 @@ fn the_untrained_control_keeps_the_architecture_and_redraws_the_weights() {
         let content = gguf_file::Content::read(&mut f).unwrap();
         (content, f)
     };
+    let dequantized = |t: QTensor| -> Vec<f32> {
+        let t = t.dequantize(&Device::Cpu).unwrap();
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    };
     let (trained, mut tf) = read(&t.path);
     let (untrained, mut uf) = read(&a);
     assert_eq!(
@@ -454,20 +458,8 @@ fn the_untrained_control_keeps_the_architecture_and_redraws_the_weights() {
             (u.ggml_dtype, u.shape.dims()),
             (info.ggml_dtype, info.shape.dims())
         );
-        let values: Vec<f32> = (untrained.tensor(&mut uf, name, &Device::Cpu).unwrap())
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let was: Vec<f32> = (trained.tensor(&mut tf, name, &Device::Cpu).unwrap())
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let values = dequantized(untrained.tensor(&mut uf, name, &Device::Cpu).unwrap());
+        let was = dequantized(trained.tensor(&mut tf, name, &Device::Cpu).unwrap());
         if name.ends_with("norm.weight") {
             assert!(values.iter().all(|&v| v == 1.0), "{name}");
             continue;

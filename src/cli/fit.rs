@@ -95,7 +95,7 @@ impl XdfArgs {
             high_gamma,
             line_freq: self.line_freq,
         };
-        Ok(load_xdf(path, &opts, &mut engine)?)
+        load_xdf(path, &opts, &mut engine)
     }
 }
 
