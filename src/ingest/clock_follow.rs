@@ -90,13 +90,36 @@ impl ClockFollower {
     }
 }
 
+/// Largest drift a sender clock is followed at between corrections, seconds per second: a
+/// quartz clock drifts by tens of ppm; a larger change between two corrections is a step.
+const MAX_DRIFT: f64 = 500e-6;
+
+/// The correction at sender time `stamp`. Between two corrections, and past the newest (its
+/// companion stream can lag the data under load), it moves at the drift rate of the two
+/// corrections around or before it, so a drifting clock is followed between probes; a change
+/// faster than [`MAX_DRIFT`] (a jump) is a step, held from its own correction on. Before the
+/// first correction, the first; none kept, 0.
 fn correction_at(corrections: &VecDeque<(f64, f64)>, stamp: f64) -> f64 {
-    corrections
-        .iter()
-        .rev()
-        .find(|(at, _)| *at <= stamp)
-        .or(corrections.front())
-        .map_or(0.0, |(_, c)| *c)
+    let Some(i) = corrections.iter().rposition(|&(at, _)| at <= stamp) else {
+        return corrections.front().map_or(0.0, |&(_, c)| c);
+    };
+    let (at, c) = corrections[i];
+    let pair = match (i.checked_sub(1), corrections.get(i + 1)) {
+        (_, Some(&next)) => Some(((at, c), next)),
+        (Some(before), None) => Some((corrections[before], (at, c))),
+        (None, None) => None,
+    };
+    match pair {
+        Some(((a_at, a), (b_at, b))) if b_at > a_at => {
+            let rate = (b - a) / (b_at - a_at);
+            if rate.abs() <= MAX_DRIFT {
+                c + rate * (stamp - at)
+            } else {
+                c
+            }
+        }
+        _ => c,
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +134,20 @@ mod tests {
         assert_eq!(correction_at(&corrections, 99.0), 0.3);
         assert_eq!(correction_at(&corrections, 5.0), -0.1);
         assert_eq!(correction_at(&VecDeque::new(), 5.0), 0.0);
+    }
+
+    #[test]
+    fn a_drifting_clock_is_followed_between_and_past_its_corrections() {
+        // 50 ppm: corrections every second of session, the newest at 12 s
+        let drift = |s: f64| -0.1 - 50e-6 * s;
+        let mut corrections: VecDeque<_> = [10.0, 11.0, 12.0].map(|s| (s, drift(s))).into();
+        for stamp in [10.25, 11.5, 12.0, 13.7, 20.0] {
+            let c = correction_at(&corrections, stamp);
+            assert!((c - drift(stamp)).abs() < 1e-12, "{stamp}: {c}");
+        }
+        // a quarter-second jump at 12.5 s: held from its correction on, not smeared
+        corrections.push_back((12.5, drift(12.5) + 0.25));
+        assert!((correction_at(&corrections, 12.4) - drift(12.0)).abs() < 1e-12);
+        assert_eq!(correction_at(&corrections, 13.0), drift(12.5) + 0.25);
     }
 }
