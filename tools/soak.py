@@ -69,9 +69,11 @@ directory = "recordings"
 
 
 def prepare(work: pathlib.Path, seed: int, electrodes: int, minutes: float) -> tuple[pathlib.Path, pathlib.Path]:
-    """Simulates the session and fits encoders on it (reused when present)."""
+    """Simulates the session and fits encoders on it (reused when present: the names carry
+    what they were made with, the seed included, which the streams' source ids hold)."""
     binary = str(faults.neuralign_bin())
-    session, encoders = work / "session.xdf", work / "encoders.safetensors"
+    made = f"seed{seed}-e{electrodes}-m{minutes:g}"
+    session, encoders = work / f"session-{made}.xdf", work / f"encoders-{made}.safetensors"
     run = dict(check=True, cwd=work, capture_output=True, text=True)
     if not session.exists():
         subprocess.run([binary, "simulate", "--out", str(session), "--electrodes", str(electrodes),
