@@ -1,7 +1,7 @@
 //! The engine on Gemma-3-270M (`neuralign model fetch gemma3-270m --accept-license gemma`):
 //! rollback equals never having seen the retracted words; the shapes, the BOS
 //! token and the SentencePiece tokens. Skipped with a notice when the model is not fetched
-//! and `NEURALIGN_REQUIRE_MODEL` is unset (CI sets it and fetches the model). The
+//! and `NEURALIGN_REQUIRE_GEMMA` is unset (CI does not fetch it: docs/models.md). The
 //! per-layer states against an independent numpy forward pass are checked in
 //! tests/python/test_gemma3_numpy.py.
 use neuralign::lm::registry::GEMMA3_270M;
@@ -15,7 +15,7 @@ fn engine() -> Option<Engine> {
     match Engine::load(&cfg) {
         Ok(e) => Some(e),
         Err(e @ LmError::LicenceNotAccepted { .. })
-            if std::env::var_os("NEURALIGN_REQUIRE_MODEL").is_none() =>
+            if std::env::var_os("NEURALIGN_REQUIRE_GEMMA").is_none() =>
         {
             eprintln!("SKIPPED: Gemma-3-270M is not fetched ({e})");
             None
