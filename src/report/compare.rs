@@ -7,7 +7,7 @@
 use super::page::esc;
 use super::plots::{canvas, draw_legend, plot_error, relative_depth, y_range};
 use super::ReportError;
-use crate::stats::{quantile, FitStatistics};
+use crate::stats::{central_interval as interval, mean, FitStatistics};
 use plotters::prelude::*;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -128,21 +128,6 @@ pub struct Comparison {
     pub models: Vec<ModelScore>,
     /// The best model against each other one.
     pub differences: Vec<Difference>,
-}
-
-/// Central interval of `level` of `values`.
-fn interval(values: &[f64], level: f64) -> [f64; 2] {
-    let tail = (1.0 - level) / 2.0;
-    [quantile(values, tail), quantile(values, 1.0 - tail)]
-}
-
-fn mean(v: impl Iterator<Item = f64>) -> f64 {
-    let (n, sum) = v.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
-    if n == 0 {
-        f64::NAN
-    } else {
-        sum / n as f64
-    }
 }
 
 /// Bootstrap replicates of `stat` over `items` resampled with replacement (`replicates`

@@ -193,15 +193,11 @@ impl Saved {
             .map(|k| {
                 let profile: Vec<f64> = (0..l)
                     .map(|j| {
-                        let (n, sum) = (0..self.layer_r.stamps.len())
-                            .map(|i| self.layer_r.row(i)[k * l + j] as f64)
-                            .filter(|v| v.is_finite())
-                            .fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
-                        if n == 0 {
-                            f64::NAN
-                        } else {
-                            sum / n as f64
-                        }
+                        crate::stats::mean(
+                            (0..self.layer_r.stamps.len())
+                                .map(|i| self.layer_r.row(i)[k * l + j] as f64)
+                                .filter(|v| v.is_finite()),
+                        )
                     })
                     .collect();
                 let peak = crate::align::peak_layers(&profile, l, 1)[0];

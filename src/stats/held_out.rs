@@ -6,8 +6,8 @@
 use super::bootstrap::{self, Moments};
 use super::null::{self, CircularNull, LayerNull};
 use super::{
-    argmax, fdr, live, quantile, ElectrodeResult, FitStatistics, LiveCalibration, StatsConfig,
-    StatsError,
+    argmax, central_interval, fdr, live, quantile, ElectrodeResult, FitStatistics, LiveCalibration,
+    StatsConfig, StatsError,
 };
 use std::sync::Mutex;
 
@@ -100,7 +100,6 @@ impl HeldOut {
             .map(|k| null::max_over_layers(&nulls, k, shifts))
             .collect();
         let q = fdr::benjamini_hochberg(&maxima.iter().map(|m| m.p).collect::<Vec<_>>());
-        let tail = (1.0 - cfg.ci_level) / 2.0;
         let (live, thresholds) = self.live.map(|l| l.thresholds(e)).unzip();
         let electrodes = (0..e)
             .map(|k| {
@@ -108,10 +107,7 @@ impl HeldOut {
                 let peak = argmax(&profile);
                 let null_band = nulls
                     .iter()
-                    .map(|n| {
-                        let v = &n.null[k * shifts..(k + 1) * shifts];
-                        [quantile(v, tail), quantile(v, 1.0 - tail)]
-                    })
+                    .map(|n| central_interval(&n.null[k * shifts..(k + 1) * shifts], cfg.ci_level))
                     .collect();
                 ElectrodeResult {
                     label: labels[k].clone(),

@@ -143,6 +143,22 @@ pub enum StatsError {
     NotEnoughData(String),
 }
 
+/// The central `level` interval of `v` (its `(1 − level)/2` and `(1 + level)/2` quantiles).
+pub fn central_interval(v: &[f64], level: f64) -> [f64; 2] {
+    let tail = (1.0 - level) / 2.0;
+    [quantile(v, tail), quantile(v, 1.0 - tail)]
+}
+
+/// The mean of `v`; NaN when it is empty.
+pub fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (n, sum) = v.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
+}
+
 /// The `q`-quantile (0..=1) of `v` by linear interpolation between order
 /// statistics (numpy's default); NaN when `v` is empty.
 pub fn quantile(v: &[f64], q: f64) -> f64 {
