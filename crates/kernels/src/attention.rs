@@ -8,17 +8,18 @@
 //! of the value rows (each read once for the group). The work of a (token, head) pair does
 //! not depend on the other tokens of the call, so running a word's tokens one by one or in a
 //! batch gives the same numbers.
+use crate::{pool, KernelError};
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-use rayon::prelude::*;
-
-use crate::KernelError;
 
 /// Longest head this kernel handles (the widened key/value row lives on the stack).
 pub const MAX_HEAD_DIM: usize = 256;
 
 /// Query tokens × cache positions below which a call stays on one thread.
 const PARALLEL_WORK: usize = 4096;
+
+/// Query tokens that share each widened key and value row in a prefill.
+const QUERY_TILE: usize = 8;
 
 /// Keys and values of one block for every position up to its capacity.
 pub struct KvBlock {
@@ -105,39 +106,79 @@ impl KvBlock {
             )));
         }
         let group = heads / self.kv_heads;
-        let task = |(n, out): (usize, &mut [f32])| {
-            let (i, g) = (n / self.kv_heads, n % self.kv_heads);
-            let q = &q[i * width + g * group * hd..i * width + (g + 1) * group * hd];
-            self.attend_group(g, start + i + 1, q, out);
+        // A task is a tile of consecutive query tokens of one key/value head: each key and
+        // value row is widened once for the tile. Output `[t, heads * hd]` is viewed as
+        // `[t, kv_heads, group * hd]`; a task gathers its tile's pieces through a buffer.
+        let tiles = t.div_ceil(QUERY_TILE);
+        let mut tiled = vec![0f32; t * width];
+        let task = |n: usize, buf: &mut [f32]| {
+            let (tile, g) = (n / self.kv_heads, n % self.kv_heads);
+            let first = tile * QUERY_TILE;
+            let rows = buf.len() / (group * hd);
+            let queries: Vec<&[f32]> = (first..first + rows)
+                .map(|i| &q[i * width + g * group * hd..i * width + (g + 1) * group * hd])
+                .collect();
+            self.attend_tile(g, start + first, &queries, buf);
         };
-        let chunks = out.chunks_mut(group * hd).enumerate();
+        // Pieces in task order: tile-major, then head; the last tile may be short.
+        let piece = |n: usize| {
+            let tile = n / self.kv_heads;
+            (QUERY_TILE.min(t - tile * QUERY_TILE)) * group * hd
+        };
+        let mut pieces: Vec<&mut [f32]> = Vec::with_capacity(tiles * self.kv_heads);
+        let mut rest = tiled.as_mut_slice();
+        for n in 0..tiles * self.kv_heads {
+            let (head, tail) = rest.split_at_mut(piece(n));
+            pieces.push(head);
+            rest = tail;
+        }
         if t * (start + t) < PARALLEL_WORK {
-            chunks.for_each(task);
+            pieces.iter_mut().enumerate().for_each(|(n, b)| task(n, b));
         } else {
-            out.par_chunks_mut(group * hd).enumerate().for_each(task);
+            pool::for_each_chunk(&mut pieces, 1, |n, b| task(n, &mut b[0]));
+        }
+        // Scatter the tiles back into `[t, heads * hd]`.
+        let mut at = 0;
+        for tile in 0..tiles {
+            let first = tile * QUERY_TILE;
+            let rows = QUERY_TILE.min(t - first);
+            for g in 0..self.kv_heads {
+                for r in 0..rows {
+                    let dst = (first + r) * width + g * group * hd;
+                    out[dst..dst + group * hd].copy_from_slice(&tiled[at..at + group * hd]);
+                    at += group * hd;
+                }
+            }
         }
         Ok(())
     }
 
-    /// The `group` query heads `q` `[group, head_dim]` of key/value head `g` over positions `0..len`.
-    fn attend_group(&self, g: usize, len: usize, q: &[f32], out: &mut [f32]) {
+    /// Consecutive query tokens, the first at position `pos`, each with the `group` query
+    /// heads of key/value head `g` (`[group, head_dim]`), over the positions up to its own;
+    /// results `[tokens, group, head_dim]` into `out`. Each query's scores, softmax and
+    /// weighted sum run in the same order as if it were alone.
+    fn attend_tile(&self, g: usize, pos: usize, queries: &[&[f32]], out: &mut [f32]) {
         let hd = self.head_dim;
-        let group = q.len() / hd;
+        let group = queries[0].len() / hd;
         let scale = 1.0 / (hd as f32).sqrt();
+        let len = pos + queries.len();
         let base = g * self.capacity * hd;
         let keys = &self.keys[base..base + len * hd];
         let values = &self.values[base..base + len * hd];
         let mut row = [0f32; MAX_HEAD_DIM];
         let row = &mut row[..hd];
-        // Scores `[group, len]`, each key row widened once for the whole group.
-        let mut scores = vec![0f32; group * len];
+        // Scores `[tokens * group, len]`; query token `i` sees positions `0..pos + i + 1`.
+        let mut scores = vec![0f32; queries.len() * group * len];
         for (j, k) in keys.chunks_exact(hd).enumerate() {
             f16_slice_ref(k).convert_to_f32_slice(row);
-            for (r, qh) in q.chunks_exact(hd).enumerate() {
-                scores[r * len + j] = dot(qh, row) * scale;
+            for (i, q) in queries.iter().enumerate().filter(|(i, _)| j <= pos + i) {
+                for (r, qh) in q.chunks_exact(hd).enumerate() {
+                    scores[(i * group + r) * len + j] = dot(qh, row) * scale;
+                }
             }
         }
-        for s in scores.chunks_exact_mut(len) {
+        for (n, s) in scores.chunks_exact_mut(len).enumerate() {
+            let s = &mut s[..pos + n / group + 1];
             let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for x in s.iter_mut() {
@@ -150,8 +191,10 @@ impl KvBlock {
         out.fill(0.0);
         for (j, v) in values.chunks_exact(hd).enumerate() {
             f16_slice_ref(v).convert_to_f32_slice(row);
-            for (r, o) in out.chunks_exact_mut(hd).enumerate() {
-                let p = scores[r * len + j];
+            // Tokens before `j - pos` do not see position `j`.
+            let blind = j.saturating_sub(pos);
+            for (n, o) in out.chunks_exact_mut(hd).enumerate().skip(blind * group) {
+                let p = scores[n * len + j];
                 for (o, v) in o.iter_mut().zip(row.iter()) {
                     *o = p.mul_add(*v, *o);
                 }

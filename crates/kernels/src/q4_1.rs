@@ -1,40 +1,62 @@
-//! Products of GGUF Q4_1 weight matrices with f32 activations.
+//! Products of GGUF Q4_1 weight matrices with f32 activations, in integer SIMD.
 //!
-//! Candle 0.9 has no SIMD Q4_1 dot product and reads the whole weight matrix once per input
-//! row; this kernel dequantizes each 32-weight block once per tile of [`TILE`] input rows,
-//! multiplies in f32 (no 8-bit quantization of the activations, so it is closer to the exact
-//! product than ggml's) and splits the output features across rayon's threads. Every output
-//! element is summed in the same order whatever the batch size, so a row's result does not
-//! depend on the rows beside it.
+//! Each input row is first quantized to 8 bits per 32-value block (ggml's Q8_1 scheme: scale
+//! `d = max|x| / 127`, values rounded half to even, the block's sum kept for the weights'
+//! minimum term); a weight block times an input block is then one `maddubs`/`madd` pair over
+//! 32 bytes, the way llama.cpp's `vec_dot_q4_1_q8_1` computes it, instead of widening every
+//! nibble to f32.
+//!
+//! At load the blocks are repacked in groups of [`ROWS`] weight rows: for each block column,
+//! the rows' eight scales, eight minimums and eight nibble runs side by side (160 bytes, as
+//! many as GGUF's eight blocks). A step then converts eight scales and eight minimums with
+//! one instruction each and keeps eight sums in flight while the weights stream in. A batch
+//! of tokens unpacks a group's nibbles once into bytes on the stack and runs every token of
+//! its tile against them. Tasks go to the worker pool ([`crate::pool`]): ranges of groups for
+//! a few tokens, tiles of tokens for a batch.
+//!
+//! A row's quantization and every output element's sums run in the same order whatever the
+//! batch and whichever kernel, so running tokens one by one or in a batch gives the same bits.
 use half::f16;
-use rayon::prelude::*;
 
-use crate::KernelError;
+use crate::{pool, KernelError};
 
 /// Weights per Q4_1 block.
 pub const QK: usize = 32;
 /// Bytes per Q4_1 block: f16 scale, f16 minimum, 16 bytes of nibbles.
 pub const BLOCK_BYTES: usize = 20;
-/// Input rows that share one dequantized weight block.
-const TILE: usize = 4;
-/// Rayon tasks per thread: enough to balance, few enough that a one-token
+/// Weight rows repacked side by side.
+const ROWS: usize = 8;
+/// Tokens per task in a batch (each unpacks every group once).
+const TILE: usize = 16;
+/// Pool tasks per thread: enough to balance a noisy machine, few enough that a one-token
 /// step is not dominated by scheduling.
 const TASKS_PER_THREAD: usize = 4;
 
-/// One Q4_1 block: weight `j` is `d * q_j + m` with `q_j` the low nibble of
-/// `qs[j]` for `j < 16` and the high nibble of `qs[j - 16]` above.
+/// One block column of [`ROWS`] weight rows: weight `j` of row `i` is `d[i] * q + m[i]`
+/// with `q` the low nibble of `qs[i][j]` for `j < 16` and the high nibble of
+/// `qs[i][j - 16]` above (GGUF's Q4_1 block, rows side by side).
 #[derive(Clone, Copy)]
-struct Block {
-    d: f16,
-    m: f16,
-    qs: [u8; QK / 2],
+#[repr(C)]
+struct Group {
+    d: [f16; ROWS],
+    m: [f16; ROWS],
+    qs: [[u8; QK / 2]; ROWS],
 }
 
-/// A `[features, inputs]` Q4_1 weight matrix in GGUF block layout.
+/// 32 activations quantized to 8 bits: value `j` is about `d * qs[j]`; `s` is `d * Σ qs`.
+#[derive(Clone, Copy)]
+struct Q8Block {
+    d: f32,
+    s: f32,
+    qs: [i8; QK],
+}
+
+/// A `[features, inputs]` Q4_1 weight matrix, repacked in groups of [`ROWS`] rows.
 pub struct Q41Matrix {
     features: usize,
     inputs: usize,
-    blocks: Vec<Block>,
+    /// `[features / ROWS (rounded up), inputs / QK]`; rows past `features` are zero.
+    groups: Vec<Group>,
 }
 
 impl Q41Matrix {
@@ -49,24 +71,31 @@ impl Q41Matrix {
                 "a Q4_1 matrix has {inputs} inputs, not a multiple of {QK}"
             )));
         }
-        if data.len() != features * inputs / QK * BLOCK_BYTES {
+        let per_row = inputs / QK;
+        if data.len() != features * per_row * BLOCK_BYTES {
             return Err(KernelError::Shape(format!(
                 "a Q4_1 matrix of {features}x{inputs} holds {} bytes",
                 data.len()
             )));
         }
-        let blocks = data
-            .chunks_exact(BLOCK_BYTES)
-            .map(|b| Block {
-                d: f16::from_le_bytes([b[0], b[1]]),
-                m: f16::from_le_bytes([b[2], b[3]]),
-                qs: b[4..].try_into().expect("16 bytes of nibbles"),
-            })
-            .collect();
+        let zero = Group {
+            d: [f16::ZERO; ROWS],
+            m: [f16::ZERO; ROWS],
+            qs: [[0; QK / 2]; ROWS],
+        };
+        let mut groups = vec![zero; features.div_ceil(ROWS) * per_row];
+        for (f, row) in data.chunks_exact(per_row * BLOCK_BYTES).enumerate() {
+            for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+                let g = &mut groups[f / ROWS * per_row + b];
+                g.d[f % ROWS] = f16::from_le_bytes([blk[0], blk[1]]);
+                g.m[f % ROWS] = f16::from_le_bytes([blk[2], blk[3]]);
+                g.qs[f % ROWS].copy_from_slice(&blk[4..]);
+            }
+        }
         Ok(Q41Matrix {
             features,
             inputs,
-            blocks,
+            groups,
         })
     }
 
@@ -82,7 +111,7 @@ impl Q41Matrix {
 
     /// Bytes of weights one product reads.
     pub fn weight_bytes(&self) -> usize {
-        self.blocks.len() * BLOCK_BYTES
+        self.groups.len() * std::mem::size_of::<Group>()
     }
 
     /// `x` `[t, inputs]` (row-major) times the transposed weights: `[t, features]`.
@@ -95,111 +124,177 @@ impl Q41Matrix {
             )));
         }
         let t = x.len() / inputs;
-        let per_row = inputs / QK;
-        // Sum of each input block, for the `m` term of every weight block.
-        let block_sums: Vec<f32> = x.chunks_exact(QK).map(|c| c.iter().sum()).collect();
-        // Output transposed, `[features, t]`, so that each task owns a contiguous slice.
-        let mut out = vec![0f32; self.features * t];
+        let n = inputs / QK;
+        let xq: Vec<Q8Block> = x.chunks_exact(QK).map(quantize).collect();
+        let mut out = vec![0f32; t * self.features];
         if t == 0 {
             return Ok(out);
         }
-        let per_task = self
-            .features
-            .div_ceil(rayon::current_num_threads() * TASKS_PER_THREAD)
-            .max(1);
-        out.par_chunks_mut(per_task * t)
-            .enumerate()
-            .for_each(|(task, out)| {
-                let first = task * per_task;
-                for r0 in (0..t).step_by(TILE) {
-                    let rows = TILE.min(t - r0);
-                    for (f, out) in out.chunks_exact_mut(t).enumerate() {
-                        let w = &self.blocks[(first + f) * per_row..(first + f + 1) * per_row];
-                        let xs = &x[r0 * inputs..(r0 + rows) * inputs];
-                        let sums = &block_sums[r0 * per_row..(r0 + rows) * per_row];
-                        let out = &mut out[r0..r0 + rows];
-                        match rows {
-                            1 => dot_tile::<1>(w, xs, sums, out),
-                            2 => dot_tile::<2>(w, xs, sums, out),
-                            3 => dot_tile::<3>(w, xs, sums, out),
-                            _ => dot_tile::<TILE>(w, xs, sums, out),
-                        }
+        let n_groups = self.groups.len() / n;
+        let features = self.features;
+        // Eight outputs of group `g` into `out[r * features + ..]` (fewer in a last, padded group).
+        let store = |out: &mut [f32], r: usize, g: usize, y: &[f32; ROWS]| {
+            let first = g * ROWS;
+            let k = ROWS.min(features - first);
+            out[r * features + first..r * features + first + k].copy_from_slice(&y[..k]);
+        };
+        let threads = pool::threads();
+        if t >= TILE * threads {
+            // A batch: each task a tile of tokens against every group, writing its own rows.
+            pool::for_each_chunk(&mut out, TILE * features, |task, out| {
+                let rows = out.len() / features;
+                let xs = &xq[task * TILE * n..(task * TILE + rows) * n];
+                let mut unpacked = vec![Unpacked::default(); n];
+                for g in 0..n_groups {
+                    unpack(&self.groups[g * n..(g + 1) * n], &mut unpacked);
+                    for r in 0..rows {
+                        let y = dot_unpacked(&unpacked, &xs[r * n..(r + 1) * n]);
+                        store(out, r, g, &y);
                     }
                 }
             });
-        if t == 1 {
-            return Ok(out);
-        }
-        let mut rows = vec![0f32; t * self.features];
-        for (f, col) in out.chunks_exact(t).enumerate() {
-            for (r, &v) in col.iter().enumerate() {
-                rows[r * self.features + f] = v;
+        } else {
+            // A few tokens: each task a range of groups, each group against every token
+            // while it is in the L1 cache.
+            let per_task = n_groups.div_ceil(threads * TASKS_PER_THREAD).max(1);
+            let mut by_group = vec![0f32; n_groups * ROWS * t];
+            pool::for_each_chunk(&mut by_group, per_task * ROWS * t, |task, part| {
+                for (i, part) in part.chunks_exact_mut(ROWS * t).enumerate() {
+                    let g = task * per_task + i;
+                    let w = &self.groups[g * n..(g + 1) * n];
+                    for (r, y) in part.chunks_exact_mut(ROWS).enumerate() {
+                        y.copy_from_slice(&dot_packed(w, &xq[r * n..(r + 1) * n]));
+                    }
+                }
+            });
+            for (g, part) in by_group.chunks_exact(ROWS * t).enumerate() {
+                for (r, y) in part.chunks_exact(ROWS).enumerate() {
+                    store(&mut out, r, g, y.try_into().expect("a group's outputs"));
+                }
             }
         }
-        Ok(rows)
+        Ok(out)
     }
 }
 
-/// Dot products of one weight row with `R` input rows stored one after the
-/// other in `xs`, with their block sums in `sums`. `R` is a constant so that
-/// the accumulators stay in registers.
-fn dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out: &mut [f32]) {
-    assert!(xs.len() == R * w.len() * QK && sums.len() == R * w.len() && out.len() == R);
+/// 32 activations to 8 bits (ggml's `quantize_row_q8_1`, with the scales kept in f32).
+fn quantize(x: &[f32]) -> Q8Block {
+    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; QK];
+    let mut sum = 0i32;
+    for (q, v) in qs.iter_mut().zip(x) {
+        // |v * id| <= 127 up to rounding, so the cast never saturates past one step.
+        *q = (v * id).round_ties_even() as i8;
+        sum += i32::from(*q);
+    }
+    Q8Block {
+        d,
+        s: d * sum as f32,
+        qs,
+    }
+}
+
+/// A group's block column with the nibbles widened to bytes and the scales to f32, for
+/// a batch to reuse.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Unpacked {
+    q: [[u8; QK]; ROWS],
+    d: [f32; ROWS],
+    m: [f32; ROWS],
+}
+
+/// Widens a group's blocks `w` into `out`, in the byte order the kernels use: low
+/// nibbles (weights 0..16), then high nibbles (16..32).
+fn unpack(w: &[Group], out: &mut [Unpacked]) {
+    for (g, u) in w.iter().zip(out.iter_mut()) {
+        for i in 0..ROWS {
+            for j in 0..QK / 2 {
+                u.q[i][j] = g.qs[i][j] & 0x0F;
+                u.q[i][j + QK / 2] = g.qs[i][j] >> 4;
+            }
+            u.d[i] = g.d[i].to_f32();
+            u.m[i] = g.m[i].to_f32();
+        }
+    }
+}
+
+/// The eight sums of a group's row with one token: the scale, minimum and accumulators of
+/// each row, and how every kernel finishes them (the same order everywhere).
+fn finish(acc: &[[f32; 8]; ROWS], min: &[f32; ROWS]) -> [f32; ROWS] {
+    std::array::from_fn(|i| {
+        let a = &acc[i];
+        ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min[i]
+    })
+}
+
+/// One token's quantized row `x` against a packed group's blocks `w`.
+fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
+    assert_eq!(w.len(), x.len());
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: the lengths were checked above and the CPU features are enabled at compile time.
+    // SAFETY: equal lengths were checked; the CPU features are enabled at compile time.
     unsafe {
-        avx2::dot_tile::<R>(w, xs, sums, out)
+        avx2::dot_packed(w, x)
     }
     #[cfg(not(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     )))]
-    portable_dot_tile::<R>(w, xs, sums, out)
+    {
+        let mut u = vec![Unpacked::default(); w.len()];
+        unpack(w, &mut u);
+        dot_unpacked(&u, x)
+    }
 }
 
-/// [`dot_tile`] in plain Rust, summing in the same order as the AVX2 version.
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-)))]
-fn portable_dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out: &mut [f32]) {
-    let width = w.len() * QK;
-    let mut acc = [[0f32; 8]; R];
-    let mut min_acc = [0f32; R];
-    for (b, blk) in w.iter().enumerate() {
-        let mut q = [0f32; QK];
-        for j in 0..QK / 2 {
-            q[j] = f32::from(blk.qs[j] & 0x0F);
-            q[j + QK / 2] = f32::from(blk.qs[j] >> 4);
-        }
-        let (d, m) = (blk.d.to_f32(), blk.m.to_f32());
-        for r in 0..R {
-            let x = &xs[r * width + b * QK..r * width + (b + 1) * QK];
-            let mut lanes = [0f32; 8];
-            for c in 0..QK / 8 {
-                for l in 0..8 {
-                    lanes[l] = q[c * 8 + l].mul_add(x[c * 8 + l], lanes[l]);
+/// One token's quantized row `x` against an unpacked group `w`.
+fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
+    assert_eq!(w.len(), x.len());
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: equal lengths were checked; the CPU features are enabled at compile time.
+    unsafe {
+        avx2::dot_unpacked(w, x)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        // Integer products in eight lanes of four weights, each lane scaled into its own
+        // f32 accumulator, as the `maddubs`/`madd` kernels do.
+        let mut acc = [[0f32; 8]; ROWS];
+        let mut min = [0f32; ROWS];
+        for (u, x) in w.iter().zip(x) {
+            for i in 0..ROWS {
+                let scale = u.d[i] * x.d;
+                for (l, a) in acc[i].iter_mut().enumerate() {
+                    let lane: i32 = (4 * l..4 * l + 4)
+                        .map(|j| i32::from(u.q[i][j]) * i32::from(x.qs[j]))
+                        .sum();
+                    *a = scale.mul_add(lane as f32, *a);
                 }
+                min[i] = u.m[i].mul_add(x.s, min[i]);
             }
-            for (a, lane) in acc[r].iter_mut().zip(lanes) {
-                *a = d.mul_add(lane, *a);
-            }
-            min_acc[r] = m.mul_add(sums[r * w.len() + b], min_acc[r]);
         }
-    }
-    for ((o, a), min) in out.iter_mut().zip(&acc).zip(min_acc) {
-        *o = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min;
+        finish(&acc, &min)
     }
 }
 
-/// The kernel with AVX2/FMA intrinsics: a block's 32 nibbles become four
-/// 8-lane f32 vectors once, then feed four FMAs per input row.
+/// The kernels with AVX2/FMA intrinsics. Per block column: the eight scales times the
+/// token's scale in one multiply, the eight minimum terms in one FMA, then per weight row
+/// one `maddubs` + `madd` + FMA.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -208,48 +303,68 @@ fn portable_dot_tile<const R: usize>(w: &[Block], xs: &[f32], sums: &[f32], out:
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Block, QK};
+    use super::{finish, Group, Q8Block, Unpacked, ROWS};
+
+    /// Eight row sums from the accumulators.
+    unsafe fn done(acc: &[__m256; ROWS], min: __m256) -> [f32; ROWS] {
+        let mut a = [[0f32; 8]; ROWS];
+        for (a, v) in a.iter_mut().zip(acc) {
+            _mm256_storeu_ps(a.as_mut_ptr(), *v);
+        }
+        let mut m = [0f32; ROWS];
+        _mm256_storeu_ps(m.as_mut_ptr(), min);
+        finish(&a, &m)
+    }
+
+    /// Unsigned weight bytes times signed activations: pairs (at most 2·15·127, no
+    /// saturation), then quads as i32, all exact; scaled into `acc`.
+    #[inline(always)]
+    unsafe fn step(acc: __m256, q: __m256i, xq: __m256i, scale: f32) -> __m256 {
+        let quads = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), _mm256_set1_epi16(1));
+        _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(quads), acc)
+    }
 
     /// # Safety
-    /// `xs` holds `R * w.len() * QK` floats, `sums` `R * w.len()`, `out` `R`.
-    pub(super) unsafe fn dot_tile<const R: usize>(
-        w: &[Block],
-        xs: &[f32],
-        sums: &[f32],
-        out: &mut [f32],
-    ) {
-        let width = w.len() * QK;
-        let low = _mm_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut min_acc = [0f32; R];
-        for (b, blk) in w.iter().enumerate() {
-            let packed = _mm_loadu_si128(blk.qs.as_ptr().cast());
-            let lo = _mm_and_si128(packed, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low);
-            let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-            let q = [
-                widen(lo),
-                widen(_mm_srli_si128(lo, 8)),
-                widen(hi),
-                widen(_mm_srli_si128(hi, 8)),
-            ];
-            let d = _mm256_set1_ps(blk.d.to_f32());
-            let m = blk.m.to_f32();
-            for r in 0..R {
-                let x = xs.as_ptr().add(r * width + b * QK);
-                let mut lanes = _mm256_mul_ps(q[0], _mm256_loadu_ps(x));
-                lanes = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(x.add(8)), lanes);
-                lanes = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(x.add(16)), lanes);
-                lanes = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(x.add(24)), lanes);
-                acc[r] = _mm256_fmadd_ps(d, lanes, acc[r]);
-                min_acc[r] = m.mul_add(*sums.get_unchecked(r * w.len() + b), min_acc[r]);
+    /// `w` and `x` have the same length.
+    pub(super) unsafe fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
+        let low = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); ROWS];
+        let mut min = _mm256_setzero_ps();
+        for (g, x) in w.iter().zip(x) {
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(g.d.as_ptr().cast()));
+            let m = _mm256_cvtph_ps(_mm_loadu_si128(g.m.as_ptr().cast()));
+            let mut scale = [0f32; ROWS];
+            _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(x.d)));
+            min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
+            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            for i in 0..ROWS {
+                let packed = _mm_loadu_si128(g.qs[i].as_ptr().cast());
+                let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
+                acc[i] = step(acc[i], q, xq, scale[i]);
             }
         }
-        for ((o, lanes), min) in out.iter_mut().zip(acc).zip(min_acc) {
-            let mut a = [0f32; 8];
-            _mm256_storeu_ps(a.as_mut_ptr(), lanes);
-            *o = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])) + min;
+        done(&acc, min)
+    }
+
+    /// # Safety
+    /// `w` and `x` have the same length.
+    pub(super) unsafe fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
+        let mut acc = [_mm256_setzero_ps(); ROWS];
+        let mut min = _mm256_setzero_ps();
+        for (u, x) in w.iter().zip(x) {
+            let mut scale = [0f32; ROWS];
+            _mm256_storeu_ps(
+                scale.as_mut_ptr(),
+                _mm256_mul_ps(_mm256_loadu_ps(u.d.as_ptr()), _mm256_set1_ps(x.d)),
+            );
+            min = _mm256_fmadd_ps(_mm256_loadu_ps(u.m.as_ptr()), _mm256_set1_ps(x.s), min);
+            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            for i in 0..ROWS {
+                let q = _mm256_load_si256(u.q[i].as_ptr().cast());
+                acc[i] = step(acc[i], q, xq, scale[i]);
+            }
         }
+        done(&acc, min)
     }
 }
 
@@ -257,7 +372,8 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// A small matrix against its weights dequantized by hand and an f64 product.
+    /// A small matrix against its weights dequantized by hand times the activations as
+    /// quantized (f64 sums: the scheme's exact result), and near the unquantized product.
     #[test]
     fn product_matches_the_dequantized_weights() {
         let (features, inputs) = (5, 64);
@@ -283,23 +399,59 @@ mod tests {
         let w = Q41Matrix::from_gguf(features, inputs, &data).unwrap();
         for t in [1, 2, 5] {
             let x: Vec<f32> = (0..t * inputs)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0 + (i % 5) as f32 * 0.013)
+                .collect();
+            let xq: Vec<f64> = x
+                .chunks_exact(QK)
+                .flat_map(|c| {
+                    let q = quantize(c);
+                    q.qs.map(|v| q.d as f64 * v as f64)
+                })
                 .collect();
             let y = w.matmul(&x).unwrap();
             for r in 0..t {
                 for f in 0..features {
-                    let exact: f64 = (0..inputs)
-                        .map(|i| dense[f * inputs + i] * x[r * inputs + i] as f64)
-                        .sum();
+                    let dot = |x: &dyn Fn(usize) -> f64| -> f64 {
+                        (0..inputs)
+                            .map(|i| dense[f * inputs + i] * x(r * inputs + i))
+                            .sum()
+                    };
+                    let scheme = dot(&|i| xq[i]);
+                    let exact = dot(&|i| x[i] as f64);
                     let got = y[r * features + f] as f64;
                     assert!(
-                        (got - exact).abs() <= 1e-5 * (1.0 + exact.abs()),
-                        "t={t} r={r} f={f}: {got} vs {exact}"
+                        (got - scheme).abs() <= 1e-5 * (1.0 + scheme.abs()),
+                        "t={t} r={r} f={f}: {got} vs {scheme}"
+                    );
+                    assert!(
+                        (got - exact).abs() <= 2e-2 * (1.0 + exact.abs()),
+                        "t={t} r={r} f={f}: {got} vs unquantized {exact}"
                     );
                 }
             }
         }
         assert!(Q41Matrix::from_gguf(features, inputs, &data[1..]).is_err());
         assert!(w.matmul(&[0.0; 3]).is_err());
+    }
+
+    /// Activations come back within half a step, ties round to even, zeros stay zero.
+    #[test]
+    fn activations_quantize_within_half_a_step() {
+        let x: Vec<f32> = (0..QK).map(|i| (i as f32 - 11.3) * 0.37).collect();
+        let q = quantize(&x);
+        assert_eq!(q.qs.iter().map(|v| v.unsigned_abs()).max(), Some(127));
+        for (v, &qv) in x.iter().zip(&q.qs) {
+            assert!((v - q.d * qv as f32).abs() <= q.d * 0.5 + 1e-6);
+        }
+        let sum: i32 = q.qs.iter().map(|&v| i32::from(v)).sum();
+        assert_eq!(q.s, q.d * sum as f32);
+        let mut ties = [0f32; QK];
+        ties[0] = 127.0;
+        ties[1] = 2.5;
+        ties[2] = -3.5;
+        let q = quantize(&ties);
+        assert_eq!((q.qs[1], q.qs[2]), (2, -4));
+        let q = quantize(&[0.0; QK]);
+        assert_eq!((q.d, q.s, q.qs), (0.0, 0.0, [0; QK]));
     }
 }
