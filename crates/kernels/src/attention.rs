@@ -2,21 +2,25 @@
 //!
 //! Keys and values are stored as f16 in one buffer each, allocated for the whole capacity
 //! (`[kv_heads, capacity, head_dim]`): a step writes only its own rows, truncation is free,
-//! and a head's keys for positions `0..len` are one contiguous run. For each query token and
-//! each key/value head, one pass computes the scores of every query head of the group (each
-//! key row is read and widened to f32 once for all of them), a softmax, and the weighted sum
-//! of the value rows (each read once for the group). The work of a (token, head) pair does
-//! not depend on the other tokens of the call, so running a word's tokens one by one or in a
-//! batch gives the same numbers.
+//! and a head's keys for positions `0..len` are one contiguous run. Keys and values are read
+//! in blocks of [`KEYS`] rows, widened to f32 once for every query head of the group and
+//! every query token of a tile: eight scores per query head at a time (eight sums in flight,
+//! no horizontal sum per key), a softmax with a vectorised exponential, and the weighted sum
+//! of the value rows. A query's arithmetic depends only on its own position and the cache,
+//! never on the other tokens of the call, so running a word's tokens one by one or in a batch
+//! gives the same bits.
 use crate::{pool, KernelError};
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
-/// Longest head this kernel handles (the widened key/value row lives on the stack).
+/// Longest head this kernel handles.
 pub const MAX_HEAD_DIM: usize = 256;
 
 /// Query tokens × cache positions below which a call stays on one thread.
-const PARALLEL_WORK: usize = 4096;
+const PARALLEL_WORK: usize = 512;
+
+/// Key (and value) rows widened together.
+pub const KEYS: usize = 8;
 
 /// Query tokens that share each widened key and value row in a prefill.
 const QUERY_TILE: usize = 8;
@@ -25,8 +29,10 @@ const QUERY_TILE: usize = 8;
 pub struct KvBlock {
     kv_heads: usize,
     capacity: usize,
+    /// Rows per head in the buffers: the capacity rounded up to whole blocks of [`KEYS`].
+    rows: usize,
     head_dim: usize,
-    /// f16 bits, `[kv_heads, capacity, head_dim]` (zeroed pages are mapped only once written).
+    /// f16 bits, `[kv_heads, rows, head_dim]` (zeroed pages are mapped only once written).
     keys: Vec<u16>,
     values: Vec<u16>,
 }
@@ -34,15 +40,18 @@ pub struct KvBlock {
 impl KvBlock {
     /// An empty cache for `kv_heads` heads of `head_dim` and `capacity` positions.
     pub fn new(kv_heads: usize, capacity: usize, head_dim: usize) -> Result<KvBlock, KernelError> {
-        if head_dim == 0 || head_dim > MAX_HEAD_DIM || kv_heads == 0 {
+        if head_dim == 0 || head_dim > MAX_HEAD_DIM || head_dim % 8 != 0 || kv_heads == 0 {
             return Err(KernelError::Shape(format!(
-                "{kv_heads} key/value heads of {head_dim} (1..={MAX_HEAD_DIM} supported)"
+                "{kv_heads} key/value heads of {head_dim} (multiples of 8 up to {MAX_HEAD_DIM} \
+                 supported)"
             )));
         }
-        let n = kv_heads * capacity * head_dim;
+        let rows = capacity.next_multiple_of(KEYS);
+        let n = kv_heads * rows * head_dim;
         Ok(KvBlock {
             kv_heads,
             capacity,
+            rows,
             head_dim,
             keys: vec![0; n],
             values: vec![0; n],
@@ -69,7 +78,7 @@ impl KvBlock {
         let hd = self.head_dim;
         for i in 0..t {
             for g in 0..self.kv_heads {
-                let at = (g * self.capacity + start + i) * hd;
+                let at = (g * self.rows + start + i) * hd;
                 let from = i * row + g * hd;
                 let dst = f16_slice(&mut self.keys[at..at + hd]);
                 dst.convert_from_f32_slice(&keys[from..from + hd]);
@@ -155,72 +164,244 @@ impl KvBlock {
 
     /// Consecutive query tokens, the first at position `pos`, each with the `group` query
     /// heads of key/value head `g` (`[group, head_dim]`), over the positions up to its own;
-    /// results `[tokens, group, head_dim]` into `out`. Each query's scores, softmax and
-    /// weighted sum run in the same order as if it were alone.
+    /// results `[tokens, group, head_dim]` into `out`.
     fn attend_tile(&self, g: usize, pos: usize, queries: &[&[f32]], out: &mut [f32]) {
         let hd = self.head_dim;
         let group = queries[0].len() / hd;
         let scale = 1.0 / (hd as f32).sqrt();
         let len = pos + queries.len();
-        let base = g * self.capacity * hd;
-        let keys = &self.keys[base..base + len * hd];
-        let values = &self.values[base..base + len * hd];
-        let mut row = [0f32; MAX_HEAD_DIM];
-        let row = &mut row[..hd];
-        // Scores `[tokens * group, len]`; query token `i` sees positions `0..pos + i + 1`.
-        let mut scores = vec![0f32; queries.len() * group * len];
-        for (j, k) in keys.chunks_exact(hd).enumerate() {
-            f16_slice_ref(k).convert_to_f32_slice(row);
-            for (i, q) in queries.iter().enumerate().filter(|(i, _)| j <= pos + i) {
-                for (r, qh) in q.chunks_exact(hd).enumerate() {
-                    scores[(i * group + r) * len + j] = dot(qh, row) * scale;
+        let blocks = len.div_ceil(KEYS);
+        let base = g * self.rows * hd;
+        // Query head `n` (token `n / group`) sees positions `0..seen(n)`.
+        let seen = |n: usize| pos + n / group + 1;
+        let heads: Vec<&[f32]> = queries.iter().flat_map(|q| q.chunks_exact(hd)).collect();
+        let mut rows = vec![0f32; KEYS * hd];
+        // Scores `[heads, blocks * KEYS]`.
+        let stride = blocks * KEYS;
+        let mut scores = vec![0f32; heads.len() * stride];
+        for b in 0..blocks {
+            let at = base + b * KEYS * hd;
+            f16_slice_ref(&self.keys[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
+            for (n, q) in heads
+                .iter()
+                .enumerate()
+                .filter(|(n, _)| b * KEYS < seen(*n))
+            {
+                let s = dots(q, &rows);
+                for (o, v) in scores[n * stride + b * KEYS..][..KEYS].iter_mut().zip(s) {
+                    *o = v * scale;
                 }
             }
         }
-        for (n, s) in scores.chunks_exact_mut(len).enumerate() {
-            let s = &mut s[..pos + n / group + 1];
-            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for x in s.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            s.iter_mut().for_each(|x| *x *= inv);
+        for (n, s) in scores.chunks_exact_mut(stride).enumerate() {
+            softmax(&mut s[..seen(n)]);
         }
         out.fill(0.0);
-        for (j, v) in values.chunks_exact(hd).enumerate() {
-            f16_slice_ref(v).convert_to_f32_slice(row);
-            // Tokens before `j - pos` do not see position `j`.
-            let blind = j.saturating_sub(pos);
-            for (n, o) in out.chunks_exact_mut(hd).enumerate().skip(blind * group) {
-                let p = scores[n * len + j];
-                for (o, v) in o.iter_mut().zip(row.iter()) {
-                    *o = p.mul_add(*v, *o);
+        for b in 0..blocks {
+            let at = base + b * KEYS * hd;
+            f16_slice_ref(&self.values[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
+            for (n, o) in out.chunks_exact_mut(hd).enumerate() {
+                let visible = seen(n).saturating_sub(b * KEYS).min(KEYS);
+                if visible > 0 {
+                    let p = &scores[n * stride + b * KEYS..][..visible];
+                    weighted_sum(p, &rows, o);
                 }
             }
         }
     }
 }
 
-/// Dot product in eight lanes (vectorised by the compiler), summed pairwise at the end.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((lane, x), y) in lanes.iter_mut().zip(x).zip(y) {
-            *lane = x.mul_add(*y, *lane);
+/// The dot products of query head `q` with each of the [`KEYS`] rows `[KEYS, q.len()]`.
+fn dots(q: &[f32], rows: &[f32]) -> [f32; KEYS] {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: `rows` holds KEYS rows of q.len() (a multiple of 8); features enabled at build.
+    unsafe {
+        avx2::dots(q, rows)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    std::array::from_fn(|k| {
+        let row = &rows[k * q.len()..(k + 1) * q.len()];
+        q.iter().zip(row).fold(0f32, |a, (x, y)| x.mul_add(*y, a))
+    })
+}
+
+/// `out += Σ p[k] · rows[k]` over the first `p.len()` rows, row by row.
+fn weighted_sum(p: &[f32], rows: &[f32], out: &mut [f32]) {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: `rows` holds at least p.len() rows of out.len() (a multiple of 8); features
+    // enabled at build.
+    unsafe {
+        avx2::weighted_sum(p, rows, out)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    for (k, &p) in p.iter().enumerate() {
+        let row = &rows[k * out.len()..(k + 1) * out.len()];
+        for (o, v) in out.iter_mut().zip(row) {
+            *o = p.mul_add(*v, *o);
         }
     }
-    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
-        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
-        + tail
+}
+
+/// Softmax in place: `exp(s - max)`, eight at a time, normalised by their sum.
+fn softmax(s: &mut [f32]) {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut chunks = s.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let e = exp8(std::array::from_fn(|i| c[i] - max));
+        c.copy_from_slice(&e);
+    }
+    let tail = chunks.into_remainder();
+    let mut e = [0f32; 8];
+    e[..tail.len()]
+        .iter_mut()
+        .zip(tail.iter())
+        .for_each(|(e, v)| *e = v - max);
+    let e = exp8(e);
+    tail.copy_from_slice(&e[..tail.len()]);
+    let sum: f32 = s.iter().sum();
+    let inv = 1.0 / sum;
+    s.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// `exp` of eight values `<= 0` (Cephes' `expf`: 2^n times a degree-5 polynomial on
+/// `|r| <= ln2/2`, relative error ~2e-7; below -87.3 the result is 0).
+fn exp8(x: [f32; 8]) -> [f32; 8] {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: features enabled at build.
+    unsafe {
+        avx2::exp8(x)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    x.map(|v| {
+        if v < EXP_MIN {
+            return 0.0;
+        }
+        let n = (v * std::f32::consts::LOG2_E).round_ties_even();
+        let r = n.mul_add(-EXP_LN2_HI, v);
+        let r = n.mul_add(-EXP_LN2_LO, r);
+        let p = EXP_POLY.iter().fold(0f32, |p, c| p.mul_add(r, *c));
+        let p = p.mul_add(r * r, r) + 1.0;
+        p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    })
+}
+
+/// Below this, `exp` is 0 in f32 (normal range).
+const EXP_MIN: f32 = -87.3;
+/// ln 2 split in two so that `n · ln2` is exact in the reduction.
+const EXP_LN2_HI: f32 = 0.693_359_4;
+const EXP_LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes' `expf` coefficients, highest degree first.
+const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5.000_000_1e-1,
+];
+
+/// The attention kernels with AVX2/FMA intrinsics.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{EXP_LN2_HI, EXP_LN2_LO, EXP_MIN, EXP_POLY, KEYS};
+
+    /// # Safety
+    /// `rows` holds `KEYS` rows of `q.len()`, a multiple of 8.
+    pub(super) unsafe fn dots(q: &[f32], rows: &[f32]) -> [f32; KEYS] {
+        let hd = q.len();
+        let mut acc = [_mm256_setzero_ps(); KEYS];
+        for c in (0..hd).step_by(8) {
+            let qv = _mm256_loadu_ps(q.as_ptr().add(c));
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows.as_ptr().add(k * hd + c)), *a);
+            }
+        }
+        // Eight sums of eight lanes: pairwise horizontal adds, then the two halves.
+        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+        let h67 = _mm256_hadd_ps(acc[6], acc[7]);
+        let h0123 = _mm256_hadd_ps(h01, h23);
+        let h4567 = _mm256_hadd_ps(h45, h67);
+        let lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
+        let hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
+        let mut out = [0f32; KEYS];
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(lo, hi));
+        out
+    }
+
+    /// # Safety
+    /// `rows` holds at least `p.len()` rows of `out.len()`, a multiple of 8.
+    pub(super) unsafe fn weighted_sum(p: &[f32], rows: &[f32], out: &mut [f32]) {
+        let hd = out.len();
+        for c in (0..hd).step_by(8) {
+            let mut acc = _mm256_loadu_ps(out.as_ptr().add(c));
+            for (k, &pk) in p.iter().enumerate() {
+                let v = _mm256_loadu_ps(rows.as_ptr().add(k * hd + c));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(pk), v, acc);
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(c), acc);
+        }
+    }
+
+    /// # Safety
+    /// Needs AVX2 and FMA.
+    pub(super) unsafe fn exp8(x: [f32; 8]) -> [f32; 8] {
+        let x = _mm256_loadu_ps(x.as_ptr());
+        let zero = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_LT_OQ);
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_LN2_HI), x);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_LN2_LO), r);
+        let mut p = _mm256_setzero_ps();
+        for c in EXP_POLY {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let p = _mm256_add_ps(
+            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+            _mm256_set1_ps(1.0),
+        );
+        let two_n = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        ));
+        let e = _mm256_andnot_ps(zero, _mm256_mul_ps(p, two_n));
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), e);
+        out
+    }
 }
 
 fn f16_slice(bits: &mut [u16]) -> &mut [f16] {
@@ -321,5 +502,21 @@ mod tests {
             .attend(cap, &q[..heads * hd], heads, &mut vec![0f32; heads * hd])
             .is_err());
         assert!(cache.write(0, &k[..3], &v[..3]).is_err());
+    }
+
+    /// The vectorised exponential against the standard library over the range a softmax
+    /// feeds it, and zero far below.
+    #[test]
+    fn exp8_is_within_a_few_ulp_of_expf() {
+        let mut worst = 0f64;
+        for i in 0..=8700 {
+            let x = -(i as f32) * 0.01;
+            let got = exp8([x; 8])[3] as f64;
+            let want = (x as f64).exp();
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(exp8([-100.0; 8]), [0.0; 8]);
+        assert_eq!(exp8([0.0; 8]), [1.0; 8]);
     }
 }
