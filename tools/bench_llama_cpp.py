@@ -3,7 +3,7 @@
 Usage: python3 tools/bench_llama_cpp.py [--bin target/release/neuralign] [--steps 30] [--json FILE]
 
 Installs llama-cpp-python from PyPI into a cache venv on first use (~/.cache/neuralign/
-llama-cpp-venv, built with -DGGML_NATIVE=ON: many minutes on 2 cores), then, on the same GGUF
+llama-cpp-venv, built for every SIMD extension of this CPU but AMX: many minutes on 2 cores), then, on the same GGUF
 (the default model) with 2 threads:
   - decode: llama.cpp's per-token eval (logits included) after 16/256/1024/2048 tokens of
     context, against `neuralign bench lm --json` (per word, no output layer) in the same run;
@@ -43,10 +43,29 @@ def ensure_llama_cpp():
     probe = subprocess.run([str(python), "-c", "import llama_cpp"], capture_output=True)
     if probe.returncode != 0:
         print(f"installing llama-cpp-python=={VERSION} into {VENV} (builds llama.cpp: many minutes)", file=sys.stderr)
-        env = dict(os.environ, CMAKE_ARGS="-DGGML_NATIVE=ON")
+        env = dict(os.environ, CMAKE_ARGS=cmake_args(), CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
         subprocess.run(["nice", "-n", "19", str(python), "-m", "pip", "install", "-q",
                         f"llama-cpp-python=={VERSION}"], check=True, env=env)
     os.execv(str(python), [str(python), *sys.argv])
+
+
+def cmake_args():
+    """Every SIMD extension this CPU reports, but not AMX: `-DGGML_NATIVE=ON` turns on AMX where
+    the CPU has it, and a VM that does not grant AMX tiles to processes (seen here on a Xeon)
+    then stops llama.cpp with an illegal instruction in `ggml_backend_amx_mul_mat`."""
+    flags = set()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        return "-DGGML_NATIVE=ON"
+    options = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "bmi2": "BMI2",
+               "avx_vnni": "AVX_VNNI", "avx512f": "AVX512", "avx512vbmi": "AVX512_VBMI",
+               "avx512_vnni": "AVX512_VNNI", "avx512_bf16": "AVX512_BF16"}
+    on = [f"-DGGML_{name}=ON" for flag, name in options.items() if flag in flags]
+    return " ".join(["-DGGML_NATIVE=OFF", *on])
 
 
 def percentiles(ms):

@@ -29,7 +29,7 @@ impl Default for LmBenchOptions {
     fn default() -> Self {
         LmBenchOptions {
             model: None,
-            contexts: vec![16, 256, 1024],
+            contexts: vec![16, 256, 1024, 2048],
             steps: 50,
             full_steps: 5,
             embed_words: 2000,

@@ -32,8 +32,10 @@ pub struct KvBlock {
     /// Rows per head in the buffers: the capacity rounded up to whole blocks of [`KEYS`].
     rows: usize,
     head_dim: usize,
-    /// f16 bits, `[kv_heads, rows, head_dim]` (zeroed pages are mapped only once written).
+    /// f16 bits, `[kv_heads, rows / KEYS, head_dim, KEYS]`: each block of positions stored
+    /// dimension-major, so that a block's scores are eight lanes of one FMA per dimension.
     keys: Vec<u16>,
+    /// f16 bits, `[kv_heads, rows, head_dim]` (zeroed pages are mapped only once written).
     values: Vec<u16>,
 }
 
@@ -77,11 +79,15 @@ impl KvBlock {
         }
         let hd = self.head_dim;
         for i in 0..t {
+            let p = start + i;
             for g in 0..self.kv_heads {
-                let at = (g * self.rows + start + i) * hd;
                 let from = i * row + g * hd;
-                let dst = f16_slice(&mut self.keys[at..at + hd]);
-                dst.convert_from_f32_slice(&keys[from..from + hd]);
+                // Keys block-transposed: dimension-major inside a block of KEYS positions.
+                let block = (g * self.rows + p - p % KEYS) * hd;
+                for (d, k) in keys[from..from + hd].iter().enumerate() {
+                    self.keys[block + d * KEYS + p % KEYS] = f16::from_f32(*k).to_bits();
+                }
+                let at = (g * self.rows + p) * hd;
                 let dst = f16_slice(&mut self.values[at..at + hd]);
                 dst.convert_from_f32_slice(&values[from..from + hd]);
             }
@@ -181,15 +187,24 @@ impl KvBlock {
         let mut scores = vec![0f32; heads.len() * stride];
         for b in 0..blocks {
             let at = base + b * KEYS * hd;
+            // `[head_dim, KEYS]`: the block's keys, dimension-major.
             f16_slice_ref(&self.keys[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
-            for (n, q) in heads
-                .iter()
-                .enumerate()
-                .filter(|(n, _)| b * KEYS < seen(*n))
-            {
-                let s = dots(q, &rows);
-                for (o, v) in scores[n * stride + b * KEYS..][..KEYS].iter_mut().zip(s) {
-                    *o = v * scale;
+            // Heads are in token order, so the ones that see this block are a suffix.
+            let first = (0..heads.len())
+                .find(|&n| b * KEYS < seen(n))
+                .unwrap_or(heads.len());
+            for (c, qs) in heads[first..].chunks(HEADS).enumerate() {
+                let n0 = first + c * HEADS;
+                let mut s = [[0f32; KEYS]; HEADS];
+                match qs.len() {
+                    1 => dots::<1>(&rows, qs, &mut s),
+                    2 => dots::<2>(&rows, qs, &mut s),
+                    3 => dots::<3>(&rows, qs, &mut s),
+                    _ => dots::<HEADS>(&rows, qs, &mut s),
+                }
+                for (i, s) in s[..qs.len()].iter().enumerate() {
+                    let o = &mut scores[(n0 + i) * stride + b * KEYS..][..KEYS];
+                    o.iter_mut().zip(s).for_each(|(o, v)| *o = v * scale);
                 }
             }
         }
@@ -200,60 +215,77 @@ impl KvBlock {
         for b in 0..blocks {
             let at = base + b * KEYS * hd;
             f16_slice_ref(&self.values[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
-            for (n, o) in out.chunks_exact_mut(hd).enumerate() {
-                let visible = seen(n).saturating_sub(b * KEYS).min(KEYS);
-                if visible > 0 {
-                    let p = &scores[n * stride + b * KEYS..][..visible];
-                    weighted_sum(p, &rows, o);
-                }
-            }
+            let visible = |n: usize| seen(n).saturating_sub(b * KEYS).min(KEYS);
+            weighted_sums(&rows, &scores[b * KEYS..], stride, &visible, out);
         }
     }
 }
 
-/// The dot products of query head `q` with each of the [`KEYS`] rows `[KEYS, q.len()]`.
-fn dots(q: &[f32], rows: &[f32]) -> [f32; KEYS] {
+/// Query heads whose scores share each load of a key block.
+const HEADS: usize = 4;
+
+/// Scores of `H` query heads against a block of keys `kt` `[head_dim, KEYS]`: `out[h][k]`
+/// is the sum over dimensions, in order, of `q[h][d] · kt[d][k]`, whatever `H`.
+fn dots<const H: usize>(kt: &[f32], q: &[&[f32]], out: &mut [[f32; KEYS]; HEADS]) {
+    assert!(q.len() == H && H <= HEADS && q.iter().all(|q| q.len() * KEYS == kt.len()));
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: `rows` holds KEYS rows of q.len() (a multiple of 8); features enabled at build.
+    // SAFETY: the lengths were checked; the CPU features are enabled at compile time.
     unsafe {
-        avx2::dots(q, rows)
+        avx2::dots::<H>(kt, q, out)
     }
     #[cfg(not(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     )))]
-    std::array::from_fn(|k| {
-        let row = &rows[k * q.len()..(k + 1) * q.len()];
-        q.iter().zip(row).fold(0f32, |a, (x, y)| x.mul_add(*y, a))
-    })
+    for (h, q) in q.iter().enumerate() {
+        for k in 0..KEYS {
+            out[h][k] = q
+                .iter()
+                .enumerate()
+                .fold(0f32, |a, (d, x)| x.mul_add(kt[d * KEYS + k], a));
+        }
+    }
 }
 
-/// `out += Σ p[k] · rows[k]` over the first `p.len()` rows, row by row.
-fn weighted_sum(p: &[f32], rows: &[f32], out: &mut [f32]) {
+/// For each query head `n` (outputs `[heads, head_dim]` in `out`): `out[n] += Σ p[n][k] ·
+/// rows[k]` over the first `visible(n)` value rows of the block, in order, where `p[n]`
+/// starts at `p[n * stride]`.
+fn weighted_sums(
+    rows: &[f32],
+    p: &[f32],
+    stride: usize,
+    visible: &dyn Fn(usize) -> usize,
+    out: &mut [f32],
+) {
+    let hd = rows.len() / KEYS;
+    assert!(rows.len() == KEYS * hd && hd % 8 == 0 && out.len() % hd == 0);
+    let heads = out.len() / hd;
+    assert!(heads == 0 || p.len() >= (heads - 1) * stride + KEYS);
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: `rows` holds at least p.len() rows of out.len() (a multiple of 8); features
-    // enabled at build.
+    // SAFETY: the lengths were checked; the CPU features are enabled at compile time.
     unsafe {
-        avx2::weighted_sum(p, rows, out)
+        avx2::weighted_sums(rows, p, stride, visible, out)
     }
     #[cfg(not(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     )))]
-    for (k, &p) in p.iter().enumerate() {
-        let row = &rows[k * out.len()..(k + 1) * out.len()];
-        for (o, v) in out.iter_mut().zip(row) {
-            *o = p.mul_add(*v, *o);
+    for (n, o) in out.chunks_exact_mut(hd).enumerate() {
+        for k in 0..visible(n) {
+            let pk = p[n * stride + k];
+            for (o, v) in o.iter_mut().zip(&rows[k * hd..(k + 1) * hd]) {
+                *o = pk.mul_add(*v, *o);
+            }
         }
     }
 }
@@ -333,44 +365,53 @@ const EXP_POLY: [f32; 6] = [
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{EXP_LN2_HI, EXP_LN2_LO, EXP_MIN, EXP_POLY, KEYS};
+    use super::{EXP_LN2_HI, EXP_LN2_LO, EXP_MIN, EXP_POLY, HEADS, KEYS};
 
     /// # Safety
-    /// `rows` holds `KEYS` rows of `q.len()`, a multiple of 8.
-    pub(super) unsafe fn dots(q: &[f32], rows: &[f32]) -> [f32; KEYS] {
-        let hd = q.len();
-        let mut acc = [_mm256_setzero_ps(); KEYS];
-        for c in (0..hd).step_by(8) {
-            let qv = _mm256_loadu_ps(q.as_ptr().add(c));
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows.as_ptr().add(k * hd + c)), *a);
+    /// `kt` holds `[q[h].len(), KEYS]` floats; `H <= HEADS` queries.
+    pub(super) unsafe fn dots<const H: usize>(
+        kt: &[f32],
+        q: &[&[f32]],
+        out: &mut [[f32; KEYS]; HEADS],
+    ) {
+        let hd = q[0].len();
+        let mut acc = [_mm256_setzero_ps(); H];
+        for d in 0..hd {
+            let k = _mm256_loadu_ps(kt.as_ptr().add(d * KEYS));
+            for h in 0..H {
+                let qd = _mm256_set1_ps(*q.get_unchecked(h).get_unchecked(d));
+                acc[h] = _mm256_fmadd_ps(qd, k, acc[h]);
             }
         }
-        // Eight sums of eight lanes: pairwise horizontal adds, then the two halves.
-        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
-        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
-        let h45 = _mm256_hadd_ps(acc[4], acc[5]);
-        let h67 = _mm256_hadd_ps(acc[6], acc[7]);
-        let h0123 = _mm256_hadd_ps(h01, h23);
-        let h4567 = _mm256_hadd_ps(h45, h67);
-        let lo = _mm256_permute2f128_ps(h0123, h4567, 0x20);
-        let hi = _mm256_permute2f128_ps(h0123, h4567, 0x31);
-        let mut out = [0f32; KEYS];
-        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(lo, hi));
-        out
+        for h in 0..H {
+            _mm256_storeu_ps(out[h].as_mut_ptr(), acc[h]);
+        }
     }
 
     /// # Safety
-    /// `rows` holds at least `p.len()` rows of `out.len()`, a multiple of 8.
-    pub(super) unsafe fn weighted_sum(p: &[f32], rows: &[f32], out: &mut [f32]) {
-        let hd = out.len();
+    /// As [`super::weighted_sums`] checks.
+    pub(super) unsafe fn weighted_sums(
+        rows: &[f32],
+        p: &[f32],
+        stride: usize,
+        visible: &dyn Fn(usize) -> usize,
+        out: &mut [f32],
+    ) {
+        let hd = rows.len() / KEYS;
+        let heads = out.len() / hd;
+        let seen: Vec<usize> = (0..heads).map(visible).collect();
         for c in (0..hd).step_by(8) {
-            let mut acc = _mm256_loadu_ps(out.as_ptr().add(c));
-            for (k, &pk) in p.iter().enumerate() {
-                let v = _mm256_loadu_ps(rows.as_ptr().add(k * hd + c));
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(pk), v, acc);
+            let v: [__m256; KEYS] =
+                std::array::from_fn(|k| _mm256_loadu_ps(rows.as_ptr().add(k * hd + c)));
+            for (n, &seen) in seen.iter().enumerate().filter(|(_, &s)| s > 0) {
+                let o = out.as_mut_ptr().add(n * hd + c);
+                let mut acc = _mm256_loadu_ps(o);
+                for (k, v) in v.iter().enumerate().take(seen) {
+                    acc =
+                        _mm256_fmadd_ps(_mm256_set1_ps(*p.get_unchecked(n * stride + k)), *v, acc);
+                }
+                _mm256_storeu_ps(o, acc);
             }
-            _mm256_storeu_ps(out.as_mut_ptr().add(c), acc);
         }
     }
 

@@ -179,20 +179,37 @@ impl Q41Matrix {
 
 /// 32 activations to 8 bits (ggml's `quantize_row_q8_1`, with the scales kept in f32).
 fn quantize(x: &[f32]) -> Q8Block {
-    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-    let mut qs = [0i8; QK];
-    let mut sum = 0i32;
-    for (q, v) in qs.iter_mut().zip(x) {
-        // |v * id| <= 127 up to rounding, so the cast never saturates past one step.
-        *q = (v * id).round_ties_even() as i8;
-        sum += i32::from(*q);
+    let x: &[f32; QK] = x.try_into().expect("a block of activations");
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: the CPU features are enabled at compile time.
+    unsafe {
+        avx2::quantize(x)
     }
-    Q8Block {
-        d,
-        s: d * sum as f32,
-        qs,
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut qs = [0i8; QK];
+        let mut sum = 0i32;
+        for (q, v) in qs.iter_mut().zip(x) {
+            // |v * id| <= 127 up to rounding, so the cast never saturates past one step.
+            *q = (v * id).round_ties_even() as i8;
+            sum += i32::from(*q);
+        }
+        Q8Block {
+            d,
+            s: d * sum as f32,
+            qs,
+        }
     }
 }
 
@@ -211,6 +228,20 @@ struct Unpacked {
 fn unpack(w: &[Group], out: &mut [Unpacked]) {
     for (g, u) in w.iter().zip(out.iter_mut()) {
         for i in 0..ROWS {
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
+            // SAFETY: the CPU features are enabled at compile time.
+            unsafe {
+                avx2::unpack_row(&g.qs[i], &mut u.q[i]);
+            }
+            #[cfg(not(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            )))]
             for j in 0..QK / 2 {
                 u.q[i][j] = g.qs[i][j] & 0x0F;
                 u.q[i][j + QK / 2] = g.qs[i][j] >> 4;
@@ -303,7 +334,51 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{finish, Group, Q8Block, Unpacked, ROWS};
+    use super::{finish, Group, Q8Block, Unpacked, QK, ROWS};
+
+    /// Sixteen bytes of nibbles as 32 bytes, low nibbles first.
+    #[inline(always)]
+    unsafe fn nibbles(packed: __m128i) -> __m256i {
+        let low = _mm256_set1_epi8(0x0F);
+        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low)
+    }
+
+    /// One row of a group's block, widened.
+    pub(super) unsafe fn unpack_row(qs: &[u8; QK / 2], out: &mut [u8; QK]) {
+        let q = nibbles(_mm_loadu_si128(qs.as_ptr().cast()));
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), q);
+    }
+
+    /// [`super::quantize`]: the same scale, rounding (half to even) and sum, eight lanes
+    /// at a time.
+    pub(super) unsafe fn quantize(x: &[f32; QK]) -> Q8Block {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+        let sign = _mm256_set1_ps(-0.0);
+        let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+        let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let amax = lanes.iter().fold(0f32, |a, v| a.max(*v));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        // cvtps rounds half to even in the default rounding mode.
+        let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, id)));
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let mut s = [0i32; 8];
+        _mm256_storeu_si256(s.as_mut_ptr().cast(), sum);
+        // Pack to bytes: the packs interleave 128-bit halves, the permute restores order.
+        let w01 = _mm256_packs_epi32(q[0], q[1]);
+        let w23 = _mm256_packs_epi32(q[2], q[3]);
+        let b = _mm256_packs_epi16(w01, w23);
+        let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let mut qs = [0i8; QK];
+        _mm256_storeu_si256(qs.as_mut_ptr().cast(), b);
+        Q8Block {
+            d,
+            s: d * s.iter().sum::<i32>() as f32,
+            qs,
+        }
+    }
 
     /// Eight row sums from the accumulators.
     unsafe fn done(acc: &[__m256; ROWS], min: __m256) -> [f32; ROWS] {
@@ -327,7 +402,6 @@ mod avx2 {
     /// # Safety
     /// `w` and `x` have the same length.
     pub(super) unsafe fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
-        let low = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); ROWS];
         let mut min = _mm256_setzero_ps();
         for (g, x) in w.iter().zip(x) {
@@ -338,8 +412,7 @@ mod avx2 {
             min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
             let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
             for i in 0..ROWS {
-                let packed = _mm_loadu_si128(g.qs[i].as_ptr().cast());
-                let q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low);
+                let q = nibbles(_mm_loadu_si128(g.qs[i].as_ptr().cast()));
                 acc[i] = step(acc[i], q, xq, scale[i]);
             }
         }
