@@ -215,11 +215,13 @@ fn tok_ids(e: &Engine, s: &str) -> Vec<u32> {
 #[test]
 fn word_by_word_equals_one_full_context_forward() {
     let t = tiny();
-    let words: Vec<&str> = TEXT.split(' ').collect();
+    // Long enough that the full forward takes the kernels' batch paths (tiles of tokens).
+    let words: Vec<&str> = TEXT.split(' ').cycle().take(60).collect();
     for pool in [Pool::Last, Pool::Mean] {
-        let mut inc = engine(&t, 256, pool);
+        let mut inc = engine(&t, 512, pool);
         let step: Vec<_> = words.iter().map(|w| inc.push_word(w).unwrap()).collect();
-        let mut full = engine(&t, 256, pool);
+        assert!(inc.n_tokens() >= 100, "{} tokens", inc.n_tokens());
+        let mut full = engine(&t, 512, pool);
         let all = full.embed_words(&words, usize::MAX).unwrap();
         assert_same(&step, &all);
         // Small batches give the same embeddings too.

@@ -4,7 +4,8 @@
 //! `d = max|x| / 127`, values rounded half to even, the block's sum kept for the weights'
 //! minimum term); a weight block times an input block is then one `maddubs`/`madd` pair over
 //! 32 bytes, the way llama.cpp's `vec_dot_q4_1_q8_1` computes it, instead of widening every
-//! nibble to f32.
+//! nibble to f32; where the CPU has VNNI, one `vpdpbusd` computes the same integers
+//! ([`Product`], chosen at run time).
 //!
 //! At load the blocks are repacked in groups of [`ROWS`] weight rows: for each block column,
 //! the rows' eight scales, eight minimums and eight nibble runs side by side (160 bytes, as
@@ -261,6 +262,41 @@ fn finish(acc: &[[f32; 8]; ROWS], min: &[f32; ROWS]) -> [f32; ROWS] {
     })
 }
 
+/// How the AVX2 kernels multiply weight bytes by activation bytes: `maddubs` + `madd`
+/// everywhere, one `vpdpbusd` where the CPU has VNNI (the same integers, so the same
+/// results). `NEURALIGN_KERNEL=madd` forces the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    /// `maddubs` + `madd` (AVX2).
+    Madd,
+    /// `vpdpbusd`, VEX-encoded (AVX-VNNI).
+    AvxVnni,
+    /// `vpdpbusd` on 256-bit registers (AVX-512 VNNI + VL).
+    Avx512Vnni,
+}
+
+/// The [`Product`] this process uses, chosen once.
+pub fn product() -> Product {
+    static CHOSEN: std::sync::OnceLock<Product> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        if std::env::var("NEURALIGN_KERNEL").is_ok_and(|v| v == "madd") {
+            return Product::Madd;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                return Product::AvxVnni;
+            }
+            if std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                return Product::Avx512Vnni;
+            }
+        }
+        Product::Madd
+    })
+}
+
 /// One token's quantized row `x` against a packed group's blocks `w`.
 fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
     assert_eq!(w.len(), x.len());
@@ -269,9 +305,14 @@ fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: equal lengths were checked; the CPU features are enabled at compile time.
+    // SAFETY: equal lengths were checked; AVX2/FMA are enabled at compile time and the
+    // VNNI variants are chosen only where the CPU reports them.
     unsafe {
-        avx2::dot_packed(w, x)
+        match product() {
+            Product::Madd => avx2::madd::dot_packed(w, x),
+            Product::AvxVnni => avx2::avx_vnni::dot_packed(w, x),
+            Product::Avx512Vnni => avx2::avx512_vnni::dot_packed(w, x),
+        }
     }
     #[cfg(not(all(
         target_arch = "x86_64",
@@ -293,9 +334,13 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: equal lengths were checked; the CPU features are enabled at compile time.
+    // SAFETY: as in `dot_packed`.
     unsafe {
-        avx2::dot_unpacked(w, x)
+        match product() {
+            Product::Madd => avx2::madd::dot_unpacked(w, x),
+            Product::AvxVnni => avx2::avx_vnni::dot_unpacked(w, x),
+            Product::Avx512Vnni => avx2::avx512_vnni::dot_unpacked(w, x),
+        }
     }
     #[cfg(not(all(
         target_arch = "x86_64",
@@ -334,7 +379,7 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{finish, Group, Q8Block, Unpacked, QK, ROWS};
+    use super::{finish, Q8Block, QK, ROWS};
 
     /// Sixteen bytes of nibbles as 32 bytes, low nibbles first.
     #[inline(always)]
@@ -391,54 +436,97 @@ mod avx2 {
         finish(&a, &m)
     }
 
-    /// Unsigned weight bytes times signed activations: pairs (at most 2·15·127, no
-    /// saturation), then quads as i32, all exact; scaled into `acc`.
-    #[inline(always)]
-    unsafe fn step(acc: __m256, q: __m256i, xq: __m256i, scale: f32) -> __m256 {
-        let quads = _mm256_madd_epi16(_mm256_maddubs_epi16(q, xq), _mm256_set1_epi16(1));
-        _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(quads), acc)
+    /// A group times one token, for each way of multiplying weight bytes by activation
+    /// bytes into sums of four (`quads`): every way gives the same integers, so the same
+    /// results bit for bit.
+    macro_rules! products {
+        ($name:ident, $features:literal, |$q:ident, $x:ident| $quads:expr) => {
+            pub(super) mod $name {
+                use std::arch::x86_64::*;
+
+                use super::super::{Group, Q8Block, Unpacked, ROWS};
+                use super::{done, nibbles};
+
+                /// The block's quads, scaled into `acc`.
+                #[inline]
+                #[target_feature(enable = $features)]
+                unsafe fn step(acc: __m256, $q: __m256i, $x: __m256i, scale: f32) -> __m256 {
+                    let quads: __m256i = $quads;
+                    _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(quads), acc)
+                }
+
+                /// # Safety
+                /// `w` and `x` have the same length; the CPU has the features.
+                #[target_feature(enable = $features)]
+                pub(in super::super) unsafe fn dot_packed(
+                    w: &[Group],
+                    x: &[Q8Block],
+                ) -> [f32; ROWS] {
+                    let mut acc = [_mm256_setzero_ps(); ROWS];
+                    let mut min = _mm256_setzero_ps();
+                    for (g, x) in w.iter().zip(x) {
+                        let d = _mm256_cvtph_ps(_mm_loadu_si128(g.d.as_ptr().cast()));
+                        let m = _mm256_cvtph_ps(_mm_loadu_si128(g.m.as_ptr().cast()));
+                        let mut scale = [0f32; ROWS];
+                        _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(x.d)));
+                        min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
+                        let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+                        for i in 0..ROWS {
+                            let q = nibbles(_mm_loadu_si128(g.qs[i].as_ptr().cast()));
+                            acc[i] = step(acc[i], q, xq, scale[i]);
+                        }
+                    }
+                    done(&acc, min)
+                }
+
+                /// # Safety
+                /// `w` and `x` have the same length; the CPU has the features.
+                #[target_feature(enable = $features)]
+                pub(in super::super) unsafe fn dot_unpacked(
+                    w: &[Unpacked],
+                    x: &[Q8Block],
+                ) -> [f32; ROWS] {
+                    let mut acc = [_mm256_setzero_ps(); ROWS];
+                    let mut min = _mm256_setzero_ps();
+                    for (u, x) in w.iter().zip(x) {
+                        let mut scale = [0f32; ROWS];
+                        _mm256_storeu_ps(
+                            scale.as_mut_ptr(),
+                            _mm256_mul_ps(_mm256_loadu_ps(u.d.as_ptr()), _mm256_set1_ps(x.d)),
+                        );
+                        min = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(u.m.as_ptr()),
+                            _mm256_set1_ps(x.s),
+                            min,
+                        );
+                        let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+                        for i in 0..ROWS {
+                            let q = _mm256_load_si256(u.q[i].as_ptr().cast());
+                            acc[i] = step(acc[i], q, xq, scale[i]);
+                        }
+                    }
+                    done(&acc, min)
+                }
+            }
+        };
     }
 
-    /// # Safety
-    /// `w` and `x` have the same length.
-    pub(super) unsafe fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
-        let mut acc = [_mm256_setzero_ps(); ROWS];
-        let mut min = _mm256_setzero_ps();
-        for (g, x) in w.iter().zip(x) {
-            let d = _mm256_cvtph_ps(_mm_loadu_si128(g.d.as_ptr().cast()));
-            let m = _mm256_cvtph_ps(_mm_loadu_si128(g.m.as_ptr().cast()));
-            let mut scale = [0f32; ROWS];
-            _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(x.d)));
-            min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
-            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            for i in 0..ROWS {
-                let q = nibbles(_mm_loadu_si128(g.qs[i].as_ptr().cast()));
-                acc[i] = step(acc[i], q, xq, scale[i]);
-            }
-        }
-        done(&acc, min)
-    }
-
-    /// # Safety
-    /// `w` and `x` have the same length.
-    pub(super) unsafe fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
-        let mut acc = [_mm256_setzero_ps(); ROWS];
-        let mut min = _mm256_setzero_ps();
-        for (u, x) in w.iter().zip(x) {
-            let mut scale = [0f32; ROWS];
-            _mm256_storeu_ps(
-                scale.as_mut_ptr(),
-                _mm256_mul_ps(_mm256_loadu_ps(u.d.as_ptr()), _mm256_set1_ps(x.d)),
-            );
-            min = _mm256_fmadd_ps(_mm256_loadu_ps(u.m.as_ptr()), _mm256_set1_ps(x.s), min);
-            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            for i in 0..ROWS {
-                let q = _mm256_load_si256(u.q[i].as_ptr().cast());
-                acc[i] = step(acc[i], q, xq, scale[i]);
-            }
-        }
-        done(&acc, min)
-    }
+    // Unsigned weight bytes times signed activations: pairs (at most 2·15·127, no
+    // saturation), then quads as i32, all exact.
+    products!(madd, "avx2,fma", |q, x| _mm256_madd_epi16(
+        _mm256_maddubs_epi16(q, x),
+        _mm256_set1_epi16(1)
+    ));
+    // The same quads in one instruction (VEX-encoded VNNI: Alder Lake, Sapphire Rapids on).
+    products!(
+        avx_vnni,
+        "avx2,fma,avxvnni",
+        |q, x| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), q, x)
+    );
+    // The same with AVX-512 VNNI on 256-bit registers (Ice Lake servers, AMD Zen 4 on).
+    products!(avx512_vnni, "avx2,fma,avx512vnni,avx512vl", |q, x| {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x)
+    });
 }
 
 #[cfg(test)]
@@ -526,5 +614,49 @@ mod tests {
         assert_eq!((q.qs[1], q.qs[2]), (2, -4));
         let q = quantize(&[0.0; QK]);
         assert_eq!((q.d, q.s, q.qs), (0.0, 0.0, [0; QK]));
+    }
+
+    /// Every multiply of bytes the CPU has gives the same bits as `maddubs` + `madd`.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[test]
+    fn vnni_products_equal_madd_bit_for_bit() {
+        let n = 6;
+        let mut state = 12345u32;
+        let mut next = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            state
+        };
+        let groups: Vec<Group> = (0..n)
+            .map(|_| Group {
+                d: std::array::from_fn(|_| f16::from_f32((next() % 1000) as f32 * 1e-4)),
+                m: std::array::from_fn(|_| f16::from_f32(-((next() % 1000) as f32) * 1e-4)),
+                qs: std::array::from_fn(|_| std::array::from_fn(|_| next() as u8)),
+            })
+            .collect();
+        let x: Vec<f32> = (0..n * QK)
+            .map(|_| (next() % 2001) as f32 / 500.0 - 2.0)
+            .collect();
+        let xq: Vec<Q8Block> = x.chunks_exact(QK).map(quantize).collect();
+        let mut unpacked = vec![Unpacked::default(); n];
+        unpack(&groups, &mut unpacked);
+        // SAFETY: AVX2/FMA at compile time; each VNNI variant only where detected.
+        unsafe {
+            let packed = avx2::madd::dot_packed(&groups, &xq);
+            assert_eq!(packed, avx2::madd::dot_unpacked(&unpacked, &xq));
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                assert_eq!(packed, avx2::avx_vnni::dot_packed(&groups, &xq));
+                assert_eq!(packed, avx2::avx_vnni::dot_unpacked(&unpacked, &xq));
+            }
+            if std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                assert_eq!(packed, avx2::avx512_vnni::dot_packed(&groups, &xq));
+                assert_eq!(packed, avx2::avx512_vnni::dot_unpacked(&unpacked, &xq));
+            }
+        }
     }
 }
