@@ -307,6 +307,77 @@ fn context_limit_drops_oldest_words_to_half_and_reprefills() {
     );
 }
 
+/// A live engine builds the context that follows each compaction while idle: at the limit
+/// that context takes over with nothing to recompute, keeps about half the limit, and every
+/// word (the one that crossed the limit too) equals a fresh engine fed the kept words. A
+/// revision inside the prepared words, and one before them, leave it consistent.
+#[test]
+fn prepared_compaction_takes_over_at_the_limit_and_equals_a_fresh_context() {
+    let t = tiny();
+    let limit = 48;
+    let words: Vec<&str> = TEXT.split(' ').cycle().take(120).collect();
+    let mut e = engine(&t, limit, Pool::Last);
+    e.enable_prepared_compaction();
+    let check = |e: &Engine, emb: &WordEmbedding| {
+        let kept: Vec<String> = e.words().map(str::to_string).collect();
+        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+        let mut fresh = engine(&t, limit, Pool::Last);
+        let expected = fresh.embed_words(&kept, usize::MAX).unwrap();
+        assert_same(std::slice::from_ref(emb), &expected[expected.len() - 1..]);
+    };
+    let (mut takeovers, mut prepared_words) = (0, 0);
+    let per_token = e.kv_cache_bytes().1 / (2 * limit);
+    for (i, w) in words.iter().enumerate() {
+        let before = e.n_words();
+        // Tokens cached beyond the context's own (and its BOS): the prepared ones.
+        let spare_before = (e.kv_cache_bytes().0 / per_token).saturating_sub(e.n_tokens() + 1);
+        let emb = e.push_word(w).unwrap();
+        assert!(e.n_tokens() <= limit);
+        if e.n_words() <= before {
+            takeovers += 1;
+            // The prepared context held about half the limit (one word either side).
+            assert!(
+                e.n_tokens() <= limit / 2 + 8,
+                "{} tokens kept",
+                e.n_tokens()
+            );
+            assert!(spare_before > 0, "word {i}: nothing was prepared");
+            assert!(e.n_tokens() >= limit / 4, "{} tokens kept", e.n_tokens());
+            check(&e, &emb);
+        } else if i % 7 == 0 {
+            check(&e, &emb);
+        }
+        if i == 70 {
+            // A revision of the last two words (inside the prepared ones), then one
+            // reaching back before them.
+            let at = e.next_position() - 2;
+            e.rollback(at);
+            let emb = e.push_word("lantern").unwrap();
+            check(&e, &emb);
+            while e.prepare_compaction(1).unwrap() {}
+            e.rollback(e.next_position() - e.n_words() / 2 - 3);
+            let emb = e.push_word("glass").unwrap();
+            check(&e, &emb);
+        }
+        // Idle between words: one prepared word at a time.
+        if e.prepare_compaction(1).unwrap() {
+            prepared_words += 1;
+        }
+    }
+    assert!(takeovers >= 3, "{takeovers} takeovers");
+    assert!(
+        prepared_words > words.len() / 3,
+        "{prepared_words} words prepared"
+    );
+    // Without enabling it, nothing is prepared and the cache bound is single.
+    let mut plain = engine(&t, limit, Pool::Last);
+    for w in &words[..30] {
+        plain.push_word(w).unwrap();
+        assert!(!plain.prepare_compaction(4).unwrap());
+    }
+    assert_eq!(plain.kv_cache_bytes().1 * 2, e.kv_cache_bytes().1);
+}
+
 /// A revision after the context limit has dropped words: positions count the dropped words
 /// too, so the rollback forgets exactly the revised word and those after it, as a fresh
 /// engine that never saw them would have.

@@ -124,7 +124,7 @@ impl HighGamma {
     /// the ingest layer always hands over whole samples).
     pub fn process(&mut self, samples: &[f32], out: &mut Vec<f32>) -> usize {
         assert!(
-            samples.len() % self.channels == 0,
+            samples.len().is_multiple_of(self.channels),
             "HighGamma::process got {} values, not a whole number of {}-channel samples",
             samples.len(),
             self.channels

@@ -72,7 +72,7 @@ impl Session {
     /// Checks that the arrays agree with the declared shapes.
     pub fn validate(&self) -> Result<(), EncodeError> {
         let e = self.labels.len();
-        if e == 0 || self.hg.len() % e != 0 {
+        if e == 0 || !self.hg.len().is_multiple_of(e) {
             return Err(EncodeError::Shape(format!(
                 "high-gamma has {} values, not a multiple of {} electrodes",
                 self.hg.len(),

@@ -96,6 +96,12 @@ impl Backbone {
         dispatch!(self, m => m.truncate(len))
     }
 
+    /// Exchanges the key/value cache with the spare one (empty the first time): the engine
+    /// builds the context that follows a compaction there.
+    pub fn swap_caches(&mut self) -> Result<(), LmError> {
+        dispatch!(self, m => m.swap_caches())
+    }
+
     /// Next-token logits after the cached context (see [`Model::logits_after_last`]).
     pub fn logits_after_last(&mut self, last: u32) -> Result<Vec<f32>, LmError> {
         dispatch!(self, m => m.logits_after_last(last))

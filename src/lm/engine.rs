@@ -23,6 +23,19 @@ struct Word {
     tokens: Vec<u32>,
 }
 
+/// The context that will follow the next compaction, built ahead of need in the spare
+/// key/value cache ([`Engine::prepare_compaction`]).
+struct Shadow {
+    /// Position (as [`Engine::next_position`] counts) of its first word.
+    start: usize,
+    /// Its first word's tokens, as the first of a context (no leading space).
+    first_tokens: Vec<u32>,
+    /// Words from `start` on in the spare cache.
+    words: usize,
+    /// Tokens in the spare cache.
+    tokens: usize,
+}
+
 /// The language-model engine: model, tokenizer, key/value cache and the words
 /// of the current context.
 pub struct Engine {
@@ -40,6 +53,9 @@ pub struct Engine {
     forgotten: usize,
     /// Words `..cached_words` are in the key/value cache.
     cached_words: usize,
+    /// Whether [`Engine::prepare_compaction`] builds the next context ahead of need.
+    prepare_ahead: bool,
+    shadow: Option<Shadow>,
 }
 
 impl Engine {
@@ -106,7 +122,103 @@ impl Engine {
             words: Vec::new(),
             forgotten: 0,
             cached_words: 0,
+            prepare_ahead: false,
+            shadow: None,
         })
+    }
+
+    /// Lets [`Engine::prepare_compaction`] build the context that follows a compaction in
+    /// a second key/value cache, so that reaching the context limit costs no re-prefill
+    /// (a live session cannot wait seconds for one). Doubles the cache's memory bound.
+    pub fn enable_prepared_compaction(&mut self) {
+        self.prepare_ahead = true;
+    }
+
+    /// Runs up to `max_words` words into the context that will follow the next compaction
+    /// (when enabled): from the first word after the context passed half the limit, those
+    /// words as a fresh context, in the spare cache. Call it when idle; returns whether it
+    /// did any work. When the limit is reached, the words before it are dropped and that
+    /// cache becomes the context, with nothing to recompute; the result equals a fresh
+    /// context holding the kept words.
+    pub fn prepare_compaction(&mut self, max_words: usize) -> Result<bool, LmError> {
+        if !self.prepare_ahead || self.cached_words < self.words.len() {
+            return Ok(false);
+        }
+        let Some(shadow) = &self.shadow else {
+            if !self.words.is_empty() && self.n_tokens() >= self.max_context_tokens / 2 {
+                self.shadow = Some(Shadow {
+                    start: self.next_position(),
+                    first_tokens: Vec::new(),
+                    words: 0,
+                    tokens: 0,
+                });
+            }
+            return Ok(false);
+        };
+        let first = shadow.start - self.forgotten + shadow.words;
+        if first >= self.words.len() || max_words == 0 {
+            return Ok(false);
+        }
+        let end = (first + max_words).min(self.words.len());
+        let starting = shadow.words == 0;
+        let mut tokens = Vec::new();
+        let mut first_tokens = Vec::new();
+        if starting {
+            tokens.extend(self.bos);
+            first_tokens = self.tokenize(&self.words[first].text, true)?;
+            tokens.extend_from_slice(&first_tokens);
+        }
+        for w in &self.words[first + usize::from(starting)..end] {
+            tokens.extend_from_slice(&w.tokens);
+        }
+        self.model.swap_caches()?;
+        if starting {
+            self.model.truncate(0);
+        }
+        let result = self.model.forward(&tokens, &[], false);
+        self.model.swap_caches()?;
+        if let Err(e) = result {
+            self.shadow = None;
+            return Err(e);
+        }
+        let shadow = self.shadow.as_mut().expect("checked above");
+        if starting {
+            shadow.first_tokens = first_tokens;
+        }
+        shadow.words += end - first;
+        shadow.tokens += tokens.len();
+        Ok(true)
+    }
+
+    /// At the context limit: the prepared context, brought up to date, becomes the context
+    /// (the words before it dropped). False when there is none to use.
+    fn promote_shadow(&mut self, incoming: usize) -> Result<bool, LmError> {
+        let usable = self.shadow.as_ref().is_some_and(|s| {
+            s.start >= self.forgotten && s.start < self.next_position() && s.words > 0
+        });
+        if !usable {
+            self.shadow = None;
+            return Ok(false);
+        }
+        while self.prepare_compaction(usize::MAX)? {}
+        let shadow = self.shadow.take().expect("checked above");
+        if shadow.start + shadow.words != self.next_position()
+            || shadow.tokens + incoming > self.max_context_tokens
+        {
+            return Ok(false);
+        }
+        let dropped = shadow.start - self.forgotten;
+        self.words.drain(..dropped);
+        self.forgotten += dropped;
+        self.words[0].tokens = shadow.first_tokens;
+        self.model.swap_caches()?;
+        self.cached_words = self.words.len();
+        tracing::debug!(
+            dropped,
+            kept = self.words.len(),
+            "context limit reached: the prepared context takes over"
+        );
+        Ok(true)
     }
 
     /// Hidden states per word: the token embedding plus one per block (31 for SmolLM2, 19
@@ -145,9 +257,11 @@ impl Engine {
     /// first written, so resident memory grows with the context up to the bound).
     pub fn kv_cache_bytes(&self) -> (usize, usize) {
         let per_token = self.model.kv_bytes_per_token();
+        let caches = 1 + usize::from(self.prepare_ahead);
+        let spare = self.shadow.as_ref().map_or(0, |s| s.tokens);
         (
-            self.model.cache_len() * per_token,
-            self.model.capacity() * per_token,
+            (self.model.cache_len() + spare) * per_token,
+            caches * self.model.capacity() * per_token,
         )
     }
 
@@ -282,6 +396,7 @@ impl Engine {
     /// truncated to the kept words. A position before the context's first word (one the
     /// context limit dropped) empties the context: the next word starts it afresh.
     pub fn rollback(&mut self, position: usize) {
+        self.rollback_shadow(position);
         if position < self.forgotten {
             self.forgotten = position;
             self.words.clear();
@@ -304,8 +419,43 @@ impl Engine {
         }
     }
 
+    /// The prepared context forgets the words at positions `position..` too.
+    fn rollback_shadow(&mut self, position: usize) {
+        let Some(shadow) = &self.shadow else {
+            return;
+        };
+        if position <= shadow.start || shadow.start < self.forgotten {
+            self.shadow = None;
+            return;
+        }
+        let keep = position - shadow.start;
+        if keep >= shadow.words {
+            return;
+        }
+        let first = shadow.start - self.forgotten;
+        let tokens = self.bos_len()
+            + shadow.first_tokens.len()
+            + self.words[first + 1..first + keep]
+                .iter()
+                .map(|w| w.tokens.len())
+                .sum::<usize>();
+        let truncated = self
+            .model
+            .swap_caches()
+            .map(|()| self.model.truncate(tokens))
+            .and_then(|()| self.model.swap_caches());
+        match (truncated, &mut self.shadow) {
+            (Ok(()), Some(shadow)) => {
+                shadow.words = keep;
+                shadow.tokens = tokens;
+            }
+            _ => self.shadow = None,
+        }
+    }
+
     /// Forgets the whole context.
     pub fn reset(&mut self) {
+        self.shadow = None;
         self.words.clear();
         self.forgotten = 0;
         self.cached_words = 0;
@@ -380,6 +530,10 @@ impl Engine {
     /// drops are counted in `forgotten`).
     fn commit(&mut self, mut word: Word) -> Result<(), LmError> {
         let mut dropped = 0;
+        if self.needs_compaction(word.tokens.len()) && self.promote_shadow(word.tokens.len())? {
+            self.words.push(word);
+            return Ok(());
+        }
         if self.needs_compaction(word.tokens.len()) {
             let budget = self.max_context_tokens / 2;
             while !self.words.is_empty() && self.n_tokens() + word.tokens.len() > budget {

@@ -114,7 +114,7 @@ impl Gemma3Params {
 
     /// Whether block `b` attends to the whole context (else within the sliding window).
     pub fn is_global(&self, b: usize) -> bool {
-        (b + 1) % self.global_every == 0
+        (b + 1).is_multiple_of(self.global_every)
     }
 }
 
@@ -151,6 +151,18 @@ struct Block {
     bytes: usize,
 }
 
+/// Keys and values, `[n_kv_heads, capacity, head_dim]` per block, all zero.
+fn empty_cache(
+    p: &Gemma3Params,
+    capacity: usize,
+    device: &Device,
+) -> Result<(Vec<Tensor>, Vec<Tensor>), LmError> {
+    let zeros = || Tensor::zeros((p.n_kv_heads, capacity, p.head_dim), DType::F32, device);
+    let keys = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
+    let values = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
+    Ok((keys, values))
+}
+
 /// A loaded Gemma 3 model and its key/value cache.
 pub struct Gemma3 {
     p: Gemma3Params,
@@ -167,6 +179,9 @@ pub struct Gemma3 {
     keys: Vec<Tensor>,
     values: Vec<Tensor>,
     len: usize,
+    /// A second cache (keys, values, length), swapped in to build the context that
+    /// follows a compaction (allocated on first use).
+    spare: Option<(Vec<Tensor>, Vec<Tensor>, usize)>,
     capacity: usize,
 }
 
@@ -247,9 +262,7 @@ impl Gemma3 {
         let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
         let rope_global = rope_tables(p.rope_global, p.head_dim, capacity, &device)?;
         let rope_local = rope_tables(p.rope_local, p.head_dim, capacity, &device)?;
-        let zeros = || Tensor::zeros((p.n_kv_heads, capacity, p.head_dim), DType::F32, &device);
-        let keys = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
-        let values = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
+        let (keys, values) = empty_cache(&p, capacity, &device)?;
         Ok(Gemma3 {
             p,
             device,
@@ -262,8 +275,27 @@ impl Gemma3 {
             keys,
             values,
             len: 0,
+            spare: None,
             capacity,
         })
+    }
+
+    /// Exchanges the key/value cache with the spare one (empty the first time).
+    pub fn swap_caches(&mut self) -> Result<(), LmError> {
+        let spare = match self.spare.take() {
+            Some(spare) => spare,
+            None => {
+                let (keys, values) = empty_cache(&self.p, self.capacity, &self.device)?;
+                (keys, values, 0)
+            }
+        };
+        let (keys, values, len) = spare;
+        self.spare = Some((
+            std::mem::replace(&mut self.keys, keys),
+            std::mem::replace(&mut self.values, values),
+            std::mem::replace(&mut self.len, len),
+        ));
+        Ok(())
     }
 
     /// The model's hyper-parameters.

@@ -19,6 +19,13 @@
 //! forward call. The new word's embedding then equals that of a fresh engine
 //! fed only the kept words and the new word. A word longer than half the
 //! limit is rejected with [`LmError::WordTooLong`].
+//!
+//! A live engine ([`Engine::enable_prepared_compaction`], as `serve` runs it) does not
+//! wait for that re-prefill: from the first word after the context passes half the
+//! limit, the LM thread runs the words, when idle, into a second key/value cache as a
+//! fresh context; at the limit the words before them are dropped and that cache takes
+//! over. The kept words are then those since the context passed half the limit (about
+//! half, as above), with the same guarantee.
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

@@ -41,6 +41,17 @@ struct KvCache {
     len: usize,
 }
 
+impl KvCache {
+    fn new(hp: &HParams, capacity: usize) -> Result<KvCache, LmError> {
+        Ok(KvCache {
+            blocks: (0..hp.n_blocks)
+                .map(|_| KvBlock::new(hp.n_kv_heads, capacity, hp.head_dim))
+                .collect::<Result<_, _>>()?,
+            len: 0,
+        })
+    }
+}
+
 /// What one forward call returns.
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -63,6 +74,9 @@ pub struct Model {
     /// RoPE tables for every position of the capacity.
     rope: RopeTables,
     cache: KvCache,
+    /// A second cache, swapped in to build the context that follows a compaction
+    /// (allocated on first use).
+    spare: Option<KvCache>,
     capacity: usize,
 }
 
@@ -126,12 +140,7 @@ impl Model {
             QMatMul::from_arc(token_embd)?
         };
         let rope = RopeTables::new(hp.head_dim, hp.rope_base, capacity);
-        let cache = KvCache {
-            blocks: (0..hp.n_blocks)
-                .map(|_| KvBlock::new(hp.n_kv_heads, capacity, hp.head_dim))
-                .collect::<Result<_, _>>()?,
-            len: 0,
-        };
+        let cache = KvCache::new(&hp, capacity)?;
         Ok(Model {
             hp,
             device,
@@ -141,8 +150,19 @@ impl Model {
             head,
             rope,
             cache,
+            spare: None,
             capacity,
         })
+    }
+
+    /// Exchanges the key/value cache with the spare one (empty the first time).
+    pub fn swap_caches(&mut self) -> Result<(), LmError> {
+        let spare = match self.spare.take() {
+            Some(spare) => spare,
+            None => KvCache::new(&self.hp, self.capacity)?,
+        };
+        self.spare = Some(std::mem::replace(&mut self.cache, spare));
+        Ok(())
     }
 
     /// The model's hyper-parameters.

@@ -2,7 +2,9 @@
 //! [`TranscriptUpdate`] is applied in order (rollbacks truncate the KV cache, appends embed
 //! one word); words rolled back and not appended again are retracted; the watermark goes
 //! out after the words it covers, so the core loop never scores a sample before its words.
-//! A segment boundary passes on in its place among the words.
+//! A segment boundary passes on in its place among the words. When no update is waiting,
+//! the thread builds the context that follows the next compaction
+//! ([`Engine::prepare_compaction`]), so the context limit never stalls the words.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,10 @@ use super::recorder::{Record, RecordTx};
 use crate::ingest::TranscriptUpdate;
 use crate::lm::Engine;
 use crate::transcript::{LmAction, TranscriptEvent, Word};
+
+/// Words run into the next context per idle step: short enough that a word arriving
+/// meanwhile waits only a few word-steps.
+const PREPARE_WORDS: usize = 4;
 
 /// What the LM thread hands the core loop.
 pub(super) enum LmOutput {
@@ -82,6 +88,8 @@ pub(super) fn spawn(
     let failed_words = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
     let memory = Arc::new(LmMemory::default());
+    let mut engine = engine;
+    engine.enable_prepared_compaction();
     let mut worker = Worker {
         engine,
         ids: Vec::new(),
@@ -99,13 +107,32 @@ pub(super) fn spawn(
     let thread = std::thread::Builder::new()
         .name("lm".into())
         .spawn(move || {
+            // Whether idle time may have compaction work to do.
+            let mut preparing = false;
             while !shutdown.load(Ordering::Relaxed) {
-                match updates.recv_timeout(Duration::from_millis(50)) {
+                let wait = if preparing {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(50)
+                };
+                match updates.recv_timeout(wait) {
                     Ok(update) => {
                         worker.apply(update, Instant::now());
                         worker.publish_memory();
+                        preparing = true;
                     }
-                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Timeout) => {
+                        preparing = match worker.engine.prepare_compaction(PREPARE_WORDS) {
+                            Ok(more) => more,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "preparing the next context failed; the limit will re-prefill");
+                                false
+                            }
+                        };
+                        if preparing {
+                            worker.publish_memory();
+                        }
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }

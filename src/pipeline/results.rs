@@ -100,7 +100,7 @@ impl Results {
                 Record::Result(SIGNIFICANCE, t, Samples::Int8(flags)),
             );
         }
-        if self.updates % self.layers_every == 0 {
+        if self.updates.is_multiple_of(self.layers_every) {
             send(
                 &self.sinks,
                 Record::Result(ALIGNMENT_LAYERS, t, Samples::Float32(update.r.clone())),

@@ -42,7 +42,8 @@ pub struct KvBlock {
 impl KvBlock {
     /// An empty cache for `kv_heads` heads of `head_dim` and `capacity` positions.
     pub fn new(kv_heads: usize, capacity: usize, head_dim: usize) -> Result<KvBlock, KernelError> {
-        if head_dim == 0 || head_dim > MAX_HEAD_DIM || head_dim % 8 != 0 || kv_heads == 0 {
+        if head_dim == 0 || head_dim > MAX_HEAD_DIM || !head_dim.is_multiple_of(8) || kv_heads == 0
+        {
             return Err(KernelError::Shape(format!(
                 "{kv_heads} key/value heads of {head_dim} (multiples of 8 up to {MAX_HEAD_DIM} \
                  supported)"
@@ -108,7 +109,7 @@ impl KvBlock {
         let hd = self.head_dim;
         let width = heads * hd;
         let t = q.len() / width.max(1);
-        if heads % self.kv_heads != 0
+        if !heads.is_multiple_of(self.kv_heads)
             || q.len() != t * width
             || out.len() != q.len()
             || start + t > self.capacity
@@ -121,48 +122,68 @@ impl KvBlock {
             )));
         }
         let group = heads / self.kv_heads;
+        let parallel = t * (start + t) >= PARALLEL_WORK;
         // A task is a tile of consecutive query tokens of one key/value head: each key and
-        // value row is widened once for the tile. Output `[t, heads * hd]` is viewed as
-        // `[t, kv_heads, group * hd]`; a task gathers its tile's pieces through a buffer.
+        // value block is widened once for the tile. With few tokens (decoding) the group's
+        // query heads are split in two, so that both threads have work when there are
+        // fewer key/value heads than twice the threads (a head's arithmetic never depends
+        // on the heads beside it).
         let tiles = t.div_ceil(QUERY_TILE);
+        let split = if parallel && tiles * self.kv_heads < 2 * pool::threads() {
+            group.min(2)
+        } else {
+            1
+        };
+        let per = group.div_ceil(split);
+        // Query heads of part `c` of a group, as a range within the group.
+        let part = |c: usize| c * per..((c + 1) * per).min(group);
+        let tasks = tiles * self.kv_heads * split;
+        // Task `n`: its tile, key/value head and part of the group.
+        let of = |n: usize| {
+            (
+                n / (self.kv_heads * split),
+                n / split % self.kv_heads,
+                n % split,
+            )
+        };
+        let rows = |tile: usize| QUERY_TILE.min(t - tile * QUERY_TILE);
+        // Output `[t, heads * hd]`; each task writes its piece `[rows, part * hd]` in a
+        // buffer, in task order, then the pieces are scattered back.
         let mut tiled = vec![0f32; t * width];
         let task = |n: usize, buf: &mut [f32]| {
-            let (tile, g) = (n / self.kv_heads, n % self.kv_heads);
+            let (tile, g, c) = of(n);
             let first = tile * QUERY_TILE;
-            let rows = buf.len() / (group * hd);
-            let queries: Vec<&[f32]> = (first..first + rows)
-                .map(|i| &q[i * width + g * group * hd..i * width + (g + 1) * group * hd])
+            let heads = part(c);
+            let queries: Vec<&[f32]> = (first..first + rows(tile))
+                .map(|i| {
+                    let at = i * width + (g * group + heads.start) * hd;
+                    &q[at..at + heads.len() * hd]
+                })
                 .collect();
             self.attend_tile(g, start + first, &queries, buf);
         };
-        // Pieces in task order: tile-major, then head; the last tile may be short.
-        let piece = |n: usize| {
-            let tile = n / self.kv_heads;
-            (QUERY_TILE.min(t - tile * QUERY_TILE)) * group * hd
-        };
-        let mut pieces: Vec<&mut [f32]> = Vec::with_capacity(tiles * self.kv_heads);
+        let mut pieces: Vec<&mut [f32]> = Vec::with_capacity(tasks);
         let mut rest = tiled.as_mut_slice();
-        for n in 0..tiles * self.kv_heads {
-            let (head, tail) = rest.split_at_mut(piece(n));
-            pieces.push(head);
+        for n in 0..tasks {
+            let (tile, _, c) = of(n);
+            let (piece, tail) = rest.split_at_mut(rows(tile) * part(c).len() * hd);
+            pieces.push(piece);
             rest = tail;
         }
-        if t * (start + t) < PARALLEL_WORK {
-            pieces.iter_mut().enumerate().for_each(|(n, b)| task(n, b));
+        if parallel {
+            pool::for_each_chunk(&mut pieces, 1, |n, b| task(n, b[0]));
         } else {
-            pool::for_each_chunk(&mut pieces, 1, |n, b| task(n, &mut b[0]));
+            pieces.iter_mut().enumerate().for_each(|(n, b)| task(n, b));
         }
-        // Scatter the tiles back into `[t, heads * hd]`.
         let mut at = 0;
-        for tile in 0..tiles {
-            let first = tile * QUERY_TILE;
-            let rows = QUERY_TILE.min(t - first);
-            for g in 0..self.kv_heads {
-                for r in 0..rows {
-                    let dst = (first + r) * width + g * group * hd;
-                    out[dst..dst + group * hd].copy_from_slice(&tiled[at..at + group * hd]);
-                    at += group * hd;
-                }
+        for n in 0..tasks {
+            let (tile, g, c) = of(n);
+            let heads = part(c);
+            for r in 0..rows(tile) {
+                let dst = (tile * QUERY_TILE + r) * width + (g * group + heads.start) * hd;
+                let len = heads.len() * hd;
+                out[dst..dst + len].copy_from_slice(&tiled[at..at + len]);
+                at += len;
             }
         }
         Ok(())
@@ -263,7 +284,7 @@ fn weighted_sums(
     out: &mut [f32],
 ) {
     let hd = rows.len() / KEYS;
-    assert!(rows.len() == KEYS * hd && hd % 8 == 0 && out.len() % hd == 0);
+    assert!(rows.len() == KEYS * hd && hd.is_multiple_of(8) && out.len().is_multiple_of(hd));
     let heads = out.len() / hd;
     assert!(heads == 0 || p.len() >= (heads - 1) * stride + KEYS);
     #[cfg(all(
@@ -353,7 +374,7 @@ const EXP_POLY: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5,
 ];
 
 /// The attention kernels with AVX2/FMA intrinsics.
@@ -378,13 +399,12 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); H];
         for d in 0..hd {
             let k = _mm256_loadu_ps(kt.as_ptr().add(d * KEYS));
-            for h in 0..H {
-                let qd = _mm256_set1_ps(*q.get_unchecked(h).get_unchecked(d));
-                acc[h] = _mm256_fmadd_ps(qd, k, acc[h]);
+            for (a, q) in acc.iter_mut().zip(q) {
+                *a = _mm256_fmadd_ps(_mm256_set1_ps(*q.get_unchecked(d)), k, *a);
             }
         }
-        for h in 0..H {
-            _mm256_storeu_ps(out[h].as_mut_ptr(), acc[h]);
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), a);
         }
     }
 
@@ -559,5 +579,36 @@ mod tests {
         assert!(worst < 5e-7, "relative error {worst}");
         assert_eq!(exp8([-100.0; 8]), [0.0; 8]);
         assert_eq!(exp8([0.0; 8]), [1.0; 8]);
+    }
+
+    /// At long context the one-token calls split each group's query heads over the
+    /// threads, a batch does not: the same bits either way.
+    #[test]
+    fn long_context_single_tokens_equal_the_batch() {
+        let (kv_heads, heads, hd, cap) = (2, 6, 16, 1100);
+        let (start, t) = (984, 16);
+        let n = start + t;
+        let (k, v, q) = (
+            values(n * kv_heads * hd, 4),
+            values(n * kv_heads * hd, 5),
+            values(n * heads * hd, 6),
+        );
+        let mut cache = KvBlock::new(kv_heads, cap, hd).unwrap();
+        cache.write(0, &k, &v).unwrap();
+        let mut batch = vec![0f32; t * heads * hd];
+        cache
+            .attend(start, &q[start * heads * hd..], heads, &mut batch)
+            .unwrap();
+        for i in 0..t {
+            let pos = start + i;
+            let mut one = vec![0f32; heads * hd];
+            let qi = &q[pos * heads * hd..(pos + 1) * heads * hd];
+            cache.attend(pos, qi, heads, &mut one).unwrap();
+            assert_eq!(
+                one,
+                batch[i * heads * hd..(i + 1) * heads * hd],
+                "token {i}"
+            );
+        }
     }
 }

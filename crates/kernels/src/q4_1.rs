@@ -67,7 +67,7 @@ impl Q41Matrix {
         inputs: usize,
         data: &[u8],
     ) -> Result<Q41Matrix, KernelError> {
-        if inputs % QK != 0 {
+        if !inputs.is_multiple_of(QK) {
             return Err(KernelError::Shape(format!(
                 "a Q4_1 matrix has {inputs} inputs, not a multiple of {QK}"
             )));
@@ -118,7 +118,7 @@ impl Q41Matrix {
     /// `x` `[t, inputs]` (row-major) times the transposed weights: `[t, features]`.
     pub fn matmul(&self, x: &[f32]) -> Result<Vec<f32>, KernelError> {
         let inputs = self.inputs;
-        if x.len() % inputs != 0 {
+        if !x.len().is_multiple_of(inputs) {
             return Err(KernelError::Shape(format!(
                 "{} activations are not rows of {inputs}",
                 x.len()

@@ -48,7 +48,7 @@ impl RopeTables {
     ) -> Result<(), KernelError> {
         let half = self.half;
         let row = heads * 2 * half;
-        if row == 0 || x.len() % row != 0 {
+        if row == 0 || !x.len().is_multiple_of(row) {
             return Err(KernelError::Shape(format!(
                 "{} values are not rows of {heads} heads of {}",
                 x.len(),
