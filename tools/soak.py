@@ -28,6 +28,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -215,6 +216,8 @@ def soak(args) -> dict:
     pass_minutes = args.sim_minutes + SILENCE_S / 60
     passes = max(1, math.ceil(args.session_minutes / pass_minutes))
     srv = faults.Serve(work / "serve", encoders, f"soak-{args.seed}")
+    # Recordings of an earlier run in the same folder would be counted as this run's.
+    shutil.rmtree(srv.workdir / "recordings", ignore_errors=True)
     srv.config.write_text(CONFIG.format(lsl_cfg=REPO / "configs" / "lsl_api.cfg", seed=args.seed,
                                         encoders=encoders))
     srv.start()

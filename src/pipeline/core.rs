@@ -721,6 +721,9 @@ impl Core {
         if let Some(rss) = super::memory::resident_bytes() {
             parts.insert("resident".into(), rss);
         }
+        if let Some(heap) = super::memory::heap_in_use_bytes() {
+            parts.insert("heap_in_use".into(), heap);
+        }
         parts
     }
 }
