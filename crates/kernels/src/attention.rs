@@ -483,6 +483,15 @@ mod tests {
             .collect()
     }
 
+    /// Keys, values (`[n, kv_heads * hd]`) and queries (`[n, heads * hd]`) of `n` positions.
+    fn kvq(n: usize, kv_heads: usize, heads: usize, hd: usize, seed: usize) -> [Vec<f32>; 3] {
+        [
+            values(n * kv_heads * hd, seed),
+            values(n * kv_heads * hd, seed + 1),
+            values(n * heads * hd, seed + 2),
+        ]
+    }
+
     /// Against a plain f64 softmax attention over the f16-rounded keys and values, for a
     /// batch of tokens after cached ones; then the same tokens one by one give the same bits.
     #[test]
@@ -490,11 +499,7 @@ mod tests {
         let (kv_heads, heads, hd, cap) = (2, 6, 16, 64);
         let (start, t) = (5, 7);
         let n = start + t;
-        let (k, v, q) = (
-            values(n * kv_heads * hd, 1),
-            values(n * kv_heads * hd, 2),
-            values(n * heads * hd, 3),
-        );
+        let [k, v, q] = kvq(n, kv_heads, heads, hd, 1);
         let mut cache = KvBlock::new(kv_heads, cap, hd).unwrap();
         cache
             .write(0, &k[..start * kv_heads * hd], &v[..start * kv_heads * hd])
@@ -588,11 +593,7 @@ mod tests {
         let (kv_heads, heads, hd, cap) = (2, 6, 16, 1100);
         let (start, t) = (984, 16);
         let n = start + t;
-        let (k, v, q) = (
-            values(n * kv_heads * hd, 4),
-            values(n * kv_heads * hd, 5),
-            values(n * heads * hd, 6),
-        );
+        let [k, v, q] = kvq(n, kv_heads, heads, hd, 4);
         let mut cache = KvBlock::new(kv_heads, cap, hd).unwrap();
         cache.write(0, &k, &v).unwrap();
         let mut batch = vec![0f32; t * heads * hd];

@@ -297,6 +297,44 @@ pub fn product() -> Product {
     })
 }
 
+/// The AVX2 kernels of one [`Product`].
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+struct Kernels {
+    packed: unsafe fn(&[Group], &[Q8Block]) -> [f32; ROWS],
+    unpacked: unsafe fn(&[Unpacked], &[Q8Block]) -> [f32; ROWS],
+}
+
+/// The kernels of this process's [`Product`].
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+fn kernels() -> &'static Kernels {
+    use avx2::{avx512_vnni, avx_vnni, madd};
+    static MADD: Kernels = Kernels {
+        packed: madd::dot_packed,
+        unpacked: madd::dot_unpacked,
+    };
+    static AVX_VNNI: Kernels = Kernels {
+        packed: avx_vnni::dot_packed,
+        unpacked: avx_vnni::dot_unpacked,
+    };
+    static AVX512_VNNI: Kernels = Kernels {
+        packed: avx512_vnni::dot_packed,
+        unpacked: avx512_vnni::dot_unpacked,
+    };
+    match product() {
+        Product::Madd => &MADD,
+        Product::AvxVnni => &AVX_VNNI,
+        Product::Avx512Vnni => &AVX512_VNNI,
+    }
+}
+
 /// One token's quantized row `x` against a packed group's blocks `w`.
 fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
     assert_eq!(w.len(), x.len());
@@ -308,11 +346,7 @@ fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
     // SAFETY: equal lengths were checked; AVX2/FMA are enabled at compile time and the
     // VNNI variants are chosen only where the CPU reports them.
     unsafe {
-        match product() {
-            Product::Madd => avx2::madd::dot_packed(w, x),
-            Product::AvxVnni => avx2::avx_vnni::dot_packed(w, x),
-            Product::Avx512Vnni => avx2::avx512_vnni::dot_packed(w, x),
-        }
+        (kernels().packed)(w, x)
     }
     #[cfg(not(all(
         target_arch = "x86_64",
@@ -336,11 +370,7 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
     ))]
     // SAFETY: as in `dot_packed`.
     unsafe {
-        match product() {
-            Product::Madd => avx2::madd::dot_unpacked(w, x),
-            Product::AvxVnni => avx2::avx_vnni::dot_unpacked(w, x),
-            Product::Avx512Vnni => avx2::avx512_vnni::dot_unpacked(w, x),
-        }
+        (kernels().unpacked)(w, x)
     }
     #[cfg(not(all(
         target_arch = "x86_64",
