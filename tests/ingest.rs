@@ -182,6 +182,9 @@ fn stream_for(name: &str, samples: usize, rate: f64, first_value: usize) {
     let outlet = lsl::StreamOutlet::new(&info, 0, 360).unwrap();
     assert!(outlet.wait_for_consumers(10.0), "the inlet never connected");
     let start = Instant::now();
+    // Stamped on the nominal grid, as an amplifier stamps its samples: a sender thread
+    // that wakes late on a loaded machine must not look like a missing sample.
+    let t0 = lsl::local_clock();
     for k in 0..samples {
         if let Some(wait) = (start + Duration::from_secs_f64(k as f64 / rate))
             .checked_duration_since(Instant::now())
@@ -190,7 +193,7 @@ fn stream_for(name: &str, samples: usize, rate: f64, first_value: usize) {
         }
         let v = (first_value + k) as f32;
         outlet
-            .push_sample_ex(&vec![v, -v], lsl::local_clock(), true)
+            .push_sample_ex(&vec![v, -v], t0 + k as f64 / rate, true)
             .unwrap();
     }
     // Keep the outlet until the last samples are read, even by an inlet on a loaded machine
