@@ -233,10 +233,14 @@ impl KvBlock {
             softmax(&mut s[..seen(n)]);
         }
         out.fill(0.0);
+        // Value rows of the current block each query head sees (one buffer for the call).
+        let mut visible = vec![0usize; heads.len()];
         for b in 0..blocks {
             let at = base + b * KEYS * hd;
             f16_slice_ref(&self.values[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
-            let visible = |n: usize| seen(n).saturating_sub(b * KEYS).min(KEYS);
+            for (n, v) in visible.iter_mut().enumerate() {
+                *v = seen(n).saturating_sub(b * KEYS).min(KEYS);
+            }
             weighted_sums(&rows, &scores[b * KEYS..], stride, &visible, out);
         }
     }
@@ -274,19 +278,14 @@ fn dots<const H: usize>(kt: &[f32], q: &[&[f32]], out: &mut [[f32; KEYS]; HEADS]
 }
 
 /// For each query head `n` (outputs `[heads, head_dim]` in `out`): `out[n] += Σ p[n][k] ·
-/// rows[k]` over the first `visible(n)` value rows of the block, in order, where `p[n]`
+/// rows[k]` over the first `visible[n]` value rows of the block, in order, where `p[n]`
 /// starts at `p[n * stride]`.
-fn weighted_sums(
-    rows: &[f32],
-    p: &[f32],
-    stride: usize,
-    visible: &dyn Fn(usize) -> usize,
-    out: &mut [f32],
-) {
+fn weighted_sums(rows: &[f32], p: &[f32], stride: usize, visible: &[usize], out: &mut [f32]) {
     let hd = rows.len() / KEYS;
     assert!(rows.len() == KEYS * hd && hd.is_multiple_of(8) && out.len().is_multiple_of(hd));
     let heads = out.len() / hd;
     assert!(heads == 0 || p.len() >= (heads - 1) * stride + KEYS);
+    assert!(visible.len() == heads && visible.iter().all(|&v| v <= KEYS));
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
@@ -302,7 +301,7 @@ fn weighted_sums(
         target_feature = "fma"
     )))]
     for (n, o) in out.chunks_exact_mut(hd).enumerate() {
-        for k in 0..visible(n) {
+        for k in 0..visible[n] {
             let pk = p[n * stride + k];
             for (o, v) in o.iter_mut().zip(&rows[k * hd..(k + 1) * hd]) {
                 *o = pk.mul_add(*v, *o);
@@ -414,12 +413,11 @@ mod avx2 {
         rows: &[f32],
         p: &[f32],
         stride: usize,
-        visible: &dyn Fn(usize) -> usize,
+        visible: &[usize],
         out: &mut [f32],
     ) {
         let hd = rows.len() / KEYS;
-        let heads = out.len() / hd;
-        let seen: Vec<usize> = (0..heads).map(visible).collect();
+        let seen = visible;
         for c in (0..hd).step_by(8) {
             let v: [__m256; KEYS] =
                 std::array::from_fn(|k| _mm256_loadu_ps(rows.as_ptr().add(k * hd + c)));
