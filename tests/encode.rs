@@ -292,7 +292,7 @@ fn streaming_equals_batch() {
         ..AlignConfig::default()
     };
     let (bound, map) = enc.bind(SHA, RATE, &s.labels, false).unwrap();
-    let mut live = Live::new(bound, map, T0, align_cfg);
+    let mut live = Live::new(bound, map, T0, align_cfg).with_word_scores();
     let e = s.electrodes();
     let (mut preds, mut rolling, mut chance, mut ew) = (vec![], vec![], vec![], vec![]);
     for (_, ev) in &events {

@@ -55,7 +55,8 @@ pub struct Live {
     pending: BTreeMap<(i64, u64), f64>,
     /// Window end of each pending word, so a revision finds its entry in O(log n).
     pending_end: HashMap<u64, i64>,
-    word_scores: Vec<WordScore>,
+    /// Word-level scores not yet taken; `None` unless asked for ([`Live::with_word_scores`]).
+    word_scores: Option<Vec<WordScore>>,
     counts: LiveCounts,
     pred_row: Vec<f64>,
     shifted_row: Vec<f64>,
@@ -96,13 +97,21 @@ impl Live {
             segments: 0,
             pending: BTreeMap::new(),
             pending_end: HashMap::new(),
-            word_scores: Vec::new(),
+            word_scores: None,
             counts: LiveCounts::default(),
             pred_row: vec![0.0; pairs],
             shifted_row: vec![0.0; pairs],
             word_window: Vec::new(),
             cfg,
         }
+    }
+
+    /// Also computes each word's word-level r, to be taken with [`Live::take_word_scores`].
+    /// Off by default: the server has no consumer for it, and scores nobody takes would
+    /// grow with the session.
+    pub fn with_word_scores(mut self) -> Self {
+        self.word_scores = Some(Vec::new());
+        self
     }
 
     /// The encoder in use.
@@ -136,9 +145,11 @@ impl Live {
         self.forget_pending(id);
         let up = self.predictor.add_word(id, onset, kernel);
         self.note_late(up.late_samples);
-        let end = up.sample + self.encoder().meta.grid.lag_min() + self.encoder().lags as i64;
-        self.pending.insert((end, id), onset);
-        self.pending_end.insert(id, end);
+        if self.word_scores.is_some() {
+            let end = up.sample + self.encoder().meta.grid.lag_min() + self.encoder().lags as i64;
+            self.pending.insert((end, id), onset);
+            self.pending_end.insert(id, end);
+        }
     }
 
     /// Drops word `id`'s pending word-level score, if any.
@@ -286,7 +297,9 @@ impl Live {
             let act = &self.actual
                 [(start - self.actual_base) as usize * e..(end - self.actual_base) as usize * e];
             let r = columns_r(&self.word_window, act, e);
-            self.word_scores.push(WordScore { id, onset, r });
+            if let Some(scores) = self.word_scores.as_mut() {
+                scores.push(WordScore { id, onset, r });
+            }
         }
     }
 
@@ -309,9 +322,12 @@ impl Live {
         &self.pred_row
     }
 
-    /// Word scores since the last call.
+    /// Word scores since the last call (none unless [`Live::with_word_scores`]).
     pub fn take_word_scores(&mut self) -> Vec<WordScore> {
-        std::mem::take(&mut self.word_scores)
+        self.word_scores
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Rolling-window r per `[layer, electrode]`.
@@ -481,6 +497,47 @@ mod tests {
             );
         }
         assert!(r[4].is_nan());
+    }
+
+    /// A session's worth of words leaves nothing behind unless word-level scores were asked
+    /// for (the server does not ask: nothing would take them), and then one per word.
+    #[test]
+    fn word_scores_are_kept_only_when_asked_for() {
+        use crate::encode::LagGrid;
+        let grid = LagGrid {
+            tmin: 0.0,
+            tmax: 0.3,
+            rate: 10.0,
+        };
+        let run = |keep: bool| {
+            let mut enc = Encoder::zeros(1, 2, grid.n_lags(), 1, 2);
+            enc.pca_components.iter_mut().for_each(|c| *c = 1.0);
+            enc.feature_std.iter_mut().for_each(|s| *s = 1.0);
+            enc.weights.iter_mut().for_each(|w| *w = 1.0);
+            enc.meta.grid = grid;
+            enc.meta.layers = vec![0];
+            let map = ChannelMap {
+                stream_index: vec![0, 1],
+            };
+            let live = Live::new(enc, map, 0.0, AlignConfig::default());
+            let mut live = if keep { live.with_word_scores() } else { live };
+            for t in 0..2000u64 {
+                if t % 10 == 0 {
+                    let kernel = live.kernels().kernel(&[1.0, -1.0]);
+                    live.word(t / 10, t as f64 / 10.0 + 0.05, kernel);
+                    live.transcript_watermark(t as f64 / 10.0 + 0.05);
+                }
+                live.push_neural(&[(t % 7) as f32, (t % 3) as f32]);
+                live.advance();
+            }
+            (live.pending.len(), live.take_word_scores().len())
+        };
+        assert_eq!(run(false), (0, 0));
+        let (pending, scored) = run(true);
+        assert!(
+            scored >= 195 && pending + scored == 200,
+            "{pending} + {scored}"
+        );
     }
 
     /// With no transcript, samples expired by the caller (20 samples behind the newest, as
