@@ -378,6 +378,45 @@ fn prepared_compaction_takes_over_at_the_limit_and_equals_a_fresh_context() {
     assert_eq!(plain.kv_cache_bytes().1 * 2, e.kv_cache_bytes().1);
 }
 
+/// A live transcript revises its newest word at almost every update (and sends updates that
+/// revise nothing): the prepared context survives them, takes over at every limit with
+/// nothing re-prefilled, and equals a fresh context of the kept words.
+#[test]
+fn prepared_compaction_survives_a_tail_revised_at_every_update() {
+    let t = tiny();
+    let limit = 48;
+    let words: Vec<&str> = TEXT.split(' ').cycle().take(150).collect();
+    let mut e = engine(&t, limit, Pool::Last);
+    e.enable_prepared_compaction();
+    for (i, w) in words.iter().enumerate() {
+        e.prepare_compaction(1).unwrap(); // idle: one word
+                                          // The next update: it revises the newest word (a rollback to it, the word again),
+                                          // or nothing (a rollback to the next position). Both reach the prepared context's
+                                          // first word whenever it was made in the idle moment just before.
+        if i % 3 != 2 && e.n_words() > 0 {
+            e.rollback(e.next_position() - 1);
+            e.push_word(words[i - 1]).unwrap();
+        } else {
+            e.rollback(e.next_position());
+        }
+        let before = e.n_words();
+        let emb = e.push_word(w).unwrap();
+        if e.n_words() <= before {
+            assert_eq!(
+                e.compactions().prefilled,
+                0,
+                "word {i}: the limit re-prefilled"
+            );
+            let kept: Vec<String> = e.words().map(str::to_string).collect();
+            let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+            let mut fresh = engine(&t, limit, Pool::Last);
+            let expected = fresh.embed_words(&kept, usize::MAX).unwrap();
+            assert_same(std::slice::from_ref(&emb), &expected[expected.len() - 1..]);
+        }
+    }
+    assert!(e.compactions().prepared >= 3, "{:?}", e.compactions());
+}
+
 /// A revision after the context limit has dropped words: positions count the dropped words
 /// too, so the rollback forgets exactly the revised word and those after it, as a fresh
 /// engine that never saw them would have.

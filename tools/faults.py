@@ -228,7 +228,8 @@ class Serve:
         self.stdout_rest = ""
 
     def start(self) -> "Serve":
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        env = dict(os.environ, NO_COLOR="1")
+        env.setdefault("RUST_LOG", "info")
         env.pop("NEURALIGN_TOKEN", None)
         self.proc = subprocess.Popen([str(neuralign_bin()), "serve", "--config", str(self.config)],
                                      cwd=self.workdir, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "ab"),

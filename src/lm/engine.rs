@@ -56,6 +56,16 @@ pub struct Engine {
     /// Whether [`Engine::prepare_compaction`] builds the next context ahead of need.
     prepare_ahead: bool,
     shadow: Option<Shadow>,
+    compactions: Compactions,
+}
+
+/// How the context limit was met so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compactions {
+    /// A prepared context took over ([`Engine::prepare_compaction`]): nothing recomputed.
+    pub prepared: u64,
+    /// The kept words were run again (a prefill of about half the limit).
+    pub prefilled: u64,
 }
 
 impl Engine {
@@ -124,7 +134,13 @@ impl Engine {
             cached_words: 0,
             prepare_ahead: false,
             shadow: None,
+            compactions: Compactions::default(),
         })
+    }
+
+    /// How the context limit was met since the engine was loaded.
+    pub fn compactions(&self) -> Compactions {
+        self.compactions
     }
 
     /// Lets [`Engine::prepare_compaction`] build the context that follows a compaction in
@@ -159,7 +175,7 @@ impl Engine {
         if first >= self.words.len() || max_words == 0 {
             return Ok(false);
         }
-        let end = (first + max_words).min(self.words.len());
+        let end = first.saturating_add(max_words).min(self.words.len());
         let starting = shadow.words == 0;
         let mut tokens = Vec::new();
         let mut first_tokens = Vec::new();
@@ -213,6 +229,7 @@ impl Engine {
         self.words[0].tokens = shadow.first_tokens;
         self.model.swap_caches()?;
         self.cached_words = self.words.len();
+        self.compactions.prepared += 1;
         tracing::debug!(
             dropped,
             kept = self.words.len(),
@@ -424,8 +441,31 @@ impl Engine {
         let Some(shadow) = &self.shadow else {
             return;
         };
-        if position <= shadow.start || shadow.start < self.forgotten {
+        if position >= self.next_position() {
+            return; // nothing is forgotten
+        }
+        if shadow.start < self.forgotten || position <= self.forgotten {
             self.shadow = None;
+            return;
+        }
+        if position <= shadow.start {
+            let before: usize = self.words[..position - self.forgotten]
+                .iter()
+                .map(|w| w.tokens.len())
+                .sum();
+            if self.bos_len() + before < self.max_context_tokens / 2 {
+                self.shadow = None; // made again once the context passes half the limit
+                return;
+            }
+            // A live transcript revises its newest words at almost every update, and the
+            // prepared context starts at the newest word: dropping it here would drop it
+            // every time. It restarts at the revised word instead.
+            self.shadow = Some(Shadow {
+                start: position,
+                first_tokens: Vec::new(),
+                words: 0,
+                tokens: 0,
+            });
             return;
         }
         let keep = position - shadow.start;
@@ -550,6 +590,7 @@ impl Engine {
             }
             self.cached_words = 0;
             self.model.truncate(0);
+            self.compactions.prefilled += 1;
             tracing::debug!(
                 dropped,
                 kept = self.words.len(),

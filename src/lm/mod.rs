@@ -45,7 +45,7 @@ pub mod tokenizer;
 pub mod untrained;
 
 pub use embeddings_file::{write_embeddings, EmbeddingsMeta};
-pub use engine::Engine;
+pub use engine::{Compactions, Engine};
 pub use error::LmError;
 pub use registry::ModelRef;
 
