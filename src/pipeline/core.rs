@@ -692,6 +692,10 @@ impl Core {
             errors,
             segments: self.bound.as_ref().map_or(0, |b| b.live.segments()),
             memory,
+            memory_bound: BTreeMap::from([(
+                "kv_cache".to_string(),
+                lm.memory.kv_cache_bound.load(Ordering::Relaxed),
+            )]),
         }
     }
 }

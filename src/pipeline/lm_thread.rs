@@ -49,7 +49,7 @@ pub(super) enum LmOutput {
 pub(super) struct LmMemory {
     /// Key/value cache in use by the current context.
     pub kv_cache: AtomicU64,
-    /// The key/value cache's bound: `max_context_tokens` tokens.
+    /// The key/value cache's bound: `max_context_tokens` tokens, in each of its caches.
     pub kv_cache_bound: AtomicU64,
     /// The thread's own record of the words embedded (ids by position, words by id).
     pub words: AtomicU64,

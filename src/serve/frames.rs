@@ -179,6 +179,8 @@ pub struct PipelineStatus {
     pub segments: u64,
     /// Bytes held, by part (`docs/memory.md`), and `resident` (the process's resident memory).
     pub memory: BTreeMap<String, u64>,
+    /// The most a part may hold, for the parts whose bound the configuration fixes.
+    pub memory_bound: BTreeMap<String, u64>,
 }
 
 /// Something the pipeline hands the hub to fan out.
@@ -420,6 +422,8 @@ pub struct StatusFrame<'a> {
     pub segments: u64,
     /// Bytes held by part, and resident memory.
     pub memory: &'a BTreeMap<String, u64>,
+    /// The bound of each part the configuration bounds.
+    pub memory_bound: &'a BTreeMap<String, u64>,
     /// Clients connected now.
     pub clients: usize,
     /// Hub send latency.

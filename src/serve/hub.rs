@@ -463,6 +463,7 @@ impl Hub {
             errors: &state.status.errors,
             segments: state.status.segments,
             memory: &state.status.memory,
+            memory_bound: &state.status.memory_bound,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
             stages: self

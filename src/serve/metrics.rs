@@ -320,6 +320,16 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
     );
     write_family(
         out,
+        "neuralign_memory_bound_bytes",
+        "gauge",
+        "The most each part whose bound the configuration fixes may hold.",
+        status
+            .memory_bound
+            .iter()
+            .map(|(k, &v)| (label("part", k), v)),
+    );
+    write_family(
+        out,
         "neuralign_lm_queue_length",
         "gauge",
         "Transcript updates waiting for the language model.",
@@ -413,6 +423,7 @@ mod tests {
             ]),
             segments: 3,
             memory: counts(&[("kv_cache", 4096), ("resident", 1 << 20)]),
+            memory_bound: counts(&[("kv_cache", 8192)]),
         };
         let text = m.render(&status, 100.0);
         let pipeline: Vec<&str> = text
@@ -452,6 +463,7 @@ mod tests {
                 r#"neuralign_segments_total 3"#,
                 r#"neuralign_memory_bytes{part="kv_cache"} 4096"#,
                 r#"neuralign_memory_bytes{part="resident"} 1048576"#,
+                r#"neuralign_memory_bound_bytes{part="kv_cache"} 8192"#,
                 r#"neuralign_lm_queue_length 5"#,
             ]
         );

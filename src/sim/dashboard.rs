@@ -311,6 +311,7 @@ impl SyntheticSession {
             errors: BTreeMap::new(),
             segments: 0,
             memory: BTreeMap::new(),
+            memory_bound: BTreeMap::new(),
         }
     }
 }
