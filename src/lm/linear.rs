@@ -62,6 +62,68 @@ impl Linear {
     }
 }
 
+/// Linear layers that read the same input (a block's Q, K and V; its gate and up), as one
+/// product where the weights allow it (all Q4_1, one input width): the input is quantized
+/// once and the rows of all of them are shared out over the threads in one call. A row's sum
+/// is the same as in its own layer, so fusing changes no bit.
+pub struct Fused {
+    /// Output width of each layer, in order.
+    widths: Vec<usize>,
+    /// One product over the rows of every layer, or each layer on its own.
+    linears: Vec<Linear>,
+}
+
+impl Fused {
+    /// Wraps GGUF weights `[features_i, inputs]`.
+    pub fn new(weights: Vec<QTensor>) -> Result<Fused, LmError> {
+        let dims = weights
+            .iter()
+            .map(|w| w.shape().dims2())
+            .collect::<Result<Vec<_>, _>>()?;
+        let widths: Vec<usize> = dims.iter().map(|d| d.0).collect();
+        let one_width = dims.windows(2).all(|d| d[0].1 == d[1].1);
+        if weights.len() > 1 && one_width && weights.iter().all(|w| w.dtype() == GgmlDType::Q4_1) {
+            // GGUF stores a Q4_1 matrix row after row: the rows of all of them, in order.
+            let mut data = Vec::new();
+            for w in &weights {
+                data.extend_from_slice(&w.data()?);
+            }
+            let matrix = Q41Matrix::from_gguf(widths.iter().sum(), dims[0].1, &data)?;
+            return Ok(Fused {
+                widths,
+                linears: vec![Linear::Q41(matrix)],
+            });
+        }
+        let linears = weights
+            .into_iter()
+            .map(Linear::new)
+            .collect::<Result<_, _>>()?;
+        Ok(Fused { widths, linears })
+    }
+
+    /// Bytes of weights one product reads.
+    pub fn weight_bytes(&self) -> usize {
+        self.linears.iter().map(Linear::weight_bytes).sum()
+    }
+
+    /// `x` `[t, inputs]` through each layer: one `[t, features_i]` per layer, in order.
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>, LmError> {
+        if self.linears.len() == self.widths.len() {
+            return self.linears.iter().map(|l| l.forward(x)).collect();
+        }
+        let y = self.linears[0].forward(x)?;
+        let mut at = 0;
+        self.widths
+            .iter()
+            .map(|&w| {
+                let part = y.narrow(1, at, w)?.contiguous()?;
+                at += w;
+                Ok(part)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +173,44 @@ mod tests {
             }
             let rel = (err / norm).sqrt();
             assert!(rel < 1e-2, "t={t}: {rel} from the unquantized product");
+        }
+    }
+
+    /// Q, K and V (or gate and up) fused into one product give each layer's own bits.
+    #[test]
+    fn fused_layers_equal_each_layer_alone() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let inputs = 96;
+        let weights: Vec<QTensor> = [48, 16, 24]
+            .iter()
+            .map(|&features| {
+                let w: Vec<f32> = (0..features * inputs)
+                    .map(|_| rng.gen_range(-1.0..1.0))
+                    .collect();
+                let w = Tensor::from_vec(w, (features, inputs), &Device::Cpu).unwrap();
+                QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()
+            })
+            .collect();
+        let alone: Vec<Linear> = weights
+            .iter()
+            .map(|w| {
+                let w = w.dequantize(&Device::Cpu).unwrap();
+                Linear::new(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap()
+            })
+            .collect();
+        let fused = Fused::new(weights).unwrap();
+        assert_eq!(fused.linears.len(), 1, "Q4_1 layers of one width fuse");
+        for t in [1, 5, 17] {
+            let x: Vec<f32> = (0..t * inputs).map(|_| rng.gen_range(-2.0..2.0)).collect();
+            let x = Tensor::from_vec(x, (t, inputs), &Device::Cpu).unwrap();
+            let parts = fused.forward(&x).unwrap();
+            assert_eq!(parts.len(), 3);
+            for (part, lin) in parts.iter().zip(&alone) {
+                assert_eq!(
+                    part.to_vec2::<f32>().unwrap(),
+                    lin.forward(&x).unwrap().to_vec2::<f32>().unwrap()
+                );
+            }
         }
     }
 

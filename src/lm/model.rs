@@ -14,21 +14,20 @@ use neuralign_kernels::attention::KvBlock;
 use neuralign_kernels::rope::{Pairing, RopeTables};
 
 use super::hparams::{HParams, RopeStyle};
-use super::linear::Linear;
+use super::linear::{Fused, Linear};
 use super::LmError;
 
 /// One transformer block's weights.
 struct Block {
     attn_norm: Tensor,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// The Q, K and V projections.
+    qkv: Fused,
     /// Qwen2 has biases on the Q, K and V projections.
     qkv_bias: Option<[Tensor; 3]>,
     o: Linear,
     ffn_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    /// The gate and up projections.
+    gate_up: Fused,
     down: Linear,
 }
 
@@ -122,14 +121,15 @@ impl Model {
             };
             blocks.push(Block {
                 attn_norm: t("attn_norm.weight")?.dequantize(&device)?,
-                q: Linear::new(t("attn_q.weight")?)?,
-                k: Linear::new(t("attn_k.weight")?)?,
-                v: Linear::new(t("attn_v.weight")?)?,
+                qkv: Fused::new(vec![
+                    t("attn_q.weight")?,
+                    t("attn_k.weight")?,
+                    t("attn_v.weight")?,
+                ])?,
                 qkv_bias,
                 o: Linear::new(t("attn_output.weight")?)?,
                 ffn_norm: t("ffn_norm.weight")?.dequantize(&device)?,
-                gate: Linear::new(t("ffn_gate.weight")?)?,
-                up: Linear::new(t("ffn_up.weight")?)?,
+                gate_up: Fused::new(vec![t("ffn_gate.weight")?, t("ffn_up.weight")?])?,
                 down: Linear::new(t("ffn_down.weight")?)?,
             });
         }
@@ -187,10 +187,10 @@ impl Model {
         self.blocks
             .iter()
             .map(|b| {
-                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
-                    .into_iter()
-                    .map(Linear::weight_bytes)
-                    .sum::<usize>()
+                b.qkv.weight_bytes()
+                    + b.o.weight_bytes()
+                    + b.gate_up.weight_bytes()
+                    + b.down.weight_bytes()
                     + f32s(&b.attn_norm)
                     + f32s(&b.ffn_norm)
             })
@@ -325,7 +325,8 @@ fn block(
     };
 
     let h = candle_nn::ops::rms_norm(x, &blk.attn_norm, eps)?;
-    let (mut q, mut k, mut v) = (blk.q.forward(&h)?, blk.k.forward(&h)?, blk.v.forward(&h)?);
+    let [mut q, mut k, mut v]: [Tensor; 3] =
+        blk.qkv.forward(&h)?.try_into().expect("three projections");
     if let Some([bq, bk, bv]) = &blk.qkv_bias {
         q = q.broadcast_add(bq)?;
         k = k.broadcast_add(bk)?;
@@ -342,6 +343,11 @@ fn block(
     let x = (x + blk.o.forward(&y)?)?;
 
     let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
-    let act = (candle_nn::ops::silu(&blk.gate.forward(&h)?)? * blk.up.forward(&h)?)?;
+    let [gate, up]: [Tensor; 2] = blk
+        .gate_up
+        .forward(&h)?
+        .try_into()
+        .expect("two projections");
+    let act = (candle_nn::ops::silu(&gate)? * up)?;
     Ok((x + blk.down.forward(&act)?)?)
 }

@@ -5,10 +5,11 @@
 //! and a head's keys for positions `0..len` are one contiguous run. Keys and values are read
 //! in blocks of [`KEYS`] rows, widened to f32 once for every query head of the group and
 //! every query token of a tile: eight scores per query head at a time (eight sums in flight,
-//! no horizontal sum per key), a softmax with a vectorised exponential, and the weighted sum
-//! of the value rows. A query's arithmetic depends only on its own position and the cache,
-//! never on the other tokens of the call, so running a word's tokens one by one or in a batch
-//! gives the same bits.
+//! no horizontal sum per key), exponentials vectorised, and the weighted sum of the value
+//! rows. The softmax runs over chunks of [`CHUNK`] positions merged in order, so a decoding
+//! step can spread a long context over the threads. A query's arithmetic depends only on its
+//! own position and the cache, never on the other tokens of the call or on which thread
+//! computed a chunk, so running a word's tokens one by one or in a batch gives the same bits.
 use crate::{pool, KernelError};
 use half::f16;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
@@ -123,90 +124,118 @@ impl KvBlock {
         }
         let group = heads / self.kv_heads;
         let parallel = t * (start + t) >= PARALLEL_WORK;
-        // A task is a tile of consecutive query tokens of one key/value head: each key and
-        // value block is widened once for the tile. With few tokens (decoding) the group's
-        // query heads are split in two, so that both threads have work when there are
-        // fewer key/value heads than twice the threads (a head's arithmetic never depends
-        // on the heads beside it).
         let tiles = t.div_ceil(QUERY_TILE);
-        let split = if parallel && tiles * self.kv_heads < 2 * pool::threads() {
-            group.min(2)
-        } else {
-            1
-        };
-        let per = group.div_ceil(split);
-        // Query heads of part `c` of a group, as a range within the group.
-        let part = |c: usize| c * per..((c + 1) * per).min(group);
-        let tasks = tiles * self.kv_heads * split;
-        // Task `n`: its tile, key/value head and part of the group.
-        let of = |n: usize| {
-            (
-                n / (self.kv_heads * split),
-                n / split % self.kv_heads,
-                n % split,
-            )
-        };
         let rows = |tile: usize| QUERY_TILE.min(t - tile * QUERY_TILE);
-        // Output `[t, heads * hd]`; each task writes its piece `[rows, part * hd]` in a
-        // buffer, in task order, then the pieces are scattered back.
-        let mut tiled = vec![0f32; t * width];
-        let task = |n: usize, buf: &mut [f32]| {
-            let (tile, g, c) = of(n);
-            let first = tile * QUERY_TILE;
-            let heads = part(c);
-            let queries: Vec<&[f32]> = (first..first + rows(tile))
-                .map(|i| {
-                    let at = i * width + (g * group + heads.start) * hd;
-                    &q[at..at + heads.len() * hd]
-                })
-                .collect();
-            self.attend_tile(g, start + first, &queries, buf);
-        };
-        let mut pieces: Vec<&mut [f32]> = Vec::with_capacity(tasks);
-        let mut rest = tiled.as_mut_slice();
-        for n in 0..tasks {
-            let (tile, _, c) = of(n);
-            let (piece, tail) = rest.split_at_mut(rows(tile) * part(c).len() * hd);
-            pieces.push(piece);
+        // Chunks of the cache a tile's queries see (its last token sees the most).
+        let chunks = |tile: usize| (start + tile * QUERY_TILE + rows(tile)).div_ceil(CHUNK);
+        // A task is a tile of consecutive query tokens of one key/value head, each key and
+        // value block widened once for the tile, over all its chunks; with fewer such tasks
+        // than twice the threads (decoding), over one chunk, the chunks merged afterwards.
+        let by_chunk = parallel && tiles * self.kv_heads < 2 * pool::threads();
+        let mut tasks = Vec::new();
+        for tile in 0..tiles {
+            for g in 0..self.kv_heads {
+                if by_chunk {
+                    tasks.extend((0..chunks(tile)).map(|c| (tile, g, c..c + 1)));
+                } else {
+                    tasks.push((tile, g, 0..chunks(tile)));
+                }
+            }
+        }
+        // Each task's partial, [`Partial`] over `rows × group` query heads, in task order.
+        let piece = |tile: usize| Partial::len(rows(tile) * group, hd);
+        let mut partials = vec![0f32; tasks.iter().map(|(tile, ..)| piece(*tile)).sum()];
+        let mut pieces: Vec<&mut [f32]> = Vec::with_capacity(tasks.len());
+        let mut rest = partials.as_mut_slice();
+        for (tile, ..) in &tasks {
+            let (p, tail) = rest.split_at_mut(piece(*tile));
+            pieces.push(p);
             rest = tail;
         }
+        let task = |n: usize, buf: &mut [f32]| {
+            let (tile, g, range) = &tasks[n];
+            let (tile, g) = (*tile, *g);
+            let first = tile * QUERY_TILE;
+            let queries: Vec<&[f32]> = (first..first + rows(tile))
+                .map(|i| &q[i * width + g * group * hd..][..group * hd])
+                .collect();
+            self.attend_chunks(g, start + first, &queries, range.clone(), buf);
+        };
         if parallel {
             pool::for_each_chunk(&mut pieces, 1, |n, b| task(n, b[0]));
         } else {
             pieces.iter_mut().enumerate().for_each(|(n, b)| task(n, b));
         }
-        let mut at = 0;
-        for n in 0..tasks {
-            let (tile, g, c) = of(n);
-            let heads = part(c);
-            for r in 0..rows(tile) {
-                let dst = (tile * QUERY_TILE + r) * width + (g * group + heads.start) * hd;
-                let len = heads.len() * hd;
-                out[dst..dst + len].copy_from_slice(&tiled[at..at + len]);
-                at += len;
+        // Merge each (tile, head) task's chunks in order, then normalise into `out`.
+        let mut n = 0;
+        while n < tasks.len() {
+            let (tile, g, _) = tasks[n];
+            let end = n + tasks[n..]
+                .iter()
+                .take_while(|(t2, g2, _)| (*t2, *g2) == (tile, g))
+                .count();
+            let (acc, later) = pieces[n..end].split_first_mut().expect("one task at least");
+            for part in later.iter() {
+                Partial::merge(acc, part, hd);
             }
+            let acc = Partial::split(acc, hd);
+            for r in 0..rows(tile) {
+                for h in 0..group {
+                    let i = r * group + h;
+                    let inv = 1.0 / acc.sum[i];
+                    let dst = &mut out[(tile * QUERY_TILE + r) * width + (g * group + h) * hd..];
+                    dst[..hd]
+                        .iter_mut()
+                        .zip(&acc.values[i * hd..(i + 1) * hd])
+                        .for_each(|(o, v)| *o = v * inv);
+                }
+            }
+            n = end;
         }
         Ok(())
     }
 
+    /// [`KvBlock::attend_chunk`] over each chunk of `chunks` in order, merged into `acc`.
+    fn attend_chunks(
+        &self,
+        g: usize,
+        pos: usize,
+        queries: &[&[f32]],
+        chunks: std::ops::Range<usize>,
+        acc: &mut [f32],
+    ) {
+        let mut part = Vec::new();
+        for (i, c) in chunks.enumerate() {
+            if i == 0 {
+                self.attend_chunk(g, pos, queries, c, acc);
+            } else {
+                part.resize(acc.len(), 0.0);
+                self.attend_chunk(g, pos, queries, c, &mut part);
+                Partial::merge(acc, &part, self.head_dim);
+            }
+        }
+    }
+
     /// Consecutive query tokens, the first at position `pos`, each with the `group` query
-    /// heads of key/value head `g` (`[group, head_dim]`), over the positions up to its own;
-    /// results `[tokens, group, head_dim]` into `out`.
-    fn attend_tile(&self, g: usize, pos: usize, queries: &[&[f32]], out: &mut [f32]) {
+    /// heads of key/value head `g` (`[group, head_dim]`), over the positions of chunk `c`
+    /// each sees: the [`Partial`] of every query head (`[tokens, group]`) into `out`.
+    fn attend_chunk(&self, g: usize, pos: usize, queries: &[&[f32]], c: usize, out: &mut [f32]) {
         let hd = self.head_dim;
         let group = queries[0].len() / hd;
         let scale = 1.0 / (hd as f32).sqrt();
-        let len = pos + queries.len();
-        let blocks = len.div_ceil(KEYS);
+        let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(pos + queries.len()));
+        let blocks = lo / KEYS..hi.div_ceil(KEYS);
         let base = g * self.rows * hd;
-        // Query head `n` (token `n / group`) sees positions `0..seen(n)`.
+        // Query head `n` (token `n / group`) sees positions `0..seen(n)`; of this chunk, the
+        // first `inside(n)`.
         let seen = |n: usize| pos + n / group + 1;
+        let inside = |n: usize| seen(n).min(hi).saturating_sub(lo);
         let heads: Vec<&[f32]> = queries.iter().flat_map(|q| q.chunks_exact(hd)).collect();
         let mut rows = vec![0f32; KEYS * hd];
         // Scores `[heads, blocks * KEYS]`.
-        let stride = blocks * KEYS;
+        let stride = blocks.len() * KEYS;
         let mut scores = vec![0f32; heads.len() * stride];
-        for b in 0..blocks {
+        for (i, b) in blocks.clone().enumerate() {
             let at = base + b * KEYS * hd;
             // `[head_dim, KEYS]`: the block's keys, dimension-major.
             f16_slice_ref(&self.keys[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
@@ -223,25 +252,81 @@ impl KvBlock {
                     3 => dots::<3>(&rows, qs, &mut s),
                     _ => dots::<HEADS>(&rows, qs, &mut s),
                 }
-                for (i, s) in s[..qs.len()].iter().enumerate() {
-                    let o = &mut scores[(n0 + i) * stride + b * KEYS..][..KEYS];
+                for (j, s) in s[..qs.len()].iter().enumerate() {
+                    let o = &mut scores[(n0 + j) * stride + i * KEYS..][..KEYS];
                     o.iter_mut().zip(s).for_each(|(o, v)| *o = v * scale);
                 }
             }
         }
+        let part = Partial::split(out, hd);
         for (n, s) in scores.chunks_exact_mut(stride).enumerate() {
-            softmax(&mut s[..seen(n)]);
+            (part.max[n], part.sum[n]) = match inside(n) {
+                0 => (f32::NEG_INFINITY, 0.0),
+                k => exp_shifted(&mut s[..k]),
+            };
         }
-        out.fill(0.0);
+        part.values.fill(0.0);
         // Value rows of the current block each query head sees (one buffer for the call).
         let mut visible = vec![0usize; heads.len()];
-        for b in 0..blocks {
+        for (i, b) in blocks.enumerate() {
             let at = base + b * KEYS * hd;
             f16_slice_ref(&self.values[at..at + KEYS * hd]).convert_to_f32_slice(&mut rows);
             for (n, v) in visible.iter_mut().enumerate() {
-                *v = seen(n).saturating_sub(b * KEYS).min(KEYS);
+                *v = inside(n).saturating_sub(i * KEYS).min(KEYS);
             }
-            weighted_sums(&rows, &scores[b * KEYS..], stride, &visible, out);
+            weighted_sums(&rows, &scores[i * KEYS..], stride, &visible, part.values);
+        }
+    }
+}
+
+/// Cache positions per chunk of the softmax (a multiple of [`KEYS`]). A query head's scores
+/// are reduced chunk by chunk into a [`Partial`], and the chunks merged in order, whichever
+/// thread computed them: a decoding step spreads a long context over the threads by chunk
+/// (each key and value read once, the threads evenly loaded), and a query's arithmetic is
+/// the same as in a batch.
+const CHUNK: usize = 256;
+
+/// One chunk's share of the attention of `n` query heads, laid out in one `f32` buffer as
+/// `[max; n]`, `[sum; n]`, `[values; n × head_dim]`: the largest score, the sum of
+/// `exp(score − max)` and the value rows weighted by those exponentials. A head that sees
+/// none of the chunk has max −∞ and sum 0.
+struct Partial<'a> {
+    max: &'a mut [f32],
+    sum: &'a mut [f32],
+    values: &'a mut [f32],
+}
+
+impl<'a> Partial<'a> {
+    /// Floats of the partial of `n` heads of `hd`.
+    fn len(n: usize, hd: usize) -> usize {
+        n * (hd + 2)
+    }
+
+    fn split(buf: &'a mut [f32], hd: usize) -> Partial<'a> {
+        let n = buf.len() / (hd + 2);
+        let (max, rest) = buf.split_at_mut(n);
+        let (sum, values) = rest.split_at_mut(n);
+        Partial { max, sum, values }
+    }
+
+    /// Folds the next chunk's partial `next` into `acc`: both rescaled to the larger max.
+    fn merge(acc: &mut [f32], next: &[f32], hd: usize) {
+        let acc = Partial::split(acc, hd);
+        let heads = acc.max.len();
+        let (max, sum, values) = (&next[..heads], &next[heads..2 * heads], &next[2 * heads..]);
+        for n in 0..heads {
+            if sum[n] == 0.0 {
+                continue; // the head sees none of the chunk
+            }
+            let m = acc.max[n].max(max[n]);
+            let (a, b) = ((acc.max[n] - m).exp(), (max[n] - m).exp());
+            acc.max[n] = m;
+            acc.sum[n] = acc.sum[n] * a + sum[n] * b;
+            let y = &values[n * hd..(n + 1) * hd];
+            acc.values[n * hd..(n + 1) * hd]
+                .iter_mut()
+                .zip(y)
+                .for_each(|(x, y)| *x = *x * a + y * b);
         }
     }
 }
@@ -310,8 +395,8 @@ fn weighted_sums(rows: &[f32], p: &[f32], stride: usize, visible: &[usize], out:
     }
 }
 
-/// Softmax in place: `exp(s - max)`, eight at a time, normalised by their sum.
-fn softmax(s: &mut [f32]) {
+/// `exp(s − max)` in place, eight at a time; returns the max and the sum of the exponentials.
+fn exp_shifted(s: &mut [f32]) -> (f32, f32) {
     let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut chunks = s.chunks_exact_mut(8);
     for c in &mut chunks {
@@ -326,9 +411,7 @@ fn softmax(s: &mut [f32]) {
         .for_each(|(e, v)| *e = v - max);
     let e = exp8(e);
     tail.copy_from_slice(&e[..tail.len()]);
-    let sum: f32 = s.iter().sum();
-    let inv = 1.0 / sum;
-    s.iter_mut().for_each(|x| *x *= inv);
+    (max, s.iter().sum())
 }
 
 /// `exp` of eight values `<= 0` (Cephes' `expf`: 2^n times a degree-5 polynomial on
@@ -490,6 +573,41 @@ mod tests {
         ]
     }
 
+    /// `got` (`[heads, hd]`) against a plain f64 softmax attention of the query at `pos` over
+    /// the f16-rounded keys and values of positions `0..=pos`.
+    fn assert_matches_plain_softmax(
+        [k, v, q]: &[&[f32]; 3],
+        (kv_heads, heads, hd): (usize, usize, usize),
+        pos: usize,
+        got: &[f32],
+    ) {
+        let round = |x: f32| f16::from_f32(x).to_f64();
+        for h in 0..heads {
+            let g = h / (heads / kv_heads);
+            let qh = &q[(pos * heads + h) * hd..(pos * heads + h + 1) * hd];
+            let s: Vec<f64> = (0..=pos)
+                .map(|j| {
+                    (0..hd)
+                        .map(|d| qh[d] as f64 * round(k[(j * kv_heads + g) * hd + d]))
+                        .sum::<f64>()
+                        / (hd as f64).sqrt()
+                })
+                .collect();
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = s.iter().map(|x| (x - max).exp()).sum();
+            for d in 0..hd {
+                let exact: f64 = (0..=pos)
+                    .map(|j| (s[j] - max).exp() / z * round(v[(j * kv_heads + g) * hd + d]))
+                    .sum();
+                let got = got[h * hd + d] as f64;
+                assert!(
+                    (got - exact).abs() < 1e-5,
+                    "position {pos} head {h} dim {d}: {got} vs {exact}"
+                );
+            }
+        }
+    }
+
     /// Against a plain f64 softmax attention over the f16-rounded keys and values, for a
     /// batch of tokens after cached ones; then the same tokens one by one give the same bits.
     #[test]
@@ -514,33 +632,9 @@ mod tests {
             .attend(start, &q[start * heads * hd..], heads, &mut batch)
             .unwrap();
 
-        let round = |x: f32| f16::from_f32(x).to_f64();
         for i in 0..t {
-            let pos = start + i;
-            for h in 0..heads {
-                let g = h / (heads / kv_heads);
-                let qh = &q[(pos * heads + h) * hd..(pos * heads + h + 1) * hd];
-                let s: Vec<f64> = (0..=pos)
-                    .map(|j| {
-                        (0..hd)
-                            .map(|d| qh[d] as f64 * round(k[(j * kv_heads + g) * hd + d]))
-                            .sum::<f64>()
-                            / (hd as f64).sqrt()
-                    })
-                    .collect();
-                let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let z: f64 = s.iter().map(|x| (x - max).exp()).sum();
-                for d in 0..hd {
-                    let exact: f64 = (0..=pos)
-                        .map(|j| (s[j] - max).exp() / z * round(v[(j * kv_heads + g) * hd + d]))
-                        .sum();
-                    let got = batch[(i * heads + h) * hd + d] as f64;
-                    assert!(
-                        (got - exact).abs() < 1e-5,
-                        "token {i} head {h} dim {d}: {got} vs {exact}"
-                    );
-                }
-            }
+            let got = &batch[i * heads * hd..(i + 1) * heads * hd];
+            assert_matches_plain_softmax(&[&k, &v, &q], (kv_heads, heads, hd), start + i, got);
         }
 
         let mut one = KvBlock::new(kv_heads, cap, hd).unwrap();
@@ -584,12 +678,13 @@ mod tests {
         assert_eq!(exp8([0.0; 8]), [1.0; 8]);
     }
 
-    /// At long context the one-token calls split each group's query heads over the
-    /// threads, a batch does not: the same bits either way.
+    /// At long context the one-token calls spread the chunks of the softmax over the
+    /// threads, a batch does not: the same bits either way, and both a plain softmax.
     #[test]
     fn long_context_single_tokens_equal_the_batch() {
         let (kv_heads, heads, hd, cap) = (2, 6, 16, 1100);
-        let (start, t) = (984, 16);
+        // Three query tiles, the middle one across the boundary of two chunks.
+        let (start, t) = (1012, 24);
         let n = start + t;
         let [k, v, q] = kvq(n, kv_heads, heads, hd, 4);
         let mut cache = KvBlock::new(kv_heads, cap, hd).unwrap();
@@ -608,6 +703,9 @@ mod tests {
                 batch[i * heads * hd..(i + 1) * heads * hd],
                 "token {i}"
             );
+            if i % 5 == 0 {
+                assert_matches_plain_softmax(&[&k, &v, &q], (kv_heads, heads, hd), pos, &one);
+            }
         }
     }
 }
