@@ -126,7 +126,9 @@ def cpu_seconds(pid: int) -> float:
 
 def interval_quantile(before: dict, after: dict, stage: str, q: float) -> float | None:
     """The `q` quantile (ms) of one stage's latencies between two scrapes, from the differences
-    of its cumulative histogram buckets (the upper bound of the bucket that holds it)."""
+    of its cumulative histogram buckets, interpolated linearly inside the bucket that holds it
+    (as Prometheus' `histogram_quantile`: the buckets step 1-2.5-5, too coarse to compare two
+    p99s within 10 % by their bounds alone)."""
     def buckets(m: dict) -> dict[float, float]:
         fam = m.get("neuralign_stage_latency_seconds_bucket", {})
         return {float(dict(k)["le"]): v for k, v in fam.items() if dict(k).get("stage") == stage}
@@ -136,9 +138,14 @@ def interval_quantile(before: dict, after: dict, stage: str, q: float) -> float 
     if not counts or counts[-1] <= 0:
         return None
     target = q * counts[-1]
+    lower, below = 0.0, 0.0
     for le, c in zip(les, counts):
         if c >= target:
-            return le * 1e3 if math.isfinite(le) else None
+            if not math.isfinite(le):
+                return None
+            inside = (target - below) / (c - below) if c > below else 1.0
+            return (lower + (le - lower) * inside) * 1e3
+        lower, below = le, c
     return None
 
 
@@ -174,6 +181,8 @@ def sample_row(minute: int, before: dict, after: dict, cpu: float, clients: list
         - family_sum(after, "neuralign_pipeline_dropped_total", skip=FORGOTTEN),
         "gaps": value(after, "neuralign_stream_gaps_total", stream="neural"),
         "segments": value(after, "neuralign_segments_total"),
+        "compactions_prepared": value(after, "neuralign_pipeline_events_total", kind="lm_compactions_prepared"),
+        "compactions_prefilled": value(after, "neuralign_pipeline_events_total", kind="lm_compactions_prefilled"),
         "lm_queue": value(after, "neuralign_lm_queue_length"),
         "client_frames": sum(sum(c.counts.values()) for c in clients),
     }
@@ -369,7 +378,9 @@ def report_md(result: dict, plot: str | None) -> str:
              f"({last['words_forgotten']:.0f} words forgotten behind the watermark, by design, not counted), "
              f"{last['frames_sent']:.0f} "
              f"frames sent and {last['frames_dropped']:.0f} dropped, {last['gaps']:.0f} gaps (one a seam), "
-             f"{last['segments']:.0f} segments. The XDF recording ({rec['files']} file(s), "
+             f"{last['segments']:.0f} segments; the language model's context limit met "
+             f"{last['compactions_prepared']:.0f} times by the prepared context and "
+             f"{last['compactions_prefilled']:.0f} times by a re-prefill. The XDF recording ({rec['files']} file(s), "
              f"{rec['bytes'] / 2**20:.1f} MB, {rec['mb_per_hour']} MB an hour of session) read back with pyxdf: "
              f"{rec['samples']} neural samples and {rec['messages']} transcript messages, "
              f"{'complete' if rec['complete'] else 'INCOMPLETE'}"

@@ -696,6 +696,16 @@ impl Core {
                 "kv_cache".to_string(),
                 lm.memory.kv_cache_bound.load(Ordering::Relaxed),
             )]),
+            events: BTreeMap::from([
+                (
+                    "lm_compactions_prepared".to_string(),
+                    lm.compactions.prepared.load(Ordering::Relaxed),
+                ),
+                (
+                    "lm_compactions_prefilled".to_string(),
+                    lm.compactions.prefilled.load(Ordering::Relaxed),
+                ),
+            ]),
         }
     }
 }

@@ -55,6 +55,15 @@ pub(super) struct LmMemory {
     pub words: AtomicU64,
 }
 
+/// How the LM thread met the context limit (see [`crate::lm::Compactions`]).
+#[derive(Default)]
+pub(super) struct LmCompactions {
+    /// The prepared context took over: nothing recomputed.
+    pub prepared: AtomicU64,
+    /// The kept words were run again: a stall of about half the limit's prefill.
+    pub prefilled: AtomicU64,
+}
+
 /// Handle on the LM thread.
 pub(super) struct LmThread {
     thread: JoinHandle<()>,
@@ -66,6 +75,8 @@ pub(super) struct LmThread {
     pub queue: Receiver<TranscriptUpdate>,
     /// What it holds.
     pub memory: Arc<LmMemory>,
+    /// How it met the context limit.
+    pub compactions: Arc<LmCompactions>,
 }
 
 impl LmThread {
@@ -88,6 +99,7 @@ pub(super) fn spawn(
     let failed_words = Arc::new(AtomicU64::new(0));
     let dropped = Arc::new(AtomicU64::new(0));
     let memory = Arc::new(LmMemory::default());
+    let compactions = Arc::new(LmCompactions::default());
     let mut engine = engine;
     engine.enable_prepared_compaction();
     let mut worker = Worker {
@@ -101,6 +113,7 @@ pub(super) fn spawn(
         failed_words: failed_words.clone(),
         dropped: dropped.clone(),
         memory: memory.clone(),
+        compactions: compactions.clone(),
     };
     worker.publish_memory();
     let queue = updates.clone();
@@ -143,6 +156,7 @@ pub(super) fn spawn(
         dropped,
         queue,
         memory,
+        compactions,
     })
 }
 
@@ -163,10 +177,19 @@ struct Worker {
     failed_words: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     memory: Arc<LmMemory>,
+    compactions: Arc<LmCompactions>,
 }
 
 impl Worker {
+    /// Publishes what the thread holds, and how it met the context limit so far.
     fn publish_memory(&self) {
+        let c = self.engine.compactions();
+        self.compactions
+            .prepared
+            .store(c.prepared, Ordering::Relaxed);
+        self.compactions
+            .prefilled
+            .store(c.prefilled, Ordering::Relaxed);
         let (used, bound) = self.engine.kv_cache_bytes();
         // a B-tree entry: key, word record and text, and about half a slot of node overhead
         let entry = std::mem::size_of::<u64>() + std::mem::size_of::<Word>() * 3 / 2;

@@ -181,6 +181,8 @@ pub struct PipelineStatus {
     pub memory: BTreeMap<String, u64>,
     /// The most a part may hold, for the parts whose bound the configuration fixes.
     pub memory_bound: BTreeMap<String, u64>,
+    /// Things that happened, neither drops nor errors, counted by kind.
+    pub events: BTreeMap<String, u64>,
 }
 
 /// Something the pipeline hands the hub to fan out.
@@ -424,6 +426,8 @@ pub struct StatusFrame<'a> {
     pub memory: &'a BTreeMap<String, u64>,
     /// The bound of each part the configuration bounds.
     pub memory_bound: &'a BTreeMap<String, u64>,
+    /// Things that happened, by kind.
+    pub events: &'a BTreeMap<String, u64>,
     /// Clients connected now.
     pub clients: usize,
     /// Hub send latency.

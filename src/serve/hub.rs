@@ -464,6 +464,7 @@ impl Hub {
             segments: state.status.segments,
             memory: &state.status.memory,
             memory_bound: &state.status.memory_bound,
+            events: &state.status.events,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
             stages: self

@@ -320,6 +320,13 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
     );
     write_family(
         out,
+        "neuralign_pipeline_events_total",
+        "counter",
+        "Things that happened, neither drops nor errors, by kind.",
+        status.events.iter().map(|(k, &v)| (label("kind", k), v)),
+    );
+    write_family(
+        out,
         "neuralign_memory_bound_bytes",
         "gauge",
         "The most each part whose bound the configuration fixes may hold.",
@@ -424,6 +431,7 @@ mod tests {
             segments: 3,
             memory: counts(&[("kv_cache", 4096), ("resident", 1 << 20)]),
             memory_bound: counts(&[("kv_cache", 8192)]),
+            events: counts(&[("lm_compactions_prefilled", 1)]),
         };
         let text = m.render(&status, 100.0);
         let pipeline: Vec<&str> = text
@@ -463,6 +471,7 @@ mod tests {
                 r#"neuralign_segments_total 3"#,
                 r#"neuralign_memory_bytes{part="kv_cache"} 4096"#,
                 r#"neuralign_memory_bytes{part="resident"} 1048576"#,
+                r#"neuralign_pipeline_events_total{kind="lm_compactions_prefilled"} 1"#,
                 r#"neuralign_memory_bound_bytes{part="kv_cache"} 8192"#,
                 r#"neuralign_lm_queue_length 5"#,
             ]

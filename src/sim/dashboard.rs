@@ -312,6 +312,7 @@ impl SyntheticSession {
             segments: 0,
             memory: BTreeMap::new(),
             memory_bound: BTreeMap::new(),
+            events: BTreeMap::new(),
         }
     }
 }
