@@ -139,12 +139,13 @@ def interval_quantile(before: dict, after: dict, stage: str, q: float) -> float 
         return None
     target = q * counts[-1]
     lower, below = 0.0, 0.0
+    to_ms = lambda s: round(s * 1e3, 3)  # noqa: E731
     for le, c in zip(les, counts):
         if c >= target:
             if not math.isfinite(le):
                 return None
             inside = (target - below) / (c - below) if c > below else 1.0
-            return (lower + (le - lower) * inside) * 1e3
+            return to_ms(lower + (le - lower) * inside)
         lower, below = le, c
     return None
 
@@ -355,6 +356,11 @@ def plot_svg(rows: list[dict], path: pathlib.Path):
     path.write_text("\n".join(out) + "\n")
 
 
+def ms(x: float | None) -> str:
+    """A latency for the report: three significant digits."""
+    return "n/a" if x is None else f"{x:.3g}"
+
+
 def report_md(result: dict, plot: str | None) -> str:
     rows, rec = result["rows"], result["recording"]
     last = rows[-1]
@@ -371,8 +377,9 @@ def report_md(result: dict, plot: str | None) -> str:
              f"{result['documented_bound_mb']} MB: the first minute's resident memory plus the key/value "
              f"cache's growth to its bound, `docs/memory.md`), growth over the last quarter "
              f"{result['resident_growth_last_quarter_mb']} MB; end-to-end p99 (median of the per-minute p99) "
-             f"first 10 minutes {result.get('e2e_p99_first10_ms')} ms, last 10 minutes "
-             f"{result.get('e2e_p99_last10_ms')} ms. At the end: {last['samples']:.0f} samples and "
+             f"first 10 minutes {ms(result.get('e2e_p99_first10_ms'))} ms, last 10 minutes "
+             f"{ms(result.get('e2e_p99_last10_ms'))} ms (interpolated inside the histogram bucket that "
+             f"holds each). At the end: {last['samples']:.0f} samples and "
              f"{last['messages']:.0f} transcript messages received, {last['rejected']:.0f} rejected, "
              f"{last['lost']:.0f} streams lost, {last['dropped']:.0f} items dropped "
              f"({last['words_forgotten']:.0f} words forgotten behind the watermark, by design, not counted), "
@@ -395,8 +402,8 @@ def report_md(result: dict, plot: str | None) -> str:
     for r in rows[step - 1::step]:
         mem = r["memory_mb"]
         lines.append(f"| {r['minute']} | {r['resident_mb']:.1f} | {mem.get('kv_cache', 0):.1f} | "
-                     f"{mem.get('timeline', 0):.1f} | {r['cpu_percent']} | {r['end_to_end_p50_ms']} / "
-                     f"{r['end_to_end_p99_ms']} | {r['score_p99_ms']} | {r['lm_step_p99_ms']} | "
+                     f"{mem.get('timeline', 0):.1f} | {r['cpu_percent']} | {ms(r['end_to_end_p50_ms'])} / "
+                     f"{ms(r['end_to_end_p99_ms'])} | {ms(r['score_p99_ms'])} | {ms(r['lm_step_p99_ms'])} | "
                      f"{r['frames_sent']:.0f} / {r['frames_dropped']:.0f} | {r['lm_queue']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -424,12 +431,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kill", action="store_true",
                    help="end with SIGKILL of the server mid-stream; the recording may lose its last second only")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--from-json", type=pathlib.Path,
+                   help="write --plot and --report from a run's --json instead of running")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    result = soak(args)
+    result = json.loads(args.from_json.read_text()) if args.from_json else soak(args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     if args.plot:
