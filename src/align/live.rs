@@ -499,27 +499,31 @@ mod tests {
         assert!(r[4].is_nan());
     }
 
-    /// A session's worth of words leaves nothing behind unless word-level scores were asked
-    /// for (the server does not ask: nothing would take them), and then one per word.
-    #[test]
-    fn word_scores_are_kept_only_when_asked_for() {
-        use crate::encode::LagGrid;
-        let grid = LagGrid {
+    /// One layer, two electrodes, lags 0–0.3 s at 10 Hz, every weight 1.
+    fn small_live() -> Live {
+        let grid = crate::encode::LagGrid {
             tmin: 0.0,
             tmax: 0.3,
             rate: 10.0,
         };
+        let mut enc = Encoder::zeros(1, 2, grid.n_lags(), 1, 2);
+        enc.pca_components.iter_mut().for_each(|c| *c = 1.0);
+        enc.feature_std.iter_mut().for_each(|s| *s = 1.0);
+        enc.weights.iter_mut().for_each(|w| *w = 1.0);
+        enc.meta.grid = grid;
+        enc.meta.layers = vec![0];
+        let map = ChannelMap {
+            stream_index: vec![0, 1],
+        };
+        Live::new(enc, map, 0.0, AlignConfig::default())
+    }
+
+    /// A session's worth of words leaves nothing behind unless word-level scores were asked
+    /// for (the server does not ask: nothing would take them), and then one per word.
+    #[test]
+    fn word_scores_are_kept_only_when_asked_for() {
         let run = |keep: bool| {
-            let mut enc = Encoder::zeros(1, 2, grid.n_lags(), 1, 2);
-            enc.pca_components.iter_mut().for_each(|c| *c = 1.0);
-            enc.feature_std.iter_mut().for_each(|s| *s = 1.0);
-            enc.weights.iter_mut().for_each(|w| *w = 1.0);
-            enc.meta.grid = grid;
-            enc.meta.layers = vec![0];
-            let map = ChannelMap {
-                stream_index: vec![0, 1],
-            };
-            let live = Live::new(enc, map, 0.0, AlignConfig::default());
+            let live = small_live();
             let mut live = if keep { live.with_word_scores() } else { live };
             for t in 0..2000u64 {
                 if t % 10 == 0 {
@@ -545,22 +549,7 @@ mod tests {
     /// bounded, and a word that arrives for scored samples is counted late.
     #[test]
     fn expired_samples_are_scored_without_their_words_and_counted() {
-        use crate::encode::LagGrid;
-        let grid = LagGrid {
-            tmin: 0.0,
-            tmax: 0.3,
-            rate: 10.0,
-        };
-        let mut enc = Encoder::zeros(1, 2, grid.n_lags(), 1, 2);
-        enc.pca_components.iter_mut().for_each(|c| *c = 1.0);
-        enc.feature_std.iter_mut().for_each(|s| *s = 1.0);
-        enc.weights.iter_mut().for_each(|w| *w = 1.0);
-        enc.meta.grid = grid;
-        enc.meta.layers = vec![0];
-        let map = ChannelMap {
-            stream_index: vec![0, 1],
-        };
-        let mut live = Live::new(enc, map, 0.0, AlignConfig::default());
+        let mut live = small_live();
         let mut held = 0;
         for t in 0..600 {
             live.push_neural(&[t as f32, 1.0]);
