@@ -307,6 +307,16 @@ fn context_limit_drops_oldest_words_to_half_and_reprefills() {
     );
 }
 
+/// `emb`, the engine's newest word, equals that word in a fresh engine fed the words the
+/// engine holds now.
+fn assert_fresh(t: &Tiny, limit: usize, e: &Engine, emb: &WordEmbedding) {
+    let kept: Vec<String> = e.words().map(str::to_string).collect();
+    let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
+    let mut fresh = engine(t, limit, Pool::Last);
+    let expected = fresh.embed_words(&kept, usize::MAX).unwrap();
+    assert_same(std::slice::from_ref(emb), &expected[expected.len() - 1..]);
+}
+
 /// A live engine builds the context that follows each compaction while idle: at the limit
 /// that context takes over with nothing to recompute, keeps about half the limit, and every
 /// word (the one that crossed the limit too) equals a fresh engine fed the kept words. A
@@ -318,13 +328,7 @@ fn prepared_compaction_takes_over_at_the_limit_and_equals_a_fresh_context() {
     let words: Vec<&str> = TEXT.split(' ').cycle().take(120).collect();
     let mut e = engine(&t, limit, Pool::Last);
     e.enable_prepared_compaction();
-    let check = |e: &Engine, emb: &WordEmbedding| {
-        let kept: Vec<String> = e.words().map(str::to_string).collect();
-        let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
-        let mut fresh = engine(&t, limit, Pool::Last);
-        let expected = fresh.embed_words(&kept, usize::MAX).unwrap();
-        assert_same(std::slice::from_ref(emb), &expected[expected.len() - 1..]);
-    };
+    let check = |e: &Engine, emb: &WordEmbedding| assert_fresh(&t, limit, e, emb);
     let (mut takeovers, mut prepared_words) = (0, 0);
     let per_token = e.kv_cache_bytes().1 / (2 * limit);
     for (i, w) in words.iter().enumerate() {
@@ -389,10 +393,10 @@ fn prepared_compaction_survives_a_tail_revised_at_every_update() {
     let mut e = engine(&t, limit, Pool::Last);
     e.enable_prepared_compaction();
     for (i, w) in words.iter().enumerate() {
-        e.prepare_compaction(1).unwrap(); // idle: one word
-                                          // The next update: it revises the newest word (a rollback to it, the word again),
-                                          // or nothing (a rollback to the next position). Both reach the prepared context's
-                                          // first word whenever it was made in the idle moment just before.
+        // Idle: one word prepared. The next update revises the newest word (a rollback to
+        // it, the word again) or nothing (a rollback to the next position); both reach the
+        // prepared context's first word whenever it was made in the idle moment before.
+        e.prepare_compaction(1).unwrap();
         if i % 3 != 2 && e.n_words() > 0 {
             e.rollback(e.next_position() - 1);
             e.push_word(words[i - 1]).unwrap();
@@ -407,11 +411,7 @@ fn prepared_compaction_survives_a_tail_revised_at_every_update() {
                 0,
                 "word {i}: the limit re-prefilled"
             );
-            let kept: Vec<String> = e.words().map(str::to_string).collect();
-            let kept: Vec<&str> = kept.iter().map(String::as_str).collect();
-            let mut fresh = engine(&t, limit, Pool::Last);
-            let expected = fresh.embed_words(&kept, usize::MAX).unwrap();
-            assert_same(std::slice::from_ref(&emb), &expected[expected.len() - 1..]);
+            assert_fresh(&t, limit, &e, &emb);
         }
     }
     assert!(e.compactions().prepared >= 3, "{:?}", e.compactions());
