@@ -483,34 +483,28 @@ mod tests {
         let le = |le: &str, n: u32| {
             format!(r#"neuralign_stage_latency_seconds_bucket{{stage="score",le="{le}"}} {n}"#)
         };
-        let mut expected: Vec<String> = [
-            ("0.00001", 0),
-            ("0.000025", 0),
-            ("0.00005", 1),
-            ("0.0001", 1),
-            ("0.00025", 1),
-            ("0.0005", 1),
-            ("0.001", 1),
-            ("0.0025", 1),
-            ("0.005", 2),
-            ("0.01", 2),
-            ("0.025", 2),
-            ("0.05", 2),
-            ("0.1", 2),
-            ("0.25", 2),
-            ("0.5", 2),
-            ("1", 2),
-            ("2.5", 2),
-            ("5", 2),
-            ("10", 2),
-            ("+Inf", 3),
-        ]
-        .into_iter()
-        .map(|(b, n)| le(b, n))
-        .collect();
+        // every bucket, cumulative: 30 µs, 3 ms and 20 s (only in +Inf)
+        let expected_le = |us: u64| match us {
+            ..=25 => 0,
+            ..=2_500 => 1,
+            _ => 2,
+        };
+        let mut expected: Vec<String> = crate::metrics::BUCKET_BOUNDS_US
+            .iter()
+            .map(|&us| le(&(us as f64 / 1e6).to_string(), expected_le(us)))
+            .collect();
+        expected.push(le("+Inf", 3));
         expected.push(r#"neuralign_stage_latency_seconds_sum{stage="score"} 20.00303"#.into());
         expected.push(r#"neuralign_stage_latency_seconds_count{stage="score"} 3"#.into());
         assert_eq!(score, expected);
+        for line in [
+            le("0.00005", 1),
+            le("0.0025", 1),
+            le("0.0032", 2),
+            le("10", 2),
+        ] {
+            assert!(score.contains(&line.as_str()), "{line}");
+        }
         // one HELP and one TYPE per family, before its samples
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap();
