@@ -91,3 +91,20 @@ fn rollback_then_recompute_equals_never_seeing_the_retracted_words() {
         .unwrap();
     assert_same(&revised, &expected[3..]);
 }
+
+/// Word by word (the live path: one call per word) equals one call per 512 tokens (the
+/// offline path), over a context that passes the 512-token window of the local layers, so
+/// that a live session with Gemma scores what `fit` fitted.
+#[test]
+fn word_by_word_equals_long_calls_past_the_sliding_window() {
+    let Some(mut e) = engine() else {
+        return;
+    };
+    let passage = include_str!("data/speech/passage.txt");
+    let words: Vec<&str> = passage.split_whitespace().cycle().take(700).collect();
+    let one_by_one: Vec<_> = words.iter().map(|w| e.push_word(w).unwrap()).collect();
+    assert!(e.n_tokens() > 600, "{} tokens", e.n_tokens());
+    e.reset();
+    let batch = e.embed_words(&words, 512).unwrap();
+    assert_same(&one_by_one, &batch);
+}

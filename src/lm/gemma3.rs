@@ -7,7 +7,9 @@
 //!
 //! Like [`super::model::Model`] it returns every layer's hidden state (0 = scaled token
 //! embedding, k = residual stream after block k) at the positions asked for, keeps keys
-//! and values in a preallocated cache that can be truncated to any length, and skips the
+//! and values in a preallocated cache that can be truncated to any length (f16, attended
+//! by [`neuralign_kernels::attention`], whose sliding window and batch-independent sums make
+//! a word's states the same run token by token or in one call), and skips the
 //! tied 262k-row output layer unless logits are asked for. Token embeddings stay quantized
 //! (the f32 table would be 671 MB); the rows of a call are dequantized on lookup.
 use std::borrow::Cow;
@@ -16,7 +18,9 @@ use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
+use neuralign_kernels::attention::KvBlock;
+use neuralign_kernels::rope::{Pairing, RopeTables};
 
 use super::model::Forward;
 use super::LmError;
@@ -151,16 +155,11 @@ struct Block {
     bytes: usize,
 }
 
-/// Keys and values, `[n_kv_heads, capacity, head_dim]` per block, all zero.
-fn empty_cache(
-    p: &Gemma3Params,
-    capacity: usize,
-    device: &Device,
-) -> Result<(Vec<Tensor>, Vec<Tensor>), LmError> {
-    let zeros = || Tensor::zeros((p.n_kv_heads, capacity, p.head_dim), DType::F32, device);
-    let keys = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
-    let values = (0..p.n_blocks).map(|_| zeros()).collect::<Result<_, _>>()?;
-    Ok((keys, values))
+/// Keys and values of every block, f16 `[n_kv_heads, capacity, head_dim]`, empty.
+fn empty_cache(p: &Gemma3Params, capacity: usize) -> Result<Vec<KvBlock>, LmError> {
+    (0..p.n_blocks)
+        .map(|_| Ok(KvBlock::new(p.n_kv_heads, capacity, p.head_dim)?))
+        .collect()
 }
 
 /// A loaded Gemma 3 model and its key/value cache.
@@ -172,16 +171,17 @@ pub struct Gemma3 {
     vocab: usize,
     blocks: Vec<Block>,
     out_norm: Tensor,
-    /// RoPE tables `[capacity, head_dim / 2]` of the global and the sliding-window layers.
-    rope_global: (Tensor, Tensor),
-    rope_local: (Tensor, Tensor),
-    /// Per block, `[n_kv_heads, capacity, head_dim]`.
-    keys: Vec<Tensor>,
-    values: Vec<Tensor>,
+    /// RoPE tables of the global and the sliding-window layers.
+    rope_global: RopeTables,
+    rope_local: RopeTables,
+    /// Queries × this before the kernel's 1/√head_dim makes Gemma's `attn_scale`.
+    query_factor: f32,
+    /// Per block.
+    cache: Vec<KvBlock>,
     len: usize,
-    /// A second cache (keys, values, length), swapped in to build the context that
-    /// follows a compaction (allocated on first use).
-    spare: Option<(Vec<Tensor>, Vec<Tensor>, usize)>,
+    /// A second cache and its length, swapped in to build the context that follows a
+    /// compaction (allocated on first use).
+    spare: Option<(Vec<KvBlock>, usize)>,
     capacity: usize,
 }
 
@@ -260,9 +260,10 @@ impl Gemma3 {
             });
         }
         let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
-        let rope_global = rope_tables(p.rope_global, p.head_dim, capacity, &device)?;
-        let rope_local = rope_tables(p.rope_local, p.head_dim, capacity, &device)?;
-        let (keys, values) = empty_cache(&p, capacity, &device)?;
+        let rope_global = RopeTables::new(p.head_dim, p.rope_global, capacity);
+        let rope_local = RopeTables::new(p.head_dim, p.rope_local, capacity);
+        let query_factor = (p.attn_scale * (p.head_dim as f64).sqrt()) as f32;
+        let cache = empty_cache(&p, capacity)?;
         Ok(Gemma3 {
             p,
             device,
@@ -272,8 +273,8 @@ impl Gemma3 {
             out_norm,
             rope_global,
             rope_local,
-            keys,
-            values,
+            query_factor,
+            cache,
             len: 0,
             spare: None,
             capacity,
@@ -282,17 +283,12 @@ impl Gemma3 {
 
     /// Exchanges the key/value cache with the spare one (empty the first time).
     pub fn swap_caches(&mut self) -> Result<(), LmError> {
-        let spare = match self.spare.take() {
+        let (cache, len) = match self.spare.take() {
             Some(spare) => spare,
-            None => {
-                let (keys, values) = empty_cache(&self.p, self.capacity, &self.device)?;
-                (keys, values, 0)
-            }
+            None => (empty_cache(&self.p, self.capacity)?, 0),
         };
-        let (keys, values, len) = spare;
         self.spare = Some((
-            std::mem::replace(&mut self.keys, keys),
-            std::mem::replace(&mut self.values, values),
+            std::mem::replace(&mut self.cache, cache),
             std::mem::replace(&mut self.len, len),
         ));
         Ok(())
@@ -332,7 +328,7 @@ impl Gemma3 {
 
     /// Bytes of keys and values one token of context takes in the cache.
     pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.p.n_blocks * self.p.n_kv_heads * self.p.head_dim * std::mem::size_of::<f32>()
+        self.cache.iter().map(KvBlock::bytes_per_position).sum()
     }
 
     /// Forgets every cached token from position `len` on.
@@ -395,15 +391,8 @@ impl Gemma3 {
         if !keep.is_empty() {
             states.push(x.index_select(&keep_ids, 0)?);
         }
-        let global_mask = mask(start, t, None, &self.device)?;
-        let local_mask = mask(start, t, Some(self.p.window), &self.device)?;
         for b in 0..self.blocks.len() {
-            let m = if self.p.is_global(b) {
-                &global_mask
-            } else {
-                &local_mask
-            };
-            x = self.block(b, &x, start, m.as_ref())?;
+            x = self.block(b, &x, start)?;
             if !keep.is_empty() {
                 states.push(x.index_select(&keep_ids, 0)?);
             }
@@ -440,14 +429,9 @@ impl Gemma3 {
         Ok(QTensor::new(storage, (tokens.len(), self.p.dim))?.dequantize(&self.device)?)
     }
 
-    /// One transformer block on `x` `[t, dim]` at positions `start..start+t`.
-    fn block(
-        &self,
-        b: usize,
-        x: &Tensor,
-        start: usize,
-        mask: Option<&Tensor>,
-    ) -> Result<Tensor, LmError> {
+    /// One transformer block on `x` `[t, dim]` at positions `start..start+t`, writing its
+    /// keys and values into the block's cache.
+    fn block(&mut self, b: usize, x: &Tensor, start: usize) -> Result<Tensor, LmError> {
         let p = &self.p;
         let blk = &self.blocks[b];
         let eps = p.rms_eps as f32;
@@ -456,110 +440,34 @@ impl Gemma3 {
         let rms = |x: &Tensor, w: &Tensor| candle_nn::ops::rms_norm(x, w, eps);
 
         let h = rms(x, &blk.attn_norm)?;
-        // [t, heads*hd] -> per-head RMSNorm -> [1, heads, t, hd] for the rotary kernel.
+        // per-head RMSNorm, then rows `[t, heads * hd]` for the rotary and attention kernels
         let heads = |m: Tensor, n: usize, norm: &Tensor| {
             rms(&m.reshape((t, n, hd))?, norm)?
-                .transpose(0, 1)?
-                .contiguous()?
-                .unsqueeze(0)
+                .flatten_all()?
+                .to_vec1::<f32>()
         };
-        let (cos, sin) = if p.is_global(b) {
-            &self.rope_global
+        let mut q = heads(blk.q.forward(&h)?, nh, &blk.q_norm)?;
+        let mut k = heads(blk.k.forward(&h)?, nkv, &blk.k_norm)?;
+        let v = blk.v.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+        let (rope, window) = if p.is_global(b) {
+            (&self.rope_global, None)
         } else {
-            &self.rope_local
+            (&self.rope_local, Some(p.window))
         };
-        let (cos, sin) = (cos.narrow(0, start, t)?, sin.narrow(0, start, t)?);
-        let rope = |m: &Tensor| candle_nn::rotary_emb::rope(m, &cos, &sin);
-        let q = (rope(&heads(blk.q.forward(&h)?, nh, &blk.q_norm)?)? * p.attn_scale)?;
-        let k = rope(&heads(blk.k.forward(&h)?, nkv, &blk.k_norm)?)?.squeeze(0)?;
-        let v = blk
-            .v
-            .forward(&h)?
-            .reshape((t, nkv, hd))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        self.keys[b].slice_set(&k, 1, start)?;
-        self.values[b].slice_set(&v, 1, start)?;
-        // A single token on a sliding-window layer reads only the window (no mask needed).
-        let len = start + t;
-        let from = if mask.is_none() && !p.is_global(b) {
-            len.saturating_sub(p.window)
-        } else {
-            0
-        };
-        let keys = self.keys[b].narrow(1, from, len - from)?;
-        let values = self.values[b].narrow(1, from, len - from)?;
-
-        // Grouped-query attention: the query heads sharing a key/value head are stacked
-        // along the time axis.
-        let n_rep = nh / nkv;
-        let q = q.reshape((nkv, n_rep * t, hd))?;
-        let mut att = q.matmul(&keys.t()?)?;
-        if let Some(mask) = mask {
-            att = att
-                .reshape((nkv, n_rep, t, len))?
-                .broadcast_add(mask)?
-                .reshape((nkv, n_rep * t, len))?;
+        rope.apply(&mut q, nh, start, Pairing::Halves)?;
+        rope.apply(&mut k, nkv, start, Pairing::Halves)?;
+        if self.query_factor != 1.0 {
+            q.iter_mut().for_each(|x| *x *= self.query_factor);
         }
-        let att = candle_nn::ops::softmax_last_dim(&att)?;
-        let y = att
-            .matmul(&values)?
-            .reshape((nh, t, hd))?
-            .transpose(0, 1)?
-            .contiguous()?
-            .reshape((t, nh * hd))?;
+        let cache = &mut self.cache[b];
+        cache.write(start, &k, &v)?;
+        let mut y = vec![0f32; q.len()];
+        cache.attend(start, &q, nh, window, &mut y)?;
+        let y = Tensor::from_vec(y, (t, nh * hd), &self.device)?;
         let x = (x + rms(&blk.o.forward(&y)?, &blk.post_attn_norm)?)?;
 
         let h = rms(&x, &blk.ffn_norm)?;
         let act = (blk.gate.forward(&h)?.gelu()? * blk.up.forward(&h)?)?;
         Ok((&x + rms(&blk.down.forward(&act)?, &blk.post_ffn_norm)?)?)
     }
-}
-
-/// `[t, start + t]` additive mask: new token i sees positions ≤ start + i and, with a
-/// `window`, only the last `window` of them; `None` for a single token (which sees
-/// everything cached, the window applied by narrowing the cache).
-fn mask(
-    start: usize,
-    t: usize,
-    window: Option<usize>,
-    device: &Device,
-) -> Result<Option<Tensor>, LmError> {
-    if t == 1 {
-        return Ok(None);
-    }
-    let len = start + t;
-    let data: Vec<f32> = (0..t)
-        .flat_map(|i| {
-            let pos = start + i;
-            (0..len).map(move |j| {
-                let visible = j <= pos && window.is_none_or(|w| pos - j < w);
-                if visible {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
-    Ok(Some(Tensor::from_vec(data, (t, len), device)?))
-}
-
-/// cos and sin of position × frequency for a RoPE `base`, `[capacity, head_dim / 2]`.
-fn rope_tables(
-    base: f32,
-    head_dim: usize,
-    capacity: usize,
-    device: &Device,
-) -> Result<(Tensor, Tensor), LmError> {
-    let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
-        .collect();
-    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-    let positions = Tensor::arange(0u32, capacity as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((capacity, 1))?;
-    let angles = positions.broadcast_mul(&inv_freq)?;
-    Ok((angles.cos()?, angles.sin()?))
 }

@@ -338,7 +338,7 @@ fn block(
     rope.apply(&mut k, hp.n_kv_heads, start, pairing)?;
     cache.write(start, &k, &v)?;
     let mut y = vec![0f32; q.len()];
-    cache.attend(start, &q, hp.n_heads, &mut y)?;
+    cache.attend(start, &q, hp.n_heads, None, &mut y)?;
     let y = Tensor::from_vec(y, (t, hp.n_heads * hp.head_dim), x.device())?;
     let x = (x + blk.o.forward(&y)?)?;
 

@@ -99,12 +99,14 @@ impl KvBlock {
 
     /// Causal attention of queries `q` `[t, heads * head_dim]` at positions
     /// `start..start + t` over cached positions `0..=` each query's own, into `out`
-    /// (same shape). Query head `h` reads key/value head `h / (heads / kv_heads)`.
+    /// (same shape); with a sliding `window`, over the last `window` of them only (the
+    /// query's own included). Query head `h` reads key/value head `h / (heads / kv_heads)`.
     pub fn attend(
         &self,
         start: usize,
         q: &[f32],
         heads: usize,
+        window: Option<usize>,
         out: &mut [f32],
     ) -> Result<(), KernelError> {
         let hd = self.head_dim;
@@ -114,6 +116,7 @@ impl KvBlock {
             || q.len() != t * width
             || out.len() != q.len()
             || start + t > self.capacity
+            || window == Some(0)
         {
             return Err(KernelError::Shape(format!(
                 "{} queries of {heads} heads at {start} over {} key/value heads, {} positions",
@@ -123,11 +126,16 @@ impl KvBlock {
             )));
         }
         let group = heads / self.kv_heads;
-        let parallel = t * (start + t) >= PARALLEL_WORK;
+        let span = window.map_or(start + t, |w| w.min(start + t));
+        let parallel = t * span >= PARALLEL_WORK;
         let tiles = t.div_ceil(QUERY_TILE);
         let rows = |tile: usize| QUERY_TILE.min(t - tile * QUERY_TILE);
-        // Chunks of the cache a tile's queries see (its last token sees the most).
-        let chunks = |tile: usize| (start + tile * QUERY_TILE + rows(tile)).div_ceil(CHUNK);
+        // Chunks of the cache a tile's queries see: from its first token's window to its
+        // last token.
+        let chunks = |tile: usize| {
+            let first = start + tile * QUERY_TILE;
+            first_seen(first, window) / CHUNK..(first + rows(tile)).div_ceil(CHUNK)
+        };
         // A task is a tile of consecutive query tokens of one key/value head, each key and
         // value block widened once for the tile, over all its chunks; with fewer such tasks
         // than twice the threads (decoding), over one chunk, the chunks merged afterwards.
@@ -136,9 +144,9 @@ impl KvBlock {
         for tile in 0..tiles {
             for g in 0..self.kv_heads {
                 if by_chunk {
-                    tasks.extend((0..chunks(tile)).map(|c| (tile, g, c..c + 1)));
+                    tasks.extend(chunks(tile).map(|c| (tile, g, c..c + 1)));
                 } else {
-                    tasks.push((tile, g, 0..chunks(tile)));
+                    tasks.push((tile, g, chunks(tile)));
                 }
             }
         }
@@ -159,7 +167,7 @@ impl KvBlock {
             let queries: Vec<&[f32]> = (first..first + rows(tile))
                 .map(|i| &q[i * width + g * group * hd..][..group * hd])
                 .collect();
-            self.attend_chunks(g, start + first, &queries, range.clone(), buf);
+            self.attend_chunks(g, start + first, &queries, window, range.clone(), buf);
         };
         if parallel {
             pool::for_each_chunk(&mut pieces, 1, |n, b| task(n, b[0]));
@@ -201,16 +209,17 @@ impl KvBlock {
         g: usize,
         pos: usize,
         queries: &[&[f32]],
+        window: Option<usize>,
         chunks: std::ops::Range<usize>,
         acc: &mut [f32],
     ) {
         let mut part = Vec::new();
         for (i, c) in chunks.enumerate() {
             if i == 0 {
-                self.attend_chunk(g, pos, queries, c, acc);
+                self.attend_chunk(g, pos, queries, window, c, acc);
             } else {
                 part.resize(acc.len(), 0.0);
-                self.attend_chunk(g, pos, queries, c, &mut part);
+                self.attend_chunk(g, pos, queries, window, c, &mut part);
                 Partial::merge(acc, &part, self.head_dim);
             }
         }
@@ -219,17 +228,34 @@ impl KvBlock {
     /// Consecutive query tokens, the first at position `pos`, each with the `group` query
     /// heads of key/value head `g` (`[group, head_dim]`), over the positions of chunk `c`
     /// each sees: the [`Partial`] of every query head (`[tokens, group]`) into `out`.
-    fn attend_chunk(&self, g: usize, pos: usize, queries: &[&[f32]], c: usize, out: &mut [f32]) {
+    fn attend_chunk(
+        &self,
+        g: usize,
+        pos: usize,
+        queries: &[&[f32]],
+        window: Option<usize>,
+        c: usize,
+        out: &mut [f32],
+    ) {
         let hd = self.head_dim;
         let group = queries[0].len() / hd;
         let scale = 1.0 / (hd as f32).sqrt();
         let (lo, hi) = (c * CHUNK, ((c + 1) * CHUNK).min(pos + queries.len()));
         let blocks = lo / KEYS..hi.div_ceil(KEYS);
         let base = g * self.rows * hd;
-        // Query head `n` (token `n / group`) sees positions `0..seen(n)`; of this chunk, the
-        // first `inside(n)`.
+        // Query head `n` (token `n / group`) sees positions `from(n)..seen(n)`; of this chunk,
+        // the first `inside(n)` but the first `before(n)` of those (outside the window), which
+        // weigh exactly nothing: the chunk's arithmetic is the same whichever tokens share it.
         let seen = |n: usize| pos + n / group + 1;
-        let inside = |n: usize| seen(n).min(hi).saturating_sub(lo);
+        let from = |n: usize| first_seen(seen(n) - 1, window);
+        let inside = |n: usize| {
+            if from(n) >= hi {
+                0
+            } else {
+                seen(n).min(hi).saturating_sub(lo)
+            }
+        };
+        let before = |n: usize| from(n).saturating_sub(lo).min(inside(n));
         let heads: Vec<&[f32]> = queries.iter().flat_map(|q| q.chunks_exact(hd)).collect();
         let mut rows = vec![0f32; KEYS * hd];
         // Scores `[heads, blocks * KEYS]`.
@@ -262,7 +288,10 @@ impl KvBlock {
         for (n, s) in scores.chunks_exact_mut(stride).enumerate() {
             (part.max[n], part.sum[n]) = match inside(n) {
                 0 => (f32::NEG_INFINITY, 0.0),
-                k => exp_shifted(&mut s[..k]),
+                k => {
+                    s[..before(n)].fill(f32::NEG_INFINITY);
+                    exp_shifted(&mut s[..k])
+                }
             };
         }
         part.values.fill(0.0);
@@ -277,6 +306,11 @@ impl KvBlock {
             weighted_sums(&rows, &scores[i * KEYS..], stride, &visible, part.values);
         }
     }
+}
+
+/// The first position a query at `pos` sees: `pos + 1 − window`, or 0.
+fn first_seen(pos: usize, window: Option<usize>) -> usize {
+    window.map_or(0, |w| (pos + 1).saturating_sub(w))
 }
 
 /// Cache positions per chunk of the softmax (a multiple of [`KEYS`]). A query head's scores
@@ -574,18 +608,20 @@ mod tests {
     }
 
     /// `got` (`[heads, hd]`) against a plain f64 softmax attention of the query at `pos` over
-    /// the f16-rounded keys and values of positions `0..=pos`.
+    /// the f16-rounded keys and values of positions `0..=pos` (the last `window` of them).
     fn assert_matches_plain_softmax(
         [k, v, q]: &[&[f32]; 3],
         (kv_heads, heads, hd): (usize, usize, usize),
-        pos: usize,
+        (pos, window): (usize, Option<usize>),
         got: &[f32],
     ) {
         let round = |x: f32| f16::from_f32(x).to_f64();
+        let seen = first_seen(pos, window)..=pos;
         for h in 0..heads {
             let g = h / (heads / kv_heads);
             let qh = &q[(pos * heads + h) * hd..(pos * heads + h + 1) * hd];
-            let s: Vec<f64> = (0..=pos)
+            let s: Vec<f64> = seen
+                .clone()
                 .map(|j| {
                     (0..hd)
                         .map(|d| qh[d] as f64 * round(k[(j * kv_heads + g) * hd + d]))
@@ -596,8 +632,8 @@ mod tests {
             let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let z: f64 = s.iter().map(|x| (x - max).exp()).sum();
             for d in 0..hd {
-                let exact: f64 = (0..=pos)
-                    .map(|j| (s[j] - max).exp() / z * round(v[(j * kv_heads + g) * hd + d]))
+                let exact: f64 = (seen.clone().zip(&s))
+                    .map(|(j, s)| (s - max).exp() / z * round(v[(j * kv_heads + g) * hd + d]))
                     .sum();
                 let got = got[h * hd + d] as f64;
                 assert!(
@@ -629,12 +665,17 @@ mod tests {
             )
             .unwrap();
         cache
-            .attend(start, &q[start * heads * hd..], heads, &mut batch)
+            .attend(start, &q[start * heads * hd..], heads, None, &mut batch)
             .unwrap();
 
         for i in 0..t {
             let got = &batch[i * heads * hd..(i + 1) * heads * hd];
-            assert_matches_plain_softmax(&[&k, &v, &q], (kv_heads, heads, hd), start + i, got);
+            assert_matches_plain_softmax(
+                &[&k, &v, &q],
+                (kv_heads, heads, hd),
+                (start + i, None),
+                got,
+            );
         }
 
         let mut one = KvBlock::new(kv_heads, cap, hd).unwrap();
@@ -646,6 +687,7 @@ mod tests {
                 pos,
                 &q[pos * heads * hd..(pos + 1) * heads * hd],
                 heads,
+                None,
                 &mut out,
             )
             .unwrap();
@@ -657,7 +699,13 @@ mod tests {
             }
         }
         assert!(cache
-            .attend(cap, &q[..heads * hd], heads, &mut vec![0f32; heads * hd])
+            .attend(
+                cap,
+                &q[..heads * hd],
+                heads,
+                None,
+                &mut vec![0f32; heads * hd]
+            )
             .is_err());
         assert!(cache.write(0, &k[..3], &v[..3]).is_err());
     }
@@ -691,21 +739,95 @@ mod tests {
         cache.write(0, &k, &v).unwrap();
         let mut batch = vec![0f32; t * heads * hd];
         cache
-            .attend(start, &q[start * heads * hd..], heads, &mut batch)
+            .attend(start, &q[start * heads * hd..], heads, None, &mut batch)
             .unwrap();
         for i in 0..t {
             let pos = start + i;
             let mut one = vec![0f32; heads * hd];
             let qi = &q[pos * heads * hd..(pos + 1) * heads * hd];
-            cache.attend(pos, qi, heads, &mut one).unwrap();
+            cache.attend(pos, qi, heads, None, &mut one).unwrap();
             assert_eq!(
                 one,
                 batch[i * heads * hd..(i + 1) * heads * hd],
                 "token {i}"
             );
             if i % 5 == 0 {
-                assert_matches_plain_softmax(&[&k, &v, &q], (kv_heads, heads, hd), pos, &one);
+                assert_matches_plain_softmax(
+                    &[&k, &v, &q],
+                    (kv_heads, heads, hd),
+                    (pos, None),
+                    &one,
+                );
             }
         }
+    }
+
+    /// A sliding window (Gemma's local layers): each query sees only the last `window`
+    /// positions, in a batch whose tiles start their windows in different chunks and one
+    /// token at a time alike, with the same bits, against a plain softmax over the window.
+    #[test]
+    fn a_sliding_window_sees_only_its_last_positions() {
+        // windows that start in two chunks; single tokens spread over the threads by chunk
+        let (kv_heads, heads, hd, cap, window) = (1, 4, 16, 1200, 600);
+        let (start, t) = (1100, 40);
+        let n = start + t;
+        let [k, v, q] = kvq(n, kv_heads, heads, hd, 7);
+        let mut cache = KvBlock::new(kv_heads, cap, hd).unwrap();
+        cache.write(0, &k, &v).unwrap();
+        let mut batch = vec![0f32; t * heads * hd];
+        cache
+            .attend(
+                start,
+                &q[start * heads * hd..],
+                heads,
+                Some(window),
+                &mut batch,
+            )
+            .unwrap();
+        for i in 0..t {
+            let pos = start + i;
+            let qi = &q[pos * heads * hd..(pos + 1) * heads * hd];
+            let mut one = vec![0f32; heads * hd];
+            cache
+                .attend(pos, qi, heads, Some(window), &mut one)
+                .unwrap();
+            assert_eq!(
+                one,
+                batch[i * heads * hd..(i + 1) * heads * hd],
+                "token {i}"
+            );
+            assert_matches_plain_softmax(
+                &[&k, &v, &q],
+                (kv_heads, heads, hd),
+                (pos, Some(window)),
+                &one,
+            );
+            let mut all = vec![0f32; heads * hd];
+            cache.attend(pos, qi, heads, None, &mut all).unwrap();
+            assert_ne!(all, one, "the window changes what token {i} sees");
+        }
+        // a window wider than the context is no window
+        let mut wide = vec![0f32; heads * hd];
+        let mut none = vec![0f32; heads * hd];
+        cache
+            .attend(
+                100,
+                &q[100 * heads * hd..101 * heads * hd],
+                heads,
+                Some(window),
+                &mut wide,
+            )
+            .unwrap();
+        cache
+            .attend(
+                100,
+                &q[100 * heads * hd..101 * heads * hd],
+                heads,
+                None,
+                &mut none,
+            )
+            .unwrap();
+        assert_eq!(wide, none);
+        assert!(cache.attend(100, &none, heads, Some(0), &mut wide).is_err());
     }
 }
