@@ -22,6 +22,7 @@ use candle_core::{Device, Module, Tensor};
 use neuralign_kernels::attention::KvBlock;
 use neuralign_kernels::rope::{Pairing, RopeTables};
 
+use super::linear::{Fused, Linear};
 use super::model::Forward;
 use super::LmError;
 
@@ -139,17 +140,15 @@ fn value_usize(v: &Value) -> Result<usize, LmError> {
 /// One transformer block's weights.
 struct Block {
     attn_norm: Tensor,
-    q: QMatMul,
-    k: QMatMul,
-    v: QMatMul,
+    /// Queries, keys and values.
+    qkv: Fused,
     q_norm: Tensor,
     k_norm: Tensor,
-    o: QMatMul,
+    o: Linear,
     post_attn_norm: Tensor,
     ffn_norm: Tensor,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate_up: Fused,
+    down: Linear,
     post_ffn_norm: Tensor,
     /// Bytes of this block's weights (for the bandwidth bound).
     bytes: usize,
@@ -229,31 +228,23 @@ impl Gemma3 {
                 norm("ffn_norm.weight")?,
                 norm("post_ffw_norm.weight")?,
             );
-            let mut mat =
-                |n: &str| -> Result<QMatMul, LmError> { Ok(QMatMul::from_qtensor(t(n)?)?) };
-            let (q, k, v, o) = (
-                mat("attn_q.weight")?,
-                mat("attn_k.weight")?,
-                mat("attn_v.weight")?,
-                mat("attn_output.weight")?,
-            );
-            let (gate, up, down) = (
-                mat("ffn_gate.weight")?,
-                mat("ffn_up.weight")?,
-                mat("ffn_down.weight")?,
-            );
+            let qkv = Fused::new(vec![
+                t("attn_q.weight")?,
+                t("attn_k.weight")?,
+                t("attn_v.weight")?,
+            ])?;
+            let o = Linear::new(t("attn_output.weight")?)?;
+            let gate_up = Fused::new(vec![t("ffn_gate.weight")?, t("ffn_up.weight")?])?;
+            let down = Linear::new(t("ffn_down.weight")?)?;
             blocks.push(Block {
                 attn_norm,
-                q,
-                k,
-                v,
+                qkv,
                 q_norm,
                 k_norm,
                 o,
                 post_attn_norm,
                 ffn_norm,
-                gate,
-                up,
+                gate_up,
                 down,
                 post_ffn_norm,
                 bytes,
@@ -446,9 +437,10 @@ impl Gemma3 {
                 .flatten_all()?
                 .to_vec1::<f32>()
         };
-        let mut q = heads(blk.q.forward(&h)?, nh, &blk.q_norm)?;
-        let mut k = heads(blk.k.forward(&h)?, nkv, &blk.k_norm)?;
-        let v = blk.v.forward(&h)?.flatten_all()?.to_vec1::<f32>()?;
+        let [q, k, v]: [Tensor; 3] = blk.qkv.forward(&h)?.try_into().expect("three projections");
+        let mut q = heads(q, nh, &blk.q_norm)?;
+        let mut k = heads(k, nkv, &blk.k_norm)?;
+        let v = v.flatten_all()?.to_vec1::<f32>()?;
         let (rope, window) = if p.is_global(b) {
             (&self.rope_global, None)
         } else {
@@ -467,7 +459,12 @@ impl Gemma3 {
         let x = (x + rms(&blk.o.forward(&y)?, &blk.post_attn_norm)?)?;
 
         let h = rms(&x, &blk.ffn_norm)?;
-        let act = (blk.gate.forward(&h)?.gelu()? * blk.up.forward(&h)?)?;
+        let [gate, up]: [Tensor; 2] = blk
+            .gate_up
+            .forward(&h)?
+            .try_into()
+            .expect("two projections");
+        let act = (gate.gelu()? * up)?;
         Ok((&x + rms(&blk.down.forward(&act)?, &blk.post_ffn_norm)?)?)
     }
 }

@@ -1,17 +1,17 @@
-//! The model's linear layers. Q4_1 weights (all of SmolLM2's blocks) run on
-//! our own kernel ([`neuralign_kernels::q4_1`]: 8-bit activations in integer
-//! SIMD, a weight block read once per tile of tokens, the same sums whatever
+//! The models' linear layers. Q4_1 weights (all of SmolLM2's blocks) and Q5_0 (most of
+//! Gemma 3's) run on our own kernel ([`neuralign_kernels::quant`]: 8-bit activations in
+//! integer SIMD, a weight block read once per tile of tokens, the same sums whatever
 //! the batch); any other GGUF type on candle's [`QMatMul`].
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use neuralign_kernels::q4_1::Q41Matrix;
+use neuralign_kernels::quant::{BlockFormat, QMatrix};
 
 use super::LmError;
 
 /// A linear layer without bias, `y = x Wᵀ`.
 pub enum Linear {
-    /// Q4_1 weights on our kernel.
-    Q41(Q41Matrix),
+    /// Q4_1 or Q5_0 weights on our kernel.
+    Own(QMatrix),
     /// Any other quantization, on candle's kernels.
     Candle(QMatMul),
 }
@@ -19,22 +19,24 @@ pub enum Linear {
 impl Linear {
     /// Wraps a GGUF weight `[features, inputs]`.
     pub fn new(weight: QTensor) -> Result<Linear, LmError> {
-        if weight.dtype() == GgmlDType::Q4_1 {
-            let (features, inputs) = weight.shape().dims2()?;
-            Ok(Linear::Q41(Q41Matrix::from_gguf(
-                features,
-                inputs,
-                &weight.data()?,
-            )?))
-        } else {
-            Ok(Linear::Candle(QMatMul::from_qtensor(weight)?))
+        match own_format(weight.dtype()) {
+            Some(format) => {
+                let (features, inputs) = weight.shape().dims2()?;
+                Ok(Linear::Own(QMatrix::from_gguf(
+                    format,
+                    features,
+                    inputs,
+                    &weight.data()?,
+                )?))
+            }
+            None => Ok(Linear::Candle(QMatMul::from_qtensor(weight)?)),
         }
     }
 
     /// Bytes of weights one product reads.
     pub fn weight_bytes(&self) -> usize {
         match self {
-            Linear::Q41(m) => m.weight_bytes(),
+            Linear::Own(m) => m.weight_bytes(),
             Linear::Candle(QMatMul::QTensor(t)) => t.storage_size_in_bytes(),
             Linear::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => {
                 t.elem_count() * t.dtype().size_in_bytes()
@@ -45,7 +47,7 @@ impl Linear {
     /// `x` `[t, inputs]` times the transposed weights: `[t, features]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor, LmError> {
         match self {
-            Linear::Q41(m) => {
+            Linear::Own(m) => {
                 let (t, inputs) = x.dims2()?;
                 if inputs != m.inputs() {
                     return Err(LmError::Gguf(format!(
@@ -62,8 +64,17 @@ impl Linear {
     }
 }
 
+/// The block format our kernel runs for a GGUF type, if any.
+fn own_format(dtype: GgmlDType) -> Option<BlockFormat> {
+    match dtype {
+        GgmlDType::Q4_1 => Some(BlockFormat::Q4_1),
+        GgmlDType::Q5_0 => Some(BlockFormat::Q5_0),
+        _ => None,
+    }
+}
+
 /// Linear layers that read the same input (a block's Q, K and V; its gate and up), as one
-/// product where the weights allow it (all Q4_1, one input width): the input is quantized
+/// product where the weights allow it (all of one format our kernel runs, one input width): the input is quantized
 /// once and the rows of all of them are shared out over the threads in one call. A row's sum
 /// is the same as in its own layer, so fusing changes no bit.
 pub struct Fused {
@@ -82,16 +93,18 @@ impl Fused {
             .collect::<Result<Vec<_>, _>>()?;
         let widths: Vec<usize> = dims.iter().map(|d| d.0).collect();
         let one_width = dims.windows(2).all(|d| d[0].1 == d[1].1);
-        if weights.len() > 1 && one_width && weights.iter().all(|w| w.dtype() == GgmlDType::Q4_1) {
-            // GGUF stores a Q4_1 matrix row after row: the rows of all of them, in order.
+        let format = own_format(weights[0].dtype())
+            .filter(|_| weights.iter().all(|w| w.dtype() == weights[0].dtype()));
+        if let (Some(format), true, true) = (format, weights.len() > 1, one_width) {
+            // GGUF stores a matrix row after row: the rows of all of them, in order.
             let mut data = Vec::new();
             for w in &weights {
                 data.extend_from_slice(&w.data()?);
             }
-            let matrix = Q41Matrix::from_gguf(widths.iter().sum(), dims[0].1, &data)?;
+            let matrix = QMatrix::from_gguf(format, widths.iter().sum(), dims[0].1, &data)?;
             return Ok(Fused {
                 widths,
-                linears: vec![Linear::Q41(matrix)],
+                linears: vec![Linear::Own(matrix)],
             });
         }
         let linears = weights
@@ -129,24 +142,39 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// Our kernel against two independent products: candle's own Q4_1 kernel, which also
-    /// quantizes the activations to 8 bits per block (ggml's `vec_dot_q4_1_q8_1`, with f16
-    /// scales where ours are f32), and the dequantized weights times the f32 input (which
-    /// differs by the 8-bit rounding of the activations), for batch sizes around the tile.
+    /// Our kernel against two independent products: candle's own kernel and the dequantized
+    /// weights times the f32 input. For Q4_1 candle also quantizes the activations to 8 bits
+    /// per block (ggml's `vec_dot_q4_1_q8_1`, with f16 scales where ours are f32): the same
+    /// values within rounding. For Q5_0 ours also multiplies the activations' rounding
+    /// residual (16-bit activations): nearer the dequantized product than candle's 8-bit
+    /// `vec_dot_q5_0_q8_0` by an order of magnitude.
     #[test]
-    fn q4_1_product_matches_candle_and_the_dequantized_matmul() {
+    fn own_products_match_candle_and_the_dequantized_matmul() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
+            products_match_candle(dtype);
+        }
+    }
+
+    fn products_match_candle(dtype: GgmlDType) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let (features, inputs) = (70, 128);
         let w: Vec<f32> = (0..features * inputs)
             .map(|_| rng.gen_range(-1.0..1.0))
             .collect();
         let w = Tensor::from_vec(w, (features, inputs), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
         let exact_w = q.dequantize(&Device::Cpu).unwrap();
-        let candle =
-            QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1).unwrap()).unwrap();
+        let candle = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
         let lin = Linear::new(q).unwrap();
-        assert!(matches!(lin, Linear::Q41(_)));
+        assert!(matches!(lin, Linear::Own(_)), "{dtype:?}");
+        let rel = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            let (mut err, mut norm) = (0f64, 0f64);
+            for (a, b) in a.iter().flatten().zip(b.iter().flatten()) {
+                err += ((a - b) as f64).powi(2);
+                norm += (*b as f64).powi(2);
+            }
+            (err / norm).sqrt()
+        };
         for t in [1, 3, 4, 9] {
             let x: Vec<f32> = (0..t * inputs).map(|_| rng.gen_range(-2.0..2.0)).collect();
             let x = Tensor::from_vec(x, (t, inputs), &Device::Cpu).unwrap();
@@ -157,22 +185,24 @@ mod tests {
                 .unwrap()
                 .to_vec2::<f32>()
                 .unwrap();
-            let (mut err, mut norm) = (0f64, 0f64);
-            for ((a, b), c) in ours
-                .iter()
-                .flatten()
-                .zip(ggml.iter().flatten())
-                .zip(dense.iter().flatten())
-            {
+            let (ours_rel, ggml_rel) = (rel(&ours, &dense), rel(&ggml, &dense));
+            if dtype == GgmlDType::Q5_0 {
+                assert!(
+                    ours_rel < 1e-4 && ours_rel * 10.0 < ggml_rel,
+                    "t={t}: {ours_rel} (candle {ggml_rel}) from the unquantized product"
+                );
+                continue;
+            }
+            for (a, b) in ours.iter().flatten().zip(ggml.iter().flatten()) {
                 assert!(
                     (a - b).abs() <= 5e-3 * (1.0 + b.abs()),
                     "t={t}: {a} vs candle's {b}"
                 );
-                err += ((a - c) as f64).powi(2);
-                norm += (*c as f64).powi(2);
             }
-            let rel = (err / norm).sqrt();
-            assert!(rel < 1e-2, "t={t}: {rel} from the unquantized product");
+            assert!(
+                ours_rel < 1e-2,
+                "t={t}: {ours_rel} from the unquantized product"
+            );
         }
     }
 

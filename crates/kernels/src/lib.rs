@@ -2,9 +2,9 @@
 //! suite runs the real model in it) builds them at opt-level 3 like the dependencies
 //! (`[profile.dev.package.neuralign-kernels]` in the workspace's Cargo.toml).
 //!
-//! - [`q4_1`]: products of GGUF Q4_1 weight matrices with f32 activations, quantized to 8
-//!   bits per block and multiplied in integer SIMD (AVX2, with a portable fallback that sums
-//!   in the same order).
+//! - [`quant`]: products of GGUF Q4_1 and Q5_0 weight matrices with f32 activations,
+//!   quantized to 8 bits per block and multiplied in integer SIMD (AVX2, with a portable
+//!   fallback that sums in the same order).
 //! - [`attention`]: the key/value cache of a block (f16, preallocated) and causal
 //!   grouped-query attention over it.
 //! - [`rope`]: rotary position embeddings.
@@ -12,7 +12,7 @@
 
 pub mod attention;
 pub mod pool;
-pub mod q4_1;
+pub mod quant;
 pub mod rope;
 
 /// What a kernel refuses.

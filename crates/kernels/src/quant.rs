@@ -1,4 +1,4 @@
-//! Products of GGUF Q4_1 weight matrices with f32 activations, in integer SIMD.
+//! Products of GGUF Q4_1 and Q5_0 weight matrices with f32 activations, in integer SIMD.
 //!
 //! Each input row is first quantized to 8 bits per 32-value block (ggml's Q8_1 scheme: scale
 //! `d = max|x| / 127`, values rounded half to even, the block's sum kept for the weights'
@@ -15,16 +15,22 @@
 //! its tile against them. Tasks go to the worker pool ([`crate::pool`]): ranges of groups for
 //! a few tokens, tiles of tokens for a batch.
 //!
+//! Q5_0 (most of Gemma 3's matrices) is Q4_1 with a fifth bit per weight and the minimum
+//! fixed at `−16 d`: its groups add the eight rows' high bits, and a product widens each
+//! block column to bytes (nibble | high bit · 16) before the same byte kernels, for one token
+//! as for a batch. Its products also multiply the rounding residual of the 8-bit activations,
+//! quantized to 8 bits again (a second pass over the same widened weights): Gemma's first
+//! blocks see activations ~30× their RMS, which one 8-bit scale per 32 values rounds
+//! coarsely for the rest of the block (docs/models.md has the figures against numpy).
+//!
 //! A row's quantization and every output element's sums run in the same order whatever the
 //! batch and whichever kernel, so running tokens one by one or in a batch gives the same bits.
 use half::f16;
 
 use crate::{pool, KernelError};
 
-/// Weights per Q4_1 block.
+/// Weights per block (Q4_1 and Q5_0 alike).
 pub const QK: usize = 32;
-/// Bytes per Q4_1 block: f16 scale, f16 minimum, 16 bytes of nibbles.
-pub const BLOCK_BYTES: usize = 20;
 /// Weight rows repacked side by side.
 const ROWS: usize = 8;
 /// Tokens per task in a batch (each unpacks every group once).
@@ -44,6 +50,147 @@ struct Group {
     qs: [[u8; QK / 2]; ROWS],
 }
 
+/// One block column of [`ROWS`] Q5_0 weight rows: weight `j` of row `i` is
+/// `d[i] * (q − 16)` with `q` the nibble of `qs[i]` (as in [`Group`]) plus 16 times bit `j`
+/// of `qh[i]`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Group50 {
+    d: [f16; ROWS],
+    qh: [u32; ROWS],
+    qs: [[u8; QK / 2]; ROWS],
+}
+
+/// How the groups of one block format are read from GGUF, widened and multiplied.
+trait Blocks: Copy + Send + Sync {
+    /// Bytes of one GGUF block.
+    const BLOCK_BYTES: usize;
+    /// Passes over a row of activations ([`activations`]): the 8-bit blocks, then (with 2)
+    /// their rounding residual's.
+    const PASSES: usize;
+    /// A group of zero rows (padding past the last feature).
+    const ZERO: Self;
+    /// Stores GGUF block `blk` as row `i` of the group.
+    fn set_row(&mut self, i: usize, blk: &[u8]);
+    /// Widens block columns `w` into `out`, the byte order of [`unpack`].
+    fn unpack(w: &[Self], out: &mut [Unpacked]);
+    /// One token's quantized row `x` (its [`Blocks::PASSES`] passes, one after the other)
+    /// against block columns `w`; `scratch` is the caller's to reuse between calls.
+    fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Unpacked>) -> [f32; ROWS];
+}
+
+impl Blocks for Group {
+    const BLOCK_BYTES: usize = 20;
+    const PASSES: usize = 1;
+    const ZERO: Self = Group {
+        d: [f16::ZERO; ROWS],
+        m: [f16::ZERO; ROWS],
+        qs: [[0; QK / 2]; ROWS],
+    };
+
+    fn set_row(&mut self, i: usize, blk: &[u8]) {
+        self.d[i] = f16::from_le_bytes([blk[0], blk[1]]);
+        self.m[i] = f16::from_le_bytes([blk[2], blk[3]]);
+        self.qs[i].copy_from_slice(&blk[4..]);
+    }
+
+    fn unpack(w: &[Self], out: &mut [Unpacked]) {
+        unpack(w, out)
+    }
+
+    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Unpacked>) -> [f32; ROWS] {
+        dot_packed(w, x)
+    }
+}
+
+impl Blocks for Group50 {
+    const BLOCK_BYTES: usize = 22;
+    const PASSES: usize = 2;
+    const ZERO: Self = Group50 {
+        d: [f16::ZERO; ROWS],
+        qh: [0; ROWS],
+        qs: [[0; QK / 2]; ROWS],
+    };
+
+    fn set_row(&mut self, i: usize, blk: &[u8]) {
+        self.d[i] = f16::from_le_bytes([blk[0], blk[1]]);
+        self.qh[i] = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+        self.qs[i].copy_from_slice(&blk[6..]);
+    }
+
+    fn unpack(w: &[Self], out: &mut [Unpacked]) {
+        for (g, u) in w.iter().zip(out.iter_mut()) {
+            for i in 0..ROWS {
+                #[cfg(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                ))]
+                // SAFETY: the CPU features are enabled at compile time.
+                unsafe {
+                    avx2::unpack_row_high(&g.qs[i], g.qh[i], &mut u.q[i]);
+                }
+                #[cfg(not(all(
+                    target_arch = "x86_64",
+                    target_feature = "avx2",
+                    target_feature = "fma"
+                )))]
+                for j in 0..QK {
+                    let nibble = if j < QK / 2 {
+                        g.qs[i][j] & 0x0F
+                    } else {
+                        g.qs[i][j - QK / 2] >> 4
+                    };
+                    u.q[i][j] = nibble | (((g.qh[i] >> j) & 1) as u8) << 4;
+                }
+                u.d[i] = g.d[i].to_f32();
+                u.m[i] = -16.0 * u.d[i];
+            }
+        }
+    }
+
+    fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Unpacked>) -> [f32; ROWS] {
+        scratch.resize(w.len(), Unpacked::default());
+        Self::unpack(w, scratch);
+        dot_passes(scratch, x)
+    }
+}
+
+/// Unpacked block columns `w` times every pass of a token's row `x`, summed in pass order.
+fn dot_passes(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
+    let mut passes = x.chunks_exact(w.len()).map(|x| dot_unpacked(w, x));
+    let first = passes.next().expect("one pass at least");
+    passes.fold(first, |a, b| std::array::from_fn(|i| a[i] + b[i]))
+}
+
+/// A row of activations as `passes` runs of 8-bit blocks: the blocks, then (with 2) the
+/// blocks of what their rounding left, `x − d·q`.
+fn activations(row: &[f32], passes: usize, out: &mut Vec<Q8Block>) {
+    let first = out.len();
+    out.extend(row.chunks_exact(QK).map(quantize));
+    if passes == 2 {
+        let residual: Vec<f32> = (row.chunks_exact(QK).zip(&out[first..]))
+            .flat_map(|(x, q)| x.iter().zip(q.qs).map(move |(x, v)| x - q.d * f32::from(v)))
+            .collect();
+        out.extend(residual.chunks_exact(QK).map(quantize));
+    }
+}
+
+/// The GGUF block formats [`QMatrix`] multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// f16 scale and minimum, 4-bit weights (SmolLM2's blocks).
+    Q4_1,
+    /// f16 scale, 5-bit weights centred on 16 (most of Gemma 3's).
+    Q5_0,
+}
+
+/// The repacked groups of a matrix, by format.
+enum Groups {
+    Q4_1(Vec<Group>),
+    Q5_0(Vec<Group50>),
+}
+
 /// 32 activations quantized to 8 bits: value `j` is about `d * qs[j]`; `s` is `d * Σ qs`.
 #[derive(Clone, Copy)]
 struct Q8Block {
@@ -52,52 +199,68 @@ struct Q8Block {
     qs: [i8; QK],
 }
 
-/// A `[features, inputs]` Q4_1 weight matrix, repacked in groups of [`ROWS`] rows.
-pub struct Q41Matrix {
+/// A `[features, inputs]` weight matrix of one [`BlockFormat`], repacked in groups of
+/// [`ROWS`] rows.
+pub struct QMatrix {
     features: usize,
     inputs: usize,
     /// `[features / ROWS (rounded up), inputs / QK]`; rows past `features` are zero.
-    groups: Vec<Group>,
+    groups: Groups,
 }
 
-impl Q41Matrix {
+/// GGUF blocks `data` of a `features × inputs` matrix (row-major) in groups.
+fn repack<B: Blocks>(
+    format: BlockFormat,
+    features: usize,
+    inputs: usize,
+    data: &[u8],
+) -> Result<Vec<B>, KernelError> {
+    if !inputs.is_multiple_of(QK) {
+        return Err(KernelError::Shape(format!(
+            "a {format:?} matrix has {inputs} inputs, not a multiple of {QK}"
+        )));
+    }
+    let per_row = inputs / QK;
+    if data.len() != features * per_row * B::BLOCK_BYTES {
+        return Err(KernelError::Shape(format!(
+            "a {format:?} matrix of {features}x{inputs} holds {} bytes",
+            data.len()
+        )));
+    }
+    let mut groups = vec![B::ZERO; features.div_ceil(ROWS) * per_row];
+    for (f, row) in data.chunks_exact(per_row * B::BLOCK_BYTES).enumerate() {
+        for (b, blk) in row.chunks_exact(B::BLOCK_BYTES).enumerate() {
+            groups[f / ROWS * per_row + b].set_row(f % ROWS, blk);
+        }
+    }
+    Ok(groups)
+}
+
+impl QMatrix {
     /// A matrix of `features` rows of `inputs` weights from its GGUF bytes (row-major blocks).
     pub fn from_gguf(
+        format: BlockFormat,
         features: usize,
         inputs: usize,
         data: &[u8],
-    ) -> Result<Q41Matrix, KernelError> {
-        if !inputs.is_multiple_of(QK) {
-            return Err(KernelError::Shape(format!(
-                "a Q4_1 matrix has {inputs} inputs, not a multiple of {QK}"
-            )));
-        }
-        let per_row = inputs / QK;
-        if data.len() != features * per_row * BLOCK_BYTES {
-            return Err(KernelError::Shape(format!(
-                "a Q4_1 matrix of {features}x{inputs} holds {} bytes",
-                data.len()
-            )));
-        }
-        let zero = Group {
-            d: [f16::ZERO; ROWS],
-            m: [f16::ZERO; ROWS],
-            qs: [[0; QK / 2]; ROWS],
+    ) -> Result<QMatrix, KernelError> {
+        let groups = match format {
+            BlockFormat::Q4_1 => Groups::Q4_1(repack(format, features, inputs, data)?),
+            BlockFormat::Q5_0 => Groups::Q5_0(repack(format, features, inputs, data)?),
         };
-        let mut groups = vec![zero; features.div_ceil(ROWS) * per_row];
-        for (f, row) in data.chunks_exact(per_row * BLOCK_BYTES).enumerate() {
-            for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-                let g = &mut groups[f / ROWS * per_row + b];
-                g.d[f % ROWS] = f16::from_le_bytes([blk[0], blk[1]]);
-                g.m[f % ROWS] = f16::from_le_bytes([blk[2], blk[3]]);
-                g.qs[f % ROWS].copy_from_slice(&blk[4..]);
-            }
-        }
-        Ok(Q41Matrix {
+        Ok(QMatrix {
             features,
             inputs,
             groups,
         })
+    }
+
+    /// The block format of the weights.
+    pub fn format(&self) -> BlockFormat {
+        match self.groups {
+            Groups::Q4_1(_) => BlockFormat::Q4_1,
+            Groups::Q5_0(_) => BlockFormat::Q5_0,
+        }
     }
 
     /// Output features (rows of the weight matrix).
@@ -112,11 +275,21 @@ impl Q41Matrix {
 
     /// Bytes of weights one product reads.
     pub fn weight_bytes(&self) -> usize {
-        self.groups.len() * std::mem::size_of::<Group>()
+        match &self.groups {
+            Groups::Q4_1(g) => std::mem::size_of_val(g.as_slice()),
+            Groups::Q5_0(g) => std::mem::size_of_val(g.as_slice()),
+        }
     }
 
     /// `x` `[t, inputs]` (row-major) times the transposed weights: `[t, features]`.
     pub fn matmul(&self, x: &[f32]) -> Result<Vec<f32>, KernelError> {
+        match &self.groups {
+            Groups::Q4_1(g) => self.product(g, x),
+            Groups::Q5_0(g) => self.product(g, x),
+        }
+    }
+
+    fn product<B: Blocks>(&self, groups: &[B], x: &[f32]) -> Result<Vec<f32>, KernelError> {
         let inputs = self.inputs;
         if !x.len().is_multiple_of(inputs) {
             return Err(KernelError::Shape(format!(
@@ -126,12 +299,17 @@ impl Q41Matrix {
         }
         let t = x.len() / inputs;
         let n = inputs / QK;
-        let xq: Vec<Q8Block> = x.chunks_exact(QK).map(quantize).collect();
+        // a row's passes one after the other: `stride` blocks a token
+        let stride = n * B::PASSES;
+        let mut xq = Vec::with_capacity(t * stride);
+        for row in x.chunks_exact(inputs) {
+            activations(row, B::PASSES, &mut xq);
+        }
         let mut out = vec![0f32; t * self.features];
         if t == 0 {
             return Ok(out);
         }
-        let n_groups = self.groups.len() / n;
+        let n_groups = groups.len() / n;
         let features = self.features;
         // Eight outputs of group `g` into `out[r * features + ..]` (fewer in a last, padded group).
         let store = |out: &mut [f32], r: usize, g: usize, y: &[f32; ROWS]| {
@@ -144,12 +322,12 @@ impl Q41Matrix {
             // A batch: each task a tile of tokens against every group, writing its own rows.
             pool::for_each_chunk(&mut out, TILE * features, |task, out| {
                 let rows = out.len() / features;
-                let xs = &xq[task * TILE * n..(task * TILE + rows) * n];
+                let xs = &xq[task * TILE * stride..(task * TILE + rows) * stride];
                 let mut unpacked = vec![Unpacked::default(); n];
                 for g in 0..n_groups {
-                    unpack(&self.groups[g * n..(g + 1) * n], &mut unpacked);
+                    B::unpack(&groups[g * n..(g + 1) * n], &mut unpacked);
                     for r in 0..rows {
-                        let y = dot_unpacked(&unpacked, &xs[r * n..(r + 1) * n]);
+                        let y = dot_passes(&unpacked, &xs[r * stride..(r + 1) * stride]);
                         store(out, r, g, &y);
                     }
                 }
@@ -160,11 +338,13 @@ impl Q41Matrix {
             let per_task = n_groups.div_ceil(threads * TASKS_PER_THREAD).max(1);
             let mut by_group = vec![0f32; n_groups * ROWS * t];
             pool::for_each_chunk(&mut by_group, per_task * ROWS * t, |task, part| {
+                let mut scratch = Vec::new();
                 for (i, part) in part.chunks_exact_mut(ROWS * t).enumerate() {
                     let g = task * per_task + i;
-                    let w = &self.groups[g * n..(g + 1) * n];
+                    let w = &groups[g * n..(g + 1) * n];
                     for (r, y) in part.chunks_exact_mut(ROWS).enumerate() {
-                        y.copy_from_slice(&dot_packed(w, &xq[r * n..(r + 1) * n]));
+                        let x = &xq[r * stride..(r + 1) * stride];
+                        y.copy_from_slice(&B::dot(w, x, &mut scratch));
                     }
                 }
             });
@@ -424,6 +604,27 @@ mod avx2 {
         _mm256_storeu_si256(out.as_mut_ptr().cast(), q);
     }
 
+    /// One row of a Q5_0 group's block, widened: nibble | 16 · bit `j` of `qh` (llama.cpp's
+    /// `bytes_from_bits_32`: byte `j` of the broadcast word, its bit `j % 8` tested).
+    pub(super) unsafe fn unpack_row_high(qs: &[u8; QK / 2], qh: u32, out: &mut [u8; QK]) {
+        let q = nibbles(_mm_loadu_si128(qs.as_ptr().cast()));
+        let bytes = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(qh as i32),
+            _mm256_set_epi64x(
+                0x0303_0303_0303_0303,
+                0x0202_0202_0202_0202,
+                0x0101_0101_0101_0101,
+                0,
+            ),
+        );
+        let set = _mm256_cmpeq_epi8(
+            _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)),
+            _mm256_set1_epi64x(-1),
+        );
+        let high = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm256_or_si256(q, high));
+    }
+
     /// [`super::quantize`]: the same scale, rounding (half to even) and sum, eight lanes
     /// at a time.
     pub(super) unsafe fn quantize(x: &[f32; QK]) -> Q8Block {
@@ -541,7 +742,7 @@ mod avx2 {
         };
     }
 
-    // Unsigned weight bytes times signed activations: pairs (at most 2·15·127, no
+    // Unsigned weight bytes times signed activations: pairs (at most 2·31·128, no
     // saturation), then quads as i32, all exact.
     products!(madd, "avx2,fma", |q, x| _mm256_madd_epi16(
         _mm256_maddubs_epi16(q, x),
@@ -587,7 +788,7 @@ mod tests {
                 }
             }
         }
-        let w = Q41Matrix::from_gguf(features, inputs, &data).unwrap();
+        let w = QMatrix::from_gguf(BlockFormat::Q4_1, features, inputs, &data).unwrap();
         for t in [1, 2, 5] {
             let x: Vec<f32> = (0..t * inputs)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0 + (i % 5) as f32 * 0.013)
@@ -621,8 +822,80 @@ mod tests {
                 }
             }
         }
-        assert!(Q41Matrix::from_gguf(features, inputs, &data[1..]).is_err());
+        assert!(QMatrix::from_gguf(BlockFormat::Q4_1, features, inputs, &data[1..]).is_err());
         assert!(w.matmul(&[0.0; 3]).is_err());
+    }
+
+    /// Q5_0 blocks built by hand (every high-bit pattern position used) against their
+    /// weights dequantized by hand times the activations as quantized; a batch past the
+    /// tile (the unpacked path) gives each token's bits alone.
+    #[test]
+    fn q5_0_product_matches_the_dequantized_weights_and_batching_changes_nothing() {
+        let (features, inputs) = (11, 96);
+        let mut data = Vec::new();
+        let mut dense = vec![0f64; features * inputs];
+        for f in 0..features {
+            for b in 0..inputs / QK {
+                let d =
+                    f16::from_f32(0.02 * (f as f32 + 1.0) * if b % 2 == 0 { 1.0 } else { -0.5 });
+                let qh = 0x9E37_79B9u32.rotate_left((f * 7 + b * 3) as u32) ^ (f as u32);
+                data.extend(d.to_le_bytes());
+                data.extend(qh.to_le_bytes());
+                for j in 0..QK / 2 {
+                    let (lo, hi) = ((f + 5 * j) % 16, (3 * j + b) % 16);
+                    data.push((lo | hi << 4) as u8);
+                    let q = |nibble: usize, bit: usize| {
+                        (nibble | ((qh >> bit) as usize & 1) << 4) as f64 - 16.0
+                    };
+                    let row = &mut dense[f * inputs + b * QK..];
+                    row[j] = d.to_f64() * q(lo, j);
+                    row[j + QK / 2] = d.to_f64() * q(hi, j + QK / 2);
+                }
+            }
+        }
+        let w = QMatrix::from_gguf(BlockFormat::Q5_0, features, inputs, &data).unwrap();
+        assert_eq!(w.format(), BlockFormat::Q5_0);
+        let t = 40;
+        let x: Vec<f32> = (0..t * inputs)
+            .map(|i| ((i * 11 % 17) as f32 - 8.0) / 5.0 + (i % 3) as f32 * 0.021)
+            .collect();
+        // the activations as the two passes carry them: 8-bit blocks plus their residual's
+        let xq: Vec<f64> = x
+            .chunks_exact(inputs)
+            .flat_map(|row| {
+                let mut blocks = Vec::new();
+                activations(row, 2, &mut blocks);
+                let (q, r) = blocks.split_at(inputs / QK);
+                let value = |b: &Q8Block| b.qs.map(|v| b.d as f64 * v as f64);
+                q.iter()
+                    .zip(r)
+                    .flat_map(|(q, r)| {
+                        let (q, r) = (value(q), value(r));
+                        (0..QK).map(move |j| q[j] + r[j])
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        // and that is x to ~16 bits
+        for (a, b) in xq.iter().zip(&x) {
+            assert!((a - *b as f64).abs() <= 2.5e-5 * 5.0, "{a} vs {b}");
+        }
+        let batch = w.matmul(&x).unwrap();
+        for r in 0..t {
+            let one = w.matmul(&x[r * inputs..(r + 1) * inputs]).unwrap();
+            assert_eq!(one, batch[r * features..(r + 1) * features], "token {r}");
+            for f in 0..features {
+                let scheme: f64 = (0..inputs)
+                    .map(|i| dense[f * inputs + i] * xq[r * inputs + i])
+                    .sum();
+                let got = one[f] as f64;
+                assert!(
+                    (got - scheme).abs() <= 1e-5 * (1.0 + scheme.abs()),
+                    "r={r} f={f}: {got} vs {scheme}"
+                );
+            }
+        }
+        assert!(QMatrix::from_gguf(BlockFormat::Q5_0, features, inputs, &data[2..]).is_err());
     }
 
     /// Activations come back within half a step, ties round to even, zeros stay zero.
