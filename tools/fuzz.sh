@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(transcript_message transcript_sequence xdf_read edf_read brainvision_read)
+[ ${#targets[@]} -gt 0 ] || targets=(transcript_message transcript_sequence xdf_read edf_read brainvision_read wav_read)
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 # cargo-fuzz 0.13's flags. `--target` keeps them off build scripts and proc macros.
@@ -35,6 +35,7 @@ dict_for() {
     xdf_read) echo fuzz/xdf.dict ;;
     edf_read) echo fuzz/edf.dict ;;
     brainvision_read) echo fuzz/brainvision.dict ;;
+    wav_read) echo fuzz/wav.dict ;;
     *) echo fuzz/transcript.dict ;;
   esac
 }

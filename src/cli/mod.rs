@@ -27,3 +27,25 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// Reads a WAV file for `play` or `transcribe`, saying what it had to repair: a `data` chunk
+/// longer than the file (read to its last whole frame), float samples that were not audio.
+fn read_audio(path: &std::path::Path) -> anyhow::Result<crate::wav::Wav> {
+    use anyhow::Context;
+    let wav = crate::wav::read_wav(path).with_context(|| format!("reading {}", path.display()))?;
+    if wav.truncated {
+        tracing::warn!(
+            "{}: the data chunk is longer than the file; using the {:.3} s present",
+            path.display(),
+            wav.seconds()
+        );
+    }
+    if wav.repaired > 0 {
+        tracing::warn!(
+            "{}: {} float samples were not finite (now 0) or outside [-1, 1] (now clipped)",
+            path.display(),
+            wav.repaired
+        );
+    }
+    Ok(wav)
+}

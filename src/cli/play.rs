@@ -8,7 +8,6 @@ use clap::Args;
 use crate::app::Shutdown;
 use crate::play::{self, PlayOptions};
 use crate::replay::Speed;
-use crate::wav::read_wav;
 use crate::word_table::read_word_table;
 
 /// Arguments of `neuralign play`.
@@ -45,14 +44,7 @@ pub fn run(args: PlayArgs) -> anyhow::Result<()> {
         args.from >= 0.0 && args.from.is_finite(),
         "--from must be a non-negative number of seconds"
     );
-    let wav = read_wav(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    if wav.truncated {
-        tracing::warn!(
-            "{}: the data chunk is longer than the file; playing the {:.3} s present",
-            args.file.display(),
-            wav.seconds()
-        );
-    }
+    let wav = super::read_audio(&args.file)?;
     let table = read_word_table(&args.words)?;
     for (line, why) in &table.skipped {
         tracing::warn!("{} line {line}: skipped ({why})", args.words.display());

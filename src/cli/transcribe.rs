@@ -16,7 +16,6 @@ use crate::asr::resample::model_audio;
 use crate::asr::{Recogniser, Recognition};
 use crate::ingest::StreamSelector;
 use crate::replay::Speed;
-use crate::wav::read_wav;
 use crate::word_table::{word_table_csv, TableWord};
 
 /// Arguments of `neuralign transcribe`.
@@ -101,7 +100,7 @@ fn run_live(args: TranscribeArgs, recogniser: Recogniser) -> anyhow::Result<()> 
     let options = LiveOptions::default();
     let report = match (&args.file, &args.lsl) {
         (Some(file), _) => {
-            let wav = read_wav(file).with_context(|| format!("reading {}", file.display()))?;
+            let wav = super::read_audio(file)?;
             live::run_wav(&wav, recogniser, args.speed, publisher, options, &flag)
                 .with_context(|| format!("recognising {} live", file.display()))?
         }
@@ -161,7 +160,7 @@ fn write_table(args: &TranscribeArgs, table: &[TableWord]) -> anyhow::Result<()>
 
 /// Batch recognition of a whole file.
 fn batch(args: TranscribeArgs, file: PathBuf, mut recogniser: Recogniser) -> anyhow::Result<()> {
-    let wav = read_wav(&file).with_context(|| format!("reading {}", file.display()))?;
+    let wav = super::read_audio(&file)?;
     let audio = model_audio(&wav).with_context(|| format!("{}", file.display()))?;
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message(format!("recognising {:.1} s of audio", wav.seconds()));

@@ -7,7 +7,9 @@
 //! [`WavError`] naming what was found. A `data` chunk longer than the file (a recorder that
 //! died before it wrote the sizes) is read up to the last whole frame and reported in
 //! [`Wav::truncated`]. Integer samples are scaled by 2^(bits−1), so 16-bit samples survive
-//! the round trip to `f32` and back exactly.
+//! the round trip to `f32` and back exactly. A float sample that is not finite becomes 0 and
+//! one outside [-1, 1] is clipped to it, both counted in [`Wav::repaired`]: what follows
+//! (resampling, the mel spectrogram) must not see NaN.
 use std::path::Path;
 
 /// How the file stored its samples.
@@ -33,6 +35,8 @@ pub struct Wav {
     pub samples: Vec<f32>,
     /// Whether the `data` chunk claimed more bytes than the file holds.
     pub truncated: bool,
+    /// Float samples that were not finite (now 0) or outside [-1, 1] (now clipped).
+    pub repaired: usize,
 }
 
 impl Wav {
@@ -178,12 +182,23 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, WavError> {
                 let truncated = size > available;
                 let data = &bytes[body..body + size.min(available)];
                 let whole = data.len() - data.len() % usize::from(block);
+                let mut samples = decode(&data[..whole], sample_format);
+                let mut repaired = 0;
+                for x in samples.iter_mut().filter(|x| !(-1.0..=1.0).contains(*x)) {
+                    *x = if x.is_finite() {
+                        x.clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    repaired += 1;
+                }
                 return Ok(Wav {
                     rate,
                     channels,
                     format: sample_format,
-                    samples: decode(&data[..whole], sample_format),
+                    samples,
                     truncated,
+                    repaired,
                 });
             }
             _ => {}
@@ -328,7 +343,23 @@ mod tests {
         let w = parse_wav(&header(PCM, 1, 8000, 8, &[128, 0])).unwrap();
         assert_eq!(w.samples, vec![0.0, -1.0]);
         let w = parse_wav(&header(FLOAT, 1, 8000, 32, &0.25f32.to_le_bytes())).unwrap();
-        assert_eq!(w.samples, vec![0.25]);
+        assert_eq!((w.samples, w.repaired), (vec![0.25], 0));
+    }
+
+    #[test]
+    fn float_samples_that_are_not_audio_are_repaired_and_counted() {
+        let values = [0.5f32, f32::NAN, 3.0, -f32::INFINITY, -1.0, -1.5];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let w = parse_wav(&header(FLOAT, 2, 8000, 32, &bytes)).unwrap();
+        assert_eq!(w.samples, vec![0.5, 0.0, 1.0, 0.0, -1.0, -1.0]);
+        assert_eq!(w.repaired, 4);
+        let big = f64::MAX.to_le_bytes();
+        let w = parse_wav(&header(FLOAT, 1, 8000, 64, &big)).unwrap();
+        assert_eq!(
+            (w.samples, w.repaired),
+            (vec![0.0], 1),
+            "f64::MAX is inf as f32"
+        );
     }
 
     #[test]
