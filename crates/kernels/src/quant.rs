@@ -169,10 +169,11 @@ fn activations(row: &[f32], passes: usize, out: &mut Vec<Q8Block>) {
     let first = out.len();
     out.extend(row.chunks_exact(QK).map(quantize));
     if passes == 2 {
-        let residual: Vec<f32> = (row.chunks_exact(QK).zip(&out[first..]))
-            .flat_map(|(x, q)| x.iter().zip(q.qs).map(move |(x, v)| x - q.d * f32::from(v)))
-            .collect();
-        out.extend(residual.chunks_exact(QK).map(quantize));
+        for (i, x) in row.chunks_exact(QK).enumerate() {
+            let q = out[first + i];
+            let residual: [f32; QK] = std::array::from_fn(|j| x[j] - q.d * f32::from(q.qs[j]));
+            out.push(quantize(&residual));
+        }
     }
 }
 
