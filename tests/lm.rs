@@ -358,13 +358,13 @@ fn prepared_compaction_takes_over_at_the_limit_and_equals_a_fresh_context() {
             e.rollback(at);
             let emb = e.push_word("lantern").unwrap();
             check(&e, &emb);
-            while e.prepare_compaction(1).unwrap() {}
+            while e.prepare_compaction(1, 0, &|| false).unwrap() {}
             e.rollback(e.next_position() - e.n_words() / 2 - 3);
             let emb = e.push_word("glass").unwrap();
             check(&e, &emb);
         }
         // Idle between words: one prepared word at a time.
-        if e.prepare_compaction(1).unwrap() {
+        if e.prepare_compaction(1, 0, &|| false).unwrap() {
             prepared_words += 1;
         }
     }
@@ -377,44 +377,111 @@ fn prepared_compaction_takes_over_at_the_limit_and_equals_a_fresh_context() {
     let mut plain = engine(&t, limit, Pool::Last);
     for w in &words[..30] {
         plain.push_word(w).unwrap();
-        assert!(!plain.prepare_compaction(4).unwrap());
+        assert!(!plain.prepare_compaction(4, 0, &|| false).unwrap());
     }
     assert_eq!(plain.kv_cache_bytes().1 * 2, e.kv_cache_bytes().1);
 }
 
 /// A live transcript revises its newest word at almost every update (and sends updates that
 /// revise nothing): the prepared context survives them, takes over at every limit with
-/// nothing re-prefilled, and equals a fresh context of the kept words.
+/// nothing re-prefilled, and equals a fresh context of the kept words. Prepared one word at
+/// a time right behind the newest, every revision rolls it back; prepared in batches that
+/// trail the newest words, the revisions never reach it.
 #[test]
 fn prepared_compaction_survives_a_tail_revised_at_every_update() {
     let t = tiny();
     let limit = 48;
     let words: Vec<&str> = TEXT.split(' ').cycle().take(150).collect();
-    let mut e = engine(&t, limit, Pool::Last);
-    e.enable_prepared_compaction();
-    for (i, w) in words.iter().enumerate() {
-        // Idle: one word prepared. The next update revises the newest word (a rollback to
-        // it, the word again) or nothing (a rollback to the next position); both reach the
-        // prepared context's first word whenever it was made in the idle moment before.
-        e.prepare_compaction(1).unwrap();
-        if i % 3 != 2 && e.n_words() > 0 {
-            e.rollback(e.next_position() - 1);
-            e.push_word(words[i - 1]).unwrap();
-        } else {
-            e.rollback(e.next_position());
+    for (batch, trail) in [(1, 0), (3, 2)] {
+        let mut e = engine(&t, limit, Pool::Last);
+        e.enable_prepared_compaction();
+        let per_token = e.kv_cache_bytes().1 / (2 * limit);
+        // Tokens in the spare cache: the prepared context's.
+        let spare =
+            |e: &Engine| (e.kv_cache_bytes().0 / per_token).saturating_sub(e.n_tokens() + 1);
+        let mut rolled_back = 0;
+        for (i, w) in words.iter().enumerate() {
+            // Idle: one batch prepared. The next update revises the newest word (a rollback
+            // to it, the word again) or nothing (a rollback to the next position).
+            e.prepare_compaction(batch, trail, &|| false).unwrap();
+            let (prepared, compactions) = (spare(&e), e.compactions());
+            if i % 3 != 2 && e.n_words() > 0 {
+                e.rollback(e.next_position() - 1);
+                e.push_word(words[i - 1]).unwrap();
+            } else {
+                e.rollback(e.next_position());
+            }
+            // (a revision that reached the limit took the prepared context over)
+            if spare(&e) < prepared && e.compactions() == compactions {
+                rolled_back += 1;
+            }
+            let before = e.n_words();
+            let emb = e.push_word(w).unwrap();
+            if e.n_words() <= before {
+                assert_eq!(
+                    e.compactions().prefilled,
+                    0,
+                    "word {i}: the limit re-prefilled ({batch}, {trail})"
+                );
+                assert_fresh(&t, limit, &e, &emb);
+            }
         }
-        let before = e.n_words();
-        let emb = e.push_word(w).unwrap();
-        if e.n_words() <= before {
-            assert_eq!(
-                e.compactions().prefilled,
-                0,
-                "word {i}: the limit re-prefilled"
+        assert!(e.compactions().prepared >= 3, "{:?}", e.compactions());
+        if trail == 0 {
+            assert!(
+                rolled_back >= 3,
+                "{rolled_back} revisions reached the prepared words"
             );
-            assert_fresh(&t, limit, &e, &emb);
+        } else {
+            assert_eq!(rolled_back, 0, "a revision reached the prepared words");
         }
     }
-    assert!(e.compactions().prepared >= 3, "{:?}", e.compactions());
+}
+
+/// Idle-time preparation makes way for a waiting word: a call that yields changes nothing,
+/// the same call later prepares the words; once the prepared context has fallen more than
+/// a few batches behind, it no longer yields, and the limit still finds it complete.
+#[test]
+fn prepared_compaction_yields_to_a_waiting_word_until_it_falls_behind() {
+    let t = tiny();
+    let limit = 64;
+    let mut e = engine(&t, limit, Pool::Last);
+    e.enable_prepared_compaction();
+    let per_token = e.kv_cache_bytes().1 / (2 * limit);
+    let spare = |e: &Engine| (e.kv_cache_bytes().0 / per_token).saturating_sub(e.n_tokens() + 1);
+    let mut words = TEXT.split(' ').cycle();
+    // past half the limit, the first call starts the prepared context (empty)
+    while e.n_tokens() < limit / 2 {
+        e.push_word(words.next().unwrap()).unwrap();
+    }
+    assert!(!e.prepare_compaction(1, 0, &|| false).unwrap());
+    for w in words.by_ref().take(2) {
+        e.push_word(w).unwrap();
+    }
+    // two words behind: a waiting word stops it before its first block
+    assert!(!e.prepare_compaction(1, 0, &|| true).unwrap());
+    assert_eq!(spare(&e), 0, "a yielded call prepared nothing");
+    assert!(e.prepare_compaction(1, 0, &|| false).unwrap());
+    let prepared = spare(&e);
+    assert!(prepared > 0);
+    // six more words: seven behind, more than four batches of one; it no longer yields
+    for w in words.by_ref().take(6) {
+        e.push_word(w).unwrap();
+    }
+    assert!(e.prepare_compaction(1, 0, &|| true).unwrap());
+    assert!(spare(&e) > prepared);
+    // the limit: what is left is prepared in one call, and nothing is re-prefilled
+    let before = e.compactions();
+    loop {
+        let n = e.n_words();
+        let emb = e.push_word(words.next().unwrap()).unwrap();
+        if e.n_words() <= n {
+            assert_fresh(&t, limit, &e, &emb);
+            break;
+        }
+    }
+    assert_eq!(e.compactions().prepared, before.prepared + 1);
+    assert_eq!(e.compactions().prefilled, 0);
 }
 
 /// A revision after the context limit has dropped words: positions count the dropped words

@@ -79,6 +79,7 @@ fn write_session(
     hg: &[f32],
     words: &[(f64, String)],
     commit_delay: f64,
+    order: Commit,
 ) {
     let mut w = XdfWriter::create(path).unwrap();
     let labels: Vec<String> = (0..ELECTRODES).map(|e| format!("E{e}")).collect();
@@ -107,10 +108,22 @@ fn write_session(
         .unwrap();
     let mut messages = Vec::new();
     let mut times = Vec::new();
-    for (id, (onset, text)) in words.iter().enumerate() {
-        let word = serde_json::json!({"kind": "word", "id": id, "text": text, "start": onset, "end": onset + 0.2, "final": true});
-        messages.push(word.to_string());
-        times.push(onset + commit_delay);
+    let word = |id: usize| {
+        let (onset, text) = &words[id];
+        serde_json::json!({"kind": "word", "id": id, "text": text, "start": onset, "end": onset + 0.2, "final": true}).to_string()
+    };
+    let step = match order {
+        Commit::InOrder => 1,
+        Commit::PairsSwapped => 2,
+    };
+    for first in (0..words.len()).step_by(step) {
+        let last = (first + step - 1).min(words.len() - 1);
+        // the pair's second word first, then the first (which rolls the LM back to it)
+        for (k, id) in (first..=last).rev().enumerate() {
+            messages.push(word(id));
+            times.push(words[first].0 + commit_delay + 0.002 * k as f64);
+        }
+        let onset = words[last].0;
         messages.push(serde_json::json!({"kind": "watermark", "time": onset + 0.01}).to_string());
         times.push(onset + commit_delay + 0.01);
     }
@@ -120,6 +133,15 @@ fn write_session(
     w.write_samples(t, &times, &Samples::String(messages))
         .unwrap();
     w.finish().unwrap();
+}
+
+/// The order in which a session's words are committed.
+#[derive(Clone, Copy)]
+enum Commit {
+    /// Each word in turn, then a watermark just past it.
+    InOrder,
+    /// Two words at a time, the second one first, then a watermark past both.
+    PairsSwapped,
 }
 
 /// Embeds the words in order with a fresh engine, as the pipeline's LM thread does.
@@ -211,7 +233,7 @@ struct TestSession {
     config: Config,
 }
 
-fn test_session(dir: &Path, tag: &str, commit_delay: f64) -> TestSession {
+fn test_session(dir: &Path, tag: &str, commit_delay: f64, order: Commit) -> TestSession {
     let id = std::process::id();
     let (neural_name, transcript_name) = (format!("{tag}-hg-{id}"), format!("{tag}-words-{id}"));
     let words = words();
@@ -223,6 +245,7 @@ fn test_session(dir: &Path, tag: &str, commit_delay: f64) -> TestSession {
         &hg,
         &words,
         commit_delay,
+        order,
     );
     let (embeddings, engine) = embed(&words);
     let encoder = fit_encoder(&hg, &words, &embeddings, &engine);
@@ -281,6 +304,8 @@ fn start_app(dir: &Path, config: Config) -> (App, Client) {
 struct LiveRun {
     hello: Value,
     word_frames: usize,
+    /// Ids of the words that got a `word` frame.
+    word_ids: std::collections::BTreeSet<u64>,
     /// `[electrode][layer][sample]` predictions of the `trace` frames.
     trace: Vec<Vec<Vec<f64>>>,
     /// `[electrode][sample]` z-scored high-gamma of the `trace` frames.
@@ -320,6 +345,7 @@ fn run_live(
 
     // collect frames until every sample has been scored and the alignment after it arrived
     let (mut hello, mut word_frames) = (None, 0);
+    let mut word_ids = std::collections::BTreeSet::new();
     let mut trace_t0 = None;
     let mut trace: Vec<Vec<Vec<f64>>> = Vec::new(); // [electrode][layer][sample]
     let mut actual: Vec<Vec<f64>> = Vec::new();
@@ -336,7 +362,10 @@ fn run_live(
             let frame: Value = serde_json::from_str(&text).unwrap();
             match frame["type"].as_str().unwrap() {
                 "hello" => hello = Some(frame),
-                "word" => word_frames += 1,
+                "word" => {
+                    word_frames += 1;
+                    word_ids.insert(frame["id"].as_u64().unwrap());
+                }
                 "trace" => {
                     let t0 = frame["t0"].as_f64().unwrap();
                     let first = *trace_t0.get_or_insert(t0);
@@ -369,6 +398,7 @@ fn run_live(
     LiveRun {
         hello: hello.expect("hello frame"),
         word_frames,
+        word_ids,
         trace,
         actual,
         last_alignment: last_alignment.unwrap(),
@@ -455,7 +485,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         embeddings,
         encoder,
         mut config,
-    } = test_session(dir.path(), "pipeline", 0.25);
+    } = test_session(dir.path(), "pipeline", 0.25, Commit::InOrder);
     let align = AlignConfig {
         window_s: 5.0,
         ..Default::default()
@@ -503,6 +533,51 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         .expect("neural stream recorded");
     assert_eq!(neural.time_stamps.len(), SAMPLES);
     assert!(neural.footer_xml.is_some(), "footers written on shutdown");
+}
+
+/// Words committed out of order (each pair second word first) and replayed as fast as
+/// possible, so that they reach the language model as a backlog of rollbacks and appends:
+/// the live predictions still equal the offline computation on the words in order, and
+/// every word gets a `word` frame.
+#[test]
+fn words_out_of_order_in_a_backlog_equal_the_offline_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestSession {
+        file: session_file,
+        words,
+        hg,
+        embeddings,
+        encoder,
+        mut config,
+    } = test_session(dir.path(), "swapped", 0.25, Commit::PairsSwapped);
+    let align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
+    config.align = align.clone();
+    let live = run_live(config, dir.path(), &session_file, Vec::new(), SAMPLES, RATE);
+    assert_eq!(
+        live.word_ids.len(),
+        words.len(),
+        "a word frame for every word"
+    );
+    // a word rolled back before it was embedded gets one frame, one embedded first two
+    assert!(
+        (words.len()..=words.len() * 3 / 2).contains(&live.word_frames),
+        "{} word frames for {} words",
+        live.word_frames,
+        words.len()
+    );
+    assert_live_equals_offline(
+        &live,
+        &encoder,
+        &words,
+        &embeddings,
+        &hg,
+        T0,
+        RATE,
+        align.window_s,
+    );
 }
 
 /// Raw iEEG rate of the EDF recording, Hz.
@@ -767,7 +842,7 @@ fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offl
 fn ten_loop_seams_lose_nothing_and_restart_the_statistics() {
     const PASSES: u64 = 11;
     let dir = tempfile::tempdir().unwrap();
-    let mut session = test_session(dir.path(), "seams", 2.5);
+    let mut session = test_session(dir.path(), "seams", 2.5, Commit::InOrder);
     // a seam pauses the stream for 0.2 s of wall time at 5x; on a machine shared with other
     // builds a thread can be starved for seconds, which is not what this test is about
     session.config.neural.lost_after_s = 10.0;

@@ -116,4 +116,16 @@ impl Backbone {
     ) -> Result<Forward, LmError> {
         dispatch!(self, m => m.forward(tokens, keep, want_logits))
     }
+
+    /// [`Backbone::forward`] that gives up between blocks once `yield_now()` is true (see
+    /// [`Model::forward_or_yield`]).
+    pub fn forward_or_yield(
+        &mut self,
+        tokens: &[u32],
+        keep: &[usize],
+        want_logits: bool,
+        yield_now: &dyn Fn() -> bool,
+    ) -> Result<Forward, LmError> {
+        dispatch!(self, m => m.forward_or_yield(tokens, keep, want_logits, yield_now))
+    }
 }

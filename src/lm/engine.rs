@@ -17,6 +17,10 @@ use super::{LmConfig, LmError, Pool, StepTiming, WordEmbedding};
 /// The smallest context limit that leaves room for a few words.
 const MIN_CONTEXT_TOKENS: usize = 16;
 
+/// Batches the prepared context may fall behind by and still make way for words: beyond
+/// it, reaching the limit would wait for a long catch-up.
+const YIELD_BATCHES: usize = 4;
+
 /// A word of the current context and the tokens it was run as.
 struct Word {
     text: String,
@@ -150,15 +154,43 @@ impl Engine {
         self.prepare_ahead = true;
     }
 
-    /// Runs up to `max_words` words into the context that will follow the next compaction
-    /// (when enabled): from the first word after the context passed half the limit, those
-    /// words as a fresh context, in the spare cache. Call it when idle; returns whether it
-    /// did any work. When the limit is reached, the words before it are dropped and that
-    /// cache becomes the context, with nothing to recompute; the result equals a fresh
-    /// context holding the kept words.
-    pub fn prepare_compaction(&mut self, max_words: usize) -> Result<bool, LmError> {
+    /// Runs `batch` words into the context that will follow the next compaction (when
+    /// enabled): from the first word after the context passed half the limit, those words
+    /// as a fresh context, in the spare cache. Only words older than the newest `trail` are
+    /// run, and only a whole batch of them: a revision usually reaches back a few words,
+    /// and would roll the prepared context back with it; one call per batch costs about
+    /// what one word does. Call it when idle; it gives up between blocks once `yield_now()`
+    /// is true (a word is waiting), unless the prepared context has fallen so far behind
+    /// that the limit would wait for it. Returns whether it did the work. When the limit is
+    /// reached, the words not prepared yet are run in one call, the words before the
+    /// prepared context are dropped and its cache becomes the context; the result equals a
+    /// fresh context holding the kept words.
+    pub fn prepare_compaction(
+        &mut self,
+        batch: usize,
+        trail: usize,
+        yield_now: &dyn Fn() -> bool,
+    ) -> Result<bool, LmError> {
+        let end = self.words.len().saturating_sub(trail);
+        match self.unprepared() {
+            Some(first) if batch > 0 && first.saturating_add(batch) <= end => {
+                let behind = end - first > YIELD_BATCHES * batch;
+                let yield_now = || !behind && yield_now();
+                match self.prepare_through(first + batch, &yield_now) {
+                    Err(LmError::Yielded) => Ok(false),
+                    done => done,
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Index (into `words`) of the first word the prepared context lacks; `None` when
+    /// there is no prepared context to extend (it starts once the context passes half the
+    /// limit) or the newest words are not in the cache yet.
+    fn unprepared(&mut self) -> Option<usize> {
         if !self.prepare_ahead || self.cached_words < self.words.len() {
-            return Ok(false);
+            return None;
         }
         let Some(shadow) = &self.shadow else {
             if !self.words.is_empty() && self.n_tokens() >= self.max_context_tokens / 2 {
@@ -169,13 +201,27 @@ impl Engine {
                     tokens: 0,
                 });
             }
+            return None;
+        };
+        Some(shadow.start - self.forgotten + shadow.words)
+    }
+
+    /// Runs the words from the first one the prepared context lacks to `end` (an index into
+    /// `words`) into it, in one call; returns whether there were any. A call that yields
+    /// (see [`Backbone::forward_or_yield`]) changes nothing.
+    fn prepare_through(
+        &mut self,
+        end: usize,
+        yield_now: &dyn Fn() -> bool,
+    ) -> Result<bool, LmError> {
+        let Some(first) = self.unprepared() else {
             return Ok(false);
         };
-        let first = shadow.start - self.forgotten + shadow.words;
-        if first >= self.words.len() || max_words == 0 {
+        let end = end.min(self.words.len());
+        if first >= end {
             return Ok(false);
         }
-        let end = first.saturating_add(max_words).min(self.words.len());
+        let shadow = self.shadow.as_ref().expect("unprepared() saw it");
         let starting = shadow.words == 0;
         let mut tokens = Vec::new();
         let mut first_tokens = Vec::new();
@@ -191,11 +237,15 @@ impl Engine {
         if starting {
             self.model.truncate(0);
         }
-        let result = self.model.forward(&tokens, &[], false);
+        let result = self.model.forward_or_yield(&tokens, &[], false, yield_now);
         self.model.swap_caches()?;
-        if let Err(e) = result {
-            self.shadow = None;
-            return Err(e);
+        match result {
+            Err(LmError::Yielded) => return Err(LmError::Yielded),
+            Err(e) => {
+                self.shadow = None;
+                return Err(e);
+            }
+            Ok(_) => {}
         }
         let shadow = self.shadow.as_mut().expect("checked above");
         if starting {
@@ -216,7 +266,7 @@ impl Engine {
             self.shadow = None;
             return Ok(false);
         }
-        while self.prepare_compaction(usize::MAX)? {}
+        self.prepare_through(usize::MAX, &|| false)?;
         let shadow = self.shadow.take().expect("checked above");
         if shadow.start + shadow.words != self.next_position()
             || shadow.tokens + incoming > self.max_context_tokens

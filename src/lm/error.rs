@@ -49,6 +49,10 @@ pub enum LmError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A forward call gave up for more urgent work ([`super::Backbone::forward_or_yield`]);
+    /// nothing changed.
+    #[error("the forward call made way for more urgent work")]
+    Yielded,
     /// The GGUF file lacks something the engine needs or holds something it cannot run.
     #[error("unsupported or malformed GGUF model: {0}")]
     Gguf(String),

@@ -352,6 +352,18 @@ impl Gemma3 {
         keep: &[usize],
         want_logits: bool,
     ) -> Result<Forward, LmError> {
+        self.forward_or_yield(tokens, keep, want_logits, &|| false)
+    }
+
+    /// [`Gemma3::forward`] that gives up before a block once `yield_now()` is true
+    /// ([`LmError::Yielded`], the cache left as it was): idle-time work makes way for a word.
+    pub fn forward_or_yield(
+        &mut self,
+        tokens: &[u32],
+        keep: &[usize],
+        want_logits: bool,
+        yield_now: &dyn Fn() -> bool,
+    ) -> Result<Forward, LmError> {
         let t = tokens.len();
         let start = self.len;
         if t == 0 {
@@ -383,6 +395,9 @@ impl Gemma3 {
             states.push(x.index_select(&keep_ids, 0)?);
         }
         for b in 0..self.blocks.len() {
+            if yield_now() {
+                return Err(LmError::Yielded);
+            }
             x = self.block(b, &x, start)?;
             if !keep.is_empty() {
                 states.push(x.index_select(&keep_ids, 0)?);

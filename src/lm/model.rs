@@ -248,6 +248,18 @@ impl Model {
         keep: &[usize],
         want_logits: bool,
     ) -> Result<Forward, LmError> {
+        self.forward_or_yield(tokens, keep, want_logits, &|| false)
+    }
+
+    /// [`Model::forward`] that gives up before a block once `yield_now()` is true
+    /// ([`LmError::Yielded`], the cache left as it was): idle-time work makes way for a word.
+    pub fn forward_or_yield(
+        &mut self,
+        tokens: &[u32],
+        keep: &[usize],
+        want_logits: bool,
+        yield_now: &dyn Fn() -> bool,
+    ) -> Result<Forward, LmError> {
         let t = tokens.len();
         let start = self.cache.len;
         if t == 0 {
@@ -280,6 +292,9 @@ impl Model {
             states.push(x.index_select(&keep_ids, 0)?);
         }
         for (blk, cache) in self.blocks.iter().zip(&mut self.cache.blocks) {
+            if yield_now() {
+                return Err(LmError::Yielded);
+            }
             x = block(&self.hp, blk, cache, &self.rope, &x, start)?;
             if !keep.is_empty() {
                 states.push(x.index_select(&keep_ids, 0)?);

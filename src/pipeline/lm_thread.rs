@@ -1,10 +1,13 @@
-//! The LM thread: follows the transcript with the language model. Each
-//! [`TranscriptUpdate`] is applied in order (rollbacks truncate the KV cache, appends embed
-//! one word); words rolled back and not appended again are retracted; the watermark goes
-//! out after the words it covers, so the core loop never scores a sample before its words.
-//! A segment boundary passes on in its place among the words. When no update is waiting,
-//! the thread builds the context that follows the next compaction
-//! ([`Engine::prepare_compaction`]), so the context limit never stalls the words.
+//! The LM thread: follows the transcript with the language model. [`TranscriptUpdate`]s
+//! are applied in order (rollbacks truncate the KV cache, appends embed words); a backlog
+//! of them is applied as one, so that words it rolls back are never embedded and the rest
+//! run in one forward call. Words rolled back and not appended again are retracted; the
+//! watermark goes out after the words it covers, so the core loop never scores a sample
+//! before its words. A segment boundary passes on in its place among the words. When no
+//! update is waiting, the thread builds the context that follows the next compaction
+//! ([`Engine::prepare_compaction`]) in batches that trail the newest words, giving way
+//! between blocks when an update arrives, so that neither the context limit nor the
+//! preparation stalls the words.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,12 +18,21 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::recorder::{Record, RecordTx};
 use crate::ingest::TranscriptUpdate;
-use crate::lm::Engine;
+use crate::lm::{Engine, WordEmbedding};
 use crate::transcript::{LmAction, TranscriptEvent, Word};
 
-/// Words run into the next context per idle step: short enough that a word arriving
-/// meanwhile waits only a few word-steps.
-const PREPARE_WORDS: usize = 4;
+/// Words run into the next context per idle step: one call costs about what one word
+/// does, and a word arriving meanwhile waits for only one call.
+const PREPARE_BATCH: usize = 8;
+
+/// The newest words are left out of the next context until older ones follow them: a
+/// revision (or a word arriving out of order) rolls the context back a few words, and would
+/// roll the prepared one back with it. At the limit, the words left are run in one call.
+const PREPARE_TRAIL: usize = 8;
+
+/// Updates waiting for the LM applied at once at most: a backlog's words embedded in one
+/// call, with the latency of one call bounded.
+const MAX_BURST: usize = 16;
 
 /// What the LM thread hands the core loop.
 pub(super) enum LmOutput {
@@ -130,12 +142,23 @@ pub(super) fn spawn(
                 };
                 match updates.recv_timeout(wait) {
                     Ok(update) => {
-                        worker.apply(update, Instant::now());
+                        let received = Instant::now();
+                        // a backlog goes in one piece (see `Worker::apply`)
+                        let mut burst = vec![update];
+                        burst.extend(updates.try_iter().take(MAX_BURST - 1));
+                        worker.apply(burst, received);
                         worker.publish_memory();
                         preparing = true;
                     }
                     Err(RecvTimeoutError::Timeout) => {
-                        preparing = match worker.engine.prepare_compaction(PREPARE_WORDS) {
+                        // a word waiting stops the idle work between blocks
+                        let waiting = || !updates.is_empty();
+                        let r = worker.engine.prepare_compaction(
+                            PREPARE_BATCH,
+                            PREPARE_TRAIL,
+                            &waiting,
+                        );
+                        preparing = match r {
                             Ok(more) => more,
                             Err(e) => {
                                 tracing::warn!(error = %e, "preparing the next context failed; the limit will re-prefill");
@@ -158,6 +181,20 @@ pub(super) fn spawn(
         memory,
         compactions,
     })
+}
+
+/// Words appended but not embedded yet, each with its message's arrival delay (seconds).
+#[derive(Default)]
+struct Pending {
+    words: Vec<(Word, f64)>,
+}
+
+impl Pending {
+    /// Drops the words from index `keep` on; returns their ids.
+    fn truncate(&mut self, keep: usize) -> Vec<u64> {
+        let keep = keep.min(self.words.len());
+        self.words.drain(keep..).map(|(w, _)| w.id).collect()
+    }
 }
 
 struct Worker {
@@ -205,63 +242,126 @@ impl Worker {
         m.words.store(words as u64, Ordering::Relaxed);
     }
 
-    fn apply(&mut self, update: TranscriptUpdate, received: Instant) {
+    /// Applies a backlog of updates (received by this thread at `received`) as one: words
+    /// it appends and then rolls back are never embedded, the others run in one forward call
+    /// (split only where a rollback reaches embedded words, a segment starts or old words
+    /// are forgotten past them); retractions follow, then each watermark that moved, so that
+    /// a watermark still goes out after every word it covers.
+    fn apply(&mut self, burst: Vec<TranscriptUpdate>, received: Instant) {
         let mut removed: Vec<u64> = Vec::new();
-        for action in update.actions {
-            match action {
-                LmAction::Rollback { position } => {
-                    let index = position.saturating_sub(self.ids_base).min(self.ids.len());
-                    self.engine.rollback(
-                        self.embedded_before_base + self.ids[..index].iter().flatten().count(),
-                    );
-                    removed.extend(self.ids.drain(index..).flatten());
-                }
-                LmAction::Forget { before } => self.forget(before),
-                LmAction::Append { position, word } => {
-                    removed.retain(|&id| id != word.id);
-                    let arrival = update.received - update.stamp;
-                    self.append(position, word, received, arrival);
-                }
-                LmAction::Segment { id, time } => {
-                    self.record(&TranscriptEvent::Segment { id, time });
-                    self.send(LmOutput::Segment { id, time });
+        let mut pending = Pending::default();
+        let mut watermarks: Vec<(f64, f64)> = Vec::new();
+        for update in burst {
+            let arrival = update.received - update.stamp;
+            for action in update.actions {
+                match action {
+                    LmAction::Rollback { position } => {
+                        let embedded = self.ids_base + self.ids.len();
+                        if position < embedded {
+                            let index = position.saturating_sub(self.ids_base);
+                            self.engine.rollback(
+                                self.embedded_before_base
+                                    + self.ids[..index].iter().flatten().count(),
+                            );
+                            removed.extend(self.ids.drain(index..).flatten());
+                        }
+                        removed.extend(pending.truncate(position.saturating_sub(embedded)));
+                    }
+                    LmAction::Forget { before } => {
+                        if before > self.ids_base + self.ids.len() {
+                            self.append(std::mem::take(&mut pending), received);
+                        }
+                        self.forget(before)
+                    }
+                    LmAction::Append { position, word } => {
+                        debug_assert_eq!(
+                            position,
+                            self.ids_base + self.ids.len() + pending.words.len(),
+                            "appends follow the last word"
+                        );
+                        removed.retain(|&id| id != word.id);
+                        pending.words.push((word, arrival));
+                    }
+                    LmAction::Segment { id, time } => {
+                        self.append(std::mem::take(&mut pending), received);
+                        self.record(&TranscriptEvent::Segment { id, time });
+                        self.send(LmOutput::Segment { id, time });
+                    }
                 }
             }
+            let moved = watermarks
+                .last()
+                .is_none_or(|&(time, _)| update.watermark > time);
+            if update.watermark.is_finite() && moved {
+                watermarks.push((update.watermark, update.received));
+            }
         }
+        self.append(pending, received);
         for id in removed {
             if self.embedded.remove(&id).is_some() {
                 self.record(&TranscriptEvent::Retract { id });
                 self.send(LmOutput::Retract(id));
             }
         }
-        if update.watermark.is_finite() {
-            self.record(&TranscriptEvent::Watermark {
-                time: update.watermark,
-            });
-            self.send(LmOutput::Watermark {
-                time: update.watermark,
-                received: update.received,
-            });
+        for (time, received) in watermarks {
+            self.record(&TranscriptEvent::Watermark { time });
+            self.send(LmOutput::Watermark { time, received });
         }
     }
 
-    /// Embeds one word; `arrival`: seconds from its message's time stamp to its pull.
-    fn append(&mut self, position: usize, word: Word, received: Instant, arrival: f64) {
-        debug_assert_eq!(
-            position,
-            self.ids_base + self.ids.len(),
-            "appends follow the last embedded word"
-        );
+    /// Embeds the words appended after the last embedded one, all in one forward call; when
+    /// that fails (a word the model cannot take), one at a time, so that only that word is
+    /// lost.
+    fn append(&mut self, Pending { words }: Pending, received: Instant) {
+        if words.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        let embedding = match self.engine.push_word(&word.text) {
-            Ok(e) => e,
-            Err(e) => {
-                self.ids.push(None);
-                self.failed_words.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(id = word.id, "word not embedded: {e}");
-                return;
-            }
+        let texts: Vec<&str> = words.iter().map(|(w, _)| w.text.as_str()).collect();
+        let batch = match words.len() {
+            1 => Err(None),
+            _ => self.engine.embed_words(&texts, usize::MAX).map_err(Some),
         };
+        match batch {
+            Ok(embeddings) => {
+                for ((word, arrival), embedding) in words.into_iter().zip(embeddings) {
+                    self.embedded_word(word, embedding, started, received, arrival);
+                }
+            }
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::debug!(
+                        "{} words in one call failed ({e}): one at a time",
+                        texts.len()
+                    );
+                }
+                for (word, arrival) in words {
+                    let started = Instant::now();
+                    match self.engine.push_word(&word.text) {
+                        Ok(embedding) => {
+                            self.embedded_word(word, embedding, started, received, arrival)
+                        }
+                        Err(e) => {
+                            self.ids.push(None);
+                            self.failed_words.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(id = word.id, "word not embedded: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records and sends one word the engine embedded (its embedding began at `started`);
+    /// `arrival`: seconds from its message's time stamp to its pull.
+    fn embedded_word(
+        &mut self,
+        word: Word,
+        embedding: WordEmbedding,
+        started: Instant,
+        received: Instant,
+        arrival: f64,
+    ) {
         self.ids.push(Some(word.id));
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let mut latency_ms = BTreeMap::from([
