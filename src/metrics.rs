@@ -165,7 +165,8 @@ pub enum Stage {
     TranscriptArrival,
     /// Turning a word into tokens.
     Tokenize,
-    /// One LM step (all of a word's tokens) with the KV cache.
+    /// One LM step (all of a word's tokens) with the KV cache; for words embedded together
+    /// (a backlog in one forward call), each word's share of the call.
     LmStep,
     /// Encoder kernels of one word, all electrodes and layers (PCA projection and TRF
     /// kernel; on the encode thread, or on the core loop for a word embedded before the
