@@ -42,7 +42,7 @@ pub const MEL_FILTERS_SHA256: &str =
 pub const ASR_MODEL_FILE: &str = "whisper-tiny.en.ggml.bin";
 /// sha256 of the converted model.
 pub const ASR_MODEL_SHA256: &str =
-    "49b35c0f0fa5e8fe48396546d4c3308e7cc3e8a50589273a99710c76fd373fdf";
+    "d243ee7babe91b651f98b9fcffb3ea732be9e063f041dec8a0b2bc6bed25927c";
 
 /// Where the converted speech model lives once fetched.
 pub fn asr_model_path() -> PathBuf {

@@ -648,7 +648,7 @@ impl Core {
         drops.insert("words_before_stream".into(), self.early_dropped);
         drops.insert("transcript_words_forgotten".into(), t.counts.forgotten);
         // the LM's backlog is not a drop, but it is what an operator needs to see next to them
-        drops.insert("lm_queue_waiting".into(), lm.queue.len() as u64);
+        drops.insert("lm_queue_waiting".into(), lm.waiting());
         let mut horizon = None;
         if let Some(b) = self.bound.as_ref() {
             let c = b.live.counts();

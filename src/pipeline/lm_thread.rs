@@ -83,8 +83,10 @@ pub(super) struct LmThread {
     pub failed_words: Arc<AtomicU64>,
     /// Outputs dropped because the core loop's queue was full.
     pub dropped: Arc<AtomicU64>,
-    /// Updates waiting for the LM now.
-    pub queue: Receiver<TranscriptUpdate>,
+    /// Updates waiting for the LM.
+    queue: Receiver<TranscriptUpdate>,
+    /// Updates taken from the queue and not yet applied (a backlog is taken at once).
+    applying: Arc<AtomicU64>,
     /// What it holds.
     pub memory: Arc<LmMemory>,
     /// How it met the context limit.
@@ -92,6 +94,11 @@ pub(super) struct LmThread {
 }
 
 impl LmThread {
+    /// Transcript updates the LM has not finished: waiting, or taken and being applied.
+    pub fn waiting(&self) -> u64 {
+        self.queue.len() as u64 + self.applying.load(Ordering::Relaxed)
+    }
+
     /// Waits for the thread (it ends when the transcript inlet stops or on shutdown).
     pub fn join(self) {
         if self.thread.join().is_err() {
@@ -129,6 +136,8 @@ pub(super) fn spawn(
     };
     worker.publish_memory();
     let queue = updates.clone();
+    let applying = Arc::new(AtomicU64::new(0));
+    let taken = applying.clone();
     let thread = std::thread::Builder::new()
         .name("lm".into())
         .spawn(move || {
@@ -146,7 +155,9 @@ pub(super) fn spawn(
                         // a backlog goes in one piece (see `Worker::apply`)
                         let mut burst = vec![update];
                         burst.extend(updates.try_iter().take(MAX_BURST - 1));
+                        taken.store(burst.len() as u64, Ordering::Relaxed);
                         worker.apply(burst, received);
+                        taken.store(0, Ordering::Relaxed);
                         worker.publish_memory();
                         preparing = true;
                     }
@@ -178,6 +189,7 @@ pub(super) fn spawn(
         failed_words,
         dropped,
         queue,
+        applying,
         memory,
         compactions,
     })
