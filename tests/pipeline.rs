@@ -475,33 +475,25 @@ fn assert_live_equals_offline(
     offline::rolling_r(&predicted, &act, samples - 1, samples)
 }
 
-#[test]
-fn replayed_session_through_serve_equals_the_offline_computation() {
-    let dir = tempfile::tempdir().unwrap();
+/// `test_session` (`tag`, words committed 0.25 s after their onsets in `order`) replayed as
+/// fast as possible through the server with a 5 s alignment window; its live predictions and
+/// final rolling r equal the offline computation. Returns the live run, the number of words
+/// and the whole-session r.
+fn replay_equals_offline(dir: &Path, tag: &str, order: Commit) -> (LiveRun, usize, Vec<f64>) {
     let TestSession {
-        file: session_file,
+        file,
         words,
         hg,
         embeddings,
         encoder,
         mut config,
-    } = test_session(dir.path(), "pipeline", 0.25, Commit::InOrder);
-    let align = AlignConfig {
+    } = test_session(dir, tag, 0.25, order);
+    config.align = AlignConfig {
         window_s: 5.0,
         ..Default::default()
     };
-    config.align = align.clone();
-    let live = run_live(config, dir.path(), &session_file, Vec::new(), SAMPLES, RATE);
-
-    assert_eq!(
-        live.hello["session"]["electrodes"],
-        serde_json::json!(["E0", "E1", "E2"])
-    );
-    assert_eq!(
-        live.hello["session"]["layers"],
-        serde_json::json!([0, 6, 30])
-    );
-    assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    let window_s = config.align.window_s;
+    let live = run_live(config, dir, &file, Vec::new(), SAMPLES, RATE);
     let r_session = assert_live_equals_offline(
         &live,
         &encoder,
@@ -510,8 +502,24 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         &hg,
         T0,
         RATE,
-        align.window_s,
+        window_s,
     );
+    (live, words.len(), r_session)
+}
+
+#[test]
+fn replayed_session_through_serve_equals_the_offline_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (live, words, r_session) = replay_equals_offline(dir.path(), "pipeline", Commit::InOrder);
+    assert_eq!(
+        live.hello["session"]["electrodes"],
+        serde_json::json!(["E0", "E1", "E2"])
+    );
+    assert_eq!(
+        live.hello["session"]["layers"],
+        serde_json::json!([0, 6, 30])
+    );
+    assert_eq!(live.word_frames, words, "one word frame per word");
     // over the whole session the encoders clearly pick up the word responses
     assert!(
         r_session.iter().all(|r| *r > 0.2),
@@ -542,41 +550,13 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
 #[test]
 fn words_out_of_order_in_a_backlog_equal_the_offline_computation() {
     let dir = tempfile::tempdir().unwrap();
-    let TestSession {
-        file: session_file,
-        words,
-        hg,
-        embeddings,
-        encoder,
-        mut config,
-    } = test_session(dir.path(), "swapped", 0.25, Commit::PairsSwapped);
-    let align = AlignConfig {
-        window_s: 5.0,
-        ..Default::default()
-    };
-    config.align = align.clone();
-    let live = run_live(config, dir.path(), &session_file, Vec::new(), SAMPLES, RATE);
-    assert_eq!(
-        live.word_ids.len(),
-        words.len(),
-        "a word frame for every word"
-    );
+    let (live, words, _) = replay_equals_offline(dir.path(), "swapped", Commit::PairsSwapped);
+    assert_eq!(live.word_ids.len(), words, "a word frame for every word");
     // a word rolled back before it was embedded gets one frame, one embedded first two
     assert!(
-        (words.len()..=words.len() * 3 / 2).contains(&live.word_frames),
-        "{} word frames for {} words",
+        (words..=words * 3 / 2).contains(&live.word_frames),
+        "{} word frames for {words} words",
         live.word_frames,
-        words.len()
-    );
-    assert_live_equals_offline(
-        &live,
-        &encoder,
-        &words,
-        &embeddings,
-        &hg,
-        T0,
-        RATE,
-        align.window_s,
     );
 }
 

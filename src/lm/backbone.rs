@@ -107,18 +107,17 @@ impl Backbone {
         dispatch!(self, m => m.logits_after_last(last))
     }
 
-    /// Runs `tokens` after the cached context (see [`Model::forward`]).
+    /// Runs `tokens` after the cached context (see [`Model::forward_or_yield`]).
     pub fn forward(
         &mut self,
         tokens: &[u32],
         keep: &[usize],
         want_logits: bool,
     ) -> Result<Forward, LmError> {
-        dispatch!(self, m => m.forward(tokens, keep, want_logits))
+        self.forward_or_yield(tokens, keep, want_logits, &|| false)
     }
 
-    /// [`Backbone::forward`] that gives up between blocks once `yield_now()` is true (see
-    /// [`Model::forward_or_yield`]).
+    /// [`Backbone::forward`] that gives up between blocks once `yield_now()` is true.
     pub fn forward_or_yield(
         &mut self,
         tokens: &[u32],

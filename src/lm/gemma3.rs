@@ -337,7 +337,7 @@ impl Gemma3 {
             ));
         }
         self.len = len - 1;
-        let out = self.forward(&[last], &[], true);
+        let out = self.forward_or_yield(&[last], &[], true, &|| false);
         self.len = len;
         Ok(out?.logits.expect("logits were asked for"))
     }
@@ -345,18 +345,8 @@ impl Gemma3 {
     /// Runs `tokens` after the cached context in one call, appending them to the cache.
     /// Returns the hidden states of every layer at the positions `keep` (indices into
     /// `tokens`) and, if `want_logits`, the next-token logits after the last token. On
-    /// error the cache is left as it was.
-    pub fn forward(
-        &mut self,
-        tokens: &[u32],
-        keep: &[usize],
-        want_logits: bool,
-    ) -> Result<Forward, LmError> {
-        self.forward_or_yield(tokens, keep, want_logits, &|| false)
-    }
-
-    /// [`Gemma3::forward`] that gives up before a block once `yield_now()` is true
-    /// ([`LmError::Yielded`], the cache left as it was): idle-time work makes way for a word.
+    /// error the cache is left as it was. It gives up before a block once `yield_now()` is
+    /// true ([`LmError::Yielded`]): idle-time work makes way for a word.
     pub fn forward_or_yield(
         &mut self,
         tokens: &[u32],

@@ -232,7 +232,7 @@ impl Model {
             ));
         }
         self.cache.len = len - 1;
-        let out = self.forward(&[last], &[], true);
+        let out = self.forward_or_yield(&[last], &[], true, &|| false);
         // Rewriting the same row leaves the cache as it was, success or not.
         self.cache.len = len;
         Ok(out?.logits.expect("logits were asked for"))
@@ -241,18 +241,9 @@ impl Model {
     /// Runs `tokens` after the cached context in one call, appending them to
     /// the cache. Returns the hidden states of every layer at the positions
     /// `keep` (indices into `tokens`) and, if `want_logits`, the next-token
-    /// logits after the last token. On error the cache is left as it was.
-    pub fn forward(
-        &mut self,
-        tokens: &[u32],
-        keep: &[usize],
-        want_logits: bool,
-    ) -> Result<Forward, LmError> {
-        self.forward_or_yield(tokens, keep, want_logits, &|| false)
-    }
-
-    /// [`Model::forward`] that gives up before a block once `yield_now()` is true
-    /// ([`LmError::Yielded`], the cache left as it was): idle-time work makes way for a word.
+    /// logits after the last token. On error the cache is left as it was. It gives up
+    /// before a block once `yield_now()` is true ([`LmError::Yielded`]): idle-time work
+    /// makes way for a word.
     pub fn forward_or_yield(
         &mut self,
         tokens: &[u32],
