@@ -105,6 +105,10 @@ def test_word_order_and_duplicates(session, reliability_row):
         time.sleep(0.02)
     for i in range(5):
         words.send(words.sent[i])  # exact copies
+    # revisions of words already framed (one that arrives while its word still waits for the
+    # language model is embedded once, as revised, and framed `new`: docs/websocket.md)
+    faults.wait_until(lambda: {f["id"] for f in client.of("word")} >= set(range(10, 15)), 60,
+                      "the five words framed")
     words.word(12, "w2-revised", start=t + 0.6)
     words.word(10, "w0-revised", start=t)
     faults.wait_until(lambda: sum(f["status"] == "revised" and "revised" in f["text"] for f in client.of("word")) >= 2,

@@ -146,7 +146,9 @@ alignment_hz = 20.0
     try:
         m = re.match(r"dashboard: http://(\S+)/", serve.stdout.readline())
         assert m
-        replay = [str(BIN), "replay", "s.xdf", "--speed", "max", "--wait-for-consumers"]
+        # at 8x (11 s): enough 20 Hz updates with a full window to compare (as fast as
+        # possible, the count depends on how fast the language model takes the words)
+        replay = [str(BIN), "replay", "s.xdf", "--speed", "8", "--wait-for-consumers"]
         frames = collect_frames(f"ws://{m.group(1)}/ws", replay, tmp_path, samples, rate)
         # the same results as LSL outlets (loopback), named by the server's pid
         outlets = {}
