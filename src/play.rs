@@ -408,14 +408,7 @@ pub fn run(
             break;
         }
     }
-    // liblsl drops what is still queued when an outlet goes: let consumers take the tail.
-    let until = std::time::Instant::now() + options.linger;
-    while all.iter().any(|o| o.have_consumers())
-        && std::time::Instant::now() < until
-        && !shutdown.load(Ordering::Relaxed)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::replay::linger(&all, options.linger, || shutdown.load(Ordering::Relaxed));
     (
         report.lateness_p50,
         report.lateness_p99,

@@ -585,6 +585,17 @@ pub(crate) fn await_consumer(
     false
 }
 
+/// liblsl drops what is still queued when an outlet is destroyed: keep `outlets` open while
+/// any has a consumer, at most `linger` or until `stop`, so consumers take the tail (a burst at
+/// max speed is long).
+pub(crate) fn linger(outlets: &[&lsl::StreamOutlet], linger: Duration, stop: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + linger;
+    while outlets.iter().any(|o| o.have_consumers()) && std::time::Instant::now() < until && !stop()
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Where a replay thread sends: its stream's outlet, for a looped transcript the
 /// [`PASS_MARKERS`] outlet, and for a stream on a simulated clock that clock and its
 /// companion outlet.
@@ -692,15 +703,9 @@ fn send(
             break;
         }
     }
-    // liblsl drops what is still queued when an outlet is destroyed: give
-    // connected consumers time to take the tail (a burst at max speed is long).
-    let until = std::time::Instant::now() + options.linger;
-    while outlet.have_consumers()
-        && std::time::Instant::now() < until
-        && !shutdown.load(Ordering::Relaxed)
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    linger(&[&outlet], options.linger, || {
+        shutdown.load(Ordering::Relaxed)
+    });
     let (lateness_p50, lateness_p99, lateness_max) = lateness_summary(lateness);
     Ok(StreamReplay {
         name: info.name.clone(),

@@ -11,6 +11,11 @@
 //! - At a gap in the audio or the end of the stream the last hypothesis is committed whole
 //!   ([`LocalAgreement::flush`]): no later hypothesis can confirm it. Those words are counted
 //!   (`flushed`): they are the stated edge effect where live may differ from batch.
+//! - Optionally ([`AgreementOptions::tentative`]) the words of the last hypothesis not yet
+//!   agreed on are published early as tentative (`final: false`). The next hypothesis revises
+//!   them by position (the same id with the new text or times), commits them (the same id,
+//!   final) or retracts the ones it no longer has, so a consumer's language model rolls back
+//!   only what changed.
 use crate::asr::RecognisedWord;
 
 /// How the policy trims and bounds its buffer.
@@ -22,6 +27,9 @@ pub struct AgreementOptions {
     /// Words of a hypothesis that end this close after the watermark are the tail of a word
     /// already committed, seconds.
     pub overlap_s: f64,
+    /// Publish the words not yet agreed on as tentative, revised and retracted as the
+    /// hypotheses change.
+    pub tentative: bool,
 }
 
 impl Default for AgreementOptions {
@@ -29,6 +37,7 @@ impl Default for AgreementOptions {
         AgreementOptions {
             keep_s: 1.0,
             overlap_s: 0.05,
+            tentative: false,
         }
     }
 }
@@ -36,9 +45,9 @@ impl Default for AgreementOptions {
 /// One event for the transcript stream (`docs/transcript.md`); times are on the audio clock.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Emit {
-    /// A committed word.
+    /// A word: committed, or tentative (a later event with its id revises or retracts it).
     Word {
-        /// The word's id (ids increase by one from the first).
+        /// The word's id (ids increase with the words' onsets).
         id: u64,
         /// The word as recognised.
         text: String,
@@ -48,7 +57,11 @@ pub enum Emit {
         end: f64,
         /// Mean probability of its tokens.
         confidence: f32,
+        /// Agreed on (final); `false` for a tentative word.
+        committed: bool,
     },
+    /// The tentative word with this id is gone from the hypothesis.
+    Retract(u64),
     /// No word will start before this time.
     Watermark(f64),
 }
@@ -66,6 +79,10 @@ pub struct AgreementCounts {
     pub repeats: u64,
     /// Decodes that found no speech.
     pub silent: u64,
+    /// Tentative words published (a revision counts again).
+    pub tentative: u64,
+    /// Tentative words retracted.
+    pub retracted: u64,
 }
 
 /// The policy's state between decodes.
@@ -76,6 +93,8 @@ pub struct LocalAgreement {
     watermark: f64,
     /// The previous hypothesis, words after the watermark.
     previous: Vec<RecognisedWord>,
+    /// The tentative words published for `previous` (the same positions) and their ids.
+    shown: std::collections::VecDeque<(u64, RecognisedWord)>,
     /// The last committed words, normalised, newest last (for repeats at the buffer's head).
     recent: Vec<String>,
     next_id: u64,
@@ -93,6 +112,7 @@ impl LocalAgreement {
             options,
             watermark: start,
             previous: Vec::new(),
+            shown: std::collections::VecDeque::new(),
             recent: Vec::new(),
             next_id: first_id,
             counts: AgreementCounts::default(),
@@ -117,8 +137,10 @@ impl LocalAgreement {
         if current.is_empty() {
             self.counts.silent += 1;
             self.previous.clear();
+            let mut out = self.show(&[]);
             let quiet_until = decoded_to - self.options.keep_s;
-            return self.advance(quiet_until);
+            out.extend(self.advance(quiet_until));
+            return out;
         }
         let agreed = current
             .iter()
@@ -132,6 +154,10 @@ impl LocalAgreement {
         }
         out.extend(self.watermark_event(agreed > 0));
         self.previous = current[agreed..].to_vec();
+        if self.options.tentative {
+            let pending = self.previous.clone();
+            out.extend(self.show(&pending));
+        }
         out
     }
 
@@ -155,6 +181,10 @@ impl LocalAgreement {
 
     /// The audio resumes at `start` after a gap: nothing before it will be decoded.
     pub fn resume(&mut self, start: f64) {
+        debug_assert!(
+            self.shown.is_empty(),
+            "a gap flushes the tentative words first"
+        );
         self.previous.clear();
         self.recent.clear();
         self.watermark = self.watermark.max(start);
@@ -193,15 +223,63 @@ impl LocalAgreement {
         if self.recent.len() > RECENT {
             self.recent.remove(0);
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        // an agreed word is the first tentative one (the same position in the same
+        // hypothesis): it keeps its id
+        let id = match self.shown.pop_front() {
+            Some((id, _)) => id,
+            None => self.new_id(),
+        };
         Emit::Word {
             id,
             text: word.text.clone(),
             start,
             end,
             confidence: word.confidence,
+            committed: true,
         }
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
+    /// Publishes `pending` as the tentative words, position by position over those shown:
+    /// a word that changed is revised, a new one gets an id, one no longer there is retracted.
+    fn show(&mut self, pending: &[RecognisedWord]) -> Vec<Emit> {
+        let old = std::mem::take(&mut self.shown);
+        let mut out = Vec::new();
+        for (k, word) in pending.iter().enumerate() {
+            let start = word.start.max(self.watermark);
+            let word = RecognisedWord {
+                start,
+                end: word.end.max(start),
+                ..word.clone()
+            };
+            let id = match old.get(k) {
+                Some((id, shown)) if !revised(shown, &word) => {
+                    self.shown.push_back((*id, shown.clone()));
+                    continue;
+                }
+                Some((id, _)) => *id,
+                None => self.new_id(),
+            };
+            self.counts.tentative += 1;
+            out.push(Emit::Word {
+                id,
+                text: word.text.clone(),
+                start: word.start,
+                end: word.end,
+                confidence: word.confidence,
+                committed: false,
+            });
+            self.shown.push_back((id, word));
+        }
+        for (id, _) in old.iter().skip(pending.len()) {
+            self.counts.retracted += 1;
+            out.push(Emit::Retract(*id));
+        }
+        out
     }
 
     /// A watermark event at the current watermark when `moved`.
@@ -219,6 +297,18 @@ impl LocalAgreement {
         }
     }
 }
+
+/// Whether a tentative word heard again differs enough from the one shown to revise it: its
+/// text, or its times by more than [`REVISE_S`] (DTW times jitter by a frame or two between
+/// decodes, and every revision costs the consumer a rollback).
+fn revised(shown: &RecognisedWord, heard: &RecognisedWord) -> bool {
+    shown.text != heard.text
+        || (shown.start - heard.start).abs() > REVISE_S
+        || (shown.end - heard.end).abs() > REVISE_S
+}
+
+/// Time a tentative word may move before it is revised, seconds.
+const REVISE_S: f64 = 0.1;
 
 /// A word as compared between hypotheses: lower case, letters, digits and apostrophes.
 pub fn normalise(word: &str) -> String {
@@ -249,11 +339,80 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 Emit::Word {
-                    id, text, start, ..
+                    id,
+                    text,
+                    start,
+                    committed: true,
+                    ..
                 } => Some((*id, text.clone(), *start)),
-                Emit::Watermark(_) => None,
+                _ => None,
             })
             .collect()
+    }
+
+    /// Tentative words as `(id, text)` and retractions as `(id, "-")`, in order.
+    fn tentative(events: &[Emit]) -> Vec<(u64, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Emit::Word {
+                    id,
+                    text,
+                    committed: false,
+                    ..
+                } => Some((*id, text.clone())),
+                Emit::Retract(id) => Some((*id, "-".into())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn pairs(spec: &[(u64, &str)]) -> Vec<(u64, String)> {
+        spec.iter().map(|&(id, t)| (id, t.to_string())).collect()
+    }
+
+    #[test]
+    fn tentative_words_are_revised_committed_or_retracted_by_position() {
+        let options = AgreementOptions {
+            tentative: true,
+            ..Default::default()
+        };
+        let mut policy = LocalAgreement::new(0.0, 0, options);
+        let out = policy.hypothesis(&words(&[("the", 0.1), ("cad", 0.5)]), 1.0);
+        assert!(committed(&out).is_empty());
+        assert_eq!(tentative(&out), pairs(&[(0, "the"), (1, "cad")]));
+        // "the" agreed: committed under its tentative id; "cat" revises id 1, "sat" is new
+        let out = policy.hypothesis(&words(&[("the", 0.1), ("cat", 0.5), ("sat", 0.9)]), 2.0);
+        assert_eq!(committed(&out), [(0, "the".into(), 0.1)]);
+        assert_eq!(tentative(&out), pairs(&[(1, "cat"), (2, "sat")]));
+        // "cad" became "cat" (no agreement with what was heard before): still tentative
+        let out = policy.hypothesis(&words(&[("cat", 0.5), ("sad", 0.9), ("on", 1.3)]), 3.0);
+        assert_eq!(committed(&out), [(1, "cat".into(), 0.5)]);
+        assert_eq!(tentative(&out), pairs(&[(2, "sad"), (3, "on")]));
+        let out = policy.hypothesis(&words(&[("sad", 0.9), ("on", 1.3)]), 4.0);
+        assert_eq!(
+            committed(&out),
+            [(2, "sad".into(), 0.9), (3, "on".into(), 1.3)]
+        );
+        assert!(tentative(&out).is_empty());
+        let out = policy.hypothesis(&words(&[("a", 2.0), ("mat", 2.4)]), 5.0);
+        assert_eq!(tentative(&out), pairs(&[(4, "a"), (5, "mat")]));
+        // "mat" heard 20 ms later is not worth a revision; "a" became "the"
+        let out = policy.hypothesis(&words(&[("the", 2.0), ("mat", 2.42)]), 6.0);
+        assert_eq!(tentative(&out), pairs(&[(4, "the")]));
+        // nothing heard any more: both retracted, and the next word gets a new id
+        let out = policy.hypothesis(&[], 9.0);
+        assert_eq!(tentative(&out), pairs(&[(4, "-"), (5, "-")]));
+        assert_eq!(out.last(), Some(&Emit::Watermark(8.0)));
+        let out = policy.hypothesis(&words(&[("fin", 8.5)]), 10.0);
+        assert_eq!(tentative(&out), pairs(&[(6, "fin")]));
+        // the end of the audio commits it under the same id
+        assert_eq!(
+            committed(&policy.flush(10.0, true)),
+            [(6, "fin".into(), 8.5)]
+        );
+        let counts = policy.counts();
+        assert_eq!((counts.tentative, counts.retracted), (10, 2));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::resample::{resample, RATE_RANGE};
 use super::{AsrError, Recogniser, MODEL_RATE};
 use crate::ingest::StreamSelector;
 use crate::metrics::{Percentiles, StageLatency};
-use crate::replay::{await_consumer, wait_until, Speed};
+use crate::replay::{await_consumer, linger, wait_until, Speed};
 use crate::transcript::{TranscriptEvent, Word};
 use crate::wav::Wav;
 use crate::word_table::TableWord;
@@ -66,8 +66,12 @@ pub struct LiveReport {
     pub real_time_factor: f64,
     /// CPU time of the process over wall time (1.0 = one core busy).
     pub cpu_share: f64,
-    /// From the audio time of a word's end to its publication (LSL clock), when live.
+    /// From the audio time of a word's end to its publication as committed (LSL clock),
+    /// when live.
     pub commit_latency: Option<Percentiles>,
+    /// From the audio time of a word's end to its first publication, tentative or committed
+    /// (LSL clock), when live; equals `commit_latency` without tentative words.
+    pub first_latency: Option<Percentiles>,
     /// What the commitment policy did.
     pub agreement: AgreementCounts,
     /// Decodes whose segments were all gated as no speech, and segments gated.
@@ -247,7 +251,13 @@ impl Transcriber {
             out.extend(self.policy.flush(end, false));
         }
         for event in &out {
-            if let Emit::Word { text, end, .. } = event {
+            if let Emit::Word {
+                text,
+                end,
+                committed: true,
+                ..
+            } = event
+            {
                 if self.committed.len() == PROMPT_WORDS {
                     self.committed.pop_front();
                 }
@@ -284,6 +294,9 @@ pub struct Publisher {
     /// Whether word ends are on the live LSL clock (commit latency is measured then).
     live_clock: bool,
     commit_latency: StageLatency,
+    first_latency: StageLatency,
+    /// The highest word id published (ids increase: a higher one is a new word).
+    newest_id: Option<u64>,
     words: Vec<TableWord>,
 }
 
@@ -311,6 +324,8 @@ impl Publisher {
             origin: None,
             live_clock,
             commit_latency: StageLatency::new(),
+            first_latency: StageLatency::new(),
+            newest_id: None,
             words: Vec::new(),
         })
     }
@@ -332,26 +347,36 @@ impl Publisher {
                     start,
                     end,
                     confidence,
+                    committed,
                 } => {
                     let origin = *self.origin.get_or_insert(start);
-                    self.words.push(TableWord {
-                        text: text.clone(),
-                        start: Some(start - origin),
-                        end: Some(end - origin),
-                    });
-                    if self.live_clock {
-                        self.commit_latency
-                            .record(Duration::from_secs_f64((lsl::local_clock() - end).max(0.0)));
+                    let latency = Duration::from_secs_f64((lsl::local_clock() - end).max(0.0));
+                    if self.newest_id.is_none_or(|newest| id > newest) {
+                        self.newest_id = Some(id);
+                        if self.live_clock {
+                            self.first_latency.record(latency);
+                        }
+                    }
+                    if committed {
+                        self.words.push(TableWord {
+                            text: text.clone(),
+                            start: Some(start - origin),
+                            end: Some(end - origin),
+                        });
+                        if self.live_clock {
+                            self.commit_latency.record(latency);
+                        }
                     }
                     TranscriptEvent::Word(Word {
                         id,
                         text,
                         start,
                         end,
-                        is_final: true,
+                        is_final: committed,
                         confidence: Some(confidence.clamp(0.0, 1.0)),
                     })
                 }
+                Emit::Retract(id) => TranscriptEvent::Retract { id },
                 Emit::Watermark(time) => TranscriptEvent::Watermark { time },
             };
             if let Some(outlet) = &self.outlet {
@@ -365,16 +390,24 @@ impl Publisher {
         Ok(())
     }
 
+    /// The run is over: keeps the outlet open while it has a consumer (at most 2 s, even
+    /// after Ctrl-C) so that the last words and watermark reach it.
     fn report(self, t: &Transcriber, cpu: (f64, Instant), losses: u64) -> LiveReport {
         let wall = cpu.1.elapsed().as_secs_f64().max(1e-9);
+        let cpu_share = (crate::metrics::process_cpu_seconds() - cpu.0) / wall;
+        if let Some(outlet) = &self.outlet {
+            linger(&[outlet], Duration::from_secs(2), || false);
+        }
         LiveReport {
             audio_seconds: t.audio_seconds,
             decodes: t.decode_time.count(),
             decode: t.decode_time.percentiles(),
             real_time_factor: t.decode_seconds / t.audio_seconds.max(1e-9),
-            cpu_share: (crate::metrics::process_cpu_seconds() - cpu.0) / wall,
+            cpu_share,
             commit_latency: (self.live_clock && self.commit_latency.count() > 0)
                 .then(|| self.commit_latency.percentiles()),
+            first_latency: (self.live_clock && self.first_latency.count() > 0)
+                .then(|| self.first_latency.percentiles()),
             agreement: t.policy.counts(),
             gated_segments: t.gated_segments,
             gaps: t.gaps,

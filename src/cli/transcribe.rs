@@ -45,6 +45,10 @@ pub struct TranscribeArgs {
     /// Live, but publish nothing on LSL (the word table and report only).
     #[arg(long)]
     pub no_outlet: bool,
+    /// Live: also publish the words not yet agreed on, as tentative (`final: false`), revised
+    /// or retracted as later decodes change them.
+    #[arg(long)]
+    pub tentative: bool,
     /// With `--live`: hold the audio until the transcript outlet has a consumer (at most 30 s).
     #[arg(long)]
     pub wait_for_consumers: bool,
@@ -97,7 +101,8 @@ fn run_live(args: TranscribeArgs, recogniser: Recogniser) -> anyhow::Result<()> 
     if args.wait_for_consumers && !publisher.await_consumer(Duration::from_secs(30), &flag) {
         tracing::warn!("no consumer of {} within 30 s; going on", args.outlet);
     }
-    let options = LiveOptions::default();
+    let mut options = LiveOptions::default();
+    options.agreement.tentative = args.tentative;
     let report = match (&args.file, &args.lsl) {
         (Some(file), _) => {
             let wav = super::read_audio(file)?;

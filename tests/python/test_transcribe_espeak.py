@@ -307,3 +307,59 @@ def test_a_live_lsl_audio_stream_is_transcribed_and_a_dropout_holds_the_watermar
     # the dropout is a gap: a stamp jump, or a loss when the stream stays away for 2 s
     assert report["gaps"] >= 1
     assert report["commit_latency"]["count"] == report["word_count"]
+
+
+def test_tentative_words_are_revised_then_committed_or_retracted(passage, tmp_path):
+    """`--tentative` publishes the words not yet agreed on early (`final: false`); later decodes
+    revise them (the same id), commit them (the same id, final) or retract them. Read by pylsl
+    from the outlet: every id ends committed or retracted, nothing is retracted once final, and
+    the committed words are the word table's, in order."""
+    import pylsl
+    wav, _ = cut(passage, tmp_path, 8.0)
+    outlet = f"tentative-{uuid.uuid4().hex[:8]}"
+    run = subprocess.Popen([str(neuralign_bin()), "transcribe", str(wav), "--live", "--speed", "max",
+                            "--tentative", "--outlet", outlet, "--wait-for-consumers",
+                            "--out", str(tmp_path / "words.csv"), "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    messages = []
+    try:
+        found = pylsl.resolve_byprop("name", outlet, 1, 60)
+        assert found, "no transcript outlet"
+        inlet = pylsl.StreamInlet(found[0], max_buflen=360)
+        inlet.open_stream(10)
+        while run.poll() is None:
+            sample, _ = inlet.pull_sample(timeout=0.1)
+            if sample is not None:
+                messages.append(json.loads(sample[0]))
+        while (sample := inlet.pull_sample(timeout=1.0)[0]) is not None:
+            messages.append(json.loads(sample[0]))
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    report = json.loads(out)
+    last: dict[int, dict] = {}
+    revisions = 0
+    for m in messages:
+        if m["kind"] == "word":
+            if m["id"] in last:
+                assert not last[m["id"]].get("final", True) and last[m["id"]]["kind"] == "word", \
+                    f"word {m['id']} changed after it was final or retracted"
+                revisions += 1
+            last[m["id"]] = m
+        elif m["kind"] == "retract":
+            assert m["id"] in last and last[m["id"]]["kind"] == "word" and not last[m["id"]]["final"]
+            last[m["id"]] = m
+    tentative = [m for m in messages if m["kind"] == "word" and not m["final"]]
+    final = [m for m in last.values() if m["kind"] == "word"]
+    assert tentative, "no tentative word was published"
+    assert all(m["final"] for m in final), f"left tentative: {[m['text'] for m in final if not m['final']]}"
+    assert [m["id"] for m in final] == sorted(m["id"] for m in final)
+    table = read_table(tmp_path / "words.csv")
+    assert [m["text"] for m in final] == [w for w, _ in table]
+    counts = report["agreement"]
+    assert counts["tentative"] == len(tentative) and counts["retracted"] == sum(
+        m["kind"] == "retract" for m in messages)
+    print(f"tentative: {len(tentative)} tentative messages, {counts['retracted']} retracted, "
+          f"{revisions} revisions (commits included) of {len(final)} committed words")
