@@ -36,7 +36,17 @@ const fn bucket_bounds() -> [u64; 54] {
 
 /// CPU time of this process so far (user + system), seconds, from `/proc/self/stat`.
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds("/proc/self/stat")
+}
+
+/// CPU time of the calling thread so far (user + system), seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+/// User + system time in a `/proc/.../stat` file, seconds (NaN where there is none).
+fn cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return f64::NAN;
     };
     // fields after the parenthesised command name: utime and stime are the 12th and 13th

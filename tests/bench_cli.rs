@@ -163,3 +163,50 @@ fn import_reports_throughput_and_peak_memory_of_each_run() {
     }
     assert_eq!(details["peak_mb_above_start"].as_array().unwrap().len(), 3);
 }
+
+/// `bench asr --quick`: espeak-ng speaks the first ~12 s of the passage; the recogniser's batch
+/// and live words are scored against espeak-ng's word times, the live run over LSL with the
+/// language model running beside it. Needs espeak-ng and the speech model (fetched if absent).
+#[test]
+fn asr_scores_batch_and_live_recognition_against_espeak_word_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(dir.path(), &["asr", "--quick", "--json", "asr.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("asr.json")).unwrap())
+            .unwrap();
+    let asr = &report["asr"];
+    assert_eq!(asr["status"], "ok", "{asr}");
+    let details = &asr["details"];
+    let words = details["words"].as_u64().unwrap();
+    assert!(words >= 30, "{words} words spoken");
+    // recognised, not invented: the 12 s measured 9 % (batch) and 16 % (live) word errors
+    for run in ["batch", "live"] {
+        let score = &details[run]["score"];
+        assert!(
+            score["word_error_rate"].as_f64().unwrap() <= 0.3,
+            "{run}: {score}"
+        );
+        assert!(
+            score["onset_error_median_s"].as_f64().unwrap() <= 0.2,
+            "{run}: {score}"
+        );
+    }
+    positive(&details["batch"]["speed_x_real_time"], "batch speed");
+    let live = &details["live"];
+    let committed = live["report"]["commit_latency"]["count"].as_u64().unwrap();
+    assert!(
+        committed as f64 >= 0.7 * words as f64,
+        "{committed} of {words} committed"
+    );
+    positive(
+        &live["report"]["commit_latency"]["p50_ms"],
+        "commit latency",
+    );
+    positive(&live["recogniser_cpu_share"], "recogniser CPU share");
+    assert!(live["lm_words"].as_u64().unwrap() > 0, "the LM did not run");
+}

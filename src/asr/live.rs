@@ -84,7 +84,10 @@ pub struct LiveReport {
     pub clipped_samples: u64,
     /// Times the LSL stream was lost.
     pub stream_losses: u64,
-    /// The words published, times from the start of the audio.
+    /// The audio-clock time the word table's times count from (the first committed word's
+    /// onset).
+    pub origin: Option<f64>,
+    /// The committed words, times from `origin`.
     #[serde(skip)]
     pub words: Vec<TableWord>,
     /// Words published.
@@ -414,6 +417,7 @@ impl Publisher {
             forced_commits: t.forced,
             clipped_samples: t.clipped,
             stream_losses: losses,
+            origin: self.origin,
             word_count: self.words.len(),
             words: self.words,
         }

@@ -4,6 +4,7 @@
 //! - [`fetch`]: the model offline from PyPI, checked and converted once into the cache;
 //! - [`ct2`], [`ggml`]: CTranslate2's model file read, whisper.cpp's written;
 //! - [`resample`]: any input rate to the model's 16 kHz;
+//! - [`espeak`]: speech with known word times (espeak-ng), the benchmark's ground truth;
 //! - [`recognise`]: whisper.cpp (through `whisper-rs`) on one thread, words with DTW onsets,
 //!   silence and no-speech gating;
 //! - [`agreement`]: the streaming policy (LocalAgreement-2) of live recognition;
@@ -11,6 +12,7 @@
 //!   transcript outlet.
 pub mod agreement;
 pub mod ct2;
+pub mod espeak;
 pub mod fetch;
 pub mod ggml;
 pub mod live;

@@ -2,6 +2,7 @@
 //! part of the pipeline; each returns a [`report::PartReport`] that
 //! [`report`] prints, plots and writes as JSON.
 
+pub mod asr;
 pub mod dsp;
 pub mod e2e;
 pub mod encode;
@@ -42,17 +43,20 @@ pub enum Part {
     E2e,
     /// EDF → XDF conversion (`neuralign import`).
     Import,
+    /// Speech recognition, batch and live, against espeak-ng's word times.
+    Asr,
 }
 
 impl Part {
     /// Every part, in the order `bench all` runs them.
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::Lsl,
         Part::Dsp,
         Part::Lm,
         Part::Encode,
         Part::E2e,
         Part::Import,
+        Part::Asr,
     ];
 
     /// The part's name on the command line and key in the JSON report.
@@ -64,6 +68,7 @@ impl Part {
             Part::Encode => "encode",
             Part::E2e => "e2e",
             Part::Import => "import",
+            Part::Asr => "asr",
         }
     }
 
@@ -79,6 +84,7 @@ impl Part {
             Part::Encode => encode::run(settings.duration, settings.fit_minutes),
             Part::E2e => e2e::run(settings),
             Part::Import => import::run(settings.import_minutes),
+            Part::Asr => asr::run(settings),
         };
         measured.map_or_else(Outcome::Failed, Outcome::Done)
     }

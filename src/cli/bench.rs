@@ -31,6 +31,9 @@ pub enum Target {
     E2e,
     /// EDF → XDF import of a large recording: MB/s and peak memory.
     Import,
+    /// Speech recognition on espeak-ng speech: batch speed, live commit latency and CPU
+    /// share beside the LM, word error rate and onset error.
+    Asr,
 }
 
 /// Latency and throughput figures, side by side.
@@ -144,6 +147,7 @@ impl Target {
             Target::Encode => Some(Part::Encode),
             Target::E2e => Some(Part::E2e),
             Target::Import => Some(Part::Import),
+            Target::Asr => Some(Part::Asr),
         }
     }
 }
