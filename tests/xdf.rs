@@ -312,6 +312,43 @@ fn write_then_read_is_exact_for_every_channel_format() {
     }
 }
 
+/// A stream appended to a copy of a file another tool wrote: the copy starts with the
+/// original's bytes, reads back with every original stream as it was and the new one after
+/// them, and the original is untouched.
+#[test]
+fn a_stream_appended_to_a_copy_leaves_the_original_streams_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/xdf/twochannel_string_marker.xdf");
+    let original = xdf::read(&source).unwrap();
+    let last_id = original.streams.iter().map(|s| s.id).max().unwrap();
+    let copy = dir.path().join("copy.xdf");
+    let mut w = XdfWriter::append_to_copy(&source, &copy, last_id).unwrap();
+    let info = StreamInfo::new("words", "Transcript", 1, 0.0, ChannelFormat::String, "w");
+    let id = w.add_stream(&info).unwrap();
+    assert_eq!(id, last_id + 1);
+    let words = Samples::String(vec!["{\"kind\":\"watermark\",\"time\":5.0}".into()]);
+    w.write_samples(id, &[5.0], &words).unwrap();
+    w.clock_offset(id, 5.0, -0.25).unwrap();
+    w.finish().unwrap();
+    let bytes = std::fs::read(&copy).unwrap();
+    assert!(bytes.starts_with(&std::fs::read(&source).unwrap()));
+    let f = xdf::read(&copy).unwrap();
+    assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+    assert_eq!(f.streams.len(), original.streams.len() + 1);
+    for (a, b) in original.streams.iter().zip(&f.streams) {
+        assert_eq!(a, b, "stream {}", a.info.name);
+    }
+    let added = f.streams.last().unwrap();
+    assert_eq!((added.id, &added.info), (id, &info));
+    assert_eq!((&added.time_stamps, &added.data), (&vec![5.0], &words));
+    assert_eq!(added.clock_offsets.len(), 1);
+    let Err(again) = XdfWriter::append_to_copy(&source, &copy, last_id) else {
+        panic!("replaced {}", copy.display())
+    };
+    assert!(again.to_string().contains("already exists"), "{again}");
+}
+
 #[test]
 fn writer_refuses_to_overwrite_and_rejects_mismatched_samples() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,9 @@
 //!   silence and no-speech gating;
 //! - [`agreement`]: the streaming policy (LocalAgreement-2) of live recognition;
 //! - [`live`]: live recognition of an LSL audio stream or a WAV file paced as live, onto a
-//!   transcript outlet.
+//!   transcript outlet;
+//! - [`session`]: a recorded session's audio stream, written back as a transcript stream of a
+//!   copy of the session.
 pub mod agreement;
 pub mod ct2;
 pub mod espeak;
@@ -18,6 +20,7 @@ pub mod ggml;
 pub mod live;
 pub mod recognise;
 pub mod resample;
+pub mod session;
 
 use std::path::PathBuf;
 

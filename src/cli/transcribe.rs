@@ -1,7 +1,9 @@
 //! `neuralign transcribe FILE.wav --out words.csv [--json]`: speech recognition with word
 //! times (Whisper tiny.en, `docs/transcribe.md`), written as the word table that `play`,
 //! `embed` and `fit` read. Live: `transcribe --lsl AUDIO_STREAM` or `FILE.wav --live
-//! [--speed 1|K|max]` publish the words on a transcript outlet as they are committed.
+//! [--speed 1|K|max]` publish the words on a transcript outlet as they are committed. A
+//! recorded session: `transcribe SESSION.xdf --stream NAME` writes a copy of it with the
+//! words as a new transcript stream.
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,6 +15,7 @@ use crate::asr::fetch::ensure_asr_model;
 use crate::asr::live::{self, LiveOptions, LiveReport, LslAudio, Publisher};
 use crate::asr::recognise::RecogniserOptions;
 use crate::asr::resample::model_audio;
+use crate::asr::session::transcribe_session;
 use crate::asr::{Recogniser, Recognition};
 use crate::ingest::StreamSelector;
 use crate::replay::Speed;
@@ -21,13 +24,19 @@ use crate::word_table::{word_table_csv, TableWord};
 /// Arguments of `neuralign transcribe`.
 #[derive(Args, Debug)]
 pub struct TranscribeArgs {
-    /// The audio (WAV: PCM or float, 8–48 kHz, channels averaged).
+    /// The audio (WAV: PCM or float, 8–48 kHz, channels averaged), or with `--stream` an XDF
+    /// session.
     #[arg(required_unless_present = "lsl", conflicts_with = "lsl")]
     pub file: Option<PathBuf>,
     /// Recognise this LSL audio stream live (`NAME`, `type=T` or `source_id=ID`; int16,
     /// int32, int8, float32 or double64 samples at 8–48 kHz) until interrupted.
     #[arg(long)]
     pub lsl: Option<String>,
+    /// Recognise this audio stream of the XDF session FILE (`NAME`, `type=T` or
+    /// `source_id=ID`) and write a copy of the session with the words as a new transcript
+    /// stream (named by `--outlet`) to `--out` (default: FILE.transcribed.xdf).
+    #[arg(long, requires = "file", conflicts_with_all = ["live", "lsl"])]
+    pub stream: Option<String>,
     /// The channel of the audio stream to recognise (0-based); all channels averaged by
     /// default.
     #[arg(long)]
@@ -39,7 +48,8 @@ pub struct TranscribeArgs {
     /// With `--live`: feed FILE at `1` (real time), `K` times faster, or `max`.
     #[arg(long, default_value = "1", requires = "live")]
     pub speed: Speed,
-    /// The transcript outlet live words are published on (name and source id).
+    /// The transcript outlet live words are published on, or the stream added to a session
+    /// (name and source id).
     #[arg(long, default_value = "neuralign-transcribe")]
     pub outlet: String,
     /// Live, but publish nothing on LSL (the word table and report only).
@@ -55,7 +65,8 @@ pub struct TranscribeArgs {
     /// With `--lsl`: stop after this many seconds (default: at Ctrl-C).
     #[arg(long = "for", value_name = "SECONDS")]
     pub duration: Option<f64>,
-    /// Write the word table (`word,start,end`) here; without it, print it.
+    /// Write the word table (`word,start,end`) here; without it, print it. With `--stream`,
+    /// the copy of the session.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The converted speech model (default: fetched into the cache by `model fetch --asr`).
@@ -85,6 +96,7 @@ pub fn run(args: TranscribeArgs) -> anyhow::Result<()> {
     };
     let recogniser = Recogniser::load(&model, RecogniserOptions::default())?;
     match args.file.clone() {
+        Some(file) if args.stream.is_some() => session(args, file, recogniser),
         Some(file) if !args.live => batch(args, file, recogniser),
         _ => run_live(args, recogniser),
     }
@@ -159,6 +171,42 @@ fn write_table(args: &TranscribeArgs, table: &[TableWord]) -> anyhow::Result<()>
         }
         None if !args.json => print!("{csv}"),
         None => {}
+    }
+    Ok(())
+}
+
+/// A recorded session's audio stream, written back as a transcript stream of a copy.
+fn session(args: TranscribeArgs, file: PathBuf, mut recogniser: Recogniser) -> anyhow::Result<()> {
+    let selector = StreamSelector::parse(args.stream.as_deref().expect("checked by the caller"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| file.with_extension("transcribed.xdf"));
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("recognising {selector} of {}", file.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let report = transcribe_session(
+        &file,
+        &selector,
+        args.channel,
+        &mut recogniser,
+        &args.outlet,
+        &out,
+    )
+    .with_context(|| format!("transcribing {selector} of {}", file.display()));
+    spinner.finish_and_clear();
+    let report = report?;
+    tracing::info!(
+        words = report.words,
+        runs = report.runs,
+        "recognised {:.1} s of {}; the copy with stream {} is {}",
+        report.audio_seconds,
+        report.audio_stream,
+        report.transcript_stream,
+        report.out.display()
+    );
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
     }
     Ok(())
 }

@@ -363,3 +363,95 @@ def test_tentative_words_are_revised_then_committed_or_retracted(passage, tmp_pa
         m["kind"] == "retract" for m in messages)
     print(f"tentative: {len(tentative)} tentative messages, {counts['retracted']} retracted, "
           f"{revisions} revisions (commits included) of {len(final)} committed words")
+
+
+# ---- a recorded session (`transcribe SESSION.xdf --stream NAME`) ----
+
+def xdf_chunk(tag: int, payload: bytes) -> bytes:
+    length = len(payload) + 2
+    return bytes([8]) + length.to_bytes(8, "little") + tag.to_bytes(2, "little") + payload
+
+
+def stream_header(sid: int, name: str, kind: str, channels: int, rate: float, fmt: str) -> bytes:
+    xml = (f"<?xml version=\"1.0\"?><info><name>{name}</name><type>{kind}</type>"
+           f"<channel_count>{channels}</channel_count><nominal_srate>{rate}</nominal_srate>"
+           f"<channel_format>{fmt}</channel_format><source_id>{name}-id</source_id></info>")
+    return xdf_chunk(2, sid.to_bytes(4, "little") + xml.encode())
+
+
+def int16_samples(sid: int, stamps: np.ndarray, values: np.ndarray) -> bytes:
+    out = bytearray(sid.to_bytes(4, "little") + bytes([4]) + len(stamps).to_bytes(4, "little"))
+    for t, v in zip(stamps, values):
+        out += bytes([8]) + np.float64(t).tobytes() + np.int16(v).tobytes()
+    return xdf_chunk(3, bytes(out))
+
+
+def test_a_recorded_sessions_audio_is_written_back_as_a_transcript_stream(passage, tmp_path):
+    """An XDF session (written here byte by byte, as LabRecorder lays it out) holds a marker
+    stream and an int16 microphone stream whose stamps jump 3 s in the middle (a dropout).
+    `transcribe --stream mic` writes a copy whose original streams pyxdf reads exactly as
+    before, plus a Transcript stream: words on the microphone's clock, none in the dropout,
+    onsets within the test's bounds of espeak-ng's, watermarks only forward and none before a
+    word it passes, the microphone's clock offsets carried over."""
+    import pyxdf
+    wav, truth = cut(passage, tmp_path, 12.0)
+    with wave.open(str(wav), "rb") as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    half = len(pcm) // 2
+    # cut at a pause between words so that both halves hold whole words
+    onsets = [t for _, t in truth if t is not None]
+    split_t = min(onsets, key=lambda t: abs(t - half / rate)) - 0.05
+    split = int(split_t * rate)
+    t0, dropout = 5000.0, 3.0
+    stamps = t0 + np.arange(len(pcm)) / rate
+    stamps[split:] += dropout
+    session = tmp_path / "session.xdf"
+    body = bytearray(b"XDF:" + xdf_chunk(1, b"<?xml version=\"1.0\"?><info><version>1.0</version></info>"))
+    body += stream_header(1, "events", "Markers", 1, 0, "string")
+    body += stream_header(2, "mic", "Audio", 1, rate, "int16")
+    body += xdf_chunk(3, (1).to_bytes(4, "little") + bytes([1, 1]) + bytes([8])
+                      + np.float64(t0 + 1.0).tobytes() + bytes([1, 5]) + b"start")
+    for a in range(0, len(pcm), rate):
+        body += int16_samples(2, stamps[a:a + rate], pcm[a:a + rate])
+    body += xdf_chunk(4, (2).to_bytes(4, "little") + np.float64(t0 + 2).tobytes() + np.float64(0.25).tobytes())
+    session.write_bytes(bytes(body))
+    out = tmp_path / "session-words.xdf"
+    done = subprocess.run([str(neuralign_bin()), "transcribe", str(session), "--stream", "mic",
+                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert out.read_bytes().startswith(session.read_bytes())
+    before, _ = pyxdf.load_xdf(str(session), synchronize_clocks=False, dejitter_timestamps=False)
+    after, _ = pyxdf.load_xdf(str(out), synchronize_clocks=False, dejitter_timestamps=False)
+    by_name = {s["info"]["name"][0]: s for s in after}
+    for s in before:
+        a = by_name[s["info"]["name"][0]]
+        assert np.array_equal(a["time_stamps"], s["time_stamps"]) and np.array_equal(
+            np.asarray(a["time_series"]), np.asarray(s["time_series"]))
+    words_stream = by_name["neuralign-transcribe"]
+    assert words_stream["info"]["type"] == ["Transcript"]
+    assert len(words_stream["clock_times"]) == 1 and words_stream["clock_values"] == [0.25]
+    messages = [json.loads(row[0]) for row in words_stream["time_series"]]
+    words = [m for m in messages if m["kind"] == "word"]
+    marks = [m["time"] for m in messages if m["kind"] == "watermark"]
+    assert report["runs"] == 2 and report["words"] == len(words) > 0
+    gap_from, gap_to = t0 + split / rate, t0 + split / rate + dropout
+    assert not [w for w in words if gap_from < w["start"] < gap_to], "a word in the dropout"
+    # back on the audio's own time: the recognised onsets against espeak-ng's
+    heard = [(w["text"], w["start"] - t0 - (dropout if w["start"] >= gap_to else 0.0)) for w in words]
+    s = score(truth, heard)
+    print(f"session: {len(words)} words in {report['runs']} runs, WER {s['wer']:.3f}, onset error "
+          f"median {s['onset_median']:.3f} s")
+    assert s["wer"] <= 0.3 and s["onset_median"] <= 0.15
+    assert marks == sorted(marks) and marks[-1] >= stamps[-1]
+    watermark = -np.inf
+    for m, stamp in zip(messages, words_stream["time_stamps"]):
+        if m["kind"] == "watermark":
+            watermark = m["time"]
+        else:
+            assert m["start"] >= watermark and stamp == m["start"]
+    # the copy is refused rather than replaced
+    again = subprocess.run([str(neuralign_bin()), "transcribe", str(session), "--stream", "mic",
+                            "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0 and "already exists" in again.stderr, again.stderr

@@ -3,6 +3,7 @@
 //! flushes at most once a second and drops a Boundary chunk every 10 s, so a
 //! crash loses at most about a second and readers can resynchronise), and
 //! [`XdfWriter::finish`] at the end to write the StreamFooters.
+//! [`XdfWriter::append_to_copy`] adds streams to a copy of a recorded session.
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ const BOUNDARY_EVERY: Duration = Duration::from_secs(10);
 pub struct XdfWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    /// The id of `streams[0]`.
+    first_id: u32,
     streams: Vec<Written>,
     last_flush: Instant,
     last_boundary: Instant,
@@ -54,18 +57,58 @@ impl XdfWriter {
                     }
                 }
             })?;
-        let mut w = XdfWriter {
-            path,
-            out: BufWriter::with_capacity(1 << 20, file),
-            streams: Vec::new(),
-            last_flush: Instant::now(),
-            last_boundary: Instant::now(),
-        };
+        let mut w = XdfWriter::over(path, file, 1);
         w.raw(MAGIC)?;
         let header = "<?xml version=\"1.0\"?>\n<info>\n\t<version>1.0</version>\n\
                       \t<writer>neuralign</writer>\n</info>\n";
         w.chunk(Tag::FileHeader, header.as_bytes())?;
         Ok(w)
+    }
+
+    /// Copies the recorded session `source` to `dest` byte for byte (refusing to replace an
+    /// existing file) and appends to the copy, after a Boundary chunk: streams added get ids
+    /// after `last_id`, the highest id in `source`. `source` must end with a whole chunk (a
+    /// file cut off mid-chunk would swallow what follows).
+    pub fn append_to_copy(
+        source: impl AsRef<Path>,
+        dest: impl AsRef<Path>,
+        last_id: u32,
+    ) -> Result<Self, XdfError> {
+        let (source, path) = (source.as_ref(), dest.as_ref().to_path_buf());
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| XdfError::Io { path, source }
+        };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    XdfError::Exists(path.clone())
+                } else {
+                    XdfError::Io {
+                        path: path.clone(),
+                        source: e,
+                    }
+                }
+            })?;
+        std::io::copy(&mut File::open(source).map_err(io(source))?, &mut file)
+            .map_err(io(&path))?;
+        let mut w = XdfWriter::over(path, file, last_id + 1);
+        w.boundary()?;
+        Ok(w)
+    }
+
+    fn over(path: PathBuf, file: File, first_id: u32) -> Self {
+        XdfWriter {
+            path,
+            out: BufWriter::with_capacity(1 << 20, file),
+            first_id,
+            streams: Vec::new(),
+            last_flush: Instant::now(),
+            last_boundary: Instant::now(),
+        }
     }
 
     /// The file being written.
@@ -76,7 +119,7 @@ impl XdfWriter {
     /// Declares a stream (its StreamHeader is `info.xml` verbatim) and
     /// returns its id for the other calls.
     pub fn add_stream(&mut self, info: &StreamInfo) -> Result<u32, XdfError> {
-        let id = self.streams.len() as u32 + 1;
+        let id = self.first_id + self.streams.len() as u32;
         let mut payload = id.to_le_bytes().to_vec();
         payload.extend_from_slice(info.xml.as_bytes());
         self.chunk(Tag::StreamHeader, &payload)?;
@@ -186,7 +229,7 @@ impl XdfWriter {
 
     fn stream(&mut self, id: u32) -> Result<&mut Written, XdfError> {
         self.streams
-            .get_mut((id as usize).wrapping_sub(1))
+            .get_mut(id.wrapping_sub(self.first_id) as usize)
             .ok_or(XdfError::UnknownStream(id))
     }
 
