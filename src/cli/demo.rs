@@ -1,7 +1,9 @@
 //! `neuralign demo`: the main job on built-in defaults, in one command. Fetches
 //! the model, simulates a session with known ground truth, fits encoders on its
 //! first part, replays the rest over LSL (loopback) at 1×, and serves the live
-//! pipeline with its dashboard until Ctrl-C.
+//! pipeline with its dashboard until Ctrl-C. `--speech`: the session's words are
+//! spoken (espeak-ng), the speech is replayed as an audio stream instead of the
+//! transcript, and the transcript comes from recognising it live (`transcribe --lsl`).
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,12 +12,17 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::app::Feed;
+use crate::asr::fetch::ensure_asr_model;
+use crate::asr::live::{self, LiveOptions, LslAudio, Publisher};
+use crate::asr::recognise::RecogniserOptions;
+use crate::asr::Recogniser;
 use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use crate::encode::FitConfig;
+use crate::ingest::StreamSelector;
 use crate::lm::{Engine, LmConfig};
 use crate::pipeline::Config;
 use crate::replay::{self, ReplayOptions};
-use crate::sim::session::{simulate, SimConfig};
+use crate::sim::session::{simulate, SimConfig, AUDIO_STREAM};
 
 /// Arguments of `neuralign demo`.
 #[derive(Args, Debug)]
@@ -41,7 +48,17 @@ pub struct DemoArgs {
     /// Simulate and fit again even when this session's files exist.
     #[arg(long)]
     pub fresh: bool,
+    /// Speech in: the words spoken by espeak-ng, replayed as audio and recognised live into
+    /// the transcript the server reads.
+    #[arg(long)]
+    pub speech: bool,
 }
+
+/// The transcript outlet of `demo --speech`'s recogniser.
+const SPEECH_TRANSCRIPT: &str = "neuralign-demo-transcribe";
+/// The transcript's silence timeout with the recogniser, seconds: above its buffer's bound
+/// (15 s, past which it commits what it holds).
+const SPEECH_SILENCE_TIMEOUT_S: f64 = 20.0;
 
 /// Runs the demo until Ctrl-C.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -50,8 +67,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "--fit-fraction must be between 0 and 1 (exclusive)"
     );
     let dir = crate::lm::fetch::home_dir().join("demo").join(format!(
-        "e{}-m{}-s{}",
-        args.electrodes, args.minutes, args.seed
+        "e{}-m{}-s{}{}",
+        args.electrodes,
+        args.minutes,
+        args.seed,
+        if args.speech { "-speech" } else { "" }
     ));
     if args.fresh && dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
@@ -80,6 +100,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             electrodes: args.electrodes,
             minutes: args.minutes,
             seed: args.seed,
+            speech: args.speech,
             ..Default::default()
         };
         simulate(&session, &sim, |words| {
@@ -100,7 +121,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         "[3/3] replaying the rest ({start_at:.0} s on) at 1× over LSL and serving; Ctrl-C stops"
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let replay = spawn_replay(session.clone(), start_at, stop.clone())?;
+    let mut streams = Vec::new();
+    let recogniser = if args.speech {
+        // the audio instead of the simulated transcript; the recogniser's words instead
+        streams = vec![
+            config.neural.stream.property().1.to_string(),
+            AUDIO_STREAM.to_string(),
+        ];
+        config.transcript.stream = StreamSelector::Name(SPEECH_TRANSCRIPT.into());
+        // the recogniser publishes when two decodes agree, which under load can take longer
+        // than the simulated transcript's 3 s: its silence is not the end of speech
+        config.transcript.silence_timeout_s = SPEECH_SILENCE_TIMEOUT_S;
+        Some(spawn_recogniser(stop.clone())?)
+    } else {
+        None
+    };
+    let replay = spawn_replay(session.clone(), start_at, streams, stop.clone())?;
     let server = config.server.clone();
     let feed = Feed::Live {
         config: Box::new(config),
@@ -111,7 +147,44 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     replay
         .join()
         .map_err(|_| anyhow::anyhow!("the replay thread panicked"))??;
+    if let Some(recogniser) = recogniser {
+        recogniser
+            .join()
+            .map_err(|_| anyhow::anyhow!("the recogniser thread panicked"))??;
+    }
     served
+}
+
+/// Recognises the replayed audio stream live onto [`SPEECH_TRANSCRIPT`] until `stop`.
+fn spawn_recogniser(
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let model = ensure_asr_model().context("fetching the speech model")?;
+    let recogniser = Recogniser::load(&model, RecogniserOptions::default())?;
+    let source = LslAudio {
+        stream: StreamSelector::Name(AUDIO_STREAM.into()),
+        channel: None,
+    };
+    Ok(std::thread::Builder::new()
+        .name("demo recogniser".into())
+        .spawn(move || {
+            // an outlet stays on the thread that made it
+            let publisher = Publisher::new(Some(SPEECH_TRANSCRIPT), true)?;
+            let report = live::run_lsl(
+                &source,
+                recogniser,
+                publisher,
+                LiveOptions::default(),
+                &stop,
+            )
+            .context("recognising the demo's speech")?;
+            tracing::info!(
+                words = report.word_count,
+                "recognised {:.0} s of speech",
+                report.audio_seconds
+            );
+            Ok(())
+        })?)
 }
 
 /// Fits encoders on the leading `fraction` of the recording.
@@ -151,15 +224,17 @@ fn session_seconds(session: &Path) -> anyhow::Result<f64> {
     Ok(span)
 }
 
-/// Replays the session from `start_at` in a loop until `stop`.
+/// Replays `streams` of the session (all when empty) from `start_at` in a loop until `stop`.
 fn spawn_replay(
     session: PathBuf,
     start_at: f64,
+    streams: Vec<String>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let options = ReplayOptions {
         looped: true,
         start_at,
+        streams,
         ..Default::default()
     };
     Ok(std::thread::Builder::new()

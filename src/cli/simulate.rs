@@ -27,6 +27,10 @@ pub struct SimulateArgs {
     /// Also write a raw iEEG stream (1024 Hz) carrying the high-gamma.
     #[arg(long)]
     pub raw: bool,
+    /// Speak the words with espeak-ng (onsets from its word events) and write the speech as
+    /// an `Audio` stream (22 050 Hz, int16) on the session's clock.
+    #[arg(long)]
+    pub speech: bool,
     /// Median signal-to-noise ratio (variance) of responsive electrodes.
     #[arg(long, default_value_t = 0.5)]
     pub snr: f64,
@@ -53,6 +57,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         minutes: args.minutes,
         seed: args.seed,
         raw: args.raw,
+        speech: args.speech,
         snr: args.snr,
         ..Default::default()
     };

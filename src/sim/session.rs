@@ -8,6 +8,9 @@
 //! layer; 1/f noise sets each electrode's SNR. A recogniser-like transcript
 //! stream (1–3 s late, occasional revisions, watermarks) and optionally raw
 //! iEEG go into the same XDF file. Everything is a function of the seed.
+//! With [`SimConfig::speech`] the words are spoken by espeak-ng instead: their onsets are
+//! its word events, and the speech goes into the file as an audio stream on the same clock
+//! (`demo --speech` recognises it live).
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +52,15 @@ pub struct SimConfig {
     pub responsive_fraction: f64,
     /// Line frequency for the raw stream, Hz.
     pub line_hz: f64,
+    /// Words spoken by espeak-ng (onsets from its word events), the speech written as an
+    /// `Audio` stream ([`AUDIO_STREAM`]).
+    pub speech: bool,
 }
+
+/// The audio stream of a session simulated with [`SimConfig::speech`].
+pub const AUDIO_STREAM: &str = "neuralign-sim-audio";
+/// espeak-ng's speaking rate for simulated speech, words per minute.
+const SPEECH_WPM: u32 = 175;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -61,6 +72,7 @@ impl Default for SimConfig {
             snr: 0.5,
             responsive_fraction: 0.8,
             line_hz: 60.0,
+            speech: false,
         }
     }
 }
@@ -151,6 +163,46 @@ pub fn time_words(seconds: f64, rng: &mut impl Rng) -> Vec<TimedWord> {
         t += dur + pause * rng.gen_range(0.7..1.3);
     }
     out
+}
+
+/// The text spoken by espeak-ng (repeated as needed) for `seconds` of session: the words with
+/// their onsets on the session clock (audio starts at [`T0`]), and the audio. A word spoken
+/// with the one before it ("of the": one event) starts halfway to the next onset.
+fn spoken_words(seconds: f64) -> anyhow::Result<(Vec<TimedWord>, crate::wav::Wav)> {
+    let once: Vec<&str> = TEXT.split_whitespace().collect();
+    // espeak-ng speaks ~3 words a second: enough repeats of the text for the session
+    let repeats = ((seconds * 3.5) / once.len() as f64).ceil().max(1.0) as usize;
+    let text = vec![once.join(" "); repeats].join(" ");
+    let mut spoken = crate::asr::espeak::synthesise(&text, SPEECH_WPM, "en-us")?;
+    let limit = seconds - KERNEL_SECONDS;
+    let onsets: Vec<Option<f64>> = spoken.words.iter().map(|w| w.start).collect();
+    let mut words = Vec::new();
+    for (i, w) in spoken.words.iter().enumerate() {
+        let next = onsets[i + 1..].iter().flatten().next().copied();
+        let start = match (w.start, words.last()) {
+            (Some(t), _) => t,
+            (None, Some(TimedWord { start, .. })) => {
+                let previous = start - T0;
+                (previous + next.unwrap_or(previous + 0.6)) / 2.0
+            }
+            (None, None) => 0.0,
+        };
+        let end = next.unwrap_or(start + 0.4).max(start + 0.05);
+        if end > limit {
+            break;
+        }
+        if let Some(previous) = words.last_mut() {
+            previous.end = previous.end.min(T0 + start);
+        }
+        words.push(TimedWord {
+            text: w.text.clone(),
+            start: T0 + start,
+            end: T0 + end,
+        });
+    }
+    let frames = ((seconds * f64::from(spoken.audio.rate)) as usize).min(spoken.audio.frames());
+    spoken.audio.samples.truncate(frames);
+    Ok((words, spoken.audio))
 }
 
 /// Top principal directions (`k × dim`) of the rows of `x` (already
@@ -290,7 +342,12 @@ pub fn simulate(
 ) -> anyhow::Result<SimOutput> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let seconds = cfg.minutes * 60.0;
-    let words = time_words(seconds, &mut rng);
+    let (words, speech) = if cfg.speech {
+        let (words, audio) = spoken_words(seconds)?;
+        (words, Some(audio))
+    } else {
+        (time_words(seconds, &mut rng), None)
+    };
     anyhow::ensure!(
         !words.is_empty(),
         "the session is too short to hold a word; give more --minutes"
@@ -419,6 +476,17 @@ pub fn simulate(
         }
         None => None,
     };
+    let audio_id = match &speech {
+        Some(audio) => Some(writer.add_stream(&StreamInfo::with_labels(
+            AUDIO_STREAM,
+            "Audio",
+            f64::from(audio.rate),
+            ChannelFormat::Int16,
+            &format!("neuralign-sim-{}-audio", cfg.seed),
+            vec!["mono".into()],
+        ))?),
+        None => None,
+    };
     let messages = transcript(&words, &mut rng);
 
     // Interleave one-second chunks, as a recorder would.
@@ -427,6 +495,18 @@ pub fn simulate(
         write_second(&mut writer, hg_id, &hg, cfg.electrodes, HG_RATE, sec)?;
         if let (Some(raw), Some(id)) = (&raw, raw_id) {
             write_second(&mut writer, id, raw, cfg.electrodes, RAW_RATE, sec)?;
+        }
+        if let (Some(audio), Some(id)) = (&speech, audio_id) {
+            let rate = audio.rate as usize;
+            let (a, b) = (sec * rate, ((sec + 1) * rate).min(audio.frames()));
+            if a < b {
+                let ts: Vec<f64> = (a..b).map(|i| T0 + i as f64 / rate as f64).collect();
+                let pcm = audio.samples[a..b]
+                    .iter()
+                    .map(|&s| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
+                    .collect();
+                writer.write_samples(id, &ts, &Samples::Int16(pcm))?;
+            }
         }
         let until = T0 + (sec + 1) as f64;
         let start = m;
@@ -442,7 +522,10 @@ pub fn simulate(
             )?;
         }
         if sec % 5 == 0 {
-            for id in [Some(hg_id), Some(tr_id), raw_id].into_iter().flatten() {
+            for id in [Some(hg_id), Some(tr_id), raw_id, audio_id]
+                .into_iter()
+                .flatten()
+            {
                 writer.clock_offset(id, T0 + sec as f64, 0.0)?;
             }
         }
