@@ -703,7 +703,7 @@ fn send(
             break;
         }
     }
-    linger(&[&outlet], options.linger, || {
+    linger(&[outlet], options.linger, || {
         shutdown.load(Ordering::Relaxed)
     });
     let (lateness_p50, lateness_p99, lateness_max) = lateness_summary(lateness);
