@@ -405,7 +405,7 @@ impl Core {
             let results = (m == 0).then_some(self.results.as_ref()).flatten();
             for out in std::mem::take(&mut model.early) {
                 let at = (bound.t0, bound.rate);
-                ModelBound::apply_word(mb, at, m, &self.hub, results, out, None);
+                mb.apply_word(at, m, &self.hub, results, out, None);
             }
         }
         self.bound = Some(bound);
@@ -507,7 +507,7 @@ impl Core {
             Some(b) => {
                 let results = (m == 0).then_some(self.results.as_ref()).flatten();
                 let (at, mb) = ((b.t0, b.rate), &mut b.models[m]);
-                ModelBound::apply_word(mb, at, m, &self.hub, results, output, kernel);
+                mb.apply_word(at, m, &self.hub, results, output, kernel);
                 mb.advance(&self.hub.metrics().stages, ready);
             }
             None => {
@@ -540,10 +540,10 @@ impl ModelBound {
     }
 
     /// Applies one LM output of model `model` (its onset placed on the grid `(t0, rate)`); a
-    /// word's `kernel` is used when it came from the encoders bound to `b`, and computed here
+    /// word's `kernel` is used when it came from the encoders bound to it, and computed here
     /// otherwise (words from before the binding).
     fn apply_word(
-        b: &mut ModelBound,
+        &mut self,
         (t0, rate): (f64, f64),
         model: usize,
         hub: &Hub,
@@ -551,6 +551,7 @@ impl ModelBound {
         out: LmOutput,
         kernel: Option<WordKernel>,
     ) {
+        let b = self;
         let publish = |event: WordEvent| {
             if let Some(results) = results {
                 results.word(&event);

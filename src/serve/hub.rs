@@ -392,14 +392,13 @@ impl Hub {
         let metrics = &self.inner.metrics;
         let mut queued = 0;
         for slot in state.clients.values_mut() {
-            let Some(view) = slot
+            let Some((view, columns)) = slot
                 .view
                 .as_ref()
                 .and_then(|v| Some((v, v.model(u.model)?)))
             else {
                 continue;
             };
-            let (view, columns) = view;
             if !ClientSlot::throttle(
                 &mut slot.last_alignment,
                 u.model,
