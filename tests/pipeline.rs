@@ -313,6 +313,8 @@ struct LiveRun {
     hello: Value,
     /// The frames of each model, in `hello.session.models` order.
     models: Vec<ModelFrames>,
+    /// The last `status` frame.
+    status: Value,
     report: neuralign::pipeline::PipelineReport,
 }
 
@@ -360,12 +362,22 @@ fn run_live(
     });
 
     // collect frames until every sample has been scored and the alignment after it arrived,
-    // for every model
+    // for every model, and a status counts every word each model sent a frame for
     let mut hello: Option<Value> = None;
+    let mut status = Value::Null;
     let mut models: Vec<ModelFrames> = Vec::new();
     app.runtime().block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-        while models.is_empty() || models.iter().any(|m| m.last_alignment.is_none()) {
+        let settled = |status: &Value, models: &[ModelFrames]| {
+            let progress = status["models"].as_array().map_or(&[][..], Vec::as_slice);
+            progress.len() == models.len()
+                && (progress.iter().zip(models))
+                    .all(|(p, m)| p["words"].as_u64() == Some(m.word_frames as u64))
+        };
+        while models.is_empty()
+            || models.iter().any(|m| m.last_alignment.is_none())
+            || !settled(&status, &models)
+        {
             let msg = tokio::time::timeout_at(deadline, client.next())
                 .await
                 .expect("frames within 3 minutes")
@@ -379,6 +391,10 @@ fn run_live(
                 hello = Some(frame);
                 continue;
             }
+            if frame["type"] == "status" {
+                status = frame;
+                continue;
+            }
             let Some(hello) = &hello else { continue };
             // every per-model frame names its model as hello lists it
             let listed = hello["session"]["models"].as_array().unwrap();
@@ -386,11 +402,7 @@ fn run_live(
                 .iter()
                 .position(|m| frame["model"].is_object() && m["name"] == frame["model"]["name"])
             else {
-                assert_eq!(
-                    frame["type"], "status",
-                    "a frame without its model: {frame}"
-                );
-                continue;
+                panic!("a frame without its model: {frame}");
             };
             assert_eq!(
                 frame["model"]["sha256"], listed[m]["sha256"],
@@ -434,6 +446,7 @@ fn run_live(
     LiveRun {
         hello: hello.expect("hello frame"),
         models,
+        status,
         report,
     }
 }
@@ -658,6 +671,10 @@ fn two_models_live_each_equal_their_own_offline_computation() {
         live.models[0].trace, live.models[1].trace,
         "each model predicts from its own embeddings"
     );
+    // the status says how far each model is (run_live waits for it to count every word)
+    let progress = live.status["models"].as_array().unwrap();
+    let names: Vec<&Value> = progress.iter().map(|m| &m["name"]).collect();
+    assert_eq!(names, [&models[0]["name"], &models[1]["name"]]);
 
     // the control's encoders given to SmolLM2: refused, naming the file and the model
     config.models[0].encoders = "control.safetensors".into();

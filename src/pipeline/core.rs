@@ -28,7 +28,7 @@ use crate::ingest::{
 };
 use crate::metrics::{Stage, StageSet};
 use crate::pipeline::Config;
-use crate::serve::frames::{ModelTag, SessionModel};
+use crate::serve::frames::{ModelStatus, ModelTag, SessionModel};
 use crate::serve::{
     AlignmentUpdate, ElectrodeInfo, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus,
     TraceChunk, WordEvent, WordStatus,
@@ -836,6 +836,15 @@ impl Core {
                     sum(&|l| load(&l.compactions.prefilled)),
                 ),
             ]),
+            models: (self.models.iter().zip(lm).enumerate())
+                .map(|(m, (model, lm))| ModelStatus {
+                    name: model.tag.name.clone(),
+                    words: model.words,
+                    lm_queue_waiting: lm.waiting(),
+                    horizon: (self.bound.as_ref())
+                        .map(|b| b.t0 + b.models[m].live.scored() as f64 / b.rate),
+                })
+                .collect(),
         }
     }
 }

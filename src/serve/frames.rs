@@ -218,6 +218,22 @@ pub struct PipelineStatus {
     pub memory_bound: BTreeMap<String, u64>,
     /// Things that happened, neither drops nor errors, counted by kind.
     pub events: BTreeMap<String, u64>,
+    /// Each model's progress, in session order (empty before the models are loaded).
+    #[serde(default)]
+    pub models: Vec<ModelStatus>,
+}
+
+/// One language model's progress in the pipeline status: whether it keeps up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// Model file name, as `hello.session.models` lists it.
+    pub name: String,
+    /// Words it embedded.
+    pub words: u64,
+    /// Transcript updates its language model has not finished (waiting or being applied).
+    pub lm_queue_waiting: u64,
+    /// Grid time up to which its alignment is final; `None` before a stream is bound.
+    pub horizon: Option<f64>,
 }
 
 /// Something the pipeline hands the hub to fan out.
@@ -477,6 +493,8 @@ pub struct StatusFrame<'a> {
     pub memory_bound: &'a BTreeMap<String, u64>,
     /// Things that happened, by kind.
     pub events: &'a BTreeMap<String, u64>,
+    /// Each model's progress.
+    pub models: &'a [ModelStatus],
     /// Clients connected now.
     pub clients: usize,
     /// Hub send latency.

@@ -521,6 +521,7 @@ impl Hub {
             memory: &state.status.memory,
             memory_bound: &state.status.memory_bound,
             events: &state.status.events,
+            models: &state.status.models,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
             stages: self

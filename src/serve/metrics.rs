@@ -432,6 +432,7 @@ mod tests {
             memory: counts(&[("kv_cache", 4096), ("resident", 1 << 20)]),
             memory_bound: counts(&[("kv_cache", 8192)]),
             events: counts(&[("lm_compactions_prefilled", 1)]),
+            models: Vec::new(),
         };
         let text = m.render(&status, 100.0);
         let pipeline: Vec<&str> = text

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::align::EwPearson;
-use crate::serve::frames::{ModelTag, SessionModel};
+use crate::serve::frames::{ModelStatus, ModelTag, SessionModel};
 use crate::serve::{
     AlignmentUpdate, ElectrodeInfo, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus,
     TraceChunk, WordEvent, WordStatus,
@@ -325,6 +325,12 @@ impl SyntheticSession {
             memory: BTreeMap::new(),
             memory_bound: BTreeMap::new(),
             events: BTreeMap::new(),
+            models: vec![ModelStatus {
+                name: "synthetic".into(),
+                words: self.word_id,
+                lm_queue_waiting: 0,
+                horizon: Some(horizon),
+            }],
         }
     }
 }
