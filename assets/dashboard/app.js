@@ -217,7 +217,7 @@ const handlers = {
     state.words = state.words.slice(-40);
     state.dirty.add("words");
   },
-  status(f) { state.status = f; state.dirty.add("status"); },
+  status(f) { state.status = f; state.dirty.add("status"); state.dirty.add("models"); },
   error(f) { console.warn("server refused a message:", f.code, f.message); },
 };
 function everything() { Object.keys(painters).forEach((p) => state.dirty.add(p)); }
@@ -519,6 +519,7 @@ function drawModels() {
     }
     const best = s ? s.best_layer : null, bj = best === null ? -1 : md.layers.indexOf(best);
     const focus = s ? s.peak_r[state.focus] : null, sig = s && s.significant && s.significant.length;
+    const progress = state.status && state.status.models ? state.status.models[m] : null;
     return [
       [m, colour],
       md.name,
@@ -527,6 +528,7 @@ function drawModels() {
       bj < 0 ? "—" : fmt(s.mean_r[bj]),
       s ? `${s.electrodes_above_chance}/${s.peak_r.length}${sig ? " sig." : ""}` : "—",
       fmt(focus),
+      progress ? `${progress.words} · ${progress.lm_queue_waiting}` : "—",
     ];
   });
   const body = $("models-table").tBodies[0];

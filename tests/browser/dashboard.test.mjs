@@ -304,6 +304,9 @@ try {
   const rows = await page.$$eval("#models-table tbody tr", (t) => t.map((tr) => [...tr.cells].map((td) => td.textContent)));
   assert.deepEqual(rows.map((r) => r[0]), models, "a row per model, side by side");
   assert.deepEqual(rows.map((r) => r[1]), ["31", "31"], "every layer of each");
+  // each model's progress from the status: words embedded · updates waiting
+  await page.waitForFunction(() => [...document.querySelectorAll("#models-table tbody tr")]
+    .every((tr) => /^[1-9]\d* · \d+$/.test(tr.cells[6].textContent)), null, { timeout: 10_000 });
   assert.ok(await page.isVisible("#model-pick"), "the model choice is shown");
   assert.deepEqual(await page.$$eval("#model option", (o) => o.map((x) => x.textContent)), models);
   // the profiles drawn: more than the axes' colours on the canvas
