@@ -393,6 +393,7 @@ impl Core {
         self.results = (self.record.is_some() || self.outlets.is_some()).then(|| {
             Results::new(
                 (self.record.clone(), self.outlets.clone()),
+                session.models[0].tag.clone(),
                 session.electrodes.clone(),
                 session.models[0].layers.clone(),
                 session.rates.alignment_hz,
