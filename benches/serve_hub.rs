@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use neuralign::serve::frames::{ModelTag, SessionModel};
 use neuralign::serve::{AlignmentUpdate, Frame, Hub, HubConfig, Rates, Session, TraceChunk};
 
 const ELECTRODES: usize = 256;
@@ -20,6 +21,14 @@ fn hub() -> Hub {
         electrodes: (0..ELECTRODES).map(|i| format!("E{i}")).collect(),
         layers: (0..LAYERS).collect(),
         model: "bench".into(),
+        models: vec![SessionModel {
+            tag: ModelTag {
+                name: "bench".into(),
+                sha256: "0".repeat(64),
+            },
+            layers: (0..LAYERS).collect(),
+            null_threshold: Vec::new(),
+        }],
         rates: Rates {
             neural_hz: 1000.0,
             high_gamma_hz: 100.0,
@@ -41,6 +50,7 @@ fn frames() -> [(&'static str, Frame); 2] {
         .collect();
     let n = 10;
     let trace = TraceChunk {
+        model: 0,
         t0: 0.0,
         samples: n,
         actual: (0..ELECTRODES * n).map(|i| i as f32 * 1e-3).collect(),
@@ -52,6 +62,7 @@ fn frames() -> [(&'static str, Frame); 2] {
         (
             "alignment",
             Frame::Alignment(Arc::new(AlignmentUpdate {
+                model: 0,
                 time: 1.0,
                 horizon: 1.0,
                 r,

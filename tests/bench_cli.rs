@@ -210,3 +210,30 @@ fn asr_scores_batch_and_live_recognition_against_espeak_word_times() {
     positive(&live["recogniser_cpu_share"], "recogniser CPU share");
     assert!(live["lm_words"].as_u64().unwrap() > 0, "the LM did not run");
 }
+
+/// `bench models` with its default pair (SmolLM2 and the untrained control): each model alone
+/// and both together, per word, in the table and the JSON.
+#[test]
+fn models_times_each_model_alone_and_all_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(
+        dir.path(),
+        &["models", "--duration", "1", "--json", "out.json"],
+    );
+    assert!(out.status.success());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap())
+            .unwrap();
+    let models = &report["models"];
+    assert_eq!(models["status"], "ok", "{models}");
+    let rows = models["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "two models alone, then together: {rows:?}");
+    assert!(rows[2]["label"]
+        .as_str()
+        .unwrap()
+        .contains("2 models together"));
+    let listed = models["details"]["models"].as_array().unwrap();
+    assert_ne!(listed[0]["model_sha256"], listed[1]["model_sha256"]);
+    positive(&models["details"]["together"]["p99_ms"], "together p99");
+    positive(&listed[1]["alone"]["p50_ms"], "alone p50");
+}

@@ -15,8 +15,8 @@ use neuralign::encode::{
     self, Encoder, FitConfig, HighGammaMeta, ModelMeta, Provenance, Session, SessionWord,
 };
 use neuralign::ingest::{NeuralMode, StreamSelector};
-use neuralign::lm::{Engine, LmConfig};
-use neuralign::pipeline::Config;
+use neuralign::lm::{Engine, LmConfig, ModelRef};
+use neuralign::pipeline::{Config, LiveModel};
 use neuralign::replay;
 use neuralign::serve::ServerConfig;
 use neuralign::xdf::{self, ChannelFormat, Samples, StreamInfo, XdfWriter};
@@ -146,8 +146,16 @@ enum Commit {
 
 /// Embeds the words in order with a fresh engine, as the pipeline's LM thread does.
 fn embed(words: &[(f64, String)]) -> (Vec<Vec<f32>>, Engine) {
-    let mut engine =
-        Engine::load(&LmConfig::default()).expect("the default model (neuralign model fetch)");
+    embed_with(words, None)
+}
+
+/// [`embed`] with `model` (the default model when `None`).
+fn embed_with(words: &[(f64, String)], model: Option<ModelRef>) -> (Vec<Vec<f32>>, Engine) {
+    let config = LmConfig {
+        model,
+        ..LmConfig::default()
+    };
+    let mut engine = Engine::load(&config).expect("the model (neuralign model fetch)");
     let embeddings = words
         .iter()
         .map(|(_, w)| engine.push_word(w).unwrap().data)
@@ -303,6 +311,16 @@ fn start_app(dir: &Path, config: Config) -> (App, Client) {
 /// What a WebSocket client saw of a replayed session.
 struct LiveRun {
     hello: Value,
+    /// The frames of each model, in `hello.session.models` order.
+    models: Vec<ModelFrames>,
+    /// The last `status` frame.
+    status: Value,
+    report: neuralign::pipeline::PipelineReport,
+}
+
+/// The frames of one model.
+#[derive(Default)]
+struct ModelFrames {
     word_frames: usize,
     /// Ids of the words that got a `word` frame.
     word_ids: std::collections::BTreeSet<u64>,
@@ -311,8 +329,8 @@ struct LiveRun {
     /// `[electrode][sample]` z-scored high-gamma of the `trace` frames.
     actual: Vec<Vec<f64>>,
     /// The alignment frame after the last sample was scored.
-    last_alignment: Value,
-    report: neuralign::pipeline::PipelineReport,
+    last_alignment: Option<Value>,
+    trace_t0: Option<f64>,
 }
 
 /// Serves `config`, replays `streams` of `session_file` at full speed and collects frames
@@ -343,16 +361,23 @@ fn run_live(
         }
     });
 
-    // collect frames until every sample has been scored and the alignment after it arrived
-    let (mut hello, mut word_frames) = (None, 0);
-    let mut word_ids = std::collections::BTreeSet::new();
-    let mut trace_t0 = None;
-    let mut trace: Vec<Vec<Vec<f64>>> = Vec::new(); // [electrode][layer][sample]
-    let mut actual: Vec<Vec<f64>> = Vec::new();
-    let mut last_alignment = None;
+    // collect frames until every sample has been scored and the alignment after it arrived,
+    // for every model, and a status counts every word each model sent a frame for
+    let mut hello: Option<Value> = None;
+    let mut status = Value::Null;
+    let mut models: Vec<ModelFrames> = Vec::new();
     app.runtime().block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-        while last_alignment.is_none() {
+        let settled = |status: &Value, models: &[ModelFrames]| {
+            let progress = status["models"].as_array().map_or(&[][..], Vec::as_slice);
+            progress.len() == models.len()
+                && (progress.iter().zip(models))
+                    .all(|(p, m)| p["words"].as_u64() == Some(m.word_frames as u64))
+        };
+        while models.is_empty()
+            || models.iter().any(|m| m.last_alignment.is_none())
+            || !settled(&status, &models)
+        {
             let msg = tokio::time::timeout_at(deadline, client.next())
                 .await
                 .expect("frames within 3 minutes")
@@ -360,34 +385,57 @@ fn run_live(
                 .unwrap();
             let Message::Text(text) = msg else { continue };
             let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] == "hello" {
+                let n = frame["session"]["models"].as_array().unwrap().len();
+                models.resize_with(n, ModelFrames::default);
+                hello = Some(frame);
+                continue;
+            }
+            if frame["type"] == "status" {
+                status = frame;
+                continue;
+            }
+            let Some(hello) = &hello else { continue };
+            // every per-model frame names its model as hello lists it
+            let listed = hello["session"]["models"].as_array().unwrap();
+            let Some(m) = listed
+                .iter()
+                .position(|m| frame["model"].is_object() && m["name"] == frame["model"]["name"])
+            else {
+                panic!("a frame without its model: {frame}");
+            };
+            assert_eq!(
+                frame["model"]["sha256"], listed[m]["sha256"],
+                "a frame names its model's hash"
+            );
+            let frames = &mut models[m];
             match frame["type"].as_str().unwrap() {
-                "hello" => hello = Some(frame),
                 "word" => {
-                    word_frames += 1;
-                    word_ids.insert(frame["id"].as_u64().unwrap());
+                    frames.word_frames += 1;
+                    frames.word_ids.insert(frame["id"].as_u64().unwrap());
                 }
                 "trace" => {
                     let t0 = frame["t0"].as_f64().unwrap();
-                    let first = *trace_t0.get_or_insert(t0);
+                    let first = *frames.trace_t0.get_or_insert(t0);
                     assert_eq!(
                         ((t0 - first) * rate).round() as usize,
-                        actual.first().map_or(0, Vec::len),
+                        frames.actual.first().map_or(0, Vec::len),
                         "trace frames are contiguous"
                     );
                     let pred = frame["predicted"].as_array().unwrap();
-                    trace.resize(pred.len(), Vec::new());
-                    actual.resize(pred.len(), Vec::new());
+                    frames.trace.resize(pred.len(), Vec::new());
+                    frames.actual.resize(pred.len(), Vec::new());
                     for (e, layers) in pred.iter().enumerate() {
                         let layers = layers.as_array().unwrap();
-                        trace[e].resize(layers.len(), Vec::new());
+                        frames.trace[e].resize(layers.len(), Vec::new());
                         for (l, xs) in layers.iter().enumerate() {
-                            trace[e][l].extend(floats(xs));
+                            frames.trace[e][l].extend(floats(xs));
                         }
-                        actual[e].extend(floats(&frame["actual"][e]));
+                        frames.actual[e].extend(floats(&frame["actual"][e]));
                     }
                 }
-                "alignment" if actual.first().map_or(0, Vec::len) == samples => {
-                    last_alignment = Some(frame)
+                "alignment" if frames.actual.first().map_or(0, Vec::len) == samples => {
+                    frames.last_alignment.get_or_insert(frame);
                 }
                 _ => {}
             }
@@ -397,21 +445,19 @@ fn run_live(
     replay.join().unwrap().unwrap();
     LiveRun {
         hello: hello.expect("hello frame"),
-        word_frames,
-        word_ids,
-        trace,
-        actual,
-        last_alignment: last_alignment.unwrap(),
+        models,
+        status,
         report,
     }
 }
 
-/// The live predictions, actual values and final rolling r equal the offline computation
-/// on the session's high-gamma `hg` (`[samples, electrodes]` from `t0` at `rate`); returns
-/// the whole-session r per layer and electrode.
+/// Model `model`'s live predictions, actual values and final rolling r equal the offline
+/// computation on the session's high-gamma `hg` (`[samples, electrodes]` from `t0` at
+/// `rate`); returns the whole-session r per layer and electrode.
 #[allow(clippy::too_many_arguments)]
 fn assert_live_equals_offline(
-    live: &LiveRun,
+    run: &LiveRun,
+    model: usize,
     encoder: &Encoder,
     words: &[(f64, String)],
     embeddings: &[Vec<f32>],
@@ -420,6 +466,7 @@ fn assert_live_equals_offline(
     rate: f64,
     window_s: f64,
 ) -> Vec<f64> {
+    let live = &run.models[model];
     let electrodes = encoder.electrodes;
     let samples = hg.len() / electrodes;
     let word_refs: Vec<(f64, &[f32])> = words
@@ -454,7 +501,9 @@ fn assert_live_equals_offline(
     }
     let window = (window_s * rate).round() as usize;
     let r_off = offline::rolling_r(&predicted, &act, samples - 1, window);
-    let rows = live.last_alignment["r"].as_array().unwrap();
+    let rows = live.last_alignment.as_ref().unwrap()["r"]
+        .as_array()
+        .unwrap();
     for e in 0..electrodes {
         let r_live = floats(&rows[e]);
         for l in 0..layers {
@@ -467,10 +516,10 @@ fn assert_live_equals_offline(
         }
     }
     assert_eq!(
-        live.report.drops.values().filter(|&&d| d > 0).count(),
+        run.report.drops.values().filter(|&&d| d > 0).count(),
         0,
         "nothing dropped: {:?}",
-        live.report.drops
+        run.report.drops
     );
     offline::rolling_r(&predicted, &act, samples - 1, samples)
 }
@@ -496,6 +545,7 @@ fn replay_equals_offline(dir: &Path, tag: &str, order: Commit) -> (LiveRun, usiz
     let live = run_live(config, dir, &file, Vec::new(), SAMPLES, RATE);
     let r_session = assert_live_equals_offline(
         &live,
+        0,
         &encoder,
         &words,
         &embeddings,
@@ -519,7 +569,7 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
         live.hello["session"]["layers"],
         serde_json::json!([0, 6, 30])
     );
-    assert_eq!(live.word_frames, words, "one word frame per word");
+    assert_eq!(live.models[0].word_frames, words, "one word frame per word");
     // over the whole session the encoders clearly pick up the word responses
     assert!(
         r_session.iter().all(|r| *r > 0.2),
@@ -551,12 +601,90 @@ fn replayed_session_through_serve_equals_the_offline_computation() {
 fn words_out_of_order_in_a_backlog_equal_the_offline_computation() {
     let dir = tempfile::tempdir().unwrap();
     let (live, words, _) = replay_equals_offline(dir.path(), "swapped", Commit::PairsSwapped);
-    assert_eq!(live.word_ids.len(), words, "a word frame for every word");
+    assert_eq!(
+        live.models[0].word_ids.len(),
+        words,
+        "a word frame for every word"
+    );
     // a word rolled back before it was embedded gets one frame, one embedded first two
     assert!(
-        (words..=words * 3 / 2).contains(&live.word_frames),
+        (words..=words * 3 / 2).contains(&live.models[0].word_frames),
         "{} word frames for {words} words",
-        live.word_frames,
+        live.models[0].word_frames,
+    );
+}
+
+/// Two models live on one transcript (SmolLM2 and its untrained control, each with encoders
+/// fit on its own embeddings): `hello` lists both, every frame names its model, and each
+/// model's predictions and final rolling r equal its own offline computation. An encoder file
+/// given to the other model is refused before any stream is opened.
+#[test]
+fn two_models_live_each_equal_their_own_offline_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let TestSession {
+        file,
+        words,
+        hg,
+        embeddings,
+        encoder,
+        mut config,
+    } = test_session(dir.path(), "two-models", 0.25, Commit::InOrder);
+    let control: ModelRef = "smollm2-135m-untrained".parse().unwrap();
+    let (control_embeddings, engine) = embed_with(&words, Some(control.clone()));
+    let control_encoder = fit_encoder(&hg, &words, &control_embeddings, &engine);
+    drop(engine);
+    control_encoder
+        .save(&dir.path().join("control.safetensors"))
+        .unwrap();
+    config.encoders.path = None;
+    config.models = vec![
+        LiveModel {
+            model: None,
+            encoders: "encoders.safetensors".into(),
+        },
+        LiveModel {
+            model: Some(control.clone()),
+            encoders: "control.safetensors".into(),
+        },
+    ];
+    config.align = AlignConfig {
+        window_s: 5.0,
+        ..Default::default()
+    };
+    let live = run_live(config.clone(), dir.path(), &file, Vec::new(), SAMPLES, RATE);
+    let models = live.hello["session"]["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for (listed, fitted) in models.iter().zip([&encoder, &control_encoder]) {
+        assert_eq!(listed["sha256"], fitted.meta.model.sha256.as_str());
+        assert_eq!(listed["layers"], serde_json::json!([0, 6, 30]));
+    }
+    assert_ne!(models[0]["sha256"], models[1]["sha256"]);
+    let fitted = [
+        (&encoder, &embeddings),
+        (&control_encoder, &control_embeddings),
+    ];
+    for (m, (encoder, embeddings)) in fitted.into_iter().enumerate() {
+        assert_eq!(live.models[m].word_frames, words.len(), "model {m}'s words");
+        assert_live_equals_offline(&live, m, encoder, &words, embeddings, &hg, T0, RATE, 5.0);
+    }
+    assert_ne!(
+        live.models[0].trace, live.models[1].trace,
+        "each model predicts from its own embeddings"
+    );
+    // the status says how far each model is (run_live waits for it to count every word)
+    let progress = live.status["models"].as_array().unwrap();
+    let names: Vec<&Value> = progress.iter().map(|m| &m["name"]).collect();
+    assert_eq!(names, [&models[0]["name"], &models[1]["name"]]);
+
+    // the control's encoders given to SmolLM2: refused, naming the file and the model
+    config.models[0].encoders = "control.safetensors".into();
+    let hub = neuralign::serve::Hub::new(ServerConfig::default().hub_config());
+    let shutdown = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let err = neuralign::pipeline::run(&config, dir.path(), hub, shutdown).unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("control.safetensors") && message.contains(&encoder.meta.model.name),
+        "{message}"
     );
 }
 
@@ -781,7 +909,11 @@ fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offl
         live.hello["session"]["electrodes"],
         serde_json::json!(["E0", "E1", "E2"])
     );
-    assert_eq!(live.word_frames, words.len(), "one word frame per word");
+    assert_eq!(
+        live.models[0].word_frames,
+        words.len(),
+        "one word frame per word"
+    );
     // the electrodes' description reaches the dashboard's hello: groups, types, a side view
     assert_eq!(
         live.hello["session"]["electrode_info"],
@@ -797,6 +929,7 @@ fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offl
     );
     let r_session = assert_live_equals_offline(
         &live,
+        0,
         &encoder,
         &words,
         &embeddings,

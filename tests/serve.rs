@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use neuralign::serve::frames::{ModelTag, SessionModel};
 use neuralign::serve::{
     AlignmentUpdate, Frame, Hub, Rates, Server, ServerConfig, Session, TraceChunk, WordEvent,
     WordStatus,
@@ -39,6 +40,14 @@ fn session(electrodes: usize, layers: usize) -> Session {
         electrodes: (0..electrodes).map(|i| format!("E{i}")).collect(),
         layers: (0..layers).collect(),
         model: "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+        models: vec![SessionModel {
+            tag: ModelTag {
+                name: "SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+                sha256: "0".repeat(64),
+            },
+            layers: (0..layers).collect(),
+            null_threshold: Vec::new(),
+        }],
         rates: Rates {
             neural_hz: 1000.0,
             high_gamma_hz: 100.0,
@@ -91,6 +100,7 @@ async fn next_of(client: &mut Client, kind: &str) -> Value {
 
 fn alignment(e: usize, l: usize, time: f64) -> Frame {
     Frame::Alignment(Arc::new(AlignmentUpdate {
+        model: 0,
         time,
         horizon: time,
         r: (0..e * l)
@@ -123,6 +133,7 @@ async fn client_receives_every_frame_kind_and_subscribes() {
     assert_eq!(hello["subscription"]["electrodes"], json!([0, 1, 2, 3]));
 
     let word = WordEvent {
+        model: 0,
         id: 42,
         text: "Paris".into(),
         onset: 12.34,
@@ -165,6 +176,7 @@ async fn client_receives_every_frame_kind_and_subscribes() {
         .map(|i| ((i / (3 * n)) * 1000 + i % n) as f32 + ((i / n) % 3) as f32 / 10.0)
         .collect();
     let chunk = TraceChunk {
+        model: 0,
         t0: 12.0,
         samples: n,
         actual,

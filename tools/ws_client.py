@@ -55,7 +55,8 @@ async def run(args) -> int:
                 labels = frame["session"]["electrodes"]
                 sub = {"type": "subscribe"}
                 for key, value in (("electrodes", parse_list(args.electrodes)),
-                                   ("layers", parse_list(args.layers)), ("rate", args.rate)):
+                                   ("layers", parse_list(args.layers)),
+                                   ("models", parse_list(args.models)), ("rate", args.rate)):
                     if value is not None:
                         sub[key] = value
                 if len(sub) > 1:
@@ -67,7 +68,8 @@ async def run(args) -> int:
                 print(f"session: {s['model']}, {len(s['electrodes'])} electrodes x "
                       f"{len(s['layers'])} layers, high-gamma {s['rates']['high_gamma_hz']} Hz", flush=True)
             elif kind == "alignment":
-                print(describe_alignment(frame, labels), flush=True)
+                model = f"[{frame['model']['name']}] " if "model" in frame else ""
+                print(model + describe_alignment(frame, labels), flush=True)
             elif kind == "word":
                 lat = sum(frame["latency_ms"].values())
                 print(f"word {frame['status']:9} {frame['text']!r} at {frame['onset']:.2f}s ({lat:.1f} ms)", flush=True)
@@ -90,6 +92,7 @@ def main() -> int:
                    help="access token (default: $NEURALIGN_TOKEN)")
     p.add_argument("--electrodes", help="electrodes to trace: 'all' or e.g. 0,5,LTG3")
     p.add_argument("--layers", help="layers for traces and alignment: 'all' or e.g. 8,12")
+    p.add_argument("--models", help="models whose frames to receive: 'all' or e.g. 0 or a model file name")
     p.add_argument("--rate", type=float, help="most alignment/trace frames per second")
     p.add_argument("--count", type=int, default=0, help="stop after this many alignment frames")
     p.add_argument("--json", action="store_true", help="print every frame as one JSON line")

@@ -1,6 +1,8 @@
 // neuralign dashboard: connects to /ws, keeps the latest state of each frame
 // kind and a bounded history of rolling r, and redraws dirty views once per
 // animation frame (the table and the brain map at most TABLE_HZ times a second).
+// With two or more models, the views show the model chosen in the toolbar and the
+// "Models" panel shows every model's layer profile and r side by side.
 // No framework, no network access beyond this server.
 "use strict";
 
@@ -18,6 +20,9 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
 const state = {
+  hello: null,                 // the hello frame as received (every model)
+  model: 0,                    // the model the views show (index into hello.session.models)
+  latest: [],                  // per model, its latest alignment frame
   session: null, subscription: null, alignment: null, status: null,
   counts: { frames: 0, alignment: 0, trace: 0, word: 0, status: 0 },
   traces: new Map(),           // electrode -> {t: [], actual: [], predicted: [[layer samples]]}
@@ -79,8 +84,15 @@ function connect() {
     try { frame = JSON.parse(ev.data); } catch { return; }
     state.counts.frames++;
     if (frame.type in state.counts) state.counts[frame.type]++;
-    (handlers[frame.type] || (() => {}))(frame);
     state.dirty.add("counters");
+    // a per-model frame: the models panel keeps every model's alignment; the other views
+    // take only the chosen model's frames
+    if (frame.model && state.hello) {
+      const m = state.hello.session.models.findIndex((x) => x.name === frame.model.name);
+      if (frame.type === "alignment" && m >= 0) { state.latest[m] = frame; state.dirty.add("models"); }
+      if (m !== state.model) return;
+    }
+    (handlers[frame.type] || (() => {}))(frame);
   };
 }
 function setConn(on) { const el = $("conn"); el.textContent = on ? "live" : "disconnected"; el.className = "pill " + (on ? "on" : "off"); }
@@ -108,9 +120,37 @@ function row(e) {
   };
 }
 
+/** The session as the views see it: the chosen model's name, layers and thresholds. */
+function modelSession(session, m) {
+  const models = session.models || [];
+  if (!models[m]) return session; // a server without models in hello
+  const md = models[m];
+  return { ...session, model: md.name, layers: md.layers, null_threshold: md.null_threshold };
+}
+/** Shows model `m` in the views (from the hello kept), starting their state afresh. */
+function showModel(m) {
+  state.model = m;
+  handlers.session({ session: modelSession(state.hello.session, m), subscription: state.subscription });
+  if (state.latest[m]) handlers.alignment(state.latest[m]);
+}
+
 // ---- frame handlers: update state only; drawing happens in the animation frame ----
 const handlers = {
   hello(f) {
+    const models = f.session.models || [];
+    const keep = state.hello ? (state.hello.session.models || [])[state.model] : null;
+    const m = Math.max(0, keep ? models.findIndex((x) => x.name === keep.name) : 0);
+    state.hello = f;
+    state.latest = models.map(() => null);
+    state.model = m;
+    $("model").replaceChildren(...models.map((x, i) => new Option(x.name, String(i))));
+    $("model").value = String(m);
+    $("model-pick").hidden = models.length < 2;
+    handlers.session({ session: modelSession(f.session, m), subscription: f.subscription });
+    state.dirty.add("models");
+  },
+  /** The views' session (one model's), from hello or a change of model. */
+  session(f) {
     state.session = f.session;
     state.subscription = f.subscription;
     state.alignment = null;
@@ -177,7 +217,7 @@ const handlers = {
     state.words = state.words.slice(-40);
     state.dirty.add("words");
   },
-  status(f) { state.status = f; state.dirty.add("status"); },
+  status(f) { state.status = f; state.dirty.add("status"); state.dirty.add("models"); },
   error(f) { console.warn("server refused a message:", f.code, f.message); },
 };
 function everything() { Object.keys(painters).forEach((p) => state.dirty.add(p)); }
@@ -448,6 +488,64 @@ function drawPeaks() {
     ` · best mean layer ${a.summary.best_layer ?? "—"}`;
 }
 
+// ---- every model side by side: the mean r per layer against relative depth (layer over
+// the model's last layer), and a row of figures per model ----
+const MODEL_COLOURS = ["#f5a623", "#4fc3f7", "#5ec962", "#ab47bc", "#ef5350"];
+function drawModels() {
+  const { ctx, w, h } = fit($("models-profile"));
+  ctx.clearRect(0, 0, w, h);
+  if (!state.hello) return;
+  const models = state.hello.session.models || [], pad = { l: 38, r: 10, t: 8, b: 26 };
+  const { lo, hi } = state.scale;
+  const x = (d) => pad.l + d * (w - pad.l - pad.r);
+  const y = (r) => pad.t + (1 - (Math.max(lo, Math.min(hi, r)) - lo) / (hi - lo)) * (h - pad.t - pad.b);
+  axisText(ctx); ctx.strokeStyle = "#262c38"; ctx.textAlign = "right";
+  for (const r of scaleTicks()) { ctx.beginPath(); ctx.moveTo(pad.l, y(r)); ctx.lineTo(w - pad.r, y(r)); ctx.stroke(); ctx.fillText(r.toFixed(2), pad.l - 4, y(r) + 4); }
+  ctx.textAlign = "center";
+  for (const d of [0, 0.25, 0.5, 0.75, 1]) ctx.fillText(d.toFixed(2), x(d), h - 12);
+  ctx.fillText("relative depth (layer / last layer)", (pad.l + w) / 2, h);
+  const rows = models.map((md, m) => {
+    const a = state.latest[m], colour = MODEL_COLOURS[m % MODEL_COLOURS.length];
+    const last = md.layers[md.layers.length - 1] || 1, s = a ? a.summary : null;
+    if (s) {
+      ctx.strokeStyle = colour; ctx.lineWidth = m === state.model ? 2.4 : 1.6; ctx.beginPath();
+      let started = false;
+      md.layers.forEach((l, j) => {
+        const v = s.mean_r[j];
+        if (v === null) { started = false; return; }
+        started ? ctx.lineTo(x(l / last), y(v)) : ctx.moveTo(x(l / last), y(v)); started = true;
+      });
+      ctx.stroke(); ctx.lineWidth = 1;
+    }
+    const best = s ? s.best_layer : null, bj = best === null ? -1 : md.layers.indexOf(best);
+    const focus = s ? s.peak_r[state.focus] : null, sig = s && s.significant && s.significant.length;
+    const progress = state.status && state.status.models ? state.status.models[m] : null;
+    return [
+      [m, colour],
+      md.name,
+      String(md.layers.length),
+      best === null ? "—" : `${best} (${(best / last).toFixed(2)})`,
+      bj < 0 ? "—" : fmt(s.mean_r[bj]),
+      s ? `${s.electrodes_above_chance}/${s.peak_r.length}${sig ? " sig." : ""}` : "—",
+      fmt(focus),
+      progress ? `${progress.words} · ${progress.lm_queue_waiting}` : "—",
+    ];
+  });
+  const body = $("models-table").tBodies[0];
+  body.replaceChildren(...rows.map(([[m, colour], ...cells]) => {
+    const tr = document.createElement("tr");
+    tr.dataset.model = m;
+    tr.classList.toggle("focus", m === state.model);
+    cells.forEach((text, k) => {
+      const td = document.createElement("td"); td.textContent = text;
+      if (k === 0) td.style.borderLeft = `4px solid ${colour}`;
+      tr.append(td);
+    });
+    return tr;
+  }));
+  $("models-title").textContent = `${models.length} model${models.length === 1 ? "" : "s"} · r at ${state.session ? state.session.electrodes[state.focus] : "—"}`;
+}
+
 // ---- the electrode table: rows reused, reordered only when the order changes ----
 const table = {
   rows: new Map(), order: "",
@@ -627,11 +725,12 @@ function drawStatus() {
 function drawCounters() { for (const k of Object.keys(state.counts)) { const el = $("n-" + k); if (el) el.textContent = state.counts[k]; } }
 
 // views that "hold" freezes, and those refreshed at most TABLE_HZ times a second
-const HELD = new Set(["table", "map", "heatmap", "peaks", "profile"]);
+const HELD = new Set(["table", "map", "heatmap", "peaks", "profile", "models"]);
 const THROTTLED = new Set(["table", "map"]);
 const painters = {
   counters: drawCounters, traces: drawTraces, profile: drawProfile, peaks: drawPeaks, heatmap: drawHeatmap,
   words: drawWords, status: drawStatus, table: () => table.draw(), map: () => map.draw(),
+  models: drawModels,
 };
 let lastThrottled = 0;
 function frame(now) {
@@ -699,6 +798,11 @@ $("hold").addEventListener("click", (ev) => {
   everything();
 });
 $("map-colour").addEventListener("change", () => state.dirty.add("map"));
+$("model").addEventListener("change", (ev) => showModel(Number(ev.target.value)));
+$("models-table").addEventListener("click", (ev) => {
+  const tr = ev.target.closest("tr[data-model]");
+  if (tr && Number(tr.dataset.model) !== state.model) { $("model").value = tr.dataset.model; showModel(Number(tr.dataset.model)); }
+});
 for (const id of ["trace-layer", "heat-layer"]) $(id).addEventListener("change", () => { history.dirty = true; state.dirty.add("traces"); state.dirty.add("heatmap"); });
 window.addEventListener("resize", () => { if (state.session) map.layout(); everything(); });
 

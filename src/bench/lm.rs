@@ -72,8 +72,24 @@ rocky island. Every night he climbed one hundred and twelve steps, lit the great
 the ships pass safely through the narrow channel. In winter the storms were fierce, and the waves \
 sometimes reached the windows of his small kitchen, but he never missed a night.";
 
-fn words(n: usize) -> Vec<&'static str> {
+/// The first `n` words of the running text, repeated as needed.
+pub(super) fn words(n: usize) -> Vec<&'static str> {
     TEXT.split(' ').cycle().take(n).collect()
+}
+
+/// Fills a fresh context of `engine` to just past `ctx` tokens: batches of 16 words (at most
+/// a few dozen tokens) while far from it, then single words. Returns the position to roll
+/// back to after each timed word.
+pub(super) fn fill_context(engine: &mut Engine, ctx: usize) -> anyhow::Result<usize> {
+    engine.reset();
+    let filler = words(ctx);
+    let mut fed = 0;
+    while engine.n_tokens() < ctx {
+        let batch = if ctx - engine.n_tokens() > 64 { 16 } else { 1 };
+        engine.embed_words(&filler[fed..fed + batch], usize::MAX)?;
+        fed += batch;
+    }
+    Ok(engine.next_position())
 }
 
 /// Sustained memory read bandwidth in bytes/s: every core sums its share of
@@ -116,17 +132,7 @@ pub fn run(opts: &LmBenchOptions) -> anyhow::Result<PartReport> {
 
     let (mut rows, mut figures, mut per_word) = (Vec::new(), Vec::new(), Vec::new());
     for &ctx in &opts.contexts {
-        engine.reset();
-        // Batches of 16 words (at most a few dozen tokens) while far from
-        // `ctx`, then single words so the context ends just past it.
-        let filler = words(ctx);
-        let mut fed = 0;
-        while engine.n_tokens() < ctx {
-            let batch = if ctx - engine.n_tokens() > 64 { 16 } else { 1 };
-            engine.embed_words(&filler[fed..fed + batch], usize::MAX)?;
-            fed += batch;
-        }
-        let kept = engine.next_position();
+        let kept = fill_context(&mut engine, ctx)?;
         let mut incremental = StageLatency::new();
         let mut tokens = 0;
         for i in 0..opts.steps {

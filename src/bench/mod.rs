@@ -9,6 +9,7 @@ pub mod encode;
 pub mod import;
 pub mod lm;
 pub mod lsl;
+pub mod models;
 pub mod report;
 
 use std::time::Duration;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub duration: Duration,
     /// A model by name or path instead of the default model (the `lm` and `e2e` parts).
     pub model: Option<crate::lm::ModelRef>,
+    /// The models the `models` part runs together.
+    pub models: Vec<crate::lm::ModelRef>,
     /// Minutes of synthetic session the `encode` part fits on (0 skips the fit).
     pub fit_minutes: f64,
     /// Minutes of the synthetic EDF the `import` part converts.
@@ -33,6 +36,8 @@ pub struct Settings {
 pub enum Part {
     /// Per-word LM step, incremental against full recompute.
     Lm,
+    /// Two or more models live on the same words, per word together.
+    Models,
     /// Raw iEEG → high-gamma extraction.
     Dsp,
     /// LSL arrival over loopback.
@@ -49,10 +54,11 @@ pub enum Part {
 
 impl Part {
     /// Every part, in the order `bench all` runs them.
-    pub const ALL: [Part; 7] = [
+    pub const ALL: [Part; 8] = [
         Part::Lsl,
         Part::Dsp,
         Part::Lm,
+        Part::Models,
         Part::Encode,
         Part::E2e,
         Part::Import,
@@ -63,6 +69,7 @@ impl Part {
     pub fn name(self) -> &'static str {
         match self {
             Part::Lm => "lm",
+            Part::Models => "models",
             Part::Dsp => "dsp",
             Part::Lsl => "lsl",
             Part::Encode => "encode",
@@ -80,6 +87,10 @@ impl Part {
             Part::Lm => lm::run(&lm::LmBenchOptions::for_duration(
                 settings.duration,
                 settings.model.clone(),
+            )),
+            Part::Models => models::run(&models::ModelsBenchOptions::for_duration(
+                settings.duration,
+                settings.models.clone(),
             )),
             Part::Encode => encode::run(settings.duration, settings.fit_minutes),
             Part::E2e => e2e::run(settings),

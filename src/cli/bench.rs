@@ -21,6 +21,8 @@ pub enum Target {
     All,
     /// Per-word LM step, incremental (KV cache) against full recompute.
     Lm,
+    /// Two or more models live together (`--models`), per word at 1024 tokens of context.
+    Models,
     /// Raw iEEG → high-gamma extraction.
     Dsp,
     /// LSL arrival over loopback.
@@ -58,6 +60,10 @@ pub struct BenchArgs {
     /// `e2e` parts).
     #[arg(long)]
     pub model: Option<crate::lm::ModelRef>,
+    /// The models the `models` part runs together, comma-separated (default: SmolLM2 and
+    /// its untrained control; e.g. `smollm2-135m,gemma3-270m`).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<crate::lm::ModelRef>,
     /// Minutes of synthetic session the `encode` part fits 256 electrodes × 31 layers on
     /// (0 skips the fit, as `--quick` does: the fit is tested in tests/encode.rs).
     #[arg(long, default_value_t = 30.0)]
@@ -82,6 +88,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let settings = Settings {
         duration: Duration::from_secs_f64(seconds),
         model: args.model,
+        models: match args.models.is_empty() {
+            true => crate::bench::models::ModelsBenchOptions::default_models(),
+            false => args.models,
+        },
         fit_minutes: if args.quick { 0.0 } else { args.fit_minutes },
         import_minutes: if args.quick { 2.0 } else { args.import_minutes },
     };
@@ -142,6 +152,7 @@ impl Target {
         match self {
             Target::All => None,
             Target::Lm => Some(Part::Lm),
+            Target::Models => Some(Part::Models),
             Target::Dsp => Some(Part::Dsp),
             Target::Lsl => Some(Part::Lsl),
             Target::Encode => Some(Part::Encode),

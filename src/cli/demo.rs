@@ -1,9 +1,10 @@
 //! `neuralign demo`: the main job on built-in defaults, in one command. Fetches
 //! the model, simulates a session with known ground truth, fits encoders on its
-//! first part, replays the rest over LSL (loopback) at 1×, and serves the live
-//! pipeline with its dashboard until Ctrl-C. `--speech`: the session's words are
-//! spoken (espeak-ng), the speech is replayed as an audio stream instead of the
-//! transcript, and the transcript comes from recognising it live (`transcribe --lsl`).
+//! first part (for each model of `--models`, when given), replays the rest over LSL
+//! (loopback) at 1×, and serves the live pipeline with its dashboard until Ctrl-C.
+//! `--speech`: the session's words are spoken (espeak-ng), the speech is replayed as an
+//! audio stream instead of the transcript, and the transcript comes from recognising it
+//! live (`transcribe --lsl`).
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use crate::asr::Recogniser;
 use crate::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use crate::encode::FitConfig;
 use crate::ingest::StreamSelector;
-use crate::lm::{Engine, LmConfig};
-use crate::pipeline::Config;
+use crate::lm::{Engine, LmConfig, ModelRef};
+use crate::pipeline::{Config, LiveModel};
 use crate::replay::{self, ReplayOptions};
 use crate::sim::session::{simulate, SimConfig, AUDIO_STREAM};
 
@@ -52,6 +53,11 @@ pub struct DemoArgs {
     /// the transcript the server reads.
     #[arg(long)]
     pub speech: bool,
+    /// Two or more models live side by side, comma-separated (e.g.
+    /// `smollm2-135m,smollm2-135m-untrained`), each with encoders fit on the session; the
+    /// session is simulated from the default model either way.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<ModelRef>,
 }
 
 /// The transcript outlet of `demo --speech`'s recogniser.
@@ -65,6 +71,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.fit_fraction > 0.0 && args.fit_fraction < 1.0,
         "--fit-fraction must be between 0 and 1 (exclusive)"
+    );
+    anyhow::ensure!(
+        args.models.len() != 1,
+        "--models is for two or more models (one model: leave it out)"
     );
     let dir = crate::lm::fetch::home_dir().join("demo").join(format!(
         "e{}-m{}-s{}{}",
@@ -108,13 +118,36 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
         .with_context(|| format!("simulating into {}", session.display()))?;
     }
-    let encoders = dir.join("encoders.safetensors");
-    if !encoders.exists() {
-        eprintln!(
-            "[2/3] fitting encoders on the first {:.0} % of the session",
-            args.fit_fraction * 100.0
-        );
-        fit_encoders(&session, &encoders, &lm, args.fit_fraction, args.pcs)?;
+    // one model: `encoders.safetensors` for the default model; several: a file per model
+    let models: Vec<Option<ModelRef>> = match args.models.is_empty() {
+        true => vec![None],
+        false => args.models.iter().cloned().map(Some).collect(),
+    };
+    for model in &models {
+        let encoders = dir.join(encoders_file(model.as_ref()));
+        if !encoders.exists() {
+            let name = model
+                .as_ref()
+                .map_or("the model".into(), ModelRef::to_string);
+            eprintln!(
+                "[2/3] fitting encoders of {name} on the first {:.0} % of the session",
+                args.fit_fraction * 100.0
+            );
+            let lm = LmConfig {
+                model: model.clone(),
+                ..LmConfig::default()
+            };
+            fit_encoders(&session, &encoders, &lm, args.fit_fraction, args.pcs)?;
+        }
+    }
+    if models.len() > 1 {
+        config.encoders.path = None;
+        config.models = (models.into_iter())
+            .map(|model| LiveModel {
+                encoders: encoders_file(model.as_ref()).into(),
+                model,
+            })
+            .collect();
     }
     let start_at = session_seconds(&session)? * args.fit_fraction;
     eprintln!(
@@ -185,6 +218,25 @@ fn spawn_recogniser(
             );
             Ok(())
         })?)
+}
+
+/// The demo's encoder file for `model` (`None`: the default model alone).
+fn encoders_file(model: Option<&ModelRef>) -> String {
+    match model {
+        None => "encoders.safetensors".into(),
+        Some(model) => {
+            let name: String = (model.to_string().chars())
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("encoders-{name}.safetensors")
+        }
+    }
 }
 
 /// Fits encoders on the leading `fraction` of the recording.

@@ -1,6 +1,6 @@
 //! The server config (`configs/bedside.toml`): one section per module, each module owning its
-//! section's struct; the pipeline's own sections (`[encoders]`, `[recording]`, `[pipeline]`)
-//! are defined here. Missing sections and fields take their defaults; unknown sections and
+//! section's struct; the pipeline's own sections (`[encoders]`, `[[models]]`, `[recording]`,
+//! `[pipeline]`) are defined here. Missing sections and fields take their defaults; unknown sections and
 //! fields are errors that name them.
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -25,8 +25,12 @@ pub struct Config {
     pub high_gamma: crate::dsp::HighGammaConfig,
     /// `[lm]`: the language model.
     pub lm: crate::lm::LmConfig,
-    /// `[encoders]`: the encoder file (required for serve).
+    /// `[encoders]`: the encoder file (required for serve with one model).
     pub encoders: EncodersConfig,
+    /// `[[models]]`: two or more language models live on the same transcript, each with its
+    /// encoder file; empty for the one model of `[lm] model` and `[encoders] path`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<LiveModel>,
     /// `[align]`: rolling window, chance shift, summary threshold.
     pub align: crate::align::AlignConfig,
     /// `[recording]`: the XDF recording of everything received.
@@ -58,6 +62,67 @@ impl Config {
             None => Ok((Self::default(), PathBuf::from("."))),
         }
     }
+}
+
+impl Config {
+    /// The models `serve` runs, each with its encoder file (resolved against `base_dir`):
+    /// the `[[models]]` entries, or the one model of `[lm] model` with `[encoders] path`.
+    pub fn live_models(&self, base_dir: &Path) -> Result<Vec<LiveModel>, ConfigError> {
+        let models = match self.models.as_slice() {
+            [] => {
+                let encoders = self.encoders.path.clone().ok_or(ConfigError::NoEncoders)?;
+                vec![LiveModel {
+                    model: self.lm.model.clone(),
+                    encoders,
+                }]
+            }
+            _ if self.lm.model.is_some() || self.encoders.path.is_some() => {
+                return Err(ConfigError::ModelsTwice)
+            }
+            [_] => return Err(ConfigError::OneModelEntry),
+            models => models.to_vec(),
+        };
+        Ok(models
+            .into_iter()
+            .map(|m| LiveModel {
+                model: m.model.map(|r| r.relative_to(base_dir)),
+                encoders: base_dir.join(m.encoders),
+            })
+            .collect())
+    }
+}
+
+/// A config whose models cannot run.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Neither `[encoders] path` nor `[[models]]`.
+    #[error(
+        "no encoder file: set [encoders] path in the config (fit one with `neuralign fit \
+         SESSION.xdf --out encoders.safetensors`), or list [[models]] with their encoders"
+    )]
+    NoEncoders,
+    /// `[[models]]` beside `[lm] model` or `[encoders] path`.
+    #[error(
+        "[[models]] lists the models with their encoders: leave [lm] model and [encoders] \
+         path unset beside it"
+    )]
+    ModelsTwice,
+    /// A single `[[models]]` entry.
+    #[error("[[models]] is for two or more models; one model is [lm] model with [encoders] path")]
+    OneModelEntry,
+}
+
+/// `[[models]]`: one language model aligned live, with the encoder file fit on its embeddings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveModel {
+    /// A model by name (`smollm2-135m`, `gemma3-270m`, `smollm2-135m-untrained[:SEED]`) or a
+    /// GGUF path (relative to the config's folder); unset: the default model.
+    #[serde(default)]
+    pub model: Option<crate::lm::ModelRef>,
+    /// Its encoder file from `neuralign fit` (relative to the config's folder); the file
+    /// names the model's hash and `serve` refuses another model's.
+    pub encoders: PathBuf,
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -250,6 +315,41 @@ allowed_orgins = []",
             let err = toml::from_str::<Config>(text).unwrap_err().to_string();
             assert!(err.contains(name), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn models_come_from_models_entries_or_from_lm_and_encoders() {
+        let base = Path::new("/cfg");
+        let one: Config =
+            toml::from_str("[lm]\nmodel = \"a.gguf\"\n[encoders]\npath = \"e.safetensors\"")
+                .unwrap();
+        assert_eq!(
+            one.live_models(base).unwrap(),
+            vec![LiveModel {
+                model: Some(crate::lm::ModelRef::File("/cfg/a.gguf".into())),
+                encoders: "/cfg/e.safetensors".into(),
+            }]
+        );
+        assert_eq!(
+            Config::default().live_models(base),
+            Err(ConfigError::NoEncoders)
+        );
+        let two = "[[models]]\nmodel = \"smollm2-135m\"\nencoders = \"s.safetensors\"\n\
+                   [[models]]\nmodel = \"smollm2-135m-untrained:3\"\nencoders = \"u.safetensors\"\n";
+        let config: Config = toml::from_str(two).unwrap();
+        let models = config.live_models(base).unwrap();
+        assert_eq!(models.len(), 2);
+        assert_eq!(
+            models[1].model.as_ref().unwrap().to_string(),
+            "smollm2-135m-untrained:3"
+        );
+        assert_eq!(models[1].encoders, Path::new("/cfg/u.safetensors"));
+        let both: Config = toml::from_str(&format!("{two}[encoders]\npath = \"e\"")).unwrap();
+        assert_eq!(both.live_models(base), Err(ConfigError::ModelsTwice));
+        let single: Config = toml::from_str("[[models]]\nencoders = \"s.safetensors\"").unwrap();
+        assert_eq!(single.live_models(base), Err(ConfigError::OneModelEntry));
+        let typo = toml::from_str::<Config>("[[models]]\nencoder = \"s\"").unwrap_err();
+        assert!(typo.to_string().contains("encoder"), "{typo}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The core loop: neural chunks (through causal high-gamma in raw mode) and embedded words
-//! (their kernels computed on the encode thread) go into [`Live`]; every sample that passes
-//! the horizon is scored once and its predicted and actual values are queued for `trace`;
-//! `alignment` and `status` go out at their rates.
+//! (their kernels computed on the encode thread) go into [`Live`], one per language model on
+//! the same neural rows; every sample that passes a model's horizon is scored once and its
+//! predicted and actual values are queued for that model's `trace`; `alignment` (per model)
+//! and `status` go out at their rates.
 //!
 //! A neural stream the encoders do not fit (another rate, missing electrodes) stops nothing:
 //! it is recorded, the mismatch is logged and reported in the status (`neural_mismatch` and
@@ -27,6 +28,7 @@ use crate::ingest::{
 };
 use crate::metrics::{Stage, StageSet};
 use crate::pipeline::Config;
+use crate::serve::frames::{ModelStatus, ModelTag, SessionModel};
 use crate::serve::{
     AlignmentUpdate, ElectrodeInfo, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus,
     TraceChunk, WordEvent, WordStatus,
@@ -40,30 +42,68 @@ const EARLY_KEPT: usize = 1024;
 /// 20 frames/s; a sample held back longer counts from the oldest of them).
 const DUES_KEPT: usize = 64;
 
-/// The alignment engine once the neural stream is known.
+/// The alignment engines once the neural stream is known.
 struct Bound {
     /// The stream it is bound to.
     stream: StreamMeta,
-    live: Live,
     /// Causal high-gamma of a raw stream.
     high_gamma: Option<HighGamma>,
     /// Time of high-gamma sample 0, server clock.
     t0: f64,
     rate: f64,
-    /// Stream channel of each electrode, and the encoder's z-scoring.
-    stream_index: Vec<usize>,
-    neural_mean: Vec<f32>,
-    neural_std: Vec<f32>,
     /// Next grid index of the neural stream (high-gamma mode: gap filling).
     next_index: u64,
     /// Last row pushed; it stands in for missing samples.
     last_row: Vec<f32>,
+    /// Each model's alignment, in session order.
+    models: Vec<ModelBound>,
+}
+
+/// One model's alignment on the bound stream.
+struct ModelBound {
+    live: Live,
+    /// Stream channel of each electrode, and the encoder's z-scoring.
+    stream_index: Vec<usize>,
+    neural_mean: Vec<f32>,
+    neural_std: Vec<f32>,
     /// z-scored actual rows `[electrodes]` from sample `actual_base` on, kept until scored.
     actual: VecDeque<Vec<f32>>,
     /// Server arrival (LSL pull of its chunk, server clock) of each row in `actual`.
     arrivals: VecDeque<f64>,
     actual_base: i64,
     trace: TraceBuffer,
+}
+
+/// One language model as the core loop knows it: its encoders and what waits for them.
+pub(super) struct Model {
+    /// Its name and hash, as frames name it.
+    tag: ModelTag,
+    /// The encoders as loaded; each stream gets its own binding of them.
+    encoder: Encoder,
+    /// Where its encode thread finds the bound encoders.
+    binding: Binding,
+    /// Outputs its encode thread dropped (the core loop's queue was full).
+    encode_dropped: Arc<AtomicU64>,
+    /// Words received before the neural stream, applied once it is bound.
+    early: Vec<LmOutput>,
+    early_dropped: u64,
+    /// Words it embedded.
+    words: u64,
+}
+
+impl Model {
+    /// A model whose encoders (checked against its hash) are `encoder`, fed by `encode`.
+    pub fn new(tag: ModelTag, encoder: Encoder, encode: &EncodeThread) -> Self {
+        Self {
+            tag,
+            encoder,
+            binding: encode.binding.clone(),
+            encode_dropped: encode.dropped.clone(),
+            early: Vec::new(),
+            early_dropped: 0,
+            words: 0,
+        }
+    }
 }
 
 /// Scored samples waiting for the next `trace` frame.
@@ -82,10 +122,11 @@ struct TraceBuffer {
 /// The core loop's state.
 pub(super) struct Core {
     hub: Hub,
-    /// The encoders as loaded; each stream gets its own binding of them.
-    encoder: Encoder,
+    /// The language models, in session order (the first one's results are recorded).
+    models: Vec<Model>,
+    /// Transcript updates the fan-out to the models' LM threads dropped.
+    fan_out_dropped: Arc<AtomicU64>,
     allow_subset: bool,
-    model: (String, String),
     mode: NeuralMode,
     high_gamma_cfg: HighGammaConfig,
     align: AlignConfig,
@@ -94,44 +135,37 @@ pub(super) struct Core {
     record: Option<RecordTx>,
     /// The results outlets' queue.
     outlets: Option<OutletTx>,
-    /// The results streams of the recording, once the encoders are bound.
+    /// The results streams of the recording (the first model's), once the encoders are bound.
     results: Option<Results>,
     bound: Option<Bound>,
-    /// Where the encode thread finds the bound encoders.
-    binding: Binding,
-    /// Outputs the encode thread dropped (the core loop's queue was full).
-    encode_dropped: Arc<AtomicU64>,
     /// The inlet connection the last chunk came from.
     connection: Option<u64>,
     /// Why the current neural stream cannot be aligned, and how many streams could not.
     mismatch: Option<String>,
     mismatches: u64,
-    /// Words received before the neural stream, applied once it is bound.
-    early: Vec<LmOutput>,
-    early_dropped: u64,
     /// Non-finite high-gamma values received (held at the channel's last value).
     nonfinite: u64,
-    words: u64,
     gap_filled: u64,
     /// When the last [`DUES_KEPT`] `trace`/`alignment` frames were due (server clock).
     dues: VecDeque<f64>,
 }
 
 impl Core {
+    /// The core loop of `models`, whose transcript fan-out (two or more models) counts the
+    /// updates it dropped in `fan_out_dropped`.
     pub fn new(
         config: &Config,
-        encoder: Encoder,
-        model: (String, String),
+        models: Vec<Model>,
+        fan_out_dropped: Arc<AtomicU64>,
         hub: Hub,
         (record, outlets): (Option<RecordTx>, Option<OutletTx>),
-        encode: &EncodeThread,
     ) -> Self {
         let every = |hz: f64| Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
         Self {
             hub,
-            encoder,
+            models,
+            fan_out_dropped,
             allow_subset: config.encoders.allow_subset,
-            model,
             mode: config.neural.mode,
             high_gamma_cfg: config.high_gamma.clone(),
             align: config.align.clone(),
@@ -141,28 +175,24 @@ impl Core {
             outlets,
             results: None,
             bound: None,
-            binding: encode.binding.clone(),
-            encode_dropped: encode.dropped.clone(),
             connection: None,
             mismatch: None,
             mismatches: 0,
-            early: Vec::new(),
-            early_dropped: 0,
             nonfinite: 0,
-            words: 0,
             gap_filled: 0,
             dues: VecDeque::new(),
         }
     }
 
-    /// Runs until `shutdown` (or until both inputs are gone).
+    /// Runs until `shutdown` (or until both inputs are gone); `lm` holds each model's LM
+    /// thread, in session order.
     pub fn run(
         mut self,
         neural: &NeuralInlet,
         transcript: &TranscriptInlet,
         neural_rx: Receiver<NeuralChunk>,
         words_rx: Receiver<Encoded>,
-        lm: &LmThread,
+        lm: &[LmThread],
         shutdown: &AtomicBool,
     ) -> anyhow::Result<PipelineReport> {
         let (mut next_alignment, mut next_status) = (Instant::now(), Instant::now());
@@ -201,8 +231,8 @@ impl Core {
         let status = self.status(neural, transcript, lm);
         let _ = self.hub.publish(Frame::Status(status.clone()));
         Ok(PipelineReport {
-            scored_samples: self.bound.as_ref().map_or(0, |b| b.live.scored()),
-            words: self.words,
+            scored_samples: self.bound.as_ref().map_or(0, Bound::scored),
+            words: self.models[0].words,
             recording: None,
             drops: status.drops,
         })
@@ -216,10 +246,12 @@ impl Core {
             return;
         };
         let limit = lsl::local_clock() - self.align.max_wait_s;
-        let waited = b.arrivals.partition_point(|&arrival| arrival <= limit);
-        if waited > 0 {
-            b.live.expire_before(b.actual_base + waited as i64);
-            b.advance(&self.hub.metrics().stages, f64::NEG_INFINITY);
+        for m in &mut b.models {
+            let waited = m.arrivals.partition_point(|&arrival| arrival <= limit);
+            if waited > 0 {
+                m.live.expire_before(m.actual_base + waited as i64);
+                m.advance(&self.hub.metrics().stages, f64::NEG_INFINITY);
+            }
         }
     }
 
@@ -242,7 +274,9 @@ impl Core {
             return; // re-resolved: same grid, the outage is a gap
         }
         if self.bound.take().is_some() {
-            self.binding.set(None);
+            for model in &self.models {
+                model.binding.set(None);
+            }
             self.results = None;
             tracing::warn!(stream = %meta.summary.name, "the neural stream changed; binding the encoders afresh");
         }
@@ -281,21 +315,33 @@ impl Core {
         let rate = high_gamma
             .as_ref()
             .map_or(meta.summary.rate, HighGamma::output_rate);
-        let bound = self
-            .encoder
-            .bind(&self.model.1, rate, &labels, self.allow_subset);
-        let (encoder, map) = match bound {
-            Ok(pair) => pair,
-            Err(err) => {
-                self.mismatch(&meta, format!("the encoders do not fit it: {err}"));
+        let bound: Result<Vec<_>, _> = (self.models.iter())
+            .map(|m| {
+                (m.encoder
+                    .bind(&m.tag.sha256, rate, &labels, self.allow_subset))
+                .map_err(|err| format!("the encoders of {} do not fit it: {err}", m.tag.name))
+            })
+            .collect();
+        let bound = match bound {
+            Ok(bound) => bound,
+            Err(why) => {
+                self.mismatch(&meta, why);
                 return;
             }
         };
         self.mismatch = None;
+        // every model's encoders are on the same electrodes (checked at start)
+        let (encoder, map) = &bound[0];
+        let mut layers: Vec<usize> = (bound.iter())
+            .flat_map(|(e, _)| e.meta.layers.iter().copied())
+            .collect();
+        layers.sort_unstable();
+        layers.dedup();
         let mut session = Session {
             electrodes: encoder.meta.labels.clone(),
-            layers: encoder.meta.layers.clone(),
-            model: self.model.0.clone(),
+            layers,
+            model: self.models[0].tag.name.clone(),
+            models: Vec::new(),
             rates: Rates {
                 neural_hz: meta.summary.rate,
                 high_gamma_hz: rate,
@@ -320,43 +366,48 @@ impl Core {
             recording: self.record.as_ref().map(|r| r.path().display().to_string()),
             null_threshold: Vec::new(),
         };
-        let (e, l) = (encoder.electrodes, encoder.layers);
         // Live's sample 0 is the first sample; word onsets are placed relative to it
         let t0 = first.timestamps[0] - high_gamma.as_ref().map_or(0.0, HighGamma::group_delay_s);
+        let models: Vec<ModelBound> = (bound.into_iter())
+            .map(|(encoder, map)| ModelBound::new(encoder, map, t0, &self.align))
+            .collect();
+        session.models = (self.models.iter().zip(&models))
+            .map(|(model, bound)| SessionModel {
+                tag: model.tag.clone(),
+                layers: bound.live.encoder().meta.layers.clone(),
+                null_threshold: (bound.live.null_threshold().iter())
+                    .map(|&v| v as f32)
+                    .collect(),
+            })
+            .collect();
+        session.null_threshold = session.models[0].null_threshold.clone();
         let mut bound = Bound {
             stream: meta,
-            stream_index: map.stream_index.clone(),
-            neural_mean: encoder.neural_mean.clone(),
-            neural_std: encoder.neural_std.clone(),
-            live: Live::new(encoder, map, t0, self.align.clone()),
             high_gamma,
             t0,
             rate,
             next_index: first.first_index,
             last_row: Vec::new(),
-            actual: VecDeque::new(),
-            arrivals: VecDeque::new(),
-            actual_base: 0,
-            trace: TraceBuffer::new(e, l),
+            models,
         };
-        session.null_threshold = bound
-            .live
-            .null_threshold()
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
         self.results = (self.record.is_some() || self.outlets.is_some()).then(|| {
             Results::new(
                 (self.record.clone(), self.outlets.clone()),
+                session.models[0].tag.clone(),
                 session.electrodes.clone(),
-                session.layers.clone(),
+                session.models[0].layers.clone(),
                 session.rates.alignment_hz,
             )
         });
         self.hub.set_session(session);
-        self.binding.set(Some(bound.live.kernels().clone()));
-        for out in std::mem::take(&mut self.early) {
-            Self::apply_word(&mut bound, &self.hub, self.results.as_ref(), out, None);
+        for (m, model) in self.models.iter_mut().enumerate() {
+            let mb = &mut bound.models[m];
+            model.binding.set(Some(mb.live.kernels().clone()));
+            let results = (m == 0).then_some(self.results.as_ref()).flatten();
+            for out in std::mem::take(&mut model.early) {
+                let at = (bound.t0, bound.rate);
+                mb.apply_word(at, m, &self.hub, results, out, None);
+            }
         }
         self.bound = Some(bound);
     }
@@ -431,12 +482,22 @@ impl Core {
             }
         }
         b.next_index = b.next_index.max(chunk.first_index + chunk.len() as u64);
-        b.advance(stages, f64::NEG_INFINITY);
+        for m in &mut b.models {
+            m.advance(stages, f64::NEG_INFINITY);
+        }
     }
 
-    fn lm_output(&mut self, Encoded { output, kernel }: Encoded) {
+    fn lm_output(
+        &mut self,
+        Encoded {
+            model: m,
+            output,
+            kernel,
+        }: Encoded,
+    ) {
+        let model = &mut self.models[m];
         if matches!(output, LmOutput::Word { .. }) {
-            self.words += 1;
+            model.words += 1;
         }
         // samples a watermark makes final were ready when it arrived
         let ready = match output {
@@ -445,30 +506,53 @@ impl Core {
         };
         match self.bound.as_mut() {
             Some(b) => {
-                Self::apply_word(b, &self.hub, self.results.as_ref(), output, kernel);
-                b.advance(&self.hub.metrics().stages, ready);
+                let results = (m == 0).then_some(self.results.as_ref()).flatten();
+                let (at, mb) = ((b.t0, b.rate), &mut b.models[m]);
+                mb.apply_word(at, m, &self.hub, results, output, kernel);
+                mb.advance(&self.hub.metrics().stages, ready);
             }
             None => {
                 // bounded: a long mismatch must not grow memory without end; kernels are
                 // not kept (they belong to encoders no longer bound)
-                if self.early.len() >= EARLY_KEPT {
-                    self.early.remove(0);
-                    self.early_dropped += 1;
+                if model.early.len() >= EARLY_KEPT {
+                    model.early.remove(0);
+                    model.early_dropped += 1;
                 }
-                self.early.push(output)
+                model.early.push(output)
             }
         }
     }
+}
 
-    /// Applies one LM output; a word's `kernel` is used when it came from the encoders bound
-    /// to `b`, and computed here otherwise (words from before the binding).
+impl ModelBound {
+    /// A model's encoders bound to a stream (`map`) whose high-gamma sample 0 is at `t0`.
+    fn new(encoder: Encoder, map: crate::encode::ChannelMap, t0: f64, align: &AlignConfig) -> Self {
+        let (e, l) = (encoder.electrodes, encoder.layers);
+        Self {
+            stream_index: map.stream_index.clone(),
+            neural_mean: encoder.neural_mean.clone(),
+            neural_std: encoder.neural_std.clone(),
+            live: Live::new(encoder, map, t0, align.clone()),
+            actual: VecDeque::new(),
+            arrivals: VecDeque::new(),
+            actual_base: 0,
+            trace: TraceBuffer::new(e, l),
+        }
+    }
+
+    /// Applies one LM output of model `model` (its onset placed on the grid `(t0, rate)`); a
+    /// word's `kernel` is used when it came from the encoders bound to it, and computed here
+    /// otherwise (words from before the binding).
     fn apply_word(
-        b: &mut Bound,
+        &mut self,
+        (t0, rate): (f64, f64),
+        model: usize,
         hub: &Hub,
         results: Option<&Results>,
         out: LmOutput,
         kernel: Option<WordKernel>,
     ) {
+        let b = self;
         let publish = |event: WordEvent| {
             if let Some(results) = results {
                 results.word(&event);
@@ -501,8 +585,10 @@ impl Core {
                         kernel
                     });
                 b.live.word(word.id, word.start, kernel);
-                let onset = b.t0 + b.live_onset_sample(word.start) as f64 / b.rate;
+                let onset =
+                    t0 + b.live.encoder().meta.grid.onset_sample(word.start, t0) as f64 / rate;
                 let event = WordEvent {
+                    model,
                     id: word.id,
                     text: word.text,
                     onset,
@@ -519,6 +605,7 @@ impl Core {
             LmOutput::Retract(id) => {
                 b.live.retract(id);
                 let event = WordEvent {
+                    model,
                     id,
                     text: String::new(),
                     onset: f64::NAN,
@@ -539,14 +626,16 @@ impl Core {
             }
         }
     }
+}
 
+impl Core {
     /// Publishes `trace` and `alignment`, due at `due`. Their end-to-end origin is when the
     /// oldest sample they carry was due to go out: the due time of the first frame after it
     /// was ready (the wait for that frame is by design), or its ready time when it came after
     /// this frame was due.
     fn publish_alignment(&mut self, due: Instant) {
         let Some(b) = self.bound.as_mut() else { return };
-        if b.live.scored() == 0 {
+        if b.models.iter().all(|m| m.live.scored() == 0) {
             return;
         }
         let due = lsl::local_clock() - due.elapsed().as_secs_f64();
@@ -554,20 +643,41 @@ impl Core {
             self.dues.pop_front();
         }
         self.dues.push_back(due);
+        let (t0, rate) = (b.t0, b.rate);
+        for (m, mb) in b.models.iter_mut().enumerate() {
+            let results = (m == 0).then_some(self.results.as_mut()).flatten();
+            mb.publish_alignment(m, (t0, rate), &self.dues, &self.hub, results);
+        }
+    }
+}
+
+impl ModelBound {
+    /// Publishes model `model`'s `trace` and `alignment` (see [`Core::publish_alignment`]),
+    /// into the results streams too when given.
+    fn publish_alignment(
+        &mut self,
+        model: usize,
+        (t0, rate): (f64, f64),
+        dues: &VecDeque<f64>,
+        hub: &Hub,
+        results: Option<&mut Results>,
+    ) {
+        let b = self;
+        if b.live.scored() == 0 {
+            return;
+        }
         let (e, l) = (b.live.encoder().electrodes, b.live.encoder().layers);
         let trace = std::mem::replace(&mut b.trace, TraceBuffer::new(e, l));
-        let origin = trace.first.map(|_| due_for(&self.dues, trace.oldest_ready));
+        let origin = trace.first.map(|_| due_for(dues, trace.oldest_ready));
         if let Some(first) = trace.first {
             let chunk = TraceChunk {
-                t0: b.t0 + first as f64 / b.rate,
+                model,
+                t0: t0 + first as f64 / rate,
                 samples: trace.samples,
                 actual: trace.actual.concat(),
                 predicted: trace.predicted.concat(),
             };
-            if let Err(err) = self
-                .hub
-                .publish_traced(Frame::Trace(Arc::new(chunk)), origin)
-            {
+            if let Err(err) = hub.publish_traced(Frame::Trace(Arc::new(chunk)), origin) {
                 tracing::error!("trace frame rejected: {err}");
             }
         }
@@ -583,40 +693,47 @@ impl Core {
         } else {
             mean_finite(&b.live.chance_r())
         };
-        let horizon = b.t0 + b.live.scored() as f64 / b.rate;
+        let horizon = t0 + b.live.scored() as f64 / rate;
         let update = AlignmentUpdate {
+            model,
             time: horizon,
             horizon,
             r,
             chance: chance as f32,
             significant: b.live.significant(&rolling),
         };
-        if let Some(results) = self.results.as_mut() {
+        if let Some(results) = results {
             results.alignment(&update);
         }
-        if let Err(err) = self
-            .hub
-            .publish_traced(Frame::Alignment(Arc::new(update)), origin)
-        {
+        if let Err(err) = hub.publish_traced(Frame::Alignment(Arc::new(update)), origin) {
             tracing::error!("alignment frame rejected: {err}");
         }
     }
+}
 
+impl Core {
+    /// The pipeline's status; what every model has (drops, errors, memory, events) summed
+    /// over the models.
     fn status(
         &self,
         neural: &NeuralInlet,
         transcript: &TranscriptInlet,
-        lm: &LmThread,
+        lm: &[LmThread],
     ) -> PipelineStatus {
         let (n, t) = (neural.status(), transcript.status());
+        let sum = |f: &dyn Fn(&LmThread) -> u64| lm.iter().map(f).sum::<u64>();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut drops = BTreeMap::from([
             ("neural_chunks".to_string(), n.dropped_chunks),
             ("neural_samples".to_string(), n.dropped_samples),
-            ("transcript_updates".to_string(), t.dropped_updates),
-            ("lm_outputs".to_string(), lm.dropped.load(Ordering::Relaxed)),
+            (
+                "transcript_updates".to_string(),
+                t.dropped_updates + load(&self.fan_out_dropped),
+            ),
+            ("lm_outputs".to_string(), sum(&|l| load(&l.dropped))),
             (
                 "encoded_outputs".to_string(),
-                self.encode_dropped.load(Ordering::Relaxed),
+                self.models.iter().map(|m| load(&m.encode_dropped)).sum(),
             ),
             (
                 "recorder_items".to_string(),
@@ -633,10 +750,7 @@ impl Core {
             .iter()
             .map(|(r, &c)| (format!("transcript_{}", r.name()), c))
             .collect();
-        errors.insert(
-            "words_not_embedded".into(),
-            lm.failed_words.load(Ordering::Relaxed),
-        );
+        errors.insert("words_not_embedded".into(), sum(&|l| load(&l.failed_words)));
         errors.insert("neural_gaps".into(), n.gap_count);
         errors.insert("neural_gap_samples_held".into(), self.gap_filled);
         errors.insert("neural_backward_steps".into(), n.backward_steps);
@@ -645,24 +759,38 @@ impl Core {
         errors.insert("transcript_lost".into(), t.losses);
         errors.insert("transcript_recovered".into(), t.recoveries);
         errors.insert("neural_mismatch".into(), self.mismatches);
-        drops.insert("words_before_stream".into(), self.early_dropped);
+        drops.insert(
+            "words_before_stream".into(),
+            self.models.iter().map(|m| m.early_dropped).sum(),
+        );
         drops.insert("transcript_words_forgotten".into(), t.counts.forgotten);
         // the LM's backlog is not a drop, but it is what an operator needs to see next to them
-        drops.insert("lm_queue_waiting".into(), lm.waiting());
+        drops.insert("lm_queue_waiting".into(), sum(&LmThread::waiting));
         let mut horizon = None;
         if let Some(b) = self.bound.as_ref() {
-            let c = b.live.counts();
-            drops.insert("late_word_samples".into(), c.late_samples);
-            drops.insert("samples_scored_before_words".into(), c.scored_before_words);
-            errors.insert("late_word_events".into(), c.late_word_events);
-            errors.insert("unknown_retractions".into(), c.unknown_retractions);
-            errors.insert("bad_neural_samples".into(), c.bad_neural_samples);
+            let counts: Vec<_> = b.models.iter().map(|m| m.live.counts()).collect();
+            let total =
+                |f: &dyn Fn(&crate::align::LiveCounts) -> u64| counts.iter().map(f).sum::<u64>();
+            drops.insert("late_word_samples".into(), total(&|c| c.late_samples));
+            drops.insert(
+                "samples_scored_before_words".into(),
+                total(&|c| c.scored_before_words),
+            );
+            errors.insert("late_word_events".into(), total(&|c| c.late_word_events));
+            errors.insert(
+                "unknown_retractions".into(),
+                total(&|c| c.unknown_retractions),
+            );
+            errors.insert(
+                "bad_neural_samples".into(),
+                total(&|c| c.bad_neural_samples),
+            );
             let nonfinite = b
                 .high_gamma
                 .as_ref()
                 .map_or(self.nonfinite, HighGamma::nonfinite_count);
             errors.insert("neural_nonfinite_values".into(), nonfinite);
-            horizon = Some(b.t0 + b.live.scored() as f64 / b.rate);
+            horizon = Some(b.t0 + b.scored() as f64 / b.rate);
         }
         let memory = self.memory(&t, lm);
         let streams = vec![
@@ -690,41 +818,56 @@ impl Core {
             horizon,
             drops,
             errors,
-            segments: self.bound.as_ref().map_or(0, |b| b.live.segments()),
+            segments: self
+                .bound
+                .as_ref()
+                .map_or(0, |b| b.models[0].live.segments()),
             memory,
             memory_bound: BTreeMap::from([(
                 "kv_cache".to_string(),
-                lm.memory.kv_cache_bound.load(Ordering::Relaxed),
+                sum(&|l| load(&l.memory.kv_cache_bound)),
             )]),
             events: BTreeMap::from([
                 (
                     "lm_compactions_prepared".to_string(),
-                    lm.compactions.prepared.load(Ordering::Relaxed),
+                    sum(&|l| load(&l.compactions.prepared)),
                 ),
                 (
                     "lm_compactions_prefilled".to_string(),
-                    lm.compactions.prefilled.load(Ordering::Relaxed),
+                    sum(&|l| load(&l.compactions.prefilled)),
                 ),
             ]),
+            models: (self.models.iter().zip(lm).enumerate())
+                .map(|(m, (model, lm))| ModelStatus {
+                    name: model.tag.name.clone(),
+                    words: model.words,
+                    lm_queue_waiting: lm.waiting(),
+                    horizon: (self.bound.as_ref())
+                        .map(|b| b.t0 + b.models[m].live.scored() as f64 / b.rate),
+                })
+                .collect(),
         }
     }
 }
 
 impl Core {
     /// Bytes held by part (`docs/memory.md`), and the resident memory.
-    fn memory(&self, transcript: &TranscriptStatus, lm: &LmThread) -> BTreeMap<String, u64> {
-        let m = &lm.memory;
-        let early: usize = self
-            .early
-            .iter()
+    fn memory(&self, transcript: &TranscriptStatus, lm: &[LmThread]) -> BTreeMap<String, u64> {
+        let sum = |f: &dyn Fn(&super::lm_thread::LmMemory) -> &AtomicU64| {
+            lm.iter()
+                .map(|l| f(&l.memory).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        let early: usize = (self.models.iter())
+            .flat_map(|m| &m.early)
             .map(|o| match o {
                 LmOutput::Word { embedding, .. } => embedding.capacity() * 4,
                 _ => 0,
             })
             .sum();
         let mut parts = BTreeMap::from([
-            ("kv_cache".to_string(), m.kv_cache.load(Ordering::Relaxed)),
-            ("lm_words".to_string(), m.words.load(Ordering::Relaxed)),
+            ("kv_cache".to_string(), sum(&|m| &m.kv_cache)),
+            ("lm_words".to_string(), sum(&|m| &m.words)),
             ("transcript".to_string(), transcript.transcript_bytes as u64),
             ("words_before_stream".to_string(), early as u64),
             (
@@ -755,6 +898,30 @@ impl TraceBuffer {
 }
 
 impl Bound {
+    /// Bytes of the alignment states and the rows waiting to be scored or sent.
+    fn heap_bytes(&self) -> usize {
+        self.models.iter().map(ModelBound::heap_bytes).sum()
+    }
+
+    /// Samples scored by every model: the horizon all of them have passed.
+    fn scored(&self) -> i64 {
+        self.models
+            .iter()
+            .map(|m| m.live.scored())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// One neural row that arrived at `arrival` (server clock), to every model.
+    fn push_row(&mut self, row: &[f32], arrival: f64) {
+        for m in &mut self.models {
+            m.push_row(row, arrival);
+        }
+        self.last_row = row.to_vec();
+    }
+}
+
+impl ModelBound {
     /// Bytes of the alignment state and the rows waiting to be scored or sent.
     fn heap_bytes(&self) -> usize {
         let row = self.actual.front().map_or(0, Vec::capacity) * 4 + 24;
@@ -763,10 +930,6 @@ impl Bound {
             .map(|v| v.capacity() * 4)
             .sum();
         self.live.heap_bytes() + self.actual.capacity() * row + self.arrivals.capacity() * 8 + trace
-    }
-
-    fn live_onset_sample(&self, onset: f64) -> i64 {
-        self.live.encoder().meta.grid.onset_sample(onset, self.t0)
     }
 
     /// One neural row that arrived at `arrival` (server clock).
@@ -780,7 +943,6 @@ impl Bound {
             .map(|(e, &i)| (row[i] - self.neural_mean[e]) / self.neural_std[e])
             .collect();
         self.actual.push_back(z);
-        self.last_row = row.to_vec();
     }
 
     /// Scores every sample up to the horizon, queuing each for the next trace frame; a

@@ -25,6 +25,8 @@ pub(super) const ENCODED_QUEUE: usize = 64;
 
 /// An LM output on its way to the core loop, with a word's kernels when encoders were bound.
 pub(super) struct Encoded {
+    /// The model (session order) whose LM thread sent it.
+    pub model: usize,
     pub output: LmOutput,
     /// `Some` only for a word, computed by the encoders bound when it passed.
     pub kernel: Option<WordKernel>,
@@ -64,9 +66,11 @@ impl EncodeThread {
     }
 }
 
-/// Starts the encode thread between the LM thread (`input`) and the core loop (`out`);
-/// each word's kernel time is recorded as [`Stage::Encode`] in the hub's metrics.
+/// Starts the encode thread of model `model` between its LM thread (`input`) and the core
+/// loop (`out`); each word's kernel time is recorded as [`Stage::Encode`] in the hub's
+/// metrics.
 pub(super) fn spawn(
+    model: usize,
     input: Receiver<LmOutput>,
     out: Sender<Encoded>,
     hub: Hub,
@@ -80,7 +84,7 @@ pub(super) fn spawn(
             while !shutdown.load(Ordering::Relaxed) {
                 match input.recv_timeout(Duration::from_millis(50)) {
                     Ok(output) => {
-                        let encoded = encode(output, &binding, &hub.metrics().stages);
+                        let encoded = encode(model, output, &binding, &hub.metrics().stages);
                         if out.try_send(encoded).is_err() {
                             dropped.fetch_add(1, Ordering::Relaxed);
                         }
@@ -99,7 +103,7 @@ pub(super) fn spawn(
 }
 
 /// A word's kernels with the encoders bound now; anything else passes unchanged.
-fn encode(output: LmOutput, binding: &Binding, stages: &StageSet) -> Encoded {
+fn encode(model: usize, output: LmOutput, binding: &Binding, stages: &StageSet) -> Encoded {
     let kernel = match (&output, binding.get()) {
         (LmOutput::Word { embedding, .. }, Some(kernels)) => {
             let started = Instant::now();
@@ -109,7 +113,11 @@ fn encode(output: LmOutput, binding: &Binding, stages: &StageSet) -> Encoded {
         }
         _ => None,
     };
-    Encoded { output, kernel }
+    Encoded {
+        model,
+        output,
+        kernel,
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +215,7 @@ mod tests {
         let (out, rx) = crossbeam_channel::bounded(capacity);
         let hub = Hub::new(ServerConfig::default().hub_config());
         let shutdown = Arc::new(AtomicBool::new(false));
-        let thread = spawn(input, out, hub, shutdown.clone()).unwrap();
+        let thread = spawn(0, input, out, hub, shutdown.clone()).unwrap();
         (tx, rx, thread, shutdown)
     }
 
@@ -247,7 +255,7 @@ mod tests {
         }
         let mut order = Vec::new();
         for _ in 0..outputs().len() {
-            let Encoded { output, kernel } = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            let Encoded { output, kernel, .. } = rx.recv_timeout(Duration::from_secs(10)).unwrap();
             order.push(tag(&output));
             assert_eq!(kernel.is_some(), matches!(output, LmOutput::Word { .. }));
             assert!(kernel

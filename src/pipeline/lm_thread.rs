@@ -8,6 +8,9 @@
 //! ([`Engine::prepare_compaction`]) in batches that trail the newest words, giving way
 //! between blocks when an update arrives, so that neither the context limit nor the
 //! preparation stalls the words.
+//!
+//! With two or more models, each has its LM thread, and [`fan_out`] hands every transcript
+//! update to each of them: a model that falls behind delays only itself.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -193,6 +196,55 @@ pub(super) fn spawn(
         memory,
         compactions,
     })
+}
+
+/// The thread that copies each transcript update to every model's LM thread.
+pub(super) struct FanOut {
+    thread: JoinHandle<()>,
+    /// Copies dropped because a model's queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl FanOut {
+    /// Waits for the thread (it ends when the transcript inlet stops or on shutdown).
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the transcript fan-out thread panicked");
+        }
+    }
+}
+
+/// Starts the fan-out of `updates` to `models` queues of `capacity` updates each, one per
+/// model's LM thread; a full queue drops that model's copy and counts it.
+pub(super) fn fan_out(
+    updates: Receiver<TranscriptUpdate>,
+    models: usize,
+    capacity: usize,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<(Vec<Receiver<TranscriptUpdate>>, FanOut)> {
+    let (senders, receivers): (Vec<Sender<TranscriptUpdate>>, Vec<_>) = (0..models)
+        .map(|_| crossbeam_channel::bounded(capacity.max(1)))
+        .unzip();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counted = dropped.clone();
+    let thread = std::thread::Builder::new()
+        .name("transcript-fan-out".into())
+        .spawn(move || {
+            while !shutdown.load(Ordering::Relaxed) {
+                match updates.recv_timeout(Duration::from_millis(50)) {
+                    Ok(update) => {
+                        for sender in &senders {
+                            if sender.try_send(update.clone()).is_err() {
+                                counted.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        })?;
+    Ok((receivers, FanOut { thread, dropped }))
 }
 
 /// Words appended but not embedded yet, each with its message's arrival delay (seconds).

@@ -4,10 +4,12 @@
 //! Threads, joined by bounded crossbeam channels (a full channel drops and counts, so nothing
 //! ever blocks ingest):
 //! - the neural and transcript inlets ([`crate::ingest`]), each on its own thread;
-//! - the LM thread ([`lm_thread`]): follows the transcript with [`crate::lm::Engine`]
-//!   (push_word, rollback on revisions and retractions);
-//! - the encode thread ([`encode_thread`]): each word's kernels from the encoders bound to
-//!   the neural stream, passing every LM output on in order;
+//! - per language model (one, or the `[[models]]` of the config, each with its encoders),
+//!   the LM thread ([`lm_thread`]): follows the transcript with [`crate::lm::Engine`]
+//!   (push_word, rollback on revisions and retractions), and the encode thread
+//!   ([`encode_thread`]): each word's kernels from that model's encoders bound to the neural
+//!   stream, passing every LM output on in order; with two or more models a fan-out thread
+//!   copies each transcript update to every LM thread;
 //! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
 //!   alignment (adding the words' kernels, scoring), and every frame published to the hub;
 //! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
@@ -27,7 +29,9 @@ mod outlets;
 mod recorder;
 pub mod results;
 
-pub use config::{Config, EncodersConfig, PipelineSettings, RecordingConfig};
+pub use config::{
+    Config, ConfigError, EncodersConfig, LiveModel, PipelineSettings, RecordingConfig,
+};
 pub use recorder::RecordingName;
 
 use std::path::{Path, PathBuf};
@@ -37,8 +41,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::encode::Encoder;
 use crate::ingest::{NeuralInlet, TranscriptInlet};
 use crate::lm::Engine;
+use crate::serve::frames::ModelTag;
 use crate::serve::Hub;
 
 /// What the pipeline did, returned when it stops.
@@ -46,7 +52,7 @@ use crate::serve::Hub;
 pub struct PipelineReport {
     /// Neural samples aligned (scored up to the horizon).
     pub scored_samples: i64,
-    /// Words embedded.
+    /// Words the (first) model embedded.
     pub words: u64,
     /// The XDF recording, when one was written.
     pub recording: Option<PathBuf>,
@@ -65,26 +71,8 @@ pub fn run(
 ) -> anyhow::Result<PipelineReport> {
     crate::ingest::apply_lsl_config(&config.lsl, base_dir)
         .context("LSL must stay on the configured interfaces")?;
-    let encoder_path = config.encoders.path.as_ref().map(|p| base_dir.join(p)).context(
-        "no encoder file: set [encoders] path in the config (fit one with `neuralign fit SESSION.xdf --out encoders.safetensors`)",
-    )?;
-    let encoder = crate::encode::Encoder::load(&encoder_path)
-        .with_context(|| format!("cannot load the encoders {}", encoder_path.display()))?;
-    let mut lm = config.lm.clone();
-    lm.model = lm.model.map(|m| m.relative_to(base_dir));
-    let engine = Engine::load(&lm)
-        .context("cannot load the language model (try `neuralign model fetch`)")?;
-    let model = (
-        engine.model_name().to_string(),
-        engine.model_sha256().to_string(),
-    );
-    // fail before any stream is touched when the encoders belong to another model
-    encoder.bind(
-        &model.1,
-        encoder.meta.grid.rate,
-        &encoder.meta.labels,
-        false,
-    )?;
+    // fail before any stream is touched when an encoder file belongs to another model
+    let loaded = load_models(config, base_dir)?;
     let timeout = config.lsl.resolve_timeout_s;
     let recorder = config
         .recording
@@ -109,16 +97,40 @@ pub fn run(
     });
     let (transcript, transcript_rx) =
         TranscriptInlet::spawn_with_tap(config.transcript.clone(), timeout, tap)?;
-    let (words_tx, words_rx) = crossbeam_channel::bounded(config.pipeline.word_queue.max(1));
-    let lm_thread = lm_thread::spawn(
-        engine,
-        transcript_rx,
-        words_tx,
-        recorder.as_ref().map(|r| r.sender()),
-        shutdown.clone(),
-    )?;
-    let (encoded_tx, encoded_rx) = crossbeam_channel::bounded(encode_thread::ENCODED_QUEUE);
-    let encode_thread = encode_thread::spawn(words_rx, encoded_tx, hub.clone(), shutdown.clone())?;
+    let (updates, fan_out) = match loaded.len() {
+        1 => (vec![transcript_rx], None),
+        n => {
+            let capacity = config.transcript.channel_capacity;
+            let (updates, fan_out) =
+                lm_thread::fan_out(transcript_rx, n, capacity, shutdown.clone())?;
+            (updates, Some(fan_out))
+        }
+    };
+    let (encoded_tx, encoded_rx) =
+        crossbeam_channel::bounded(encode_thread::ENCODED_QUEUE * loaded.len());
+    let (mut lm_threads, mut encode_threads, mut models) = (Vec::new(), Vec::new(), Vec::new());
+    for (m, ((tag, encoder, engine), updates)) in loaded.into_iter().zip(updates).enumerate() {
+        let (words_tx, words_rx) = crossbeam_channel::bounded(config.pipeline.word_queue.max(1));
+        // the transcript is recorded once, as the first model's LM thread applies it
+        let record = recorder.as_ref().filter(|_| m == 0).map(|r| r.sender());
+        lm_threads.push(lm_thread::spawn(
+            engine,
+            updates,
+            words_tx,
+            record,
+            shutdown.clone(),
+        )?);
+        let encode = encode_thread::spawn(
+            m,
+            words_rx,
+            encoded_tx.clone(),
+            hub.clone(),
+            shutdown.clone(),
+        )?;
+        models.push(core::Model::new(tag, encoder, &encode));
+        encode_threads.push(encode);
+    }
+    drop(encoded_tx);
     let outlets = config
         .pipeline
         .results_outlets
@@ -127,28 +139,35 @@ pub fn run(
         .context("cannot start the results outlets")?;
     let core = core::Core::new(
         config,
-        encoder,
-        model,
+        models,
+        fan_out
+            .as_ref()
+            .map(|f| f.dropped.clone())
+            .unwrap_or_default(),
         hub,
         (
             recorder.as_ref().map(|r| r.sender()),
             outlets.as_ref().map(|o| o.sender()),
         ),
-        &encode_thread,
     );
     let result = core.run(
         &neural,
         &transcript,
         neural_rx,
         encoded_rx,
-        &lm_thread,
+        &lm_threads,
         &shutdown,
     );
     // stop the producers first so that the recorder sees everything before it finishes
     neural.stop();
     transcript.stop();
-    lm_thread.join();
-    encode_thread.join();
+    if let Some(fan_out) = fan_out {
+        fan_out.join();
+    }
+    lm_threads.into_iter().for_each(lm_thread::LmThread::join);
+    encode_threads
+        .into_iter()
+        .for_each(encode_thread::EncodeThread::join);
     if let Some(outlets) = outlets {
         outlets.finish();
     }
@@ -159,4 +178,59 @@ pub fn run(
             .context("the XDF recording could not be finished")?;
     }
     Ok(report)
+}
+
+/// Loads every model of the config with its encoder file, in session order, checking that
+/// each encoder file was fit on its model (the hash it names), that the models' names differ
+/// and that every encoder file is on the same electrodes at the same rate.
+fn load_models(
+    config: &Config,
+    base_dir: &Path,
+) -> anyhow::Result<Vec<(ModelTag, Encoder, Engine)>> {
+    let mut loaded: Vec<(ModelTag, Encoder, Engine)> = Vec::new();
+    for live in config.live_models(base_dir)? {
+        let encoder = Encoder::load(&live.encoders)
+            .with_context(|| format!("cannot load the encoders {}", live.encoders.display()))?;
+        let lm = crate::lm::LmConfig {
+            model: live.model.clone(),
+            ..config.lm.clone()
+        };
+        let engine = Engine::load(&lm).with_context(|| {
+            let name = live
+                .model
+                .as_ref()
+                .map_or("the default model".into(), |m| m.to_string());
+            format!("cannot load the language model {name} (try `neuralign model fetch`)")
+        })?;
+        let tag = ModelTag {
+            name: engine.model_name().to_string(),
+            sha256: engine.model_sha256().to_string(),
+        };
+        encoder
+            .bind(
+                &tag.sha256,
+                encoder.meta.grid.rate,
+                &encoder.meta.labels,
+                false,
+            )
+            .with_context(|| format!("{} for {}", live.encoders.display(), tag.name))?;
+        if let Some((first, first_encoder, _)) = loaded.first() {
+            anyhow::ensure!(
+                loaded.iter().all(|(t, ..)| t.name != tag.name),
+                "{} is listed twice in [[models]]",
+                tag.name
+            );
+            let meta = (&first_encoder.meta.labels, first_encoder.meta.grid.rate);
+            anyhow::ensure!(
+                (&encoder.meta.labels, encoder.meta.grid.rate) == meta,
+                "the encoders of {} ({}) are on other electrodes or another rate than those of {}: \
+                 every model's encoders must be fit on the same session",
+                tag.name,
+                live.encoders.display(),
+                first.name
+            );
+        }
+        loaded.push((tag, encoder, engine));
+    }
+    Ok(loaded)
 }

@@ -7,6 +7,7 @@
 //! same to the LSL outlets ([`super::outlets`], `drops.results_outlet_items`).
 use super::outlets::OutletTx;
 use super::recorder::{Record, RecordTx};
+use crate::serve::frames::{ModelTag, WordFrame};
 use crate::serve::{AlignmentSummary, AlignmentUpdate, WordEvent};
 use crate::xdf::{ChannelFormat, Samples, StreamInfo};
 
@@ -26,6 +27,8 @@ pub const LAYERS_HZ: f64 = 1.0;
 /// What the results streams need to know of the bound encoders, and where they stand.
 pub(super) struct Results {
     sinks: (Option<RecordTx>, Option<OutletTx>),
+    /// The model whose results these are (word events name it, as their frames do).
+    model: ModelTag,
     labels: Vec<String>,
     layers: Vec<usize>,
     layers_every: u64,
@@ -34,10 +37,11 @@ pub(super) struct Results {
 }
 
 impl Results {
-    /// Announces the streams for encoders with electrodes `labels` and model `layers`
+    /// Announces the streams for encoders with electrodes `labels` and `model`'s `layers`
     /// (streams of another layout, after a rebinding, are new streams of the recording).
     pub fn new(
         sinks: (Option<RecordTx>, Option<OutletTx>),
+        model: ModelTag,
         labels: Vec<String>,
         layers: Vec<usize>,
         alignment_hz: f64,
@@ -67,6 +71,7 @@ impl Results {
         }
         Self {
             sinks,
+            model,
             labels,
             layers,
             layers_every: (alignment_hz / LAYERS_HZ).round().max(1.0) as u64,
@@ -117,7 +122,11 @@ impl Results {
         } else {
             self.last_horizon.max(0.0)
         };
-        let json = serde_json::to_string(event).unwrap_or_default();
+        let frame = WordFrame {
+            word: event,
+            model: &self.model,
+        };
+        let json = serde_json::to_string(&frame).unwrap_or_default();
         send(
             &self.sinks,
             Record::Result(WORDS, t, Samples::String(vec![json])),

@@ -18,11 +18,15 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub struct Session {
     /// Electrode labels, in the order of every per-electrode array.
     pub electrodes: Vec<String>,
-    /// Layer ids (0 = token embedding, k = after block k), in the order of every
-    /// per-layer array.
+    /// Layer ids (0 = token embedding, k = after block k) of every model, ascending: the
+    /// ids a subscription may name. With one model, its layers, in the order of every
+    /// per-layer array; with several, each model's own order is in [`Session::models`].
     pub layers: Vec<usize>,
-    /// Language model file name.
+    /// The (first) language model's file name.
     pub model: String,
+    /// The language models aligned live, each with its own encoders; per-model frames
+    /// name theirs.
+    pub models: Vec<SessionModel>,
     /// Sampling and update rates.
     pub rates: Rates,
     /// Current horizon (seconds, server LSL clock); `None` before data arrive.
@@ -43,6 +47,29 @@ pub struct Session {
     /// live (calibrated at fit time, `docs/statistics.md` §5); empty when the encoder file
     /// has no calibration for this window (older files).
     #[serde(default)]
+    pub null_threshold: Vec<f32>,
+}
+
+/// Which language model a frame belongs to: its file name and the sha256 of the file (the
+/// hash its encoder file was fit on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelTag {
+    /// Model file name (unique within a session).
+    pub name: String,
+    /// sha256 of the model file.
+    pub sha256: String,
+}
+
+/// One language model of a session, as `hello` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionModel {
+    /// Its name and hash.
+    #[serde(flatten)]
+    pub tag: ModelTag,
+    /// Its encoders' layer ids, in the order of its per-layer arrays.
+    pub layers: Vec<usize>,
+    /// Per electrode, its encoders' live significance threshold (see
+    /// [`Session::null_threshold`]); empty when uncalibrated.
     pub null_threshold: Vec<f32>,
 }
 
@@ -85,11 +112,13 @@ pub struct Rates {
 /// Rolling correlation between predicted and actual high-gamma at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlignmentUpdate {
+    /// The model (index in [`Session::models`]) whose predictions these are.
+    pub model: usize,
     /// Time (seconds, server LSL clock) the window ends at.
     pub time: f64,
     /// Horizon when the update was computed.
     pub horizon: f64,
-    /// Rolling r, row-major `[electrode][layer]` in session order; NaN where
+    /// Rolling r, row-major `[electrode][layer]` in session and model order; NaN where
     /// undefined (too few samples or no variance).
     pub r: Vec<f32>,
     /// The r a random predictor reaches (e.g. 95th percentile under shuffled onsets).
@@ -102,13 +131,15 @@ pub struct AlignmentUpdate {
 /// A chunk of the high-gamma timeline: actual and predicted samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceChunk {
+    /// The model (index in [`Session::models`]) whose predictions these are.
+    pub model: usize,
     /// Time of the first sample (seconds, server LSL clock).
     pub t0: f64,
     /// Samples per electrode (and per layer for predictions).
     pub samples: usize,
     /// Actual high-gamma, `[electrode][sample]`.
     pub actual: Vec<f32>,
-    /// Predicted high-gamma, `[electrode][layer][sample]`.
+    /// Predicted high-gamma, `[electrode][layer][sample]` (the model's layers).
     pub predicted: Vec<f32>,
 }
 
@@ -124,9 +155,13 @@ pub enum WordStatus {
     Retracted,
 }
 
-/// A transcript word as the pipeline processed it.
+/// A transcript word as one model's pipeline processed it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WordEvent {
+    /// The model (index in [`Session::models`]) that embedded it; the wire frame names the
+    /// model instead ([`WordFrame`]).
+    #[serde(skip)]
+    pub model: usize,
     /// Transcript word id (revisions and retractions reuse it).
     pub id: u64,
     /// Word text (empty for retractions).
@@ -183,6 +218,22 @@ pub struct PipelineStatus {
     pub memory_bound: BTreeMap<String, u64>,
     /// Things that happened, neither drops nor errors, counted by kind.
     pub events: BTreeMap<String, u64>,
+    /// Each model's progress, in session order (empty before the models are loaded).
+    #[serde(default)]
+    pub models: Vec<ModelStatus>,
+}
+
+/// One language model's progress in the pipeline status: whether it keeps up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStatus {
+    /// Model file name, as `hello.session.models` lists it.
+    pub name: String,
+    /// Words it embedded.
+    pub words: u64,
+    /// Transcript updates its language model has not finished (waiting or being applied).
+    pub lm_queue_waiting: u64,
+    /// Grid time up to which its alignment is final; `None` before a stream is bound.
+    pub horizon: Option<f64>,
 }
 
 /// Something the pipeline hands the hub to fan out.
@@ -353,9 +404,11 @@ impl AlignmentSummary {
     }
 }
 
-/// `alignment`: rolling r for every electrode and the subscribed layers.
+/// `alignment`: rolling r for every electrode and the subscribed layers of one model.
 #[derive(Debug, Serialize)]
 pub struct AlignmentFrame<'a> {
+    /// The model whose predictions these are.
+    pub model: &'a ModelTag,
     /// Time the window ends at.
     pub time: f64,
     /// Horizon at computation.
@@ -370,9 +423,11 @@ pub struct AlignmentFrame<'a> {
     pub chance: f32,
 }
 
-/// `trace`: predicted and actual samples for subscribed electrodes and layers.
+/// `trace`: predicted and actual samples for subscribed electrodes and layers of one model.
 #[derive(Debug, Serialize)]
 pub struct TraceFrame<'a> {
+    /// The model whose predictions these are.
+    pub model: &'a ModelTag,
     /// Time of the first sample.
     pub t0: f64,
     /// Sample rate (Hz).
@@ -385,6 +440,16 @@ pub struct TraceFrame<'a> {
     pub actual: Vec<&'a [f32]>,
     /// Predicted samples, `[electrode][layer][sample]`.
     pub predicted: Vec<Vec<&'a [f32]>>,
+}
+
+/// `word`: a word as one model embedded it.
+#[derive(Debug, Serialize)]
+pub struct WordFrame<'a> {
+    /// The word.
+    #[serde(flatten)]
+    pub word: &'a WordEvent,
+    /// The model that embedded it.
+    pub model: &'a ModelTag,
 }
 
 /// A client's own counters in its `status` frame.
@@ -428,6 +493,8 @@ pub struct StatusFrame<'a> {
     pub memory_bound: &'a BTreeMap<String, u64>,
     /// Things that happened, by kind.
     pub events: &'a BTreeMap<String, u64>,
+    /// Each model's progress.
+    pub models: &'a [ModelStatus],
     /// Clients connected now.
     pub clients: usize,
     /// Hub send latency.
@@ -491,6 +558,16 @@ pub fn encode<T: Serialize>(kind: FrameKind, frame: &T) -> String {
 
 // ---- client -> server messages ----------------------------------------------------
 
+/// A model named by index (`hello.session.models` order) or name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ModelSelector {
+    /// Position in `hello.session.models`.
+    Index(usize),
+    /// Model name.
+    Name(String),
+}
+
 /// An electrode named by index (session order) or label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -535,7 +612,9 @@ pub struct SubscribeRequest {
     pub electrodes: Option<Selection<ElectrodeRef>>,
     /// Layers whose predictions (traces) and r (alignment) to send.
     pub layers: Option<Selection<usize>>,
-    /// Most `alignment` and `trace` frames per second (each); 0 for all.
+    /// Models whose `alignment`, `trace` and `word` frames to send.
+    pub models: Option<Selection<ModelSelector>>,
+    /// Most `alignment` and `trace` frames per second (each, per model); 0 for all.
     pub rate: Option<f64>,
 }
 
@@ -544,9 +623,11 @@ pub struct SubscribeRequest {
 pub struct ResolvedSubscription {
     /// Electrode indices for traces.
     pub electrodes: Vec<usize>,
-    /// Layer ids for traces and alignment.
+    /// Layer ids for traces and alignment (each model sends those it has).
     pub layers: Vec<usize>,
-    /// Most frames per second of each throttled kind; 0 for all.
+    /// Indices (in `hello.session.models`) of the models whose frames are sent.
+    pub models: Vec<usize>,
+    /// Most frames per second of each throttled kind, per model; 0 for all.
     pub rate: f64,
 }
 
@@ -621,9 +702,14 @@ mod tests {
     #[test]
     fn encoded_frames_carry_type_and_null_for_nan() {
         let summary = AlignmentSummary::compute(&[f32::NAN], &[3], 0.1, &[]);
+        let model = ModelTag {
+            name: "m.gguf".into(),
+            sha256: "ab".into(),
+        };
         let json = encode(
             FrameKind::Alignment,
             &AlignmentFrame {
+                model: &model,
                 time: 1.5,
                 horizon: 1.5,
                 layers: &[3],
@@ -634,6 +720,10 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["type"], "alignment");
+        assert_eq!(
+            v["model"],
+            serde_json::json!({"name": "m.gguf", "sha256": "ab"})
+        );
         assert!(v["r"][0][0].is_null());
         assert!(v["summary"]["peak_layer"][0].is_null());
     }

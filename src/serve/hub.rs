@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::frames::{
     encode, AlignmentFrame, AlignmentSummary, AlignmentUpdate, ClientCounters, ClientLimits, Frame,
-    FrameKind, HelloFrame, PipelineStatus, ResolvedSubscription, Session, StageSummary,
-    StatusFrame, SubscribeRequest, TraceChunk, TraceFrame, PROTOCOL_VERSION,
+    FrameKind, HelloFrame, PipelineStatus, ResolvedSubscription, Session, SessionModel,
+    StageSummary, StatusFrame, SubscribeRequest, TraceChunk, TraceFrame, WordEvent, WordFrame,
+    PROTOCOL_VERSION,
 };
 use super::metrics::Metrics;
 use super::subscription::{default_subscription, resolve, View};
@@ -34,7 +35,17 @@ pub enum HubError {
     /// A frame arrived before [`Hub::set_session`].
     #[error("no session yet: call Hub::set_session before publishing {0} frames")]
     NoSession(&'static str),
-    /// A frame's arrays do not match the session's electrodes and layers.
+    /// A frame names a model the session does not have.
+    #[error("{kind} frame of model {model}: the session has {models} models")]
+    UnknownModel {
+        /// Frame kind.
+        kind: &'static str,
+        /// The model index the frame names.
+        model: usize,
+        /// Models in the session.
+        models: usize,
+    },
+    /// A frame's arrays do not match the session's electrodes and the model's layers.
     #[error("{kind} frame has {got} values, the session needs {expected}")]
     Shape {
         /// Frame kind.
@@ -83,8 +94,9 @@ struct ClientSlot {
     tx: mpsc::Sender<Outgoing>,
     subscription: Option<ResolvedSubscription>,
     view: Option<View>,
-    last_alignment: Option<Instant>,
-    last_trace: Option<Instant>,
+    /// When the last throttled frame of each kind went, per model.
+    last_alignment: Vec<Option<Instant>>,
+    last_trace: Vec<Option<Instant>>,
     stats: Arc<ClientStats>,
 }
 
@@ -103,8 +115,12 @@ impl ClientSlot {
         }
     }
 
-    /// Whether a throttled frame may go now (and notes that it did).
-    fn throttle(last: &mut Option<Instant>, rate: f64, now: Instant) -> bool {
+    /// Whether a throttled frame of model `model` may go now (and notes that it did).
+    fn throttle(last: &mut Vec<Option<Instant>>, model: usize, rate: f64, now: Instant) -> bool {
+        if last.len() <= model {
+            last.resize(model + 1, None);
+        }
+        let last = &mut last[model];
         if rate > 0.0 {
             if let Some(t) = *last {
                 if now.duration_since(t) < Duration::from_secs_f64(1.0 / rate) {
@@ -243,8 +259,8 @@ impl Hub {
             tx,
             subscription: None,
             view: None,
-            last_alignment: None,
-            last_trace: None,
+            last_alignment: Vec::new(),
+            last_trace: Vec::new(),
             stats: stats.clone(),
         };
         if let Some(session) = state.session.clone() {
@@ -316,22 +332,40 @@ impl Hub {
                 self.state().status = status;
                 Ok(0)
             }
-            Frame::Word(word) => {
-                let out = Outgoing {
-                    text: encode(FrameKind::Word, &*word).into(),
-                    published: now,
-                    origin: None,
-                };
-                let state = self.state();
-                Ok(state
-                    .clients
-                    .values()
-                    .filter(|slot| slot.offer(&out, metrics))
-                    .count())
-            }
+            Frame::Word(word) => self.publish_word(&word, now),
             Frame::Alignment(update) => self.publish_alignment(&update, now, origin),
             Frame::Trace(chunk) => self.publish_trace(&chunk, now, origin),
         }
+    }
+
+    /// A word to the clients subscribed to its model (and to those without a view yet).
+    fn publish_word(&self, word: &WordEvent, now: Instant) -> Result<usize, HubError> {
+        let state = self.state();
+        let session = state.session.clone().ok_or(HubError::NoSession("word"))?;
+        let model = session_model(&session, "word", word.model)?;
+        let out = Outgoing {
+            text: encode(
+                FrameKind::Word,
+                &WordFrame {
+                    word,
+                    model: &model.tag,
+                },
+            )
+            .into(),
+            published: now,
+            origin: None,
+        };
+        let metrics = &self.inner.metrics;
+        Ok(state
+            .clients
+            .values()
+            .filter(|slot| {
+                slot.view
+                    .as_ref()
+                    .is_none_or(|v| v.model(word.model).is_some())
+            })
+            .filter(|slot| slot.offer(&out, metrics))
+            .count())
     }
 
     fn publish_alignment(
@@ -346,32 +380,45 @@ impl Hub {
             .session
             .clone()
             .ok_or(HubError::NoSession("alignment"))?;
-        let (n_e, n_l) = (session.electrodes.len(), session.layers.len());
+        let model = session_model(&session, "alignment", u.model)?;
+        let (n_e, n_l) = (session.electrodes.len(), model.layers.len());
         check_shape("alignment", u.r.len(), n_e * n_l)?;
         if !u.significant.is_empty() {
             check_shape("alignment significance", u.significant.len(), n_e)?;
         }
-        let summary = AlignmentSummary::compute(&u.r, &session.layers, u.chance, &u.significant);
+        let summary = AlignmentSummary::compute(&u.r, &model.layers, u.chance, &u.significant);
         let rows: Vec<&[f32]> = u.r.chunks_exact(n_l.max(1)).collect();
         let mut encoded: HashMap<Vec<usize>, Outgoing> = HashMap::new();
         let metrics = &self.inner.metrics;
         let mut queued = 0;
         for slot in state.clients.values_mut() {
-            let Some(view) = &slot.view else { continue };
-            if !ClientSlot::throttle(&mut slot.last_alignment, view.subscription.rate, now) {
+            let Some((view, columns)) = slot
+                .view
+                .as_ref()
+                .and_then(|v| Some((v, v.model(u.model)?)))
+            else {
+                continue;
+            };
+            if !ClientSlot::throttle(
+                &mut slot.last_alignment,
+                u.model,
+                view.subscription.rate,
+                now,
+            ) {
                 continue;
             }
             let out = encoded
-                .entry(view.layer_columns.clone())
+                .entry(columns.layer_columns.clone())
                 .or_insert_with(|| {
                     let r = rows
                         .iter()
-                        .map(|row| view.layer_columns.iter().map(|&c| row[c]).collect())
+                        .map(|row| columns.layer_columns.iter().map(|&c| row[c]).collect())
                         .collect();
                     let frame = AlignmentFrame {
+                        model: &model.tag,
                         time: u.time,
                         horizon: u.horizon,
-                        layers: &view.subscription.layers,
+                        layers: &columns.layers,
                         r,
                         summary: &summary,
                         chance: u.chance,
@@ -396,28 +443,36 @@ impl Hub {
         // one lock for the whole fan-out: views and session stay consistent
         let mut state = self.state();
         let session = state.session.clone().ok_or(HubError::NoSession("trace"))?;
-        let (n_e, n_l, n) = (session.electrodes.len(), session.layers.len(), c.samples);
+        let model = session_model(&session, "trace", c.model)?;
+        let (n_e, n_l, n) = (session.electrodes.len(), model.layers.len(), c.samples);
         check_shape("trace", c.actual.len(), n_e * n)?;
         check_shape("trace", c.predicted.len(), n_e * n_l * n)?;
         let mut encoded: HashMap<(Vec<usize>, Vec<usize>), Outgoing> = HashMap::new();
         let metrics = &self.inner.metrics;
         let mut queued = 0;
         for slot in state.clients.values_mut() {
-            let Some(view) = &slot.view else { continue };
-            if !ClientSlot::throttle(&mut slot.last_trace, view.subscription.rate, now) {
+            let Some((view, columns)) = slot
+                .view
+                .as_ref()
+                .and_then(|v| Some((v, v.model(c.model)?)))
+            else {
+                continue;
+            };
+            if !ClientSlot::throttle(&mut slot.last_trace, c.model, view.subscription.rate, now) {
                 continue;
             }
             let key = (
                 view.subscription.electrodes.clone(),
-                view.layer_columns.clone(),
+                columns.layer_columns.clone(),
             );
             let out = encoded.entry(key).or_insert_with(|| {
                 let sub = &view.subscription;
                 let frame = TraceFrame {
+                    model: &model.tag,
                     t0: c.t0,
                     rate: session.rates.high_gamma_hz,
                     electrodes: &sub.electrodes,
-                    layers: &sub.layers,
+                    layers: &columns.layers,
                     actual: sub
                         .electrodes
                         .iter()
@@ -427,7 +482,8 @@ impl Hub {
                         .electrodes
                         .iter()
                         .map(|&e| {
-                            view.layer_columns
+                            columns
+                                .layer_columns
                                 .iter()
                                 .map(|&l| {
                                     let start = (e * n_l + l) * n;
@@ -465,6 +521,7 @@ impl Hub {
             memory: &state.status.memory,
             memory_bound: &state.status.memory_bound,
             events: &state.status.events,
+            models: &state.status.models,
             clients: state.clients.len(),
             send_latency: self.inner.metrics.send_latency(),
             stages: self
@@ -500,6 +557,19 @@ impl Hub {
     pub fn client_count(&self) -> usize {
         self.state().clients.len()
     }
+}
+
+/// The session's model `index`, which a frame of `kind` names.
+fn session_model<'s>(
+    session: &'s Session,
+    kind: &'static str,
+    index: usize,
+) -> Result<&'s SessionModel, HubError> {
+    session.models.get(index).ok_or(HubError::UnknownModel {
+        kind,
+        model: index,
+        models: session.models.len(),
+    })
 }
 
 fn check_shape(kind: &'static str, got: usize, expected: usize) -> Result<(), HubError> {
@@ -582,7 +652,7 @@ impl Drop for ClientHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::frames::Rates;
+    use crate::serve::frames::{ModelTag, Rates};
 
     fn hub(queue: usize, max_clients: usize) -> Hub {
         Hub::new(HubConfig {
@@ -595,6 +665,14 @@ mod tests {
     fn session(e: usize, layers: Vec<usize>) -> Session {
         Session {
             electrodes: (0..e).map(|i| format!("E{i}")).collect(),
+            models: vec![SessionModel {
+                tag: ModelTag {
+                    name: "m".into(),
+                    sha256: "h".into(),
+                },
+                layers: layers.clone(),
+                null_threshold: Vec::new(),
+            }],
             layers,
             model: "m".into(),
             rates: Rates {
@@ -613,6 +691,7 @@ mod tests {
 
     fn alignment(r: Vec<f32>) -> Frame {
         Frame::Alignment(Arc::new(AlignmentUpdate {
+            model: 0,
             time: 1.0,
             horizon: 1.0,
             r,
@@ -689,5 +768,80 @@ mod tests {
         assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 1);
         assert_eq!(h.publish(alignment(vec![0.5])).unwrap(), 0);
         assert_eq!(c.dropped(), 0, "throttling is not a drop");
+    }
+
+    #[tokio::test]
+    async fn frames_name_their_model_and_clients_choose_models() {
+        let h = hub(64, 4);
+        let mut s = session(1, vec![0, 1]);
+        s.models.push(SessionModel {
+            tag: ModelTag {
+                name: "n".into(),
+                sha256: "k".into(),
+            },
+            layers: vec![1],
+            null_threshold: Vec::new(),
+        });
+        h.set_session(s);
+        let (mut all, mut only_n) = (h.connect().unwrap(), h.connect().unwrap());
+        only_n
+            .subscribe(&serde_json::from_str(r#"{"models":["n"],"rate":0.001}"#).unwrap())
+            .unwrap();
+        let (mut qa, mut qn) = (all.take_queue().unwrap(), only_n.take_queue().unwrap());
+        let update = |model, r: Vec<f32>| {
+            Frame::Alignment(Arc::new(AlignmentUpdate {
+                model,
+                time: 1.0,
+                horizon: 1.0,
+                r,
+                chance: 0.1,
+                significant: Vec::new(),
+            }))
+        };
+        assert!(matches!(
+            h.publish(update(2, vec![0.5])),
+            Err(HubError::UnknownModel { model: 2, .. })
+        ));
+        assert!(matches!(
+            h.publish(update(1, vec![0.5, 0.6])),
+            Err(HubError::Shape { expected: 1, .. })
+        ));
+        assert_eq!(h.publish(update(0, vec![0.1, 0.2])).unwrap(), 1);
+        // throttled per model: model n's first frame goes although model m's just went
+        assert_eq!(h.publish(update(1, vec![0.3])).unwrap(), 2);
+        let word = WordEvent {
+            model: 0,
+            id: 7,
+            text: "w".into(),
+            onset: 1.0,
+            offset: None,
+            status: crate::serve::WordStatus::New,
+            latency_ms: Default::default(),
+        };
+        assert_eq!(h.publish(Frame::Word(Arc::new(word))).unwrap(), 1);
+        assert_eq!(
+            json(&qa.next().await.unwrap())["session"]["models"][1]["name"],
+            "n"
+        );
+        let m = json(&qa.next().await.unwrap());
+        assert_eq!(
+            (m["model"]["name"].as_str(), m["layers"].clone()),
+            (Some("m"), serde_json::json!([0, 1]))
+        );
+        let n = json(&qa.next().await.unwrap());
+        assert_eq!(n["model"], serde_json::json!({"name": "n", "sha256": "k"}));
+        assert_eq!(n["r"], serde_json::json!([[0.3]]));
+        let w = json(&qa.next().await.unwrap());
+        assert_eq!(
+            (w["type"].as_str(), w["model"]["sha256"].as_str()),
+            (Some("word"), Some("h"))
+        );
+        json(&qn.next().await.unwrap()); // hello
+        let n = json(&qn.next().await.unwrap());
+        assert_eq!(
+            (n["type"].as_str(), n["model"]["name"].as_str()),
+            (Some("alignment"), Some("n"))
+        );
+        assert!(qn.0.try_recv().is_err(), "nothing of model m");
     }
 }

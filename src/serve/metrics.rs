@@ -6,7 +6,7 @@ use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::frames::{ErrorCode, FrameKind, PipelineStatus, SendLatency, StreamStatus};
+use super::frames::{ErrorCode, FrameKind, ModelStatus, PipelineStatus, SendLatency, StreamStatus};
 use crate::metrics::{Stage, StageSet};
 
 /// Counters shared by the hub and every connection.
@@ -342,6 +342,28 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
         "Transcript updates waiting for the language model.",
         status.drops.get(LM_QUEUE).map(|&v| ("", v)),
     );
+    let model = |m: &ModelStatus| label("model", &m.name);
+    write_family(
+        out,
+        "neuralign_model_words_total",
+        "counter",
+        "Words each language model embedded.",
+        status.models.iter().map(|m| (model(m), m.words)),
+    );
+    write_family(
+        out,
+        "neuralign_model_lm_queue_length",
+        "gauge",
+        "Transcript updates waiting for each language model.",
+        status.models.iter().map(|m| (model(m), m.lm_queue_waiting)),
+    );
+    write_family(
+        out,
+        "neuralign_model_horizon_lag_seconds",
+        "gauge",
+        "LSL clock now minus each model's horizon: the model whose lag grows does not keep up.",
+        (status.models.iter()).filter_map(|m| Some((model(m), lag(now, m.horizon)?))),
+    );
 }
 
 /// Seconds from `time` to `now`; none without a time (or with a non-finite one, which the
@@ -432,6 +454,20 @@ mod tests {
             memory: counts(&[("kv_cache", 4096), ("resident", 1 << 20)]),
             memory_bound: counts(&[("kv_cache", 8192)]),
             events: counts(&[("lm_compactions_prefilled", 1)]),
+            models: vec![
+                ModelStatus {
+                    name: "a.gguf".into(),
+                    words: 7,
+                    lm_queue_waiting: 0,
+                    horizon: Some(99.0),
+                },
+                ModelStatus {
+                    name: "b.gguf".into(),
+                    words: 5,
+                    lm_queue_waiting: 2,
+                    horizon: Some(98.5),
+                },
+            ],
         };
         let text = m.render(&status, 100.0);
         let pipeline: Vec<&str> = text
@@ -445,6 +481,7 @@ mod tests {
                     "segments",
                     "memory",
                     "lm",
+                    "model",
                 ]
                 .iter()
                 .any(|f| l.starts_with(&format!("neuralign_{f}_")))
@@ -474,6 +511,12 @@ mod tests {
                 r#"neuralign_pipeline_events_total{kind="lm_compactions_prefilled"} 1"#,
                 r#"neuralign_memory_bound_bytes{part="kv_cache"} 8192"#,
                 r#"neuralign_lm_queue_length 5"#,
+                r#"neuralign_model_words_total{model="a.gguf"} 7"#,
+                r#"neuralign_model_words_total{model="b.gguf"} 5"#,
+                r#"neuralign_model_lm_queue_length{model="a.gguf"} 0"#,
+                r#"neuralign_model_lm_queue_length{model="b.gguf"} 2"#,
+                r#"neuralign_model_horizon_lag_seconds{model="a.gguf"} 1"#,
+                r#"neuralign_model_horizon_lag_seconds{model="b.gguf"} 1.5"#,
             ]
         );
         let score: Vec<&str> = text

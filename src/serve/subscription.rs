@@ -1,11 +1,11 @@
 //! Client subscriptions: resolving a `subscribe` request against the session, and
-//! the per-client view (which electrodes, which layers, how often) used when a frame
+//! the per-client view (which models, electrodes and layers, how often) used when a frame
 //! is encoded for that client.
 
 use std::collections::HashMap;
 
 use super::frames::{
-    AllTag, ElectrodeRef, ResolvedSubscription, Selection, Session, SubscribeRequest,
+    AllTag, ElectrodeRef, ModelSelector, ResolvedSubscription, Selection, Session, SubscribeRequest,
 };
 
 /// Electrodes whose traces a new client receives before it subscribes.
@@ -14,12 +14,13 @@ pub const DEFAULT_TRACE_ELECTRODES: usize = 4;
 /// Highest accepted `rate` (frames per second of each throttled kind).
 pub const MAX_RATE: f64 = 1000.0;
 
-/// The subscription a client starts with: the first few electrodes, every layer,
-/// every frame.
+/// The subscription a client starts with: the first few electrodes, every layer of every
+/// model, every frame.
 pub fn default_subscription(session: &Session) -> ResolvedSubscription {
     ResolvedSubscription {
         electrodes: (0..session.electrodes.len().min(DEFAULT_TRACE_ELECTRODES)).collect(),
         layers: session.layers.clone(),
+        models: (0..session.models.len()).collect(),
         rate: 0.0,
     }
 }
@@ -79,6 +80,33 @@ pub fn resolve(
             out
         }
     };
+    let models = match &request.models {
+        None => current.models.clone(),
+        Some(Selection::All(AllTag::All)) => (0..session.models.len()).collect(),
+        Some(Selection::List(list)) => {
+            let mut out = Vec::with_capacity(list.len());
+            for m in list {
+                let index = match m {
+                    ModelSelector::Index(i) if *i < session.models.len() => *i,
+                    ModelSelector::Index(i) => {
+                        return Err(format!(
+                            "model index {i} out of range (session has {})",
+                            session.models.len()
+                        ))
+                    }
+                    ModelSelector::Name(name) => session
+                        .models
+                        .iter()
+                        .position(|m| &m.tag.name == name)
+                        .ok_or_else(|| format!("unknown model {name:?}"))?,
+                };
+                if !out.contains(&index) {
+                    out.push(index);
+                }
+            }
+            out
+        }
+    };
     let rate = match request.rate {
         None => current.rate,
         Some(r) if r.is_finite() && (0.0..=MAX_RATE).contains(&r) => r,
@@ -87,50 +115,87 @@ pub fn resolve(
     Ok(ResolvedSubscription {
         electrodes,
         layers,
+        models,
         rate,
     })
 }
 
-/// A subscription with layer ids mapped to column positions in the session's
-/// per-layer arrays, ready for slicing frames.
+/// A subscription with layer ids mapped to column positions in each model's per-layer
+/// arrays, ready for slicing frames.
 #[derive(Debug, Clone, PartialEq)]
 pub struct View {
     /// The subscription as the client sees it.
     pub subscription: ResolvedSubscription,
-    /// Position of each subscribed layer in `session.layers`.
+    /// Per model (session order): `None` when not subscribed, else the subscribed layers
+    /// it has.
+    pub models: Vec<Option<ModelView>>,
+}
+
+/// What a client receives of one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelView {
+    /// The subscribed layer ids the model has, in subscription order.
+    pub layers: Vec<usize>,
+    /// Position of each of them in the model's per-layer arrays.
     pub layer_columns: Vec<usize>,
 }
 
 impl View {
-    /// Builds the view of `subscription` in `session`. Layers absent from the
-    /// session (after a session change) are left out.
+    /// Builds the view of `subscription` in `session`. Layers and models absent from
+    /// the session (after a session change) are left out.
     pub fn new(mut subscription: ResolvedSubscription, session: &Session) -> Self {
         subscription
             .electrodes
             .retain(|&e| e < session.electrodes.len());
         subscription.layers.retain(|l| session.layers.contains(l));
-        let layer_columns = subscription
-            .layers
-            .iter()
-            .filter_map(|l| session.layers.iter().position(|x| x == l))
+        subscription.models.retain(|&m| m < session.models.len());
+        let models = (session.models.iter().enumerate())
+            .map(|(m, model)| {
+                subscription.models.contains(&m).then(|| {
+                    let (layers, layer_columns) = (subscription.layers.iter())
+                        .filter_map(|l| Some((*l, model.layers.iter().position(|x| x == l)?)))
+                        .unzip();
+                    ModelView {
+                        layers,
+                        layer_columns,
+                    }
+                })
+            })
             .collect();
         Self {
             subscription,
-            layer_columns,
+            models,
         }
+    }
+
+    /// What the client receives of model `m`; `None` when it is not subscribed.
+    pub fn model(&self, m: usize) -> Option<&ModelView> {
+        self.models.get(m).and_then(Option::as_ref)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::frames::Rates;
+    use crate::serve::frames::{ModelTag, Rates, SessionModel};
+
+    fn model(name: &str, layers: Vec<usize>) -> SessionModel {
+        SessionModel {
+            tag: ModelTag {
+                name: name.into(),
+                sha256: format!("{name}-hash"),
+            },
+            layers,
+            null_threshold: Vec::new(),
+        }
+    }
 
     fn session() -> Session {
         Session {
             electrodes: vec!["A1".into(), "A2".into(), "B1".into()],
             layers: vec![0, 2, 4],
             model: "m".into(),
+            models: vec![model("m", vec![0, 2, 4])],
             rates: Rates {
                 neural_hz: 100.0,
                 high_gamma_hz: 100.0,
@@ -156,8 +221,37 @@ mod tests {
         assert_eq!(r.electrodes, vec![2, 0]);
         assert_eq!(r.layers, vec![4, 0]);
         assert_eq!(r.rate, 0.0);
+        assert_eq!(r.models, vec![0]);
         let v = View::new(r, &s);
-        assert_eq!(v.layer_columns, vec![2, 0]);
+        assert_eq!(v.model(0).unwrap().layer_columns, vec![2, 0]);
+    }
+
+    #[test]
+    fn models_are_chosen_by_index_or_name_and_each_sends_the_layers_it_has() {
+        let mut s = session();
+        s.models.push(model("n", vec![4, 0]));
+        let cur = default_subscription(&s);
+        assert_eq!(cur.models, vec![0, 1], "every model by default");
+        let v = View::new(cur.clone(), &s);
+        assert_eq!(v.model(1).unwrap().layer_columns, vec![1, 0]);
+        assert_eq!(v.model(1).unwrap().layers, vec![0, 4]);
+        let req: SubscribeRequest =
+            serde_json::from_str(r#"{"models":["n"],"layers":[2,4]}"#).unwrap();
+        let r = resolve(&req, &cur, &s).unwrap();
+        assert_eq!(r.models, vec![1]);
+        let v = View::new(r, &s);
+        assert!(v.model(0).is_none(), "not subscribed");
+        assert_eq!(
+            v.model(1).unwrap().layers,
+            vec![4],
+            "layer 2 is not model n's"
+        );
+        let req: SubscribeRequest = serde_json::from_str(r#"{"models":[0,1,0]}"#).unwrap();
+        assert_eq!(resolve(&req, &cur, &s).unwrap().models, vec![0, 1]);
+        for bad in [r#"{"models":[2]}"#, r#"{"models":["x"]}"#] {
+            let req: SubscribeRequest = serde_json::from_str(bad).unwrap();
+            assert!(resolve(&req, &cur, &s).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

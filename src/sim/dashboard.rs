@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::align::EwPearson;
+use crate::serve::frames::{ModelStatus, ModelTag, SessionModel};
 use crate::serve::{
     AlignmentUpdate, ElectrodeInfo, Frame, Hub, PipelineStatus, Rates, Session, StreamStatus,
     TraceChunk, WordEvent, WordStatus,
@@ -182,6 +183,14 @@ impl SyntheticSession {
             electrodes: (0..c.electrodes).map(label).collect(),
             layers: (0..c.layers).collect(),
             model: "synthetic".into(),
+            models: vec![SessionModel {
+                tag: ModelTag {
+                    name: "synthetic".into(),
+                    sha256: String::new(),
+                },
+                layers: (0..c.layers).collect(),
+                null_threshold: Vec::new(),
+            }],
             rates: Rates {
                 neural_hz: c.high_gamma_hz,
                 high_gamma_hz: c.high_gamma_hz,
@@ -227,6 +236,7 @@ impl SyntheticSession {
                 }
                 let onset = self.time(self.sample);
                 frames.push(Frame::Word(Arc::new(WordEvent {
+                    model: 0,
                     id: self.word_id,
                     text: text.to_string(),
                     onset,
@@ -255,6 +265,7 @@ impl SyntheticSession {
             self.sample += 1;
         }
         frames.push(Frame::Trace(Arc::new(TraceChunk {
+            model: 0,
             t0,
             samples: n,
             actual,
@@ -262,6 +273,7 @@ impl SyntheticSession {
         })));
         let horizon = self.time(self.sample);
         frames.push(Frame::Alignment(Arc::new(AlignmentUpdate {
+            model: 0,
             time: horizon,
             horizon,
             // frames are electrode-major, the rolling r layer-major
@@ -313,6 +325,12 @@ impl SyntheticSession {
             memory: BTreeMap::new(),
             memory_bound: BTreeMap::new(),
             events: BTreeMap::new(),
+            models: vec![ModelStatus {
+                name: "synthetic".into(),
+                words: self.word_id,
+                lm_queue_waiting: 0,
+                horizon: Some(horizon),
+            }],
         }
     }
 }

@@ -4,7 +4,9 @@
 // via playwright-core, waits for frames to show up in the DOM counters, then checks the
 // electrode views: groups, the bad list, the brain map, sorting, search, tooltips, the
 // r scale, CSV and PNG export, the recording indicator; clicks an electrode, saves a
-// screenshot and checks that it is not blank.
+// screenshot and checks that it is not blank. Then `neuralign demo` with two real models
+// (SmolLM2 and its untrained control, from the default model folder) live over LSL: the
+// models panel shows both side by side, and the views follow the model chosen.
 //
 // Run: cargo build && (cd tests/browser && npm ci && npm test)
 // Env: NEURALIGN_BIN (default <target>/debug/neuralign), CHROMIUM (default
@@ -22,8 +24,8 @@ const target = process.env.CARGO_TARGET_DIR || path.join(repo, "target");
 const bin = process.env.NEURALIGN_BIN || path.join(target, "debug", "neuralign");
 const shot = process.env.SCREENSHOT || path.join(tmpdir(), "neuralign-dashboard.png");
 
-function startServer() {
-  const server = spawn(bin, ["serve", "--synthetic", "--electrodes", "256", "--bind", "127.0.0.1:0"], {
+function startServer(args = ["serve", "--synthetic", "--electrodes", "256"], wait = 30_000) {
+  const server = spawn(bin, [...args, "--bind", "127.0.0.1:0"], {
     env: { ...process.env, LSLAPICFG: path.join(repo, "configs", "lsl_api.cfg"), RUST_LOG: "warn" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -35,7 +37,7 @@ function startServer() {
       if (m) resolve(m[1]);
     });
     server.on("exit", (code) => reject(new Error(`server exited (${code}) before printing its URL`)));
-    setTimeout(() => reject(new Error("server printed no URL within 30 s")), 30_000);
+    setTimeout(() => reject(new Error(`server printed no URL within ${wait / 1000} s`)), wait);
   });
   return { server, url };
 }
@@ -246,7 +248,8 @@ try {
   const sig = await page.evaluate(() => {
     socket.onclose = null; socket.close();
     const a = state.alignment, thr = a.summary.peak_r.map((_, e) => 0.2 + 0.4 * (e % 2));
-    handlers.hello({ type: "hello", session: { ...state.session, null_threshold: thr }, subscription: state.subscription });
+    const models = state.hello.session.models.map((m) => ({ ...m, null_threshold: thr }));
+    handlers.hello({ type: "hello", session: { ...state.session, null_threshold: thr, models }, subscription: state.subscription });
     const significant = a.summary.peak_r.map((r, e) => r > thr[e]);
     handlers.alignment({ ...a, summary: { ...a.summary, significant } });
     return { n: significant.filter(Boolean).length, labels: state.session.electrodes.filter((_, e) => significant[e]) };
@@ -269,4 +272,60 @@ try {
   if (context) await context.close();
   server.kill("SIGINT");
   rmSync(profile, { recursive: true, force: true });
+}
+
+// Two models live: `demo --models` simulates a short session, fits each model's encoders on
+// its first part (kept between runs in the model folder) and replays the rest over LSL at 1×.
+const demo = startServer(["demo", "--models", "smollm2-135m,smollm2-135m-untrained",
+  "--electrodes", "8", "--minutes", "2", "--pcs", "4"], 300_000);
+const demoProfile = mkdtempSync(path.join(tmpdir(), "neuralign-chromium-"));
+let demoContext;
+try {
+  const url = await demo.url;
+  demoContext = await chromium.launchPersistentContext(demoProfile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1600, height: 900 },
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+  });
+  const page = demoContext.pages()[0] || (await demoContext.newPage());
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  await page.goto(url);
+  // both models' alignment frames, then their rows drawn with a best layer each
+  await page.waitForFunction(() => state.hello && state.latest.length === 2 && state.latest.every(Boolean) &&
+    [...document.querySelectorAll("#models-table tbody tr")].every((tr) => tr.cells[2].textContent !== "—"),
+  null, { timeout: 120_000 });
+  const models = await page.evaluate(() => state.hello.session.models.map((m) => m.name));
+  assert.equal(models.length, 2);
+  assert.match(models[0], /SmolLM2-135M-Instruct/);
+  assert.match(models[1], /untrained/);
+  assert.notEqual(...(await page.evaluate(() => state.hello.session.models.map((m) => m.sha256))));
+  const rows = await page.$$eval("#models-table tbody tr", (t) => t.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  assert.deepEqual(rows.map((r) => r[0]), models, "a row per model, side by side");
+  assert.deepEqual(rows.map((r) => r[1]), ["31", "31"], "every layer of each");
+  // each model's progress from the status: words embedded · updates waiting
+  await page.waitForFunction(() => [...document.querySelectorAll("#models-table tbody tr")]
+    .every((tr) => /^[1-9]\d* · \d+$/.test(tr.cells[6].textContent)), null, { timeout: 10_000 });
+  assert.ok(await page.isVisible("#model-pick"), "the model choice is shown");
+  assert.deepEqual(await page.$$eval("#model option", (o) => o.map((x) => x.textContent)), models);
+  // the profiles drawn: more than the axes' colours on the canvas
+  const colours = await page.evaluate(() => {
+    const c = document.getElementById("models-profile"), d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    return seen.size;
+  });
+  assert.ok(colours > 10, `models profile looks blank (${colours} colours)`);
+  // the views show the first model, then the one chosen
+  assert.match(await page.textContent("#session-meta"), new RegExp(`^${models[0].replace(/\./g, "\\.")} · 8 electrodes × 31 layers`));
+  await page.selectOption("#model", "1");
+  await page.waitForFunction((name) => state.session.model === name && state.alignment &&
+    document.getElementById("session-meta").textContent.startsWith(name), models[1], { timeout: 20_000 });
+  assert.deepEqual(pageErrors, [], "the page threw");
+  console.log(`ok: two models side by side: ${rows.map((r) => `${r[0]} best layer ${r[2]}`).join("; ")}`);
+} finally {
+  if (demoContext) await demoContext.close();
+  demo.server.kill("SIGINT");
+  rmSync(demoProfile, { recursive: true, force: true });
 }

@@ -42,7 +42,11 @@ def test_client_receives_frames_and_summary_matches_numpy():
         assert {"hello", "alignment", "trace", "word"} <= set(kinds), kinds
         hello = frames[0]
         assert hello["type"] == "hello" and len(hello["session"]["electrodes"]) == 16
-        assert hello["subscription"] == {"electrodes": [0, 1, 2, 3], "layers": list(range(31)), "rate": 0.0}
+        assert hello["subscription"] == {"electrodes": [0, 1, 2, 3], "layers": list(range(31)), "models": [0],
+                                         "rate": 0.0}
+        # every per-model frame names the session's one model
+        assert [m["name"] for m in hello["session"]["models"]] == ["synthetic"]
+        assert all(f["model"]["name"] == "synthetic" for f in frames if f["type"] in ("alignment", "trace", "word"))
         for a in [f for f in frames if f["type"] == "alignment"][-3:]:
             r = np.array([[np.nan if v is None else v for v in row] for row in a["r"]])
             assert r.shape == (16, 31)
@@ -51,9 +55,10 @@ def test_client_receives_frames_and_summary_matches_numpy():
             above = int((np.nanmax(r, axis=1) > a["chance"]).sum())
             assert a["summary"]["electrodes_above_chance"] == above
 
-        frames = client(url, "--count", "10", "--electrodes", "A1,3", "--layers", "2,5", "--rate", "5")
+        frames = client(url, "--count", "10", "--electrodes", "A1,3", "--layers", "2,5", "--models", "synthetic",
+                        "--rate", "5")
         after = frames[[f["type"] for f in frames].index("subscribed"):]
-        assert after[0]["subscription"] == {"electrodes": [0, 3], "layers": [2, 5], "rate": 5.0}
+        assert after[0]["subscription"] == {"electrodes": [0, 3], "layers": [2, 5], "models": [0], "rate": 5.0}
         traces = [f for f in after if f["type"] == "trace"]
         assert traces and all(t["electrodes"] == [0, 3] and t["layers"] == [2, 5] for t in traces)
         assert all(np.shape(t["predicted"]) == (2, 2, len(t["actual"][0])) for t in traces)
