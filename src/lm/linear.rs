@@ -1,24 +1,35 @@
-//! The models' linear layers. Q4_1 weights (all of SmolLM2's blocks) and Q5_0 (most of
-//! Gemma 3's) run on our own kernel ([`neuralign_kernels::quant`]: 8-bit activations in
-//! integer SIMD, a weight block read once per tile of tokens, the same sums whatever
-//! the batch); any other GGUF type on candle's [`QMatMul`].
+//! The models' linear layers. Q4_1 weights (all of SmolLM2's blocks) and Q5_0, Q8_0, Q4_K
+//! and Q6_K (Gemma 3's) run on our own kernel ([`neuralign_kernels::quant`]: 8-bit
+//! activations, with their rounding residual where precision asks, in integer SIMD, a
+//! weight block read once per tile of tokens, the same sums whatever the batch); any other
+//! GGUF type on candle's [`QMatMul`].
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
-use neuralign_kernels::quant::{BlockFormat, QMatrix};
+use neuralign_kernels::quant::{Activations, BlockFormat, QMatrix};
 
 use super::LmError;
 
 /// A linear layer without bias, `y = x Wᵀ`.
 pub enum Linear {
-    /// Q4_1 or Q5_0 weights on our kernel.
+    /// Weights of a format our kernel runs.
     Own(QMatrix),
     /// Any other quantization, on candle's kernels.
     Candle(QMatMul),
 }
 
 impl Linear {
-    /// Wraps a GGUF weight `[features, inputs]`.
+    /// Wraps a GGUF weight `[features, inputs]`, multiplying activations as its format's
+    /// [`BlockFormat::default_activations`].
     pub fn new(weight: QTensor) -> Result<Linear, LmError> {
+        Linear::with_activations(weight, None)
+    }
+
+    /// Wraps a GGUF weight `[features, inputs]`, multiplying activations as `activations`
+    /// (or its format's default) where our kernel runs it.
+    pub fn with_activations(
+        weight: QTensor,
+        activations: Option<Activations>,
+    ) -> Result<Linear, LmError> {
         match own_format(weight.dtype()) {
             Some(format) => {
                 let (features, inputs) = weight.shape().dims2()?;
@@ -27,6 +38,7 @@ impl Linear {
                     features,
                     inputs,
                     &weight.data()?,
+                    activations.unwrap_or(format.default_activations()),
                 )?))
             }
             None => Ok(Linear::Candle(QMatMul::from_qtensor(weight)?)),
@@ -69,6 +81,9 @@ fn own_format(dtype: GgmlDType) -> Option<BlockFormat> {
     match dtype {
         GgmlDType::Q4_1 => Some(BlockFormat::Q4_1),
         GgmlDType::Q5_0 => Some(BlockFormat::Q5_0),
+        GgmlDType::Q8_0 => Some(BlockFormat::Q8_0),
+        GgmlDType::Q4K => Some(BlockFormat::Q4K),
+        GgmlDType::Q6K => Some(BlockFormat::Q6K),
         _ => None,
     }
 }
@@ -85,8 +100,18 @@ pub struct Fused {
 }
 
 impl Fused {
-    /// Wraps GGUF weights `[features_i, inputs]`.
+    /// Wraps GGUF weights `[features_i, inputs]`, multiplying activations as their
+    /// format's default.
     pub fn new(weights: Vec<QTensor>) -> Result<Fused, LmError> {
+        Fused::with_activations(weights, None)
+    }
+
+    /// Wraps GGUF weights `[features_i, inputs]`, multiplying activations as `activations`
+    /// (or the format's default) where our kernel runs them.
+    pub fn with_activations(
+        weights: Vec<QTensor>,
+        activations: Option<Activations>,
+    ) -> Result<Fused, LmError> {
         let dims = weights
             .iter()
             .map(|w| w.shape().dims2())
@@ -101,7 +126,13 @@ impl Fused {
             for w in &weights {
                 data.extend_from_slice(&w.data()?);
             }
-            let matrix = QMatrix::from_gguf(format, widths.iter().sum(), dims[0].1, &data)?;
+            let matrix = QMatrix::from_gguf(
+                format,
+                widths.iter().sum(),
+                dims[0].1,
+                &data,
+                activations.unwrap_or(format.default_activations()),
+            )?;
             return Ok(Fused {
                 widths,
                 linears: vec![Linear::Own(matrix)],
@@ -109,7 +140,7 @@ impl Fused {
         }
         let linears = weights
             .into_iter()
-            .map(Linear::new)
+            .map(|w| Linear::with_activations(w, activations))
             .collect::<Result<_, _>>()?;
         Ok(Fused { widths, linears })
     }

@@ -1,27 +1,40 @@
-//! Products of GGUF Q4_1 and Q5_0 weight matrices with f32 activations, in integer SIMD.
+//! Products of GGUF weight matrices (Q4_1, Q5_0, Q8_0, Q4_K, Q6_K) with f32 activations, in
+//! integer SIMD.
 //!
 //! Each input row is first quantized to 8 bits per 32-value block (ggml's Q8_1 scheme: scale
 //! `d = max|x| / 127`, values rounded half to even, the block's sum kept for the weights'
 //! minimum term); a weight block times an input block is then one `maddubs`/`madd` pair over
 //! 32 bytes, the way llama.cpp's `vec_dot_q4_1_q8_1` computes it, instead of widening every
-//! nibble to f32; where the CPU has VNNI, one `vpdpbusd` computes the same integers
+//! weight to f32; where the CPU has VNNI, one `vpdpbusd` computes the same integers
 //! ([`Product`], chosen at run time).
 //!
-//! At load the blocks are repacked in groups of [`ROWS`] weight rows: for each block column,
-//! the rows' eight scales, eight minimums and eight nibble runs side by side (160 bytes, as
-//! many as GGUF's eight blocks). A step then converts eight scales and eight minimums with
-//! one instruction each and keeps eight sums in flight while the weights stream in. A batch
-//! of tokens unpacks a group's nibbles once into bytes on the stack and runs every token of
-//! its tile against them. Tasks go to the worker pool ([`crate::pool`]): ranges of groups for
-//! a few tokens, tiles of tokens for a batch.
+//! At load the blocks are repacked in groups of [`ROWS`] weight rows: for each 32-weight
+//! block column, the rows' eight scales, eight minimums and eight weight runs side by side.
+//! A step then converts eight scales and eight minimums with one instruction each and keeps
+//! eight sums in flight while the weights stream in. A batch of tokens widens a group's
+//! weights once into bytes on the stack and runs every token of its tile against them.
+//! Tasks go to the worker pool ([`crate::pool`]): ranges of groups for a few tokens, tiles of
+//! tokens for a batch.
 //!
-//! Q5_0 (most of Gemma 3's matrices) is Q4_1 with a fifth bit per weight and the minimum
-//! fixed at `−16 d`: its groups add the eight rows' high bits, and a product widens each
-//! block column to bytes (nibble | high bit · 16) before the same byte kernels, for one token
-//! as for a batch. Its products also multiply the rounding residual of the 8-bit activations,
-//! quantized to 8 bits again (a second pass over the same widened weights): Gemma's first
-//! blocks see activations ~30× their RMS, which one 8-bit scale per 32 values rounds
-//! coarsely for the rest of the block (docs/models.md has the figures against numpy).
+//! The formats, as block columns of 32 weights:
+//! - Q4_1 (SmolLM2's blocks): `d·q + m`, `q` a nibble, `d` and `m` f16.
+//! - Q5_0 (most of Gemma 3's): `d·(q − 16)`, `q` a nibble and a fifth bit, widened to bytes
+//!   (nibble | high bit · 16) inside the kernel, the minimum term `−16 d`.
+//! - Q4_K (Gemma's attention output and `ffn_down`): 256-weight super-blocks whose eight
+//!   32-weight sub-blocks carry 6-bit scales and minimums under an f16 pair; at load each
+//!   sub-block becomes a Q4_1 block column with the f32 scale `d·sc` and minimum `−dmin·m`
+//!   (exact in f32), so it runs the Q4_1 kernel.
+//! - Q6_K (the other `ffn_down`s): 6-bit weights `d·sc·(q − 32)`, an 8-bit scale per 16;
+//!   stored widened to bytes with each block column's two scales, multiplied as
+//!   `maddubs(q, x) − maddubs(32, x)` per pair, then `madd` with the two scales.
+//! - Q8_0 (some of Gemma's `attn_v`): `d·q`, `q` signed bytes, multiplied as `|q|` times `x`
+//!   with `q`'s sign (llama.cpp's `vec_dot_q8_0_q8_0`).
+//!
+//! A matrix multiplies [`Activations::WithResidual`] or just the 8-bit blocks: the residual
+//! pass multiplies the rounding residual of the 8-bit activations, quantized to 8 bits again
+//! (~16-bit activations, twice the integer work). Gemma's first blocks see activations ~30×
+//! their RMS, which one 8-bit scale per 32 values rounds coarsely for the rest of the block
+//! (docs/models.md has the figures against numpy).
 //!
 //! A row's quantization and every output element's sums run in the same order whatever the
 //! batch and whichever kernel, so running tokens one by one or in a batch gives the same bits.
@@ -29,11 +42,13 @@ use half::f16;
 
 use crate::{pool, KernelError};
 
-/// Weights per block (Q4_1 and Q5_0 alike).
+/// Weights per block column (and per block of Q4_1, Q5_0 and Q8_0).
 pub const QK: usize = 32;
+/// Weights per super-block of the K formats (Q4_K, Q6_K).
+pub const QK_K: usize = 256;
 /// Weight rows repacked side by side.
 const ROWS: usize = 8;
-/// Tokens per task in a batch (each unpacks every group once).
+/// Tokens per task in a batch (each widens every group once).
 const TILE: usize = 16;
 /// Pool tasks per thread: enough to balance a noisy machine, few enough that a one-token
 /// step is not dominated by scheduling.
@@ -41,14 +56,20 @@ const TASKS_PER_THREAD: usize = 4;
 
 /// One block column of [`ROWS`] weight rows: weight `j` of row `i` is `d[i] * q + m[i]`
 /// with `q` the low nibble of `qs[i][j]` for `j < 16` and the high nibble of
-/// `qs[i][j - 16]` above (GGUF's Q4_1 block, rows side by side).
+/// `qs[i][j - 16]` above (GGUF's Q4_1 block, rows side by side). Q4_1 stores its scales in
+/// f16 (`D = f16`), Q4_K its sub-blocks' in f32 (`D = f32`, [`GroupK`]).
 #[derive(Clone, Copy)]
 #[repr(C)]
-struct Group {
-    d: [f16; ROWS],
-    m: [f16; ROWS],
+struct Nibbles<D> {
+    d: [D; ROWS],
+    m: [D; ROWS],
     qs: [[u8; QK / 2]; ROWS],
 }
+
+/// A Q4_1 block column.
+type Group = Nibbles<f16>;
+/// A Q4_K sub-block column.
+type GroupK = Nibbles<f32>;
 
 /// One block column of [`ROWS`] Q5_0 weight rows: weight `j` of row `i` is
 /// `d[i] * (q − 16)` with `q` the nibble of `qs[i]` (as in [`Group`]) plus 16 times bit `j`
@@ -61,41 +82,68 @@ struct Group50 {
     qs: [[u8; QK / 2]; ROWS],
 }
 
+/// One block column of [`ROWS`] Q6_K weight rows, widened: weight `j` of row `i` is
+/// `d[i] * sc * (q[i][j] − 32)` with `sc` the low half of `sc[i]` (an i16) for `j < 16` and
+/// the high half above.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Group6 {
+    q: [[u8; QK]; ROWS],
+    d: [f32; ROWS],
+    sc: [u32; ROWS],
+}
+
+/// One block column of [`ROWS`] Q8_0 weight rows: weight `j` of row `i` is `d[i] * q[i][j]`.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Group80 {
+    q: [[i8; QK]; ROWS],
+    d: [f32; ROWS],
+}
+
 /// How the groups of one block format are read from GGUF, widened and multiplied.
 trait Blocks: Copy + Send + Sync {
     /// Bytes of one GGUF block.
     const BLOCK_BYTES: usize;
-    /// Passes over a row of activations ([`activations`]): the 8-bit blocks, then (with 2)
-    /// their rounding residual's.
-    const PASSES: usize;
+    /// Weights of one GGUF block: [`QK`], or [`QK_K`] for the K formats.
+    const BLOCK_WEIGHTS: usize;
     /// A group of zero rows (padding past the last feature).
     const ZERO: Self;
-    /// Stores GGUF block `blk` as row `i` of the group.
-    fn set_row(&mut self, i: usize, blk: &[u8]);
-    /// Widens block columns `w` into `out`, the byte order of [`unpack`].
-    fn unpack(w: &[Self], out: &mut [Unpacked]);
-    /// One token's quantized row `x` (its [`Blocks::PASSES`] passes, one after the other)
-    /// against block columns `w`; `scratch` is the caller's to reuse between calls.
-    fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Unpacked>) -> [f32; ROWS];
+    /// What a batch widens a block column into, once for every token of its tile.
+    type Wide: Copy + Default + Send;
+    /// Stores GGUF block `blk` as row `i` of the block columns `cols` (one per 32 weights).
+    fn set_row(cols: &mut [Self], i: usize, blk: &[u8]);
+    /// Widens block columns `w` into `out`.
+    fn widen(w: &[Self], out: &mut [Self::Wide]);
+    /// One pass of a token's quantized row `x` against widened block columns `w`.
+    fn dot_wide(w: &[Self::Wide], x: &[Q8Block]) -> [f32; ROWS];
+    /// One pass of a token's quantized row `x` against block columns `w`, the bits of
+    /// [`Blocks::dot_wide`]; `scratch` is the caller's to reuse between calls.
+    fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Self::Wide>) -> [f32; ROWS];
 }
 
 impl Blocks for Group {
     const BLOCK_BYTES: usize = 20;
-    const PASSES: usize = 1;
-    const ZERO: Self = Group {
+    const BLOCK_WEIGHTS: usize = QK;
+    const ZERO: Self = Nibbles {
         d: [f16::ZERO; ROWS],
         m: [f16::ZERO; ROWS],
         qs: [[0; QK / 2]; ROWS],
     };
+    type Wide = Unpacked;
 
-    fn set_row(&mut self, i: usize, blk: &[u8]) {
-        self.d[i] = f16::from_le_bytes([blk[0], blk[1]]);
-        self.m[i] = f16::from_le_bytes([blk[2], blk[3]]);
-        self.qs[i].copy_from_slice(&blk[4..]);
+    fn set_row(cols: &mut [Self], i: usize, blk: &[u8]) {
+        cols[0].d[i] = f16::from_le_bytes([blk[0], blk[1]]);
+        cols[0].m[i] = f16::from_le_bytes([blk[2], blk[3]]);
+        cols[0].qs[i].copy_from_slice(&blk[4..]);
     }
 
-    fn unpack(w: &[Self], out: &mut [Unpacked]) {
+    fn widen(w: &[Self], out: &mut [Unpacked]) {
         unpack(w, out)
+    }
+
+    fn dot_wide(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
+        dot_unpacked(w, x)
     }
 
     fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Unpacked>) -> [f32; ROWS] {
@@ -103,22 +151,76 @@ impl Blocks for Group {
     }
 }
 
+/// Scale and minimum of sub-block `j` of a Q4_K super-block from its 12 bytes of 6-bit
+/// fields (ggml's `get_scale_min_k4`).
+fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        (
+            (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4),
+            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+        )
+    }
+}
+
+impl Blocks for GroupK {
+    const BLOCK_BYTES: usize = 144;
+    const BLOCK_WEIGHTS: usize = QK_K;
+    const ZERO: Self = Nibbles {
+        d: [0.0; ROWS],
+        m: [0.0; ROWS],
+        qs: [[0; QK / 2]; ROWS],
+    };
+    type Wide = Unpacked;
+
+    /// GGUF's Q4_K: f16 `d`, f16 `dmin`, 12 bytes of scales and minimums, then 128 bytes in
+    /// which sub-blocks `2c` and `2c + 1` are the low and high nibbles of bytes `32c..32c+32`.
+    fn set_row(cols: &mut [Self], i: usize, blk: &[u8]) {
+        let d = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+        let dmin = f16::from_le_bytes([blk[2], blk[3]]).to_f32();
+        let (scales, qs) = (&blk[4..16], &blk[16..]);
+        for (s, col) in cols.iter_mut().enumerate() {
+            let (sc, m) = scale_min_k4(s, scales);
+            col.d[i] = d * f32::from(sc);
+            col.m[i] = -(dmin * f32::from(m));
+            let nibble = |l: usize| (qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 0x0F;
+            for j in 0..QK / 2 {
+                col.qs[i][j] = nibble(j) | nibble(j + QK / 2) << 4;
+            }
+        }
+    }
+
+    fn widen(w: &[Self], out: &mut [Unpacked]) {
+        unpack(w, out)
+    }
+
+    fn dot_wide(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
+        dot_unpacked(w, x)
+    }
+
+    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Unpacked>) -> [f32; ROWS] {
+        dot_packed_k(w, x)
+    }
+}
+
 impl Blocks for Group50 {
     const BLOCK_BYTES: usize = 22;
-    const PASSES: usize = 2;
+    const BLOCK_WEIGHTS: usize = QK;
     const ZERO: Self = Group50 {
         d: [f16::ZERO; ROWS],
         qh: [0; ROWS],
         qs: [[0; QK / 2]; ROWS],
     };
+    type Wide = Unpacked;
 
-    fn set_row(&mut self, i: usize, blk: &[u8]) {
-        self.d[i] = f16::from_le_bytes([blk[0], blk[1]]);
-        self.qh[i] = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-        self.qs[i].copy_from_slice(&blk[6..]);
+    fn set_row(cols: &mut [Self], i: usize, blk: &[u8]) {
+        cols[0].d[i] = f16::from_le_bytes([blk[0], blk[1]]);
+        cols[0].qh[i] = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+        cols[0].qs[i].copy_from_slice(&blk[6..]);
     }
 
-    fn unpack(w: &[Self], out: &mut [Unpacked]) {
+    fn widen(w: &[Self], out: &mut [Unpacked]) {
         for (g, u) in w.iter().zip(out.iter_mut()) {
             for i in 0..ROWS {
                 #[cfg(all(
@@ -149,26 +251,122 @@ impl Blocks for Group50 {
         }
     }
 
+    fn dot_wide(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
+        dot_unpacked(w, x)
+    }
+
     fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Unpacked>) -> [f32; ROWS] {
         scratch.resize(w.len(), Unpacked::default());
-        Self::unpack(w, scratch);
-        dot_passes(scratch, x)
+        Self::widen(w, scratch);
+        dot_unpacked(scratch, x)
     }
 }
 
-/// Unpacked block columns `w` times every pass of a token's row `x`, summed in pass order.
-fn dot_passes(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
-    let mut passes = x.chunks_exact(w.len()).map(|x| dot_unpacked(w, x));
+impl Blocks for Group6 {
+    const BLOCK_BYTES: usize = 210;
+    const BLOCK_WEIGHTS: usize = QK_K;
+    const ZERO: Self = Group6 {
+        q: [[0; QK]; ROWS],
+        d: [0.0; ROWS],
+        sc: [0; ROWS],
+    };
+    type Wide = Group6;
+
+    /// GGUF's Q6_K: 128 bytes of low nibbles, 64 of high bit pairs, 16 i8 scales (one per
+    /// 16 weights), f16 `d`. Weight `128n + 32k + l` (`k < 4`, `l < 32`) has the nibble
+    /// `k / 2` of `ql[64n + 32(k % 2) + l]` and bits `2k..2k+2` of `qh[32n + l]`.
+    fn set_row(cols: &mut [Self], i: usize, blk: &[u8]) {
+        let (ql, qh, scales) = (&blk[..128], &blk[128..192], &blk[192..208]);
+        let d = f16::from_le_bytes([blk[208], blk[209]]).to_f32();
+        for (c, col) in cols.iter_mut().enumerate() {
+            for j in 0..QK {
+                let v = QK * c + j;
+                let (n, k, l) = (v / 128, v % 128 / 32, v % 32);
+                let low = (ql[64 * n + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0F;
+                let high = (qh[32 * n + l] >> (2 * k)) & 3;
+                col.q[i][j] = low | high << 4;
+            }
+            let sc = |h: usize| scales[2 * c + h] as i8 as i16 as u16 as u32;
+            col.sc[i] = sc(0) | sc(1) << 16;
+            col.d[i] = d;
+        }
+    }
+
+    fn widen(w: &[Self], out: &mut [Group6]) {
+        out.copy_from_slice(w)
+    }
+
+    fn dot_wide(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
+        dot_q6(w, x)
+    }
+
+    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Group6>) -> [f32; ROWS] {
+        dot_q6(w, x)
+    }
+}
+
+impl Blocks for Group80 {
+    const BLOCK_BYTES: usize = 34;
+    const BLOCK_WEIGHTS: usize = QK;
+    const ZERO: Self = Group80 {
+        q: [[0; QK]; ROWS],
+        d: [0.0; ROWS],
+    };
+    type Wide = Group80;
+
+    fn set_row(cols: &mut [Self], i: usize, blk: &[u8]) {
+        cols[0].d[i] = f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+        for (q, &b) in cols[0].q[i].iter_mut().zip(&blk[2..]) {
+            *q = b as i8;
+        }
+    }
+
+    fn widen(w: &[Self], out: &mut [Group80]) {
+        out.copy_from_slice(w)
+    }
+
+    fn dot_wide(w: &[Group80], x: &[Q8Block]) -> [f32; ROWS] {
+        dot_q8(w, x)
+    }
+
+    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Group80>) -> [f32; ROWS] {
+        dot_q8(w, x)
+    }
+}
+
+/// Every pass of a token's row `x` (`passes` runs of `n` blocks) through `dot`, summed in
+/// pass order.
+fn dot_passes(x: &[Q8Block], n: usize, dot: impl FnMut(&[Q8Block]) -> [f32; ROWS]) -> [f32; ROWS] {
+    let mut passes = x.chunks_exact(n).map(dot);
     let first = passes.next().expect("one pass at least");
     passes.fold(first, |a, b| std::array::from_fn(|i| a[i] + b[i]))
 }
 
-/// A row of activations as `passes` runs of 8-bit blocks: the blocks, then (with 2) the
-/// blocks of what their rounding left, `x − d·q`.
-fn activations(row: &[f32], passes: usize, out: &mut Vec<Q8Block>) {
+/// What a product multiplies a row of activations as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activations {
+    /// 8-bit blocks (ggml's Q8_1): one pass.
+    Bytes,
+    /// The 8-bit blocks, then the blocks of what their rounding left (~16 bits): two passes.
+    WithResidual,
+}
+
+impl Activations {
+    /// Passes over the weights.
+    fn passes(self) -> usize {
+        match self {
+            Activations::Bytes => 1,
+            Activations::WithResidual => 2,
+        }
+    }
+}
+
+/// A row of activations as its passes of 8-bit blocks: the blocks, then (with the
+/// residual) the blocks of what their rounding left, `x − d·q`.
+fn activations(row: &[f32], how: Activations, out: &mut Vec<Q8Block>) {
     let first = out.len();
     out.extend(row.chunks_exact(QK).map(quantize));
-    if passes == 2 {
+    if how == Activations::WithResidual {
         for (i, x) in row.chunks_exact(QK).enumerate() {
             let q = out[first + i];
             let residual: [f32; QK] = std::array::from_fn(|j| x[j] - q.d * f32::from(q.qs[j]));
@@ -184,12 +382,32 @@ pub enum BlockFormat {
     Q4_1,
     /// f16 scale, 5-bit weights centred on 16 (most of Gemma 3's).
     Q5_0,
+    /// f16 scale, 8-bit signed weights.
+    Q8_0,
+    /// 256-weight super-blocks of eight 4-bit sub-blocks with 6-bit scales and minimums.
+    Q4K,
+    /// 256-weight super-blocks of 6-bit weights centred on 32, an 8-bit scale per 16.
+    Q6K,
+}
+
+impl BlockFormat {
+    /// What the product multiplies activations as unless asked otherwise: SmolLM2's Q4_1
+    /// as 8-bit blocks (llama.cpp's scheme), the formats Gemma uses with the residual.
+    pub fn default_activations(self) -> Activations {
+        match self {
+            BlockFormat::Q4_1 => Activations::Bytes,
+            _ => Activations::WithResidual,
+        }
+    }
 }
 
 /// The repacked groups of a matrix, by format.
 enum Groups {
     Q4_1(Vec<Group>),
     Q5_0(Vec<Group50>),
+    Q8_0(Vec<Group80>),
+    Q4K(Vec<GroupK>),
+    Q6K(Vec<Group6>),
 }
 
 /// 32 activations quantized to 8 bits: value `j` is about `d * qs[j]`; `s` is `d * Σ qs`.
@@ -205,6 +423,7 @@ struct Q8Block {
 pub struct QMatrix {
     features: usize,
     inputs: usize,
+    activations: Activations,
     /// `[features / ROWS (rounded up), inputs / QK]`; rows past `features` are zero.
     groups: Groups,
 }
@@ -216,42 +435,53 @@ fn repack<B: Blocks>(
     inputs: usize,
     data: &[u8],
 ) -> Result<Vec<B>, KernelError> {
-    if !inputs.is_multiple_of(QK) {
+    if !inputs.is_multiple_of(B::BLOCK_WEIGHTS) {
         return Err(KernelError::Shape(format!(
-            "a {format:?} matrix has {inputs} inputs, not a multiple of {QK}"
+            "a {format:?} matrix has {inputs} inputs, not a multiple of {}",
+            B::BLOCK_WEIGHTS
         )));
     }
     let per_row = inputs / QK;
-    if data.len() != features * per_row * B::BLOCK_BYTES {
+    let cols = B::BLOCK_WEIGHTS / QK;
+    if data.len() != features * inputs / B::BLOCK_WEIGHTS * B::BLOCK_BYTES {
         return Err(KernelError::Shape(format!(
             "a {format:?} matrix of {features}x{inputs} holds {} bytes",
             data.len()
         )));
     }
     let mut groups = vec![B::ZERO; features.div_ceil(ROWS) * per_row];
-    for (f, row) in data.chunks_exact(per_row * B::BLOCK_BYTES).enumerate() {
+    let row_bytes = inputs / B::BLOCK_WEIGHTS * B::BLOCK_BYTES;
+    for (f, row) in data.chunks_exact(row_bytes).enumerate() {
         for (b, blk) in row.chunks_exact(B::BLOCK_BYTES).enumerate() {
-            groups[f / ROWS * per_row + b].set_row(f % ROWS, blk);
+            let at = f / ROWS * per_row + b * cols;
+            B::set_row(&mut groups[at..at + cols], f % ROWS, blk);
         }
     }
     Ok(groups)
 }
 
 impl QMatrix {
-    /// A matrix of `features` rows of `inputs` weights from its GGUF bytes (row-major blocks).
+    /// A matrix of `features` rows of `inputs` weights from its GGUF bytes (row-major
+    /// blocks), its products multiplying the activations as `activations`.
     pub fn from_gguf(
         format: BlockFormat,
         features: usize,
         inputs: usize,
         data: &[u8],
+        activations: Activations,
     ) -> Result<QMatrix, KernelError> {
+        let (f, i) = (features, inputs);
         let groups = match format {
-            BlockFormat::Q4_1 => Groups::Q4_1(repack(format, features, inputs, data)?),
-            BlockFormat::Q5_0 => Groups::Q5_0(repack(format, features, inputs, data)?),
+            BlockFormat::Q4_1 => Groups::Q4_1(repack(format, f, i, data)?),
+            BlockFormat::Q5_0 => Groups::Q5_0(repack(format, f, i, data)?),
+            BlockFormat::Q8_0 => Groups::Q8_0(repack(format, f, i, data)?),
+            BlockFormat::Q4K => Groups::Q4K(repack(format, f, i, data)?),
+            BlockFormat::Q6K => Groups::Q6K(repack(format, f, i, data)?),
         };
         Ok(QMatrix {
             features,
             inputs,
+            activations,
             groups,
         })
     }
@@ -261,7 +491,15 @@ impl QMatrix {
         match self.groups {
             Groups::Q4_1(_) => BlockFormat::Q4_1,
             Groups::Q5_0(_) => BlockFormat::Q5_0,
+            Groups::Q8_0(_) => BlockFormat::Q8_0,
+            Groups::Q4K(_) => BlockFormat::Q4K,
+            Groups::Q6K(_) => BlockFormat::Q6K,
         }
+    }
+
+    /// What the products multiply the activations as.
+    pub fn activations(&self) -> Activations {
+        self.activations
     }
 
     /// Output features (rows of the weight matrix).
@@ -279,6 +517,9 @@ impl QMatrix {
         match &self.groups {
             Groups::Q4_1(g) => std::mem::size_of_val(g.as_slice()),
             Groups::Q5_0(g) => std::mem::size_of_val(g.as_slice()),
+            Groups::Q8_0(g) => std::mem::size_of_val(g.as_slice()),
+            Groups::Q4K(g) => std::mem::size_of_val(g.as_slice()),
+            Groups::Q6K(g) => std::mem::size_of_val(g.as_slice()),
         }
     }
 
@@ -287,6 +528,9 @@ impl QMatrix {
         match &self.groups {
             Groups::Q4_1(g) => self.product(g, x),
             Groups::Q5_0(g) => self.product(g, x),
+            Groups::Q8_0(g) => self.product(g, x),
+            Groups::Q4K(g) => self.product(g, x),
+            Groups::Q6K(g) => self.product(g, x),
         }
     }
 
@@ -301,10 +545,10 @@ impl QMatrix {
         let t = x.len() / inputs;
         let n = inputs / QK;
         // a row's passes one after the other: `stride` blocks a token
-        let stride = n * B::PASSES;
+        let stride = n * self.activations.passes();
         let mut xq = Vec::with_capacity(t * stride);
         for row in x.chunks_exact(inputs) {
-            activations(row, B::PASSES, &mut xq);
+            activations(row, self.activations, &mut xq);
         }
         let mut out = vec![0f32; t * self.features];
         if t == 0 {
@@ -324,11 +568,12 @@ impl QMatrix {
             pool::for_each_chunk(&mut out, TILE * features, |task, out| {
                 let rows = out.len() / features;
                 let xs = &xq[task * TILE * stride..(task * TILE + rows) * stride];
-                let mut unpacked = vec![Unpacked::default(); n];
+                let mut wide = vec![B::Wide::default(); n];
                 for g in 0..n_groups {
-                    B::unpack(&groups[g * n..(g + 1) * n], &mut unpacked);
+                    B::widen(&groups[g * n..(g + 1) * n], &mut wide);
                     for r in 0..rows {
-                        let y = dot_passes(&unpacked, &xs[r * stride..(r + 1) * stride]);
+                        let x = &xs[r * stride..(r + 1) * stride];
+                        let y = dot_passes(x, n, |x| B::dot_wide(&wide, x));
                         store(out, r, g, &y);
                     }
                 }
@@ -345,7 +590,7 @@ impl QMatrix {
                     let w = &groups[g * n..(g + 1) * n];
                     for (r, y) in part.chunks_exact_mut(ROWS).enumerate() {
                         let x = &xq[r * stride..(r + 1) * stride];
-                        y.copy_from_slice(&B::dot(w, x, &mut scratch));
+                        y.copy_from_slice(&dot_passes(x, n, |x| B::dot(w, x, &mut scratch)));
                     }
                 }
             });
@@ -405,9 +650,58 @@ struct Unpacked {
     m: [f32; ROWS],
 }
 
+/// The scalar type of a [`Nibbles`] group's scales and minimums.
+trait Scale: Copy + Send + Sync {
+    /// The value in f32 (exact).
+    fn value(self) -> f32;
+    /// Eight of them in one register.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and F16C.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    unsafe fn load8(s: &[Self; ROWS]) -> std::arch::x86_64::__m256;
+}
+
+impl Scale for f16 {
+    fn value(self) -> f32 {
+        self.to_f32()
+    }
+
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[inline(always)]
+    unsafe fn load8(s: &[Self; ROWS]) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()))
+    }
+}
+
+impl Scale for f32 {
+    fn value(self) -> f32 {
+        self
+    }
+
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    #[inline(always)]
+    unsafe fn load8(s: &[Self; ROWS]) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(s.as_ptr())
+    }
+}
+
 /// Widens a group's blocks `w` into `out`, in the byte order the kernels use: low
 /// nibbles (weights 0..16), then high nibbles (16..32).
-fn unpack(w: &[Group], out: &mut [Unpacked]) {
+fn unpack<D: Scale>(w: &[Nibbles<D>], out: &mut [Unpacked]) {
     for (g, u) in w.iter().zip(out.iter_mut()) {
         for i in 0..ROWS {
             #[cfg(all(
@@ -428,8 +722,8 @@ fn unpack(w: &[Group], out: &mut [Unpacked]) {
                 u.q[i][j] = g.qs[i][j] & 0x0F;
                 u.q[i][j + QK / 2] = g.qs[i][j] >> 4;
             }
-            u.d[i] = g.d[i].to_f32();
-            u.m[i] = g.m[i].to_f32();
+            u.d[i] = g.d[i].value();
+            u.m[i] = g.m[i].value();
         }
     }
 }
@@ -486,7 +780,9 @@ pub fn product() -> Product {
 ))]
 struct Kernels {
     packed: unsafe fn(&[Group], &[Q8Block]) -> [f32; ROWS],
+    packed_k: unsafe fn(&[GroupK], &[Q8Block]) -> [f32; ROWS],
     unpacked: unsafe fn(&[Unpacked], &[Q8Block]) -> [f32; ROWS],
+    q8: unsafe fn(&[Group80], &[Q8Block]) -> [f32; ROWS],
 }
 
 /// The kernels of this process's [`Product`].
@@ -497,18 +793,19 @@ struct Kernels {
 ))]
 fn kernels() -> &'static Kernels {
     use avx2::{avx512_vnni, avx_vnni, madd};
-    static MADD: Kernels = Kernels {
-        packed: madd::dot_packed,
-        unpacked: madd::dot_unpacked,
-    };
-    static AVX_VNNI: Kernels = Kernels {
-        packed: avx_vnni::dot_packed,
-        unpacked: avx_vnni::dot_unpacked,
-    };
-    static AVX512_VNNI: Kernels = Kernels {
-        packed: avx512_vnni::dot_packed,
-        unpacked: avx512_vnni::dot_unpacked,
-    };
+    macro_rules! kernels {
+        ($m:ident) => {
+            Kernels {
+                packed: $m::dot_packed::<f16>,
+                packed_k: $m::dot_packed::<f32>,
+                unpacked: $m::dot_unpacked,
+                q8: $m::dot_q8,
+            }
+        };
+    }
+    static MADD: Kernels = kernels!(madd);
+    static AVX_VNNI: Kernels = kernels!(avx_vnni);
+    static AVX512_VNNI: Kernels = kernels!(avx512_vnni);
     match product() {
         Product::Madd => &MADD,
         Product::AvxVnni => &AVX_VNNI,
@@ -516,7 +813,7 @@ fn kernels() -> &'static Kernels {
     }
 }
 
-/// One token's quantized row `x` against a packed group's blocks `w`.
+/// One token's quantized row `x` against a packed Q4_1 group's blocks `w`.
 fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
     assert_eq!(w.len(), x.len());
     #[cfg(all(
@@ -541,6 +838,46 @@ fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
     }
 }
 
+/// One token's quantized row `x` against a packed Q4_K group's sub-blocks `w`.
+fn dot_packed_k(w: &[GroupK], x: &[Q8Block]) -> [f32; ROWS] {
+    assert_eq!(w.len(), x.len());
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: as in `dot_packed`.
+    unsafe {
+        (kernels().packed_k)(w, x)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        let mut u = vec![Unpacked::default(); w.len()];
+        unpack(w, &mut u);
+        dot_unpacked(&u, x)
+    }
+}
+
+/// Integer products in eight lanes of four weights, each lane scaled into its own f32
+/// accumulator, as the AVX2 kernels do: `quad(i, l)` is row `i`'s lane `l`, `scale[i]` its
+/// factor (the portable kernels).
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+)))]
+fn accumulate(acc: &mut [[f32; 8]; ROWS], scale: [f32; ROWS], quad: impl Fn(usize, usize) -> i32) {
+    for i in 0..ROWS {
+        for (l, a) in acc[i].iter_mut().enumerate() {
+            *a = scale[i].mul_add(quad(i, l) as f32, *a);
+        }
+    }
+}
+
 /// One token's quantized row `x` against an unpacked group `w`.
 fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
     assert_eq!(w.len(), x.len());
@@ -559,23 +896,81 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
         target_feature = "fma"
     )))]
     {
-        // Integer products in eight lanes of four weights, each lane scaled into its own
-        // f32 accumulator, as the `maddubs`/`madd` kernels do.
         let mut acc = [[0f32; 8]; ROWS];
         let mut min = [0f32; ROWS];
         for (u, x) in w.iter().zip(x) {
+            accumulate(&mut acc, std::array::from_fn(|i| u.d[i] * x.d), |i, l| {
+                (4 * l..4 * l + 4)
+                    .map(|j| i32::from(u.q[i][j]) * i32::from(x.qs[j]))
+                    .sum()
+            });
             for i in 0..ROWS {
-                let scale = u.d[i] * x.d;
-                for (l, a) in acc[i].iter_mut().enumerate() {
-                    let lane: i32 = (4 * l..4 * l + 4)
-                        .map(|j| i32::from(u.q[i][j]) * i32::from(x.qs[j]))
-                        .sum();
-                    *a = scale.mul_add(lane as f32, *a);
-                }
                 min[i] = u.m[i].mul_add(x.s, min[i]);
             }
         }
         finish(&acc, &min)
+    }
+}
+
+/// One token's quantized row `x` against a Q6_K group `w`.
+fn dot_q6(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
+    assert_eq!(w.len(), x.len());
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: equal lengths were checked; AVX2/FMA are enabled at compile time.
+    unsafe {
+        avx2::dot_q6(w, x)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        let mut acc = [[0f32; 8]; ROWS];
+        for (g, x) in w.iter().zip(x) {
+            accumulate(&mut acc, std::array::from_fn(|i| g.d[i] * x.d), |i, l| {
+                let sc = i32::from((g.sc[i] >> (16 * (l / 4))) as u16 as i16);
+                let quad: i32 = (4 * l..4 * l + 4)
+                    .map(|j| (i32::from(g.q[i][j]) - 32) * i32::from(x.qs[j]))
+                    .sum();
+                sc * quad
+            });
+        }
+        finish(&acc, &[0.0; ROWS])
+    }
+}
+
+/// One token's quantized row `x` against a Q8_0 group `w`.
+fn dot_q8(w: &[Group80], x: &[Q8Block]) -> [f32; ROWS] {
+    assert_eq!(w.len(), x.len());
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: as in `dot_packed`.
+    unsafe {
+        (kernels().q8)(w, x)
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    {
+        let mut acc = [[0f32; 8]; ROWS];
+        for (g, x) in w.iter().zip(x) {
+            accumulate(&mut acc, std::array::from_fn(|i| g.d[i] * x.d), |i, l| {
+                (4 * l..4 * l + 4)
+                    .map(|j| i32::from(g.q[i][j]) * i32::from(x.qs[j]))
+                    .sum()
+            });
+        }
+        finish(&acc, &[0.0; ROWS])
     }
 }
 
@@ -590,7 +985,7 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{finish, Q8Block, QK, ROWS};
+    use super::{finish, Group6, Q8Block, QK, ROWS};
 
     /// Sixteen bytes of nibbles as 32 bytes, low nibbles first.
     #[inline(always)]
@@ -668,6 +1063,36 @@ mod avx2 {
         finish(&a, &m)
     }
 
+    /// A Q6_K group times one token: `maddubs(q, x) − maddubs(32, x)` is each pair of
+    /// `(q − 32)·x` (at most 2·32·127, exact), `madd` with the block column's two scales
+    /// (the low one on weights 0..16, the high one on 16..32) the quads.
+    pub(super) unsafe fn dot_q6(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
+        let mut acc = [_mm256_setzero_ps(); ROWS];
+        // bytes 0, 1 of the broadcast scales in the low 128 bits, bytes 2, 3 in the high
+        let halves = _mm256_setr_epi8(
+            0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2,
+            3, 2, 3,
+        );
+        for (g, x) in w.iter().zip(x) {
+            let mut scale = [0f32; ROWS];
+            _mm256_storeu_ps(
+                scale.as_mut_ptr(),
+                _mm256_mul_ps(_mm256_loadu_ps(g.d.as_ptr()), _mm256_set1_ps(x.d)),
+            );
+            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+            let offset = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xq);
+            for i in 0..ROWS {
+                let q = _mm256_load_si256(g.q[i].as_ptr().cast());
+                let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq), offset);
+                let sc = _mm256_shuffle_epi8(_mm256_set1_epi32(g.sc[i] as i32), halves);
+                let quads = _mm256_madd_epi16(pairs, sc);
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(scale[i]), _mm256_cvtepi32_ps(quads), acc[i]);
+            }
+        }
+        done(&acc, _mm256_setzero_ps())
+    }
+
     /// A group times one token, for each way of multiplying weight bytes by activation
     /// bytes into sums of four (`quads`): every way gives the same integers, so the same
     /// results bit for bit.
@@ -676,7 +1101,7 @@ mod avx2 {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{Group, Q8Block, Unpacked, ROWS};
+                use super::super::{Group80, Nibbles, Q8Block, Scale, Unpacked, ROWS};
                 use super::{done, nibbles};
 
                 /// The block's quads, scaled into `acc`.
@@ -690,15 +1115,15 @@ mod avx2 {
                 /// # Safety
                 /// `w` and `x` have the same length; the CPU has the features.
                 #[target_feature(enable = $features)]
-                pub(in super::super) unsafe fn dot_packed(
-                    w: &[Group],
+                pub(in super::super) unsafe fn dot_packed<D: Scale>(
+                    w: &[Nibbles<D>],
                     x: &[Q8Block],
                 ) -> [f32; ROWS] {
                     let mut acc = [_mm256_setzero_ps(); ROWS];
                     let mut min = _mm256_setzero_ps();
                     for (g, x) in w.iter().zip(x) {
-                        let d = _mm256_cvtph_ps(_mm_loadu_si128(g.d.as_ptr().cast()));
-                        let m = _mm256_cvtph_ps(_mm_loadu_si128(g.m.as_ptr().cast()));
+                        let d = D::load8(&g.d);
+                        let m = D::load8(&g.m);
                         let mut scale = [0f32; ROWS];
                         _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(x.d)));
                         min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
@@ -738,6 +1163,28 @@ mod avx2 {
                         }
                     }
                     done(&acc, min)
+                }
+
+                /// # Safety
+                /// `w` and `x` have the same length; the CPU has the features.
+                #[target_feature(enable = $features)]
+                pub(in super::super) unsafe fn dot_q8(w: &[Group80], x: &[Q8Block]) -> [f32; ROWS] {
+                    let mut acc = [_mm256_setzero_ps(); ROWS];
+                    for (g, x) in w.iter().zip(x) {
+                        let mut scale = [0f32; ROWS];
+                        _mm256_storeu_ps(
+                            scale.as_mut_ptr(),
+                            _mm256_mul_ps(_mm256_loadu_ps(g.d.as_ptr()), _mm256_set1_ps(x.d)),
+                        );
+                        let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+                        for i in 0..ROWS {
+                            // |q| unsigned times x with q's sign: the same integers as q·x
+                            let q = _mm256_load_si256(g.q[i].as_ptr().cast());
+                            let xs = _mm256_sign_epi8(xq, q);
+                            acc[i] = step(acc[i], _mm256_sign_epi8(q, q), xs, scale[i]);
+                        }
+                    }
+                    done(&acc, _mm256_setzero_ps())
                 }
             }
         };
@@ -789,7 +1236,14 @@ mod tests {
                 }
             }
         }
-        let w = QMatrix::from_gguf(BlockFormat::Q4_1, features, inputs, &data).unwrap();
+        let w = QMatrix::from_gguf(
+            BlockFormat::Q4_1,
+            features,
+            inputs,
+            &data,
+            Activations::Bytes,
+        )
+        .unwrap();
         for t in [1, 2, 5] {
             let x: Vec<f32> = (0..t * inputs)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0 + (i % 5) as f32 * 0.013)
@@ -823,7 +1277,14 @@ mod tests {
                 }
             }
         }
-        assert!(QMatrix::from_gguf(BlockFormat::Q4_1, features, inputs, &data[1..]).is_err());
+        assert!(QMatrix::from_gguf(
+            BlockFormat::Q4_1,
+            features,
+            inputs,
+            &data[1..],
+            Activations::Bytes
+        )
+        .is_err());
         assert!(w.matmul(&[0.0; 3]).is_err());
     }
 
@@ -854,7 +1315,14 @@ mod tests {
                 }
             }
         }
-        let w = QMatrix::from_gguf(BlockFormat::Q5_0, features, inputs, &data).unwrap();
+        let w = QMatrix::from_gguf(
+            BlockFormat::Q5_0,
+            features,
+            inputs,
+            &data,
+            Activations::WithResidual,
+        )
+        .unwrap();
         assert_eq!(w.format(), BlockFormat::Q5_0);
         let t = 40;
         let x: Vec<f32> = (0..t * inputs)
@@ -865,7 +1333,7 @@ mod tests {
             .chunks_exact(inputs)
             .flat_map(|row| {
                 let mut blocks = Vec::new();
-                activations(row, 2, &mut blocks);
+                activations(row, Activations::WithResidual, &mut blocks);
                 let (q, r) = blocks.split_at(inputs / QK);
                 let value = |b: &Q8Block| b.qs.map(|v| b.d as f64 * v as f64);
                 q.iter()
@@ -896,7 +1364,14 @@ mod tests {
                 );
             }
         }
-        assert!(QMatrix::from_gguf(BlockFormat::Q5_0, features, inputs, &data[2..]).is_err());
+        assert!(QMatrix::from_gguf(
+            BlockFormat::Q5_0,
+            features,
+            inputs,
+            &data[2..],
+            Activations::WithResidual
+        )
+        .is_err());
     }
 
     /// Activations come back within half a step, ties round to even, zeros stay zero.
@@ -947,19 +1422,41 @@ mod tests {
         let xq: Vec<Q8Block> = x.chunks_exact(QK).map(quantize).collect();
         let mut unpacked = vec![Unpacked::default(); n];
         unpack(&groups, &mut unpacked);
+        // the same weights as Q4_K sub-blocks (f32 scales), and signed bytes as Q8_0
+        let groups_k: Vec<GroupK> = groups
+            .iter()
+            .map(|g| Nibbles {
+                d: g.d.map(f16::to_f32),
+                m: g.m.map(f16::to_f32),
+                qs: g.qs,
+            })
+            .collect();
+        let groups_8: Vec<Group80> = unpacked
+            .iter()
+            .map(|u| Group80 {
+                q: u.q.map(|q| q.map(|v| (v as i8) - 8 * (v as i8 % 3))),
+                d: u.d,
+            })
+            .collect();
         // SAFETY: AVX2/FMA at compile time; each VNNI variant only where detected.
         unsafe {
             let packed = avx2::madd::dot_packed(&groups, &xq);
             assert_eq!(packed, avx2::madd::dot_unpacked(&unpacked, &xq));
+            assert_eq!(packed, avx2::madd::dot_packed(&groups_k, &xq));
+            let q8 = avx2::madd::dot_q8(&groups_8, &xq);
             if std::arch::is_x86_feature_detected!("avxvnni") {
                 assert_eq!(packed, avx2::avx_vnni::dot_packed(&groups, &xq));
+                assert_eq!(packed, avx2::avx_vnni::dot_packed(&groups_k, &xq));
                 assert_eq!(packed, avx2::avx_vnni::dot_unpacked(&unpacked, &xq));
+                assert_eq!(q8, avx2::avx_vnni::dot_q8(&groups_8, &xq));
             }
             if std::arch::is_x86_feature_detected!("avx512vnni")
                 && std::arch::is_x86_feature_detected!("avx512vl")
             {
                 assert_eq!(packed, avx2::avx512_vnni::dot_packed(&groups, &xq));
+                assert_eq!(packed, avx2::avx512_vnni::dot_packed(&groups_k, &xq));
                 assert_eq!(packed, avx2::avx512_vnni::dot_unpacked(&unpacked, &xq));
+                assert_eq!(q8, avx2::avx512_vnni::dot_q8(&groups_8, &xq));
             }
         }
     }
