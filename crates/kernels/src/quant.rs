@@ -115,11 +115,12 @@ trait Blocks: Copy + Send + Sync {
     fn set_row(cols: &mut [Self], i: usize, blk: &[u8]);
     /// Widens block columns `w` into `out`.
     fn widen(w: &[Self], out: &mut [Self::Wide]);
-    /// One pass of a token's quantized row `x` against widened block columns `w`.
+    /// A token's quantized row `x` (its passes side by side per block column, see
+    /// [`activations`]) against widened block columns `w`.
     fn dot_wide(w: &[Self::Wide], x: &[Q8Block]) -> [f32; ROWS];
-    /// One pass of a token's quantized row `x` against block columns `w`, the bits of
-    /// [`Blocks::dot_wide`]; `scratch` is the caller's to reuse between calls.
-    fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Self::Wide>) -> [f32; ROWS];
+    /// A token's quantized row `x` against block columns `w`, the bits of
+    /// [`Blocks::dot_wide`].
+    fn dot(w: &[Self], x: &[Q8Block]) -> [f32; ROWS];
 }
 
 impl Blocks for Group {
@@ -146,7 +147,7 @@ impl Blocks for Group {
         dot_unpacked(w, x)
     }
 
-    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Unpacked>) -> [f32; ROWS] {
+    fn dot(w: &[Self], x: &[Q8Block]) -> [f32; ROWS] {
         dot_packed(w, x)
     }
 }
@@ -199,7 +200,7 @@ impl Blocks for GroupK {
         dot_unpacked(w, x)
     }
 
-    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Unpacked>) -> [f32; ROWS] {
+    fn dot(w: &[Self], x: &[Q8Block]) -> [f32; ROWS] {
         dot_packed_k(w, x)
     }
 }
@@ -255,10 +256,8 @@ impl Blocks for Group50 {
         dot_unpacked(w, x)
     }
 
-    fn dot(w: &[Self], x: &[Q8Block], scratch: &mut Vec<Unpacked>) -> [f32; ROWS] {
-        scratch.resize(w.len(), Unpacked::default());
-        Self::widen(w, scratch);
-        dot_unpacked(scratch, x)
+    fn dot(w: &[Self], x: &[Q8Block]) -> [f32; ROWS] {
+        dot_q50(w, x)
     }
 }
 
@@ -300,7 +299,7 @@ impl Blocks for Group6 {
         dot_q6(w, x)
     }
 
-    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Group6>) -> [f32; ROWS] {
+    fn dot(w: &[Self], x: &[Q8Block]) -> [f32; ROWS] {
         dot_q6(w, x)
     }
 }
@@ -329,17 +328,9 @@ impl Blocks for Group80 {
         dot_q8(w, x)
     }
 
-    fn dot(w: &[Self], x: &[Q8Block], _: &mut Vec<Group80>) -> [f32; ROWS] {
+    fn dot(w: &[Self], x: &[Q8Block]) -> [f32; ROWS] {
         dot_q8(w, x)
     }
-}
-
-/// Every pass of a token's row `x` (`passes` runs of `n` blocks) through `dot`, summed in
-/// pass order.
-fn dot_passes(x: &[Q8Block], n: usize, dot: impl FnMut(&[Q8Block]) -> [f32; ROWS]) -> [f32; ROWS] {
-    let mut passes = x.chunks_exact(n).map(dot);
-    let first = passes.next().expect("one pass at least");
-    passes.fold(first, |a, b| std::array::from_fn(|i| a[i] + b[i]))
 }
 
 /// What a product multiplies a row of activations as.
@@ -361,14 +352,13 @@ impl Activations {
     }
 }
 
-/// A row of activations as its passes of 8-bit blocks: the blocks, then (with the
-/// residual) the blocks of what their rounding left, `x − d·q`.
+/// A row of activations as 8-bit blocks, each followed (with the residual) by the block of
+/// what its rounding left, `x − d·q`.
 fn activations(row: &[f32], how: Activations, out: &mut Vec<Q8Block>) {
-    let first = out.len();
-    out.extend(row.chunks_exact(QK).map(quantize));
-    if how == Activations::WithResidual {
-        for (i, x) in row.chunks_exact(QK).enumerate() {
-            let q = out[first + i];
+    for x in row.chunks_exact(QK) {
+        let q = quantize(x);
+        out.push(q);
+        if how == Activations::WithResidual {
             let residual: [f32; QK] = std::array::from_fn(|j| x[j] - q.d * f32::from(q.qs[j]));
             out.push(quantize(&residual));
         }
@@ -544,7 +534,7 @@ impl QMatrix {
         }
         let t = x.len() / inputs;
         let n = inputs / QK;
-        // a row's passes one after the other: `stride` blocks a token
+        // a row's passes side by side: `stride` blocks a token
         let stride = n * self.activations.passes();
         let mut xq = Vec::with_capacity(t * stride);
         for row in x.chunks_exact(inputs) {
@@ -573,7 +563,7 @@ impl QMatrix {
                     B::widen(&groups[g * n..(g + 1) * n], &mut wide);
                     for r in 0..rows {
                         let x = &xs[r * stride..(r + 1) * stride];
-                        let y = dot_passes(x, n, |x| B::dot_wide(&wide, x));
+                        let y = B::dot_wide(&wide, x);
                         store(out, r, g, &y);
                     }
                 }
@@ -584,13 +574,12 @@ impl QMatrix {
             let per_task = n_groups.div_ceil(threads * TASKS_PER_THREAD).max(1);
             let mut by_group = vec![0f32; n_groups * ROWS * t];
             pool::for_each_chunk(&mut by_group, per_task * ROWS * t, |task, part| {
-                let mut scratch = Vec::new();
                 for (i, part) in part.chunks_exact_mut(ROWS * t).enumerate() {
                     let g = task * per_task + i;
                     let w = &groups[g * n..(g + 1) * n];
                     for (r, y) in part.chunks_exact_mut(ROWS).enumerate() {
                         let x = &xq[r * stride..(r + 1) * stride];
-                        y.copy_from_slice(&dot_passes(x, n, |x| B::dot(w, x, &mut scratch)));
+                        y.copy_from_slice(&B::dot(w, x));
                     }
                 }
             });
@@ -772,17 +761,22 @@ pub fn product() -> Product {
     })
 }
 
-/// The AVX2 kernels of one [`Product`].
+/// One pass's kernel of a block format: a group's block columns against a token's blocks,
+/// [`Activations::passes`] of them per block column.
+type Kernel<W> = unsafe fn(&[W], &[Q8Block]) -> [f32; ROWS];
+
+/// The AVX2 kernels of one [`Product`], for one pass and for two (`[0]` and `[1]`).
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
     target_feature = "fma"
 ))]
 struct Kernels {
-    packed: unsafe fn(&[Group], &[Q8Block]) -> [f32; ROWS],
-    packed_k: unsafe fn(&[GroupK], &[Q8Block]) -> [f32; ROWS],
-    unpacked: unsafe fn(&[Unpacked], &[Q8Block]) -> [f32; ROWS],
-    q8: unsafe fn(&[Group80], &[Q8Block]) -> [f32; ROWS],
+    packed: [Kernel<Group>; 2],
+    packed_k: [Kernel<GroupK>; 2],
+    q50: [Kernel<Group50>; 2],
+    unpacked: [Kernel<Unpacked>; 2],
+    q8: [Kernel<Group80>; 2],
 }
 
 /// The kernels of this process's [`Product`].
@@ -796,10 +790,11 @@ fn kernels() -> &'static Kernels {
     macro_rules! kernels {
         ($m:ident) => {
             Kernels {
-                packed: $m::dot_packed::<f16>,
-                packed_k: $m::dot_packed::<f32>,
-                unpacked: $m::dot_unpacked,
-                q8: $m::dot_q8,
+                packed: [$m::dot_packed::<f16, 1>, $m::dot_packed::<f16, 2>],
+                packed_k: [$m::dot_packed::<f32, 1>, $m::dot_packed::<f32, 2>],
+                q50: [$m::dot_q50::<1>, $m::dot_q50::<2>],
+                unpacked: [$m::dot_unpacked::<1>, $m::dot_unpacked::<2>],
+                q8: [$m::dot_q8::<1>, $m::dot_q8::<2>],
             }
         };
     }
@@ -813,170 +808,151 @@ fn kernels() -> &'static Kernels {
     }
 }
 
-/// One token's quantized row `x` against a packed Q4_1 group's blocks `w`.
-fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
-    assert_eq!(w.len(), x.len());
+/// Runs `simd` (the AVX2 kernel for `x`'s passes over `w`) where the build has AVX2, else
+/// `portable`.
+#[allow(unused_variables)]
+fn run<W>(
+    w: &[W],
+    x: &[Q8Block],
+    simd: impl FnOnce() -> Option<[Kernel<W>; 2]>,
+    portable: impl FnOnce(usize) -> [f32; ROWS],
+) -> [f32; ROWS] {
+    let passes = x.len() / w.len().max(1);
+    assert!(x.len() == w.len() * passes && (1..=2).contains(&passes));
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: equal lengths were checked; AVX2/FMA are enabled at compile time and the
-    // VNNI variants are chosen only where the CPU reports them.
-    unsafe {
-        (kernels().packed)(w, x)
+    if let Some(kernels) = simd() {
+        // SAFETY: the lengths were checked; AVX2/FMA are enabled at compile time and the
+        // VNNI variants are chosen only where the CPU reports them.
+        return unsafe { kernels[passes - 1](w, x) };
     }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    {
-        let mut u = vec![Unpacked::default(); w.len()];
-        unpack(w, &mut u);
-        dot_unpacked(&u, x)
-    }
+    portable(passes)
 }
 
-/// One token's quantized row `x` against a packed Q4_K group's sub-blocks `w`.
-fn dot_packed_k(w: &[GroupK], x: &[Q8Block]) -> [f32; ROWS] {
-    assert_eq!(w.len(), x.len());
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    // SAFETY: as in `dot_packed`.
-    unsafe {
-        (kernels().packed_k)(w, x)
-    }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    {
-        let mut u = vec![Unpacked::default(); w.len()];
-        unpack(w, &mut u);
-        dot_unpacked(&u, x)
-    }
-}
-
-/// Integer products in eight lanes of four weights, each lane scaled into its own f32
-/// accumulator, as the AVX2 kernels do: `quad(i, l)` is row `i`'s lane `l`, `scale[i]` its
-/// factor (the portable kernels).
-#[cfg(not(all(
-    target_arch = "x86_64",
-    target_feature = "avx2",
-    target_feature = "fma"
-)))]
-fn accumulate(acc: &mut [[f32; 8]; ROWS], scale: [f32; ROWS], quad: impl Fn(usize, usize) -> i32) {
-    for i in 0..ROWS {
-        for (l, a) in acc[i].iter_mut().enumerate() {
-            *a = scale[i].mul_add(quad(i, l) as f32, *a);
+/// The AVX2 kernels of this build, if any.
+macro_rules! simd {
+    ($field:ident) => {
+        || {
+            #[cfg(all(
+                target_arch = "x86_64",
+                target_feature = "avx2",
+                target_feature = "fma"
+            ))]
+            return Some(kernels().$field);
+            #[allow(unreachable_code)]
+            None
         }
-    }
+    };
 }
 
-/// One token's quantized row `x` against an unpacked group `w`.
+/// A token's quantized row `x` against a packed Q4_1 group's blocks `w`.
+fn dot_packed(w: &[Group], x: &[Q8Block]) -> [f32; ROWS] {
+    run(w, x, simd!(packed), |_| dot_widened(w, x, unpack))
+}
+
+/// A token's quantized row `x` against a packed Q4_K group's sub-blocks `w`.
+fn dot_packed_k(w: &[GroupK], x: &[Q8Block]) -> [f32; ROWS] {
+    run(w, x, simd!(packed_k), |_| dot_widened(w, x, unpack))
+}
+
+/// A token's quantized row `x` against a Q5_0 group's blocks `w`, widened in registers.
+fn dot_q50(w: &[Group50], x: &[Q8Block]) -> [f32; ROWS] {
+    run(w, x, simd!(q50), |_| dot_widened(w, x, Group50::widen))
+}
+
+/// `w` widened by `widen`, then [`dot_unpacked`] (the portable kernels).
+fn dot_widened<W>(w: &[W], x: &[Q8Block], widen: fn(&[W], &mut [Unpacked])) -> [f32; ROWS] {
+    let mut u = vec![Unpacked::default(); w.len()];
+    widen(w, &mut u);
+    dot_unpacked(&u, x)
+}
+
+/// Lane `l`'s four products of weights `q` and activations `x`.
+fn quad<W: Copy + Into<i32>>(q: &[W; QK], x: &[i8; QK], l: usize, offset: i32) -> i32 {
+    (4 * l..4 * l + 4)
+        .map(|j| (q[j].into() - offset) * i32::from(x[j]))
+        .sum()
+}
+
+/// A token's quantized row `x` against an unpacked group `w`.
 fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
-    assert_eq!(w.len(), x.len());
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    // SAFETY: as in `dot_packed`.
-    unsafe {
-        (kernels().unpacked)(w, x)
-    }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    {
+    run(w, x, simd!(unpacked), |passes| {
         let mut acc = [[0f32; 8]; ROWS];
         let mut min = [0f32; ROWS];
-        for (u, x) in w.iter().zip(x) {
-            accumulate(&mut acc, std::array::from_fn(|i| u.d[i] * x.d), |i, l| {
-                (4 * l..4 * l + 4)
-                    .map(|j| i32::from(u.q[i][j]) * i32::from(x.qs[j]))
-                    .sum()
-            });
+        for (u, x) in w.iter().zip(x.chunks_exact(passes)) {
+            for x in x {
+                for i in 0..ROWS {
+                    min[i] = u.m[i].mul_add(x.s, min[i]);
+                }
+            }
             for i in 0..ROWS {
-                min[i] = u.m[i].mul_add(x.s, min[i]);
+                for x in x {
+                    accumulate_row(&mut acc[i], u.d[i] * x.d, |l| quad(&u.q[i], &x.qs, l, 0));
+                }
             }
         }
         finish(&acc, &min)
+    })
+}
+
+/// Integer products in eight lanes of four weights (`quad(l)`), each lane scaled into its
+/// own f32 accumulator, as the AVX2 kernels do (the portable kernels).
+fn accumulate_row(acc: &mut [f32; 8], scale: f32, quad: impl Fn(usize) -> i32) {
+    for (l, a) in acc.iter_mut().enumerate() {
+        *a = scale.mul_add(quad(l) as f32, *a);
     }
 }
 
-/// One token's quantized row `x` against a Q6_K group `w`.
+/// A token's quantized row `x` against a Q6_K group `w`.
 fn dot_q6(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
-    assert_eq!(w.len(), x.len());
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    // SAFETY: equal lengths were checked; AVX2/FMA are enabled at compile time.
-    unsafe {
-        avx2::dot_q6(w, x)
-    }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    {
+    let simd = || -> Option<[Kernel<Group6>; 2]> {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        return Some([avx2::dot_q6::<1>, avx2::dot_q6::<2>]);
+        #[allow(unreachable_code)]
+        None
+    };
+    run(w, x, simd, |passes| {
         let mut acc = [[0f32; 8]; ROWS];
-        for (g, x) in w.iter().zip(x) {
-            accumulate(&mut acc, std::array::from_fn(|i| g.d[i] * x.d), |i, l| {
-                let sc = i32::from((g.sc[i] >> (16 * (l / 4))) as u16 as i16);
-                let quad: i32 = (4 * l..4 * l + 4)
-                    .map(|j| (i32::from(g.q[i][j]) - 32) * i32::from(x.qs[j]))
-                    .sum();
-                sc * quad
-            });
+        for (g, x) in w.iter().zip(x.chunks_exact(passes)) {
+            for i in 0..ROWS {
+                for x in x {
+                    accumulate_row(&mut acc[i], g.d[i] * x.d, |l| {
+                        let sc = i32::from((g.sc[i] >> (16 * (l / 4))) as u16 as i16);
+                        sc * quad(&g.q[i], &x.qs, l, 32)
+                    });
+                }
+            }
         }
         finish(&acc, &[0.0; ROWS])
-    }
+    })
 }
 
-/// One token's quantized row `x` against a Q8_0 group `w`.
+/// A token's quantized row `x` against a Q8_0 group `w`.
 fn dot_q8(w: &[Group80], x: &[Q8Block]) -> [f32; ROWS] {
-    assert_eq!(w.len(), x.len());
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    ))]
-    // SAFETY: as in `dot_packed`.
-    unsafe {
-        (kernels().q8)(w, x)
-    }
-    #[cfg(not(all(
-        target_arch = "x86_64",
-        target_feature = "avx2",
-        target_feature = "fma"
-    )))]
-    {
+    run(w, x, simd!(q8), |passes| {
         let mut acc = [[0f32; 8]; ROWS];
-        for (g, x) in w.iter().zip(x) {
-            accumulate(&mut acc, std::array::from_fn(|i| g.d[i] * x.d), |i, l| {
-                (4 * l..4 * l + 4)
-                    .map(|j| i32::from(g.q[i][j]) * i32::from(x.qs[j]))
-                    .sum()
-            });
+        for (g, x) in w.iter().zip(x.chunks_exact(passes)) {
+            for i in 0..ROWS {
+                for x in x {
+                    accumulate_row(&mut acc[i], g.d[i] * x.d, |l| quad(&g.q[i], &x.qs, l, 0));
+                }
+            }
         }
         finish(&acc, &[0.0; ROWS])
-    }
+    })
 }
 
-/// The kernels with AVX2/FMA intrinsics. Per block column: the eight scales times the
-/// token's scale in one multiply, the eight minimum terms in one FMA, then per weight row
-/// one `maddubs` + `madd` + FMA.
+/// The kernels with AVX2/FMA intrinsics. Per block column and pass: the eight scales times
+/// the token's scale in one multiply, the eight minimum terms in one FMA; then per weight
+/// row its bytes (widened in registers where packed), and per pass one `maddubs` + `madd`
+/// (or `vpdpbusd`) + FMA into the row's accumulator.
 #[cfg(all(
     target_arch = "x86_64",
     target_feature = "avx2",
@@ -996,14 +972,20 @@ mod avx2 {
 
     /// One row of a group's block, widened.
     pub(super) unsafe fn unpack_row(qs: &[u8; QK / 2], out: &mut [u8; QK]) {
-        let q = nibbles(_mm_loadu_si128(qs.as_ptr().cast()));
-        _mm256_storeu_si256(out.as_mut_ptr().cast(), q);
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), nibbles_of(qs));
     }
 
-    /// One row of a Q5_0 group's block, widened: nibble | 16 · bit `j` of `qh` (llama.cpp's
+    /// A Q4_1 row's 32 weights as bytes.
+    #[inline(always)]
+    unsafe fn nibbles_of(qs: &[u8; QK / 2]) -> __m256i {
+        nibbles(_mm_loadu_si128(qs.as_ptr().cast()))
+    }
+
+    /// A Q5_0 row's 32 weights as bytes: nibble | 16 · bit `j` of `qh` (llama.cpp's
     /// `bytes_from_bits_32`: byte `j` of the broadcast word, its bit `j % 8` tested).
-    pub(super) unsafe fn unpack_row_high(qs: &[u8; QK / 2], qh: u32, out: &mut [u8; QK]) {
-        let q = nibbles(_mm_loadu_si128(qs.as_ptr().cast()));
+    #[inline(always)]
+    unsafe fn five_bits(qs: &[u8; QK / 2], qh: u32) -> __m256i {
+        let q = nibbles_of(qs);
         let bytes = _mm256_shuffle_epi8(
             _mm256_set1_epi32(qh as i32),
             _mm256_set_epi64x(
@@ -1017,8 +999,12 @@ mod avx2 {
             _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe)),
             _mm256_set1_epi64x(-1),
         );
-        let high = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-        _mm256_storeu_si256(out.as_mut_ptr().cast(), _mm256_or_si256(q, high));
+        _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+    }
+
+    /// One row of a Q5_0 group's block, widened.
+    pub(super) unsafe fn unpack_row_high(qs: &[u8; QK / 2], qh: u32, out: &mut [u8; QK]) {
+        _mm256_storeu_si256(out.as_mut_ptr().cast(), five_bits(qs, qh));
     }
 
     /// [`super::quantize`]: the same scale, rounding (half to even) and sum, eight lanes
@@ -1063,31 +1049,46 @@ mod avx2 {
         finish(&a, &m)
     }
 
+    /// Each pass's eight scales (`d` times the pass's), stored to read one at a time.
+    #[inline(always)]
+    unsafe fn scales<const P: usize>(d: __m256, x: &[Q8Block]) -> [[f32; ROWS]; P] {
+        let mut scale = [[0f32; ROWS]; P];
+        for (s, x) in scale.iter_mut().zip(x) {
+            _mm256_storeu_ps(s.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(x.d)));
+        }
+        scale
+    }
+
     /// A Q6_K group times one token: `maddubs(q, x) − maddubs(32, x)` is each pair of
     /// `(q − 32)·x` (at most 2·32·127, exact), `madd` with the block column's two scales
     /// (the low one on weights 0..16, the high one on 16..32) the quads.
-    pub(super) unsafe fn dot_q6(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
+    ///
+    /// # Safety
+    /// `x` has `P` blocks per block column of `w`; the CPU has AVX2 and FMA.
+    pub(super) unsafe fn dot_q6<const P: usize>(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
         let mut acc = [_mm256_setzero_ps(); ROWS];
         // bytes 0, 1 of the broadcast scales in the low 128 bits, bytes 2, 3 in the high
         let halves = _mm256_setr_epi8(
             0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2,
             3, 2, 3,
         );
-        for (g, x) in w.iter().zip(x) {
-            let mut scale = [0f32; ROWS];
-            _mm256_storeu_ps(
-                scale.as_mut_ptr(),
-                _mm256_mul_ps(_mm256_loadu_ps(g.d.as_ptr()), _mm256_set1_ps(x.d)),
-            );
-            let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
-            let offset = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xq);
+        for (g, x) in w.iter().zip(x.chunks_exact(P)) {
+            let scale = scales::<P>(_mm256_loadu_ps(g.d.as_ptr()), x);
+            let xq: [__m256i; P] =
+                std::array::from_fn(|p| _mm256_loadu_si256(x[p].qs.as_ptr().cast()));
+            let offset = xq.map(|xq| _mm256_maddubs_epi16(_mm256_set1_epi8(32), xq));
             for i in 0..ROWS {
                 let q = _mm256_load_si256(g.q[i].as_ptr().cast());
-                let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq), offset);
                 let sc = _mm256_shuffle_epi8(_mm256_set1_epi32(g.sc[i] as i32), halves);
-                let quads = _mm256_madd_epi16(pairs, sc);
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(scale[i]), _mm256_cvtepi32_ps(quads), acc[i]);
+                for p in 0..P {
+                    let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq[p]), offset[p]);
+                    let quads = _mm256_madd_epi16(pairs, sc);
+                    acc[i] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(scale[p][i]),
+                        _mm256_cvtepi32_ps(quads),
+                        acc[i],
+                    );
+                }
             }
         }
         done(&acc, _mm256_setzero_ps())
@@ -1095,14 +1096,15 @@ mod avx2 {
 
     /// A group times one token, for each way of multiplying weight bytes by activation
     /// bytes into sums of four (`quads`): every way gives the same integers, so the same
-    /// results bit for bit.
+    /// results bit for bit. Every kernel takes `P` passes of the token per block column and
+    /// scales each row's quads pass after pass into one accumulator.
     macro_rules! products {
         ($name:ident, $features:literal, |$q:ident, $x:ident| $quads:expr) => {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
-                use super::super::{Group80, Nibbles, Q8Block, Scale, Unpacked, ROWS};
-                use super::{done, nibbles};
+                use super::super::{Group50, Group80, Nibbles, Q8Block, Scale, Unpacked, ROWS};
+                use super::{done, five_bits, nibbles_of, scales};
 
                 /// The block's quads, scaled into `acc`.
                 #[inline]
@@ -1112,76 +1114,103 @@ mod avx2 {
                     _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(quads), acc)
                 }
 
+                /// Block columns `w` (their scales, minimums and each row's bytes) times
+                /// `P` passes of a token per column: the one loop of every format with a
+                /// minimum term.
+                #[inline(always)]
+                unsafe fn dot<W, const P: usize>(
+                    w: &[W],
+                    x: &[Q8Block],
+                    dm: impl Fn(&W) -> (__m256, __m256),
+                    row: impl Fn(&W, usize) -> __m256i,
+                ) -> [f32; ROWS] {
+                    let mut acc = [_mm256_setzero_ps(); ROWS];
+                    let mut min = _mm256_setzero_ps();
+                    for (g, x) in w.iter().zip(x.chunks_exact(P)) {
+                        let (d, m) = dm(g);
+                        let scale = scales::<P>(d, x);
+                        for x in x {
+                            min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
+                        }
+                        let xq: [__m256i; P] =
+                            std::array::from_fn(|p| _mm256_loadu_si256(x[p].qs.as_ptr().cast()));
+                        for i in 0..ROWS {
+                            let q = row(g, i);
+                            for p in 0..P {
+                                acc[i] = step(acc[i], q, xq[p], scale[p][i]);
+                            }
+                        }
+                    }
+                    done(&acc, min)
+                }
+
                 /// # Safety
-                /// `w` and `x` have the same length; the CPU has the features.
+                /// `x` has `P` blocks per block column of `w`; the CPU has the features.
                 #[target_feature(enable = $features)]
-                pub(in super::super) unsafe fn dot_packed<D: Scale>(
+                pub(in super::super) unsafe fn dot_packed<D: Scale, const P: usize>(
                     w: &[Nibbles<D>],
                     x: &[Q8Block],
                 ) -> [f32; ROWS] {
-                    let mut acc = [_mm256_setzero_ps(); ROWS];
-                    let mut min = _mm256_setzero_ps();
-                    for (g, x) in w.iter().zip(x) {
-                        let d = D::load8(&g.d);
-                        let m = D::load8(&g.m);
-                        let mut scale = [0f32; ROWS];
-                        _mm256_storeu_ps(scale.as_mut_ptr(), _mm256_mul_ps(d, _mm256_set1_ps(x.d)));
-                        min = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), min);
-                        let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
-                        for i in 0..ROWS {
-                            let q = nibbles(_mm_loadu_si128(g.qs[i].as_ptr().cast()));
-                            acc[i] = step(acc[i], q, xq, scale[i]);
-                        }
-                    }
-                    done(&acc, min)
+                    dot::<_, P>(
+                        w,
+                        x,
+                        |g| (D::load8(&g.d), D::load8(&g.m)),
+                        |g, i| nibbles_of(&g.qs[i]),
+                    )
                 }
 
                 /// # Safety
-                /// `w` and `x` have the same length; the CPU has the features.
+                /// As [`dot_packed`].
                 #[target_feature(enable = $features)]
-                pub(in super::super) unsafe fn dot_unpacked(
+                pub(in super::super) unsafe fn dot_q50<const P: usize>(
+                    w: &[Group50],
+                    x: &[Q8Block],
+                ) -> [f32; ROWS] {
+                    dot::<_, P>(
+                        w,
+                        x,
+                        |g| {
+                            let d = _mm256_cvtph_ps(_mm_loadu_si128(g.d.as_ptr().cast()));
+                            (d, _mm256_mul_ps(d, _mm256_set1_ps(-16.0)))
+                        },
+                        |g, i| five_bits(&g.qs[i], g.qh[i]),
+                    )
+                }
+
+                /// # Safety
+                /// As [`dot_packed`].
+                #[target_feature(enable = $features)]
+                pub(in super::super) unsafe fn dot_unpacked<const P: usize>(
                     w: &[Unpacked],
                     x: &[Q8Block],
                 ) -> [f32; ROWS] {
-                    let mut acc = [_mm256_setzero_ps(); ROWS];
-                    let mut min = _mm256_setzero_ps();
-                    for (u, x) in w.iter().zip(x) {
-                        let mut scale = [0f32; ROWS];
-                        _mm256_storeu_ps(
-                            scale.as_mut_ptr(),
-                            _mm256_mul_ps(_mm256_loadu_ps(u.d.as_ptr()), _mm256_set1_ps(x.d)),
-                        );
-                        min = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(u.m.as_ptr()),
-                            _mm256_set1_ps(x.s),
-                            min,
-                        );
-                        let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
-                        for i in 0..ROWS {
-                            let q = _mm256_load_si256(u.q[i].as_ptr().cast());
-                            acc[i] = step(acc[i], q, xq, scale[i]);
-                        }
-                    }
-                    done(&acc, min)
+                    dot::<_, P>(
+                        w,
+                        x,
+                        |u| (_mm256_loadu_ps(u.d.as_ptr()), _mm256_loadu_ps(u.m.as_ptr())),
+                        |u, i| _mm256_load_si256(u.q[i].as_ptr().cast()),
+                    )
                 }
 
                 /// # Safety
-                /// `w` and `x` have the same length; the CPU has the features.
+                /// As [`dot_packed`].
                 #[target_feature(enable = $features)]
-                pub(in super::super) unsafe fn dot_q8(w: &[Group80], x: &[Q8Block]) -> [f32; ROWS] {
+                pub(in super::super) unsafe fn dot_q8<const P: usize>(
+                    w: &[Group80],
+                    x: &[Q8Block],
+                ) -> [f32; ROWS] {
                     let mut acc = [_mm256_setzero_ps(); ROWS];
-                    for (g, x) in w.iter().zip(x) {
-                        let mut scale = [0f32; ROWS];
-                        _mm256_storeu_ps(
-                            scale.as_mut_ptr(),
-                            _mm256_mul_ps(_mm256_loadu_ps(g.d.as_ptr()), _mm256_set1_ps(x.d)),
-                        );
-                        let xq = _mm256_loadu_si256(x.qs.as_ptr().cast());
+                    for (g, x) in w.iter().zip(x.chunks_exact(P)) {
+                        let scale = scales::<P>(_mm256_loadu_ps(g.d.as_ptr()), x);
+                        let xq: [__m256i; P] =
+                            std::array::from_fn(|p| _mm256_loadu_si256(x[p].qs.as_ptr().cast()));
                         for i in 0..ROWS {
                             // |q| unsigned times x with q's sign: the same integers as q·x
                             let q = _mm256_load_si256(g.q[i].as_ptr().cast());
-                            let xs = _mm256_sign_epi8(xq, q);
-                            acc[i] = step(acc[i], _mm256_sign_epi8(q, q), xs, scale[i]);
+                            for p in 0..P {
+                                let xs = _mm256_sign_epi8(xq[p], q);
+                                acc[i] = step(acc[i], _mm256_sign_epi8(q, q), xs, scale[p][i]);
+                            }
                         }
                     }
                     done(&acc, _mm256_setzero_ps())
@@ -1190,7 +1219,7 @@ mod avx2 {
         };
     }
 
-    // Unsigned weight bytes times signed activations: pairs (at most 2·31·128, no
+    // Unsigned weight bytes times signed activations: pairs (at most 2·128·127, no
     // saturation), then quads as i32, all exact.
     products!(madd, "avx2,fma", |q, x| _mm256_madd_epi16(
         _mm256_maddubs_epi16(q, x),
@@ -1334,12 +1363,11 @@ mod tests {
             .flat_map(|row| {
                 let mut blocks = Vec::new();
                 activations(row, Activations::WithResidual, &mut blocks);
-                let (q, r) = blocks.split_at(inputs / QK);
                 let value = |b: &Q8Block| b.qs.map(|v| b.d as f64 * v as f64);
-                q.iter()
-                    .zip(r)
-                    .flat_map(|(q, r)| {
-                        let (q, r) = (value(q), value(r));
+                blocks
+                    .chunks_exact(2)
+                    .flat_map(|qr| {
+                        let (q, r) = (value(&qr[0]), value(&qr[1]));
                         (0..QK).map(move |j| q[j] + r[j])
                     })
                     .collect::<Vec<_>>()
@@ -1395,7 +1423,8 @@ mod tests {
         assert_eq!((q.d, q.s, q.qs), (0.0, 0.0, [0; QK]));
     }
 
-    /// Every multiply of bytes the CPU has gives the same bits as `maddubs` + `madd`.
+    /// Every multiply of bytes the CPU has gives the same bits as `maddubs` + `madd`, and
+    /// every packed kernel the bits of its widened blocks, with one pass and with two.
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
@@ -1438,25 +1467,51 @@ mod tests {
                 d: u.d,
             })
             .collect();
+        // the nibbles as Q5_0 blocks with random high bits, widened in registers
+        let groups_5: Vec<Group50> = groups
+            .iter()
+            .map(|g| Group50 {
+                d: g.d,
+                qh: std::array::from_fn(|_| next()),
+                qs: g.qs,
+            })
+            .collect();
+        let mut unpacked_5 = vec![Unpacked::default(); n];
+        Group50::widen(&groups_5, &mut unpacked_5);
+        let x2: Vec<Q8Block> = x
+            .chunks_exact(QK)
+            .flat_map(|x| {
+                let second: Vec<f32> = x.iter().map(|v| v * 0.37).collect();
+                [quantize(x), quantize(&second)]
+            })
+            .collect();
         // SAFETY: AVX2/FMA at compile time; each VNNI variant only where detected.
         unsafe {
-            let packed = avx2::madd::dot_packed(&groups, &xq);
-            assert_eq!(packed, avx2::madd::dot_unpacked(&unpacked, &xq));
-            assert_eq!(packed, avx2::madd::dot_packed(&groups_k, &xq));
-            let q8 = avx2::madd::dot_q8(&groups_8, &xq);
+            use avx2::{avx512_vnni, avx_vnni, madd};
+            macro_rules! all_equal {
+                ($m:ident, $p:literal, $x:expr) => {{
+                    let x = $x;
+                    let packed = $m::dot_packed::<f16, $p>(&groups, x);
+                    assert_eq!(packed, $m::dot_unpacked::<$p>(&unpacked, x));
+                    assert_eq!(packed, $m::dot_packed::<f32, $p>(&groups_k, x));
+                    assert_eq!(
+                        $m::dot_q50::<$p>(&groups_5, x),
+                        $m::dot_unpacked::<$p>(&unpacked_5, x)
+                    );
+                    (packed, $m::dot_q8::<$p>(&groups_8, x))
+                }};
+            }
+            let one = all_equal!(madd, 1, &xq);
+            let two = all_equal!(madd, 2, &x2);
             if std::arch::is_x86_feature_detected!("avxvnni") {
-                assert_eq!(packed, avx2::avx_vnni::dot_packed(&groups, &xq));
-                assert_eq!(packed, avx2::avx_vnni::dot_packed(&groups_k, &xq));
-                assert_eq!(packed, avx2::avx_vnni::dot_unpacked(&unpacked, &xq));
-                assert_eq!(q8, avx2::avx_vnni::dot_q8(&groups_8, &xq));
+                assert_eq!(one, all_equal!(avx_vnni, 1, &xq));
+                assert_eq!(two, all_equal!(avx_vnni, 2, &x2));
             }
             if std::arch::is_x86_feature_detected!("avx512vnni")
                 && std::arch::is_x86_feature_detected!("avx512vl")
             {
-                assert_eq!(packed, avx2::avx512_vnni::dot_packed(&groups, &xq));
-                assert_eq!(packed, avx2::avx512_vnni::dot_packed(&groups_k, &xq));
-                assert_eq!(packed, avx2::avx512_vnni::dot_unpacked(&unpacked, &xq));
-                assert_eq!(q8, avx2::avx512_vnni::dot_q8(&groups_8, &xq));
+                assert_eq!(one, all_equal!(avx512_vnni, 1, &xq));
+                assert_eq!(two, all_equal!(avx512_vnni, 2, &x2));
             }
         }
     }
