@@ -21,15 +21,13 @@ impl Linear {
     /// Wraps a GGUF weight `[features, inputs]`, multiplying activations as its format's
     /// [`BlockFormat::default_activations`].
     pub fn new(weight: QTensor) -> Result<Linear, LmError> {
-        Linear::with_activations(weight, None)
+        let activations = own_format(weight.dtype()).map(BlockFormat::default_activations);
+        Linear::with_activations(weight, activations.unwrap_or(Activations::Bytes))
     }
 
     /// Wraps a GGUF weight `[features, inputs]`, multiplying activations as `activations`
-    /// (or its format's default) where our kernel runs it.
-    pub fn with_activations(
-        weight: QTensor,
-        activations: Option<Activations>,
-    ) -> Result<Linear, LmError> {
+    /// where our kernel runs it (candle's kernels quantize them to 8 bits).
+    pub fn with_activations(weight: QTensor, activations: Activations) -> Result<Linear, LmError> {
         match own_format(weight.dtype()) {
             Some(format) => {
                 let (features, inputs) = weight.shape().dims2()?;
@@ -38,7 +36,7 @@ impl Linear {
                     features,
                     inputs,
                     &weight.data()?,
-                    activations.unwrap_or(format.default_activations()),
+                    activations,
                 )?))
             }
             None => Ok(Linear::Candle(QMatMul::from_qtensor(weight)?)),
@@ -103,14 +101,16 @@ impl Fused {
     /// Wraps GGUF weights `[features_i, inputs]`, multiplying activations as their
     /// format's default.
     pub fn new(weights: Vec<QTensor>) -> Result<Fused, LmError> {
-        Fused::with_activations(weights, None)
+        let format = weights.first().and_then(|w| own_format(w.dtype()));
+        let activations = format.map_or(Activations::Bytes, BlockFormat::default_activations);
+        Fused::with_activations(weights, activations)
     }
 
     /// Wraps GGUF weights `[features_i, inputs]`, multiplying activations as `activations`
-    /// (or the format's default) where our kernel runs them.
+    /// where our kernel runs them.
     pub fn with_activations(
         weights: Vec<QTensor>,
-        activations: Option<Activations>,
+        activations: Activations,
     ) -> Result<Fused, LmError> {
         let dims = weights
             .iter()
@@ -126,13 +126,8 @@ impl Fused {
             for w in &weights {
                 data.extend_from_slice(&w.data()?);
             }
-            let matrix = QMatrix::from_gguf(
-                format,
-                widths.iter().sum(),
-                dims[0].1,
-                &data,
-                activations.unwrap_or(format.default_activations()),
-            )?;
+            let matrix =
+                QMatrix::from_gguf(format, widths.iter().sum(), dims[0].1, &data, activations)?;
             return Ok(Fused {
                 widths,
                 linears: vec![Linear::Own(matrix)],
@@ -176,19 +171,28 @@ mod tests {
     /// Our kernel against two independent products: candle's own kernel and the dequantized
     /// weights times the f32 input. For Q4_1 candle also quantizes the activations to 8 bits
     /// per block (ggml's `vec_dot_q4_1_q8_1`, with f16 scales where ours are f32): the same
-    /// values within rounding. For Q5_0 ours also multiplies the activations' rounding
-    /// residual (16-bit activations): nearer the dequantized product than candle's 8-bit
-    /// `vec_dot_q5_0_q8_0` by an order of magnitude.
+    /// values within rounding. The other formats multiply by default the activations'
+    /// rounding residual too (16-bit activations): nearer the dequantized product than
+    /// candle's 8-bit products by an order of magnitude; with 8-bit activations as near as
+    /// Q4_1's.
     #[test]
     fn own_products_match_candle_and_the_dequantized_matmul() {
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
+        for dtype in [
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+        ] {
             products_match_candle(dtype);
         }
     }
 
     fn products_match_candle(dtype: GgmlDType) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let (features, inputs) = (70, 128);
+        // K formats have 256-weight super-blocks
+        let k_format = matches!(dtype, GgmlDType::Q4K | GgmlDType::Q6K);
+        let (features, inputs) = (70, if k_format { 256 } else { 128 });
         let w: Vec<f32> = (0..features * inputs)
             .map(|_| rng.gen_range(-1.0..1.0))
             .collect();
@@ -196,6 +200,9 @@ mod tests {
         let q = QTensor::quantize(&w, dtype).unwrap();
         let exact_w = q.dequantize(&Device::Cpu).unwrap();
         let candle = QMatMul::from_qtensor(QTensor::quantize(&w, dtype).unwrap()).unwrap();
+        let bytes =
+            Linear::with_activations(QTensor::quantize(&w, dtype).unwrap(), Activations::Bytes)
+                .unwrap();
         let lin = Linear::new(q).unwrap();
         assert!(matches!(lin, Linear::Own(_)), "{dtype:?}");
         let rel = |a: &[Vec<f32>], b: &[Vec<f32>]| {
@@ -217,10 +224,16 @@ mod tests {
                 .to_vec2::<f32>()
                 .unwrap();
             let (ours_rel, ggml_rel) = (rel(&ours, &dense), rel(&ggml, &dense));
-            if dtype == GgmlDType::Q5_0 {
+            if dtype != GgmlDType::Q4_1 {
                 assert!(
                     ours_rel < 1e-4 && ours_rel * 10.0 < ggml_rel,
-                    "t={t}: {ours_rel} (candle {ggml_rel}) from the unquantized product"
+                    "{dtype:?} t={t}: {ours_rel} (candle {ggml_rel}) from the unquantized product"
+                );
+                let bytes = bytes.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+                let bytes_rel = rel(&bytes, &dense);
+                assert!(
+                    bytes_rel < 1e-2,
+                    "{dtype:?} t={t}: 8-bit activations {bytes_rel} from the unquantized product"
                 );
                 continue;
             }
