@@ -735,7 +735,8 @@ pub enum Product {
     Madd,
     /// `vpdpbusd`, VEX-encoded (AVX-VNNI).
     AvxVnni,
-    /// `vpdpbusd` on 256-bit registers (AVX-512 VNNI + VL).
+    /// `vpdpbusd` on 256-bit registers, Q5_0's fifth bits added under a mask (AVX-512
+    /// VNNI + VL + BW).
     Avx512Vnni,
 }
 
@@ -748,13 +749,14 @@ pub fn product() -> Product {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avxvnni") {
-                return Product::AvxVnni;
-            }
             if std::arch::is_x86_feature_detected!("avx512vnni")
                 && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
             {
                 return Product::Avx512Vnni;
+            }
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                return Product::AvxVnni;
             }
         }
         Product::Madd
@@ -1002,6 +1004,14 @@ mod avx2 {
         _mm256_or_si256(q, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
     }
 
+    /// [`five_bits`] with AVX-512BW: 16 added to the nibbles under the mask `qh`.
+    #[inline]
+    #[target_feature(enable = "avx2,avx512bw,avx512vl")]
+    unsafe fn five_bits_masked(qs: &[u8; QK / 2], qh: u32) -> __m256i {
+        let q = nibbles_of(qs);
+        _mm256_mask_add_epi8(q, qh, q, _mm256_set1_epi8(0x10))
+    }
+
     /// One row of a Q5_0 group's block, widened.
     pub(super) unsafe fn unpack_row_high(qs: &[u8; QK / 2], qh: u32, out: &mut [u8; QK]) {
         _mm256_storeu_si256(out.as_mut_ptr().cast(), five_bits(qs, qh));
@@ -1099,12 +1109,12 @@ mod avx2 {
     /// results bit for bit. Every kernel takes `P` passes of the token per block column and
     /// scales each row's quads pass after pass into one accumulator.
     macro_rules! products {
-        ($name:ident, $features:literal, |$q:ident, $x:ident| $quads:expr) => {
+        ($name:ident, $features:literal, $five_bits:ident, |$q:ident, $x:ident| $quads:expr) => {
             pub(super) mod $name {
                 use std::arch::x86_64::*;
 
                 use super::super::{Group50, Group80, Nibbles, Q8Block, Scale, Unpacked, ROWS};
-                use super::{done, five_bits, nibbles_of, scales};
+                use super::{done, nibbles_of, scales, $five_bits};
 
                 /// The block's quads, scaled into `acc`.
                 #[inline]
@@ -1173,7 +1183,7 @@ mod avx2 {
                             let d = _mm256_cvtph_ps(_mm_loadu_si128(g.d.as_ptr().cast()));
                             (d, _mm256_mul_ps(d, _mm256_set1_ps(-16.0)))
                         },
-                        |g, i| five_bits(&g.qs[i], g.qh[i]),
+                        |g, i| $five_bits(&g.qs[i], g.qh[i]),
                     )
                 }
 
@@ -1221,20 +1231,21 @@ mod avx2 {
 
     // Unsigned weight bytes times signed activations: pairs (at most 2·128·127, no
     // saturation), then quads as i32, all exact.
-    products!(madd, "avx2,fma", |q, x| _mm256_madd_epi16(
+    products!(madd, "avx2,fma", five_bits, |q, x| _mm256_madd_epi16(
         _mm256_maddubs_epi16(q, x),
         _mm256_set1_epi16(1)
     ));
     // The same quads in one instruction (VEX-encoded VNNI: Alder Lake, Sapphire Rapids on).
-    products!(
-        avx_vnni,
-        "avx2,fma,avxvnni",
-        |q, x| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), q, x)
-    );
-    // The same with AVX-512 VNNI on 256-bit registers (Ice Lake servers, AMD Zen 4 on).
-    products!(avx512_vnni, "avx2,fma,avx512vnni,avx512vl", |q, x| {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x)
+    products!(avx_vnni, "avx2,fma,avxvnni", five_bits, |q, x| {
+        _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), q, x)
     });
+    // The same with AVX-512 VNNI on 256-bit registers (Ice Lake servers, AMD Zen 4 on).
+    products!(
+        avx512_vnni,
+        "avx2,fma,avx512vnni,avx512vl,avx512bw",
+        five_bits_masked,
+        |q, x| _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, x)
+    );
 }
 
 #[cfg(test)]
@@ -1509,6 +1520,7 @@ mod tests {
             }
             if std::arch::is_x86_feature_detected!("avx512vnni")
                 && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
             {
                 assert_eq!(one, all_equal!(avx512_vnni, 1, &xq));
                 assert_eq!(two, all_equal!(avx512_vnni, 2, &x2));
