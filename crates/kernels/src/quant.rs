@@ -886,13 +886,13 @@ fn dot_unpacked(w: &[Unpacked], x: &[Q8Block]) -> [f32; ROWS] {
         let mut min = [0f32; ROWS];
         for (u, x) in w.iter().zip(x.chunks_exact(passes)) {
             for x in x {
-                for i in 0..ROWS {
-                    min[i] = u.m[i].mul_add(x.s, min[i]);
+                for (i, min) in min.iter_mut().enumerate() {
+                    *min = u.m[i].mul_add(x.s, *min);
                 }
             }
-            for i in 0..ROWS {
+            for (i, acc) in acc.iter_mut().enumerate() {
                 for x in x {
-                    accumulate_row(&mut acc[i], u.d[i] * x.d, |l| quad(&u.q[i], &x.qs, l, 0));
+                    accumulate_row(acc, u.d[i] * x.d, |l| quad(&u.q[i], &x.qs, l, 0));
                 }
             }
         }
@@ -923,9 +923,9 @@ fn dot_q6(w: &[Group6], x: &[Q8Block]) -> [f32; ROWS] {
     run(w, x, simd, |passes| {
         let mut acc = [[0f32; 8]; ROWS];
         for (g, x) in w.iter().zip(x.chunks_exact(passes)) {
-            for i in 0..ROWS {
+            for (i, acc) in acc.iter_mut().enumerate() {
                 for x in x {
-                    accumulate_row(&mut acc[i], g.d[i] * x.d, |l| {
+                    accumulate_row(acc, g.d[i] * x.d, |l| {
                         let sc = i32::from((g.sc[i] >> (16 * (l / 4))) as u16 as i16);
                         sc * quad(&g.q[i], &x.qs, l, 32)
                     });
@@ -941,9 +941,9 @@ fn dot_q8(w: &[Group80], x: &[Q8Block]) -> [f32; ROWS] {
     run(w, x, simd!(q8), |passes| {
         let mut acc = [[0f32; 8]; ROWS];
         for (g, x) in w.iter().zip(x.chunks_exact(passes)) {
-            for i in 0..ROWS {
+            for (i, acc) in acc.iter_mut().enumerate() {
                 for x in x {
-                    accumulate_row(&mut acc[i], g.d[i] * x.d, |l| quad(&g.q[i], &x.qs, l, 0));
+                    accumulate_row(acc, g.d[i] * x.d, |l| quad(&g.q[i], &x.qs, l, 0));
                 }
             }
         }
