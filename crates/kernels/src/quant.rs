@@ -19,7 +19,8 @@
 //! The formats, as block columns of 32 weights:
 //! - Q4_1 (SmolLM2's blocks): `d·q + m`, `q` a nibble, `d` and `m` f16.
 //! - Q5_0 (most of Gemma 3's): `d·(q − 16)`, `q` a nibble and a fifth bit, widened to bytes
-//!   (nibble | high bit · 16) inside the kernel, the minimum term `−16 d`.
+//!   (nibble | high bit · 16) in registers, the fifth bits added under a mask where the CPU
+//!   has AVX-512BW; the minimum term `−16 d`.
 //! - Q4_K (Gemma's attention output and `ffn_down`): 256-weight super-blocks whose eight
 //!   32-weight sub-blocks carry 6-bit scales and minimums under an f16 pair; at load each
 //!   sub-block becomes a Q4_1 block column with the f32 scale `d·sc` and minimum `−dmin·m`
@@ -32,9 +33,10 @@
 //!
 //! A matrix multiplies [`Activations::WithResidual`] or just the 8-bit blocks: the residual
 //! pass multiplies the rounding residual of the 8-bit activations, quantized to 8 bits again
-//! (~16-bit activations, twice the integer work). Gemma's first blocks see activations ~30×
-//! their RMS, which one 8-bit scale per 32 values rounds coarsely for the rest of the block
-//! (docs/models.md has the figures against numpy).
+//! (~16-bit activations, twice the integer work; both passes in one sweep over the weights,
+//! each row's bytes widened once). Gemma's block 0 sees activations ~30× their RMS, which one
+//! 8-bit scale per 32 values rounds coarsely for the rest of the block (docs/models.md has
+//! the figures against numpy).
 //!
 //! A row's quantization and every output element's sums run in the same order whatever the
 //! batch and whichever kernel, so running tokens one by one or in a batch gives the same bits.
