@@ -20,6 +20,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 use neuralign_kernels::attention::KvBlock;
+use neuralign_kernels::quant::Activations;
 use neuralign_kernels::rope::{Pairing, RopeTables};
 
 use super::linear::{Fused, Linear};
@@ -30,6 +31,11 @@ use super::LmError;
 const DEFAULT_LOCAL_ROPE_BASE: f32 = 10_000.0;
 /// Every this-many-th layer attends globally when the GGUF does not say (llama.cpp's value).
 const DEFAULT_GLOBAL_EVERY: usize = 6;
+/// The first blocks, whose products also multiply the rounding residual of their 8-bit
+/// activations: block 0's input carries outliers ~30× its RMS, which 8-bit blocks round
+/// coarsely (layer 1 at cosine 0.9987 against numpy without it, 0.99999 with it); beyond
+/// it 8-bit activations keep every layer above 0.9997 (docs/models.md).
+const RESIDUAL_BLOCKS: usize = 1;
 
 /// The shape of a Gemma 3 model, read from the GGUF metadata (`gemma3.*`).
 #[derive(Debug, Clone, PartialEq)]
@@ -228,14 +234,23 @@ impl Gemma3 {
                 norm("ffn_norm.weight")?,
                 norm("post_ffw_norm.weight")?,
             );
-            let qkv = Fused::new(vec![
-                t("attn_q.weight")?,
-                t("attn_k.weight")?,
-                t("attn_v.weight")?,
-            ])?;
-            let o = Linear::new(t("attn_output.weight")?)?;
-            let gate_up = Fused::new(vec![t("ffn_gate.weight")?, t("ffn_up.weight")?])?;
-            let down = Linear::new(t("ffn_down.weight")?)?;
+            let act = if b < RESIDUAL_BLOCKS {
+                Activations::WithResidual
+            } else {
+                Activations::Bytes
+            };
+            let qkv = Fused::with_activations(
+                vec![
+                    t("attn_q.weight")?,
+                    t("attn_k.weight")?,
+                    t("attn_v.weight")?,
+                ],
+                act,
+            )?;
+            let o = Linear::with_activations(t("attn_output.weight")?, act)?;
+            let gate_up =
+                Fused::with_activations(vec![t("ffn_gate.weight")?, t("ffn_up.weight")?], act)?;
+            let down = Linear::with_activations(t("ffn_down.weight")?, act)?;
             blocks.push(Block {
                 attn_norm,
                 qkv,

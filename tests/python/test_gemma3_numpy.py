@@ -6,7 +6,7 @@
 - States: `neuralign embed --model gemma3-270m` against a float64 numpy forward pass written
   here from the architecture (Gemma 3 as Hugging Face's Gemma3TextModel defines it) on weights
   dequantized by the `gguf` package: every layer's state at every word's last token, cosine
-  >= 0.999. The passage is tests/data/speech/passage.txt and a few words that need byte
+  >= 0.999 at every layer. The passage is tests/data/speech/passage.txt and a few words that need byte
   fallback and user-defined tokens (~290 tokens). NEURALIGN_GEMMA_LONG=1 runs the passage
   twice (~580 tokens), past the 512-token sliding window of the local layers (minutes with a
   debug build; its figures are in docs/models.md).
@@ -212,8 +212,6 @@ def test_every_layer_agrees_with_a_numpy_forward_pass(reader, ids, transcript, t
     print("layer  min cosine  median rel L2  max rel L2")
     for layer in range(ours.shape[1]):
         print(f"{layer:5d}  {cos[:, layer].min():10.6f}  {np.median(rel[:, layer]):13.2e}  {rel[:, layer].max():10.2e}")
-    # Layer 1 misses 0.999 on a few words (0.9984 measured): the first block's input has
-    # outliers of ~30x its RMS, and candle's quantized matmuls quantize activations to 8 bits
-    # per block (as llama.cpp does). Open work (docs/models.md).
-    assert cos[:, 2:].min() >= 0.999, f"worst cosine {cos[:, 2:].min():.6f} beyond layer 1"
-    assert cos.min() >= 0.998, f"worst cosine {cos.min():.6f} at (word, layer) {np.unravel_index(cos.argmin(), cos.shape)}"
+    # Block 0's products also multiply the rounding residual of their 8-bit activations (its
+    # input has outliers ~30x its RMS): layer 1 at 0.99999, the rest >= 0.9996 (docs/models.md).
+    assert cos.min() >= 0.999, f"worst cosine {cos.min():.6f} at (word, layer) {np.unravel_index(cos.argmin(), cos.shape)}"

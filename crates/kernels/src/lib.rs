@@ -2,8 +2,9 @@
 //! suite runs the real model in it) builds them at opt-level 3 like the dependencies
 //! (`[profile.dev.package.neuralign-kernels]` in the workspace's Cargo.toml).
 //!
-//! - [`quant`]: products of GGUF Q4_1 and Q5_0 weight matrices with f32 activations,
-//!   quantized to 8 bits per block and multiplied in integer SIMD (AVX2, with a portable
+//! - [`quant`]: products of GGUF Q4_1, Q5_0, Q8_0, Q4_K and Q6_K weight matrices with f32
+//!   activations, quantized to 8 bits per block (optionally with their rounding residual)
+//!   and multiplied in integer SIMD (AVX2, VNNI and AVX-512BW where present, with a portable
 //!   fallback that sums in the same order).
 //! - [`attention`]: the key/value cache of a block (f16, preallocated) and causal
 //!   grouped-query attention over it.
