@@ -26,6 +26,24 @@ pub struct XdfWriter {
     last_boundary: Instant,
 }
 
+/// Creates `path` for writing; an existing file is an error, never replaced.
+fn create_new(path: &Path) -> Result<File, XdfError> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                XdfError::Exists(path.to_path_buf())
+            } else {
+                XdfError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })
+}
+
 /// What the writer remembers of a stream for validation and its footer.
 struct Written {
     id: u32,
@@ -43,20 +61,7 @@ impl XdfWriter {
     /// replace an existing file.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, XdfError> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    XdfError::Exists(path.clone())
-                } else {
-                    XdfError::Io {
-                        path: path.clone(),
-                        source: e,
-                    }
-                }
-            })?;
+        let file = create_new(&path)?;
         let mut w = XdfWriter::over(path, file, 1);
         w.raw(MAGIC)?;
         let header = "<?xml version=\"1.0\"?>\n<info>\n\t<version>1.0</version>\n\
@@ -79,20 +84,7 @@ impl XdfWriter {
             let path = path.to_path_buf();
             move |source| XdfError::Io { path, source }
         };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    XdfError::Exists(path.clone())
-                } else {
-                    XdfError::Io {
-                        path: path.clone(),
-                        source: e,
-                    }
-                }
-            })?;
+        let mut file = create_new(&path)?;
         std::io::copy(&mut File::open(source).map_err(io(source))?, &mut file)
             .map_err(io(&path))?;
         let mut w = XdfWriter::over(path, file, last_id + 1);
