@@ -275,9 +275,10 @@ try {
 }
 
 // Two models live: `demo --models` simulates a short session, fits each model's encoders on
-// its first part (kept between runs in the model folder) and replays the rest over LSL at 1×.
+// its first part (kept between runs in the model folder) and replays the rest over LSL at 1×
+// (one minute of session: the fits in the debug build are most of this part's time).
 const demo = startServer(["demo", "--models", "smollm2-135m,smollm2-135m-untrained",
-  "--electrodes", "8", "--minutes", "2", "--pcs", "4"], 300_000);
+  "--electrodes", "8", "--minutes", "1", "--pcs", "4"], 300_000);
 const demoProfile = mkdtempSync(path.join(tmpdir(), "neuralign-chromium-"));
 let demoContext;
 try {

@@ -34,7 +34,7 @@ def normalise(word: str) -> str:
 def test_demo_speech_serves_the_words_recognised_from_the_replayed_audio(tmp_path):
     port = free_port()
     home = pathlib.Path(os.environ.get("NEURALIGN_HOME", pathlib.Path.home() / ".cache" / "neuralign"))
-    demo = subprocess.Popen([str(neuralign_bin()), "demo", "--speech", "--minutes", "1.5",
+    demo = subprocess.Popen([str(neuralign_bin()), "demo", "--speech", "--minutes", "1",
                              "--electrodes", "8", "--seed", "7", "--fresh", "--bind", f"127.0.0.1:{port}"],
                             env=ENV, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "demo.log", "w"))
     frames = []
@@ -62,7 +62,7 @@ def test_demo_speech_serves_the_words_recognised_from_the_replayed_audio(tmp_pat
     words = [f for f in frames if f["type"] == "word" and f["status"] != "retracted"]
     alignments = [f for f in frames if f["type"] == "alignment"]
     assert alignments, "no alignment frame"
-    truth = json.loads((home / "demo" / "e8-m1.5-s7-speech" / "session.truth.json").read_text())
+    truth = json.loads((home / "demo" / "e8-m1-s7-speech" / "session.truth.json").read_text())
     spoken = {normalise(w["text"]) for w in truth["words"]}
     heard = [normalise(f["text"]) for f in words if normalise(f["text"])]
     known = sum(w in spoken for w in heard)
