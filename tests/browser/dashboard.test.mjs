@@ -37,7 +37,8 @@ function startServer(args = ["serve", "--synthetic", "--electrodes", "256"], wai
       if (m) resolve(m[1]);
     });
     server.on("exit", (code) => reject(new Error(`server exited (${code}) before printing its URL`)));
-    setTimeout(() => reject(new Error(`server printed no URL within ${wait / 1000} s`)), wait);
+    // unref: a pending deadline must not keep node alive after the test (it held CI 5 min)
+    setTimeout(() => reject(new Error(`server printed no URL within ${wait / 1000} s`)), wait).unref();
   });
   return { server, url };
 }
