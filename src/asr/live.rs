@@ -45,7 +45,9 @@ impl Default for LiveOptions {
         LiveOptions {
             step_s: 1.0,
             max_buffer_s: 15.0,
-            context_s: 4.0,
+            // 2 s: the same words as 4 s on the espeak passage, a quarter less CPU a step
+            // (docs/transcribe.md)
+            context_s: 2.0,
             gap_s: 0.1,
             lost_after_s: 2.0,
             agreement: AgreementOptions::default(),

@@ -152,14 +152,6 @@ impl Recogniser {
             params.set_audio_ctx(live.audio_ctx);
             params.set_tokens(live.prompt);
             params.set_max_tokens(live.max_tokens);
-            if std::env::var("NL_NF").is_ok() {
-                params.set_temperature_inc(0.0);
-            }
-            if std::env::var("NL_SS").is_ok() {
-                params.set_single_segment(true);
-            }
-        } else if std::env::var("NL_BNF").is_ok() {
-            params.set_temperature_inc(0.0);
         }
         // Whisper needs at least one second; pad short audio with silence.
         let min = MODEL_RATE as usize + MODEL_RATE as usize / 10;
