@@ -44,6 +44,24 @@ pub fn thread_cpu_seconds() -> f64 {
     cpu_seconds("/proc/thread-self/stat")
 }
 
+/// CPU time so far of this process's threads whose name starts with `prefix` (as the kernel
+/// keeps it: at most 15 bytes), seconds; 0 when there are none.
+pub fn named_threads_cpu_seconds(prefix: &str) -> f64 {
+    let prefix = &prefix[..prefix.len().min(15)];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end().starts_with(prefix))
+        })
+        .map(|task| cpu_seconds(&task.path().join("stat").to_string_lossy()))
+        .filter(|s| s.is_finite())
+        .sum()
+}
+
 /// User + system time in a `/proc/.../stat` file, seconds (NaN where there is none).
 fn cpu_seconds(path: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(path) else {
@@ -318,6 +336,29 @@ impl StageSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_threads_cpu_counts_only_the_threads_named_so() {
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name("nl-test-spinner-0".into())
+            .spawn(move || {
+                while thread_cpu_seconds() < 0.05 {
+                    std::hint::black_box((0..1000).sum::<u64>());
+                }
+                busy_tx.send(()).unwrap();
+                let _ = done_rx.recv();
+            })
+            .unwrap();
+        busy_rx.recv().unwrap();
+        let named = named_threads_cpu_seconds("nl-test-spinner-");
+        let others = named_threads_cpu_seconds("nl-no-such-thread");
+        done_tx.send(()).unwrap();
+        spinner.join().unwrap();
+        assert!(named >= 0.05, "the spinner's CPU: {named}");
+        assert_eq!(others, 0.0);
+    }
 
     fn close(a: f64, b: f64) -> bool {
         // 3 significant digits

@@ -9,7 +9,7 @@
 //!   latency (the audio time of a word's end to its publication on the transcript outlet, on
 //!   the LSL clock), first-publication latency (tentative or committed), the recogniser's
 //!   share of one core (the process's CPU time less the player's and the language model's
-//!   threads), its word error rate and onset error.
+//!   threads, the kernel pool's workers included), its word error rate and onset error.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +28,12 @@ use crate::asr::resample::model_audio;
 use crate::asr::Recogniser;
 use crate::ingest::StreamSelector;
 use crate::lm::{Engine, LmConfig};
-use crate::metrics::{process_cpu_seconds, thread_cpu_seconds, Percentiles};
+use crate::metrics::{
+    named_threads_cpu_seconds, process_cpu_seconds, thread_cpu_seconds, Percentiles,
+};
 use crate::play::{self, PlayOptions};
 use crate::word_table::{TableWord, WordTable};
+use neuralign_kernels::pool::KERNEL_WORKER_THREAD;
 
 /// The passage spoken (252 words, ≈ 74 s at 175 words a minute).
 const PASSAGE: &str = include_str!("../../tests/data/speech/passage.txt");
@@ -271,6 +274,8 @@ fn live_run(speech: &Synthesis, recogniser: Recogniser) -> anyhow::Result<LiveRu
     // then commits what it holds, the language model stops
     let stop = Arc::new(AtomicBool::new(false));
     let (process0, wall0) = (process_cpu_seconds(), Instant::now());
+    // the language model's matrix products run partly on the kernel pool's workers
+    let workers0 = named_threads_cpu_seconds(KERNEL_WORKER_THREAD);
 
     let lm_interval_s = speech.audio.seconds() / speech.words.len().max(1) as f64;
     let lm = {
@@ -357,6 +362,7 @@ fn live_run(speech: &Synthesis, recogniser: Recogniser) -> anyhow::Result<LiveRu
     let report = report.context("recognising the played passage from LSL")?;
     let wall = wall0.elapsed().as_secs_f64().max(1e-9);
     let process_cpu = process_cpu_seconds() - process0;
+    let lm_cpu = lm_cpu + named_threads_cpu_seconds(KERNEL_WORKER_THREAD) - workers0;
 
     let origin = report.origin.unwrap_or(audio_start);
     let heard: Vec<(String, f64)> = report

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+/// The name of the pool's worker threads, before their number (for per-thread CPU accounts).
+pub const KERNEL_WORKER_THREAD: &str = "neuralign-kernel-";
+
 /// How long an idle worker spins for the next call before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
 
@@ -112,7 +115,7 @@ fn pool() -> &'static Pool {
         }));
         for i in 1..threads {
             std::thread::Builder::new()
-                .name(format!("neuralign-kernel-{i}"))
+                .name(format!("{KERNEL_WORKER_THREAD}{i}"))
                 .spawn(move || pool.work())
                 .expect("the kernel pool's threads start");
         }
