@@ -180,6 +180,9 @@ impl Worker {
             &mut || {},
         ) {
             let summary = StreamSummary::from_info(&info);
+            if let Err(e) = inlet.set_postprocessing(&[lsl::ProcessingOption::ClockSync]) {
+                tracing::warn!("liblsl clock correction unavailable for the audio ({e:?}); its time stamps are the sender's");
+            }
             let header = match header(&info, &summary) {
                 Ok(header) => header,
                 Err(e) => {
@@ -189,9 +192,6 @@ impl Worker {
                     continue;
                 }
             };
-            if let Err(e) = inlet.set_postprocessing(&[lsl::ProcessingOption::ClockSync]) {
-                tracing::warn!("liblsl clock correction unavailable for the audio ({e:?}); its time stamps are the sender's");
-            }
             // the same stream back goes on in its record; another layout is a stream of its own
             if recorded.as_ref() != Some(&summary) {
                 (self.tap)(AudioRecord::Stream(header.clone()));
@@ -248,8 +248,8 @@ impl Worker {
             let now = lsl::local_clock();
             if !stamps.is_empty() {
                 last_data = now;
+                // a simulated sender clock's correction, on top of liblsl's
                 if let Some(clock) = clock.as_mut() {
-                    // a simulated sender clock's correction, on top of liblsl's
                     for stamp in &mut stamps {
                         *stamp += clock.correction(*stamp);
                     }
@@ -300,8 +300,8 @@ fn header(info: &lsl::StreamInfo, summary: &StreamSummary) -> Result<StreamInfo,
     StreamInfo::parse(&xml).map_err(|_| refused("its description could not be read"))
 }
 
-/// Pulls one chunk in the stream's own format: blocks up to [`PULL_WAIT_S`] for the first
-/// sample, then takes what is already there, up to `max` samples. Returns what was pulled
+/// Pulls one chunk in the stream's own format: `max` samples, or fewer when the stream pauses
+/// for [`PULL_WAIT_S`] (none when it has nothing for that long). Returns what was pulled
 /// (also when liblsl failed part way) and whether the stream is still there.
 fn pull_chunk(
     inlet: &lsl::StreamInlet,
@@ -339,14 +339,12 @@ where
 {
     let mut row = vec![T::default(); channels];
     let mut values = Vec::with_capacity(max * channels);
-    let mut wait = PULL_WAIT_S;
     while stamps.len() < max {
-        match inlet.pull_sample_buf(&mut row, wait) {
+        match inlet.pull_sample_buf(&mut row, PULL_WAIT_S) {
             Ok(0.0) => break,
             Ok(stamp) => {
                 stamps.push(stamp);
                 values.extend_from_slice(&row);
-                wait = 0.0;
             }
             Err(e) => return (values, Err(e)),
         }
