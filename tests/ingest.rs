@@ -298,7 +298,7 @@ fn the_recorded_audio_keeps_its_format_and_is_followed_when_it_disappears_and_re
     let headers: Vec<&StreamInfo> = (records.iter())
         .filter_map(|r| match r {
             AudioRecord::Stream(info) => Some(info),
-            AudioRecord::Samples(..) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(
@@ -332,13 +332,22 @@ fn the_recorded_audio_keeps_its_format_and_is_followed_when_it_disappears_and_re
         .collect();
     assert_eq!(values, expected, "every sample, in its own format");
     assert_eq!(stamps.len(), 500);
-    // within a run, 1 ms apart on the server clock (chunks stamped by their last frame)
+    // within a run, 1 ms apart (chunks stamped by their last frame), as the sender stamped them
     assert!((stamps[199] - stamps[0] - 0.199).abs() < 1e-6, "{stamps:?}");
     assert!(
         stamps[200] - stamps[199] > 1.0,
         "the outage is a jump in the stamps"
     );
     assert_eq!((status.samples, status.recoveries), (500, 2));
+    // a clock offset at each connection (the same host: liblsl's correction is microseconds)
+    let offsets: Vec<f64> = (records.iter())
+        .filter_map(|r| match r {
+            AudioRecord::ClockOffset { value, .. } => Some(*value),
+            _ => None,
+        })
+        .collect();
+    assert!(offsets.len() >= 3, "{offsets:?}");
+    assert!(offsets.iter().all(|v| v.abs() < 0.01), "{offsets:?}");
     // the last outlet goes as the inlet stops: its loss may or may not be seen first
     assert!((2..=3).contains(&status.losses), "{status:?}");
     assert_eq!(status.state, LinkState::Stopped);

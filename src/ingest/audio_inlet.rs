@@ -1,7 +1,10 @@
 //! The audio inlet: one OS thread that resolves the session's audio stream (a microphone as
 //! LabRecorder's AudioCapture publishes it, `neuralign play`'s `-audio` outlet), pulls it in
-//! chunks of at most 100 ms in its own sample format with liblsl's clock correction (the
-//! server clock, as the neural stream), and hands each chunk to a tap (`serve`'s recorder).
+//! chunks of at most 100 ms in its own sample format with the sender's time stamps, and hands
+//! each chunk to a tap (`serve`'s recorder) with the clock offset to the server clock every
+//! few seconds, as LabRecorder records a stream: the stamps stay as sent (an XDF writer stores
+//! a stamp exactly 1/rate after the previous one in one byte), and a reader that synchronises
+//! clocks (pyxdf's default) puts the audio on the server clock of the other streams.
 //! Nothing else in the server reads the audio: it is recorded so that a session can be
 //! transcribed again, or checked, afterwards (`neuralign transcribe SESSION.xdf --stream`).
 //!
@@ -37,9 +40,18 @@ pub enum AudioRecord {
     /// The stream's header as its sender describes it (`desc` included), before its first
     /// samples; sent again only when a returning stream has another layout.
     Stream(StreamInfo),
-    /// Samples: time stamps (server clock) and `[samples, channels]` values in the stream's
-    /// own format.
+    /// Samples: time stamps (the sender's clock) and `[samples, channels]` values in the
+    /// stream's own format.
     Samples(Vec<f64>, Samples),
+    /// A clock offset, as an XDF ClockOffset chunk holds it: at `time` (the sender's clock)
+    /// the server clock was `value` seconds ahead (liblsl's time correction plus an announced
+    /// sender clock's newest correction). One at each connection, then every few seconds.
+    ClockOffset {
+        /// When it was measured, sender clock.
+        time: f64,
+        /// Server clock − sender clock, seconds.
+        value: f64,
+    },
 }
 
 /// Called with every header and chunk; must not block.
@@ -54,7 +66,8 @@ pub struct AudioStatus {
     pub stream: Option<StreamSummary>,
     /// Samples received.
     pub samples: u64,
-    /// Time stamps (server clock) of the first and the newest sample.
+    /// Time stamps of the first and the newest sample, on the server clock (the offset of the
+    /// moment added).
     pub first_time: Option<f64>,
     /// The newest sample's time stamp.
     pub watermark: Option<f64>,
@@ -180,9 +193,6 @@ impl Worker {
             &mut || {},
         ) {
             let summary = StreamSummary::from_info(&info);
-            if let Err(e) = inlet.set_postprocessing(&[lsl::ProcessingOption::ClockSync]) {
-                tracing::warn!("liblsl clock correction unavailable for the audio ({e:?}); its time stamps are the sender's");
-            }
             let header = match header(&info, &summary) {
                 Ok(header) => header,
                 Err(e) => {
@@ -228,13 +238,19 @@ impl Worker {
             false => 64,
         };
         let mut last_data = lsl::local_clock();
-        let mut clock_at = f64::NEG_INFINITY;
+        let (mut clock_at, mut offset) = (f64::NEG_INFINITY, 0.0);
         while !self.stop.load(Ordering::Relaxed) {
             if last_data - clock_at > CLOCK_REFRESH_S {
                 clock_at = last_data;
                 let sender = clock.as_mut().and_then(|c| c.latest()).unwrap_or(0.0);
                 if let Ok(liblsl) = inlet.time_correction(0.0) {
-                    lock(&self.status).clock_correction = Some(liblsl + sender);
+                    offset = liblsl + sender;
+                    lock(&self.status).clock_correction = Some(offset);
+                    let time = lsl::local_clock() - offset;
+                    (self.tap)(AudioRecord::ClockOffset {
+                        time,
+                        value: offset,
+                    });
                 }
             }
             let mut stamps = Vec::with_capacity(max_samples);
@@ -248,16 +264,10 @@ impl Worker {
             let now = lsl::local_clock();
             if !stamps.is_empty() {
                 last_data = now;
-                // a simulated sender clock's correction, on top of liblsl's
-                if let Some(clock) = clock.as_mut() {
-                    for stamp in &mut stamps {
-                        *stamp += clock.correction(*stamp);
-                    }
-                }
                 let mut status = lock(&self.status);
                 status.samples += stamps.len() as u64;
-                status.first_time = status.first_time.or(stamps.first().copied());
-                status.watermark = stamps.last().copied();
+                status.first_time = status.first_time.or(stamps.first().map(|t| t + offset));
+                status.watermark = stamps.last().map(|t| t + offset);
                 drop(status);
                 (self.tap)(AudioRecord::Samples(stamps, samples));
             }

@@ -108,6 +108,9 @@ pub fn run(
                     AudioRecord::Samples(stamps, samples) => {
                         recorder::Record::Audio(stamps, samples)
                     }
+                    AudioRecord::ClockOffset { time, value } => {
+                        recorder::Record::AudioClockOffset(time, value)
+                    }
                 })
             });
             Some(AudioInlet::spawn(stream.clone(), timeout, tap)?)

@@ -5,7 +5,8 @@
 //! reproduces the input), and the transcript as the language model followed it
 //! (`neuralign-transcript`, stamped when embedded), and the session's audio when
 //! `[recording] audio` names its stream (as its sender describes it, in its own sample format,
-//! server clock; a returning stream of another layout gets a stream of its own). Flushed at
+//! with the sender's stamps and ClockOffset chunks as LabRecorder records a stream; a
+//! returning stream of another layout gets a stream of its own). Flushed at
 //! least once a second; finished
 //! with stream footers on shutdown. A full queue drops items (counted) rather than holding up
 //! ingest.
@@ -33,8 +34,10 @@ pub(super) enum Record {
     TranscriptReceived(f64, String),
     /// The audio stream's header, before its first samples ([`crate::ingest::AudioInlet`]).
     AudioStream(StreamInfo),
-    /// Audio samples: time stamps (server clock) and `[samples, channels]` values.
+    /// Audio samples: time stamps (sender clock) and `[samples, channels]` values.
     Audio(Vec<f64>, Samples),
+    /// The audio stream's clock offset: at `.0` (sender clock) the server clock was `.1` ahead.
+    AudioClockOffset(f64, f64),
     /// A results stream's metadata, before its first sample (`super::results`).
     ResultStream(StreamInfo),
     /// One sample of the results stream of that name, at that time (server clock).
@@ -208,6 +211,11 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
                     writer.write_samples(id, &stamps, &samples)?;
                 }
             }
+            Ok(Record::AudioClockOffset(time, value)) => {
+                if let Some(id) = audio {
+                    writer.clock_offset(id, time, value)?;
+                }
+            }
             Ok(Record::Transcript(time, message)) => {
                 writer.write_samples(transcript, &[time], &Samples::String(vec![message]))?
             }
@@ -289,6 +297,7 @@ mod tests {
         };
         tx.send(Record::Audio(vec![0.5], Samples::Int16(vec![9]))); // before a header: no stream
         tx.send(Record::AudioStream(mic(1)));
+        tx.send(Record::AudioClockOffset(0.9, -0.25));
         tx.send(Record::Audio(
             vec![1.0, 1.000125],
             Samples::Int16(vec![-3, 32767]),
@@ -305,6 +314,10 @@ mod tests {
         assert_eq!(mics[0].info.channel_labels, ["mic1"]);
         assert_eq!(mics[0].time_stamps, [1.0, 1.000125, 3.0]);
         assert_eq!(mics[0].data, Samples::Int16(vec![-3, 32767, 5]));
+        assert_eq!(
+            (mics[0].clock_offsets.len(), mics[0].clock_offsets[0].value),
+            (1, -0.25)
+        );
         assert_eq!(mics[1].data, Samples::Int16(vec![1, 2]));
     }
 

@@ -100,6 +100,9 @@ def check_the_recording_holds_the_audio(recording, spoken, tmp_path):
     for run in np.split(stamps, cuts):
         assert abs(len(run) - ((run[-1] - run[0]) * rate + 1)) <= 0.001 * len(run) + 2, (len(run), run[-1] - run[0])
     assert np.abs(audio["time_series"]).max() > 1000, "speech, not silence"
+    # recorded as LabRecorder records a stream: the sender's stamps (regular ones stored in a
+    # byte each) and its clock offsets to the server clock (microseconds on one machine)
+    assert len(audio["clock_times"]) >= 1 and max(abs(v) for v in audio["clock_values"]) < 0.01
     # one clock: the replay starts both from the same session time together (the ends differ
     # by how the inlets stop)
     first, last = neural["time_stamps"][0], neural["time_stamps"][-1]
