@@ -220,9 +220,13 @@ def test_live_commits_the_words_batch_recognises(passage, tmp_path):
 
 def test_live_silence_and_noise_yield_no_words(tmp_path):
     rng = np.random.default_rng(15)
-    write_wav(tmp_path / "quiet.wav", np.concatenate([np.zeros(16000 * 6), rng.normal(0, 0.1, 16000 * 6)]))
+    noise = rng.normal(0, 0.1, 16000 * 6)
+    # 40 clicks at full scale (both signs) in the noise: clipped samples are counted
+    noise[rng.choice(len(noise), 40, replace=False)] = np.resize([1.0, -1.0], 40)
+    write_wav(tmp_path / "quiet.wav", np.concatenate([np.zeros(16000 * 6), noise]))
     report = transcribe_live(tmp_path / "quiet.wav", tmp_path / "words.csv")
     assert report["word_count"] == 0 and read_table(tmp_path / "words.csv") == []
+    assert report["clipped_samples"] == 40
     print(f"live on silence then noise: {report['agreement']['silent']} decodes without speech, "
           f"{report['gated_segments']} segments gated")
 
