@@ -459,3 +459,8 @@ def test_a_recorded_sessions_audio_is_written_back_as_a_transcript_stream(passag
     again = subprocess.run([str(neuralign_bin()), "transcribe", str(session), "--stream", "mic",
                             "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "already exists" in again.stderr, again.stderr
+    # a stream that is not audio (the markers: strings, irregular) is refused with the reason
+    markers = subprocess.run([str(neuralign_bin()), "transcribe", str(session), "--stream", "events",
+                              "--out", str(tmp_path / "markers.xdf")], capture_output=True, text=True, timeout=600)
+    assert markers.returncode != 0 and "stream events has nominal rate 0" in markers.stderr, markers.stderr
+    assert not (tmp_path / "markers.xdf").exists()
