@@ -147,6 +147,19 @@ def test_a_rate_that_cannot_be_resampled_is_a_clear_error(tmp_path):
 
 # ---- live recognition (`transcribe --live`, `transcribe --lsl`) ----
 
+
+def test_an_lsl_stream_that_is_not_audio_is_a_clear_error():
+    """`transcribe --lsl` on a stream of strings stops with the format named, never a crash."""
+    import pylsl
+    name = f"not-audio-{uuid.uuid4().hex[:8]}"
+    info = pylsl.StreamInfo(name, "Audio", 1, 16000, "string", name)
+    outlet = pylsl.StreamOutlet(info)
+    done = subprocess.run([str(neuralign_bin()), "transcribe", "--lsl", name, "--outlet", f"{name}-words"],
+                          capture_output=True, text=True, timeout=120)
+    del outlet
+    assert done.returncode != 0 and "audio must be int16" in done.stderr, done.stderr
+    assert "panicked" not in done.stderr
+
 LIVE_SECONDS = 20.0
 
 
