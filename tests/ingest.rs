@@ -4,11 +4,13 @@
 use crossbeam_channel::Receiver;
 use lsl::{ExPushable, Pushable};
 use neuralign::ingest::{
-    LinkState, NeuralChunk, NeuralConfig, NeuralInlet, StreamSelector, TranscriptConfig,
-    TranscriptInlet, TranscriptUpdate,
+    AudioInlet, AudioRecord, LinkState, NeuralChunk, NeuralConfig, NeuralInlet, StreamSelector,
+    TranscriptConfig, TranscriptInlet, TranscriptUpdate,
 };
 use neuralign::transcript::{LmAction, RejectReason, Word};
+use neuralign::xdf::{ChannelFormat, Samples, StreamInfo};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -242,6 +244,112 @@ fn a_killed_and_restarted_outlet_is_recovered_with_the_outage_as_a_gap() {
         100 + gap.missing_samples,
         "samples after the outage keep time continuity"
     );
+    assert_eq!(status.state, LinkState::Stopped);
+}
+
+/// Publishes `samples` frames of `channels`-channel int16 audio at 1 kHz in real time (value:
+/// `first_value + k` on every channel), stamped on the nominal grid, then keeps the outlet a
+/// second so that the last frames are read, and drops it (the sender goes away).
+fn audio_for(name: &str, channels: u32, samples: usize, first_value: usize) {
+    let mut info = lsl::StreamInfo::new(
+        name,
+        "Audio",
+        channels,
+        1000.0,
+        lsl::ChannelFormat::Int16,
+        name,
+    )
+    .unwrap();
+    let mut labels = info.desc().append_child("channels");
+    for c in 0..channels {
+        labels
+            .append_child("channel")
+            .append_child_value("label", &format!("mic{c}"));
+    }
+    let outlet = lsl::StreamOutlet::new(&info, 10, 360).unwrap();
+    assert!(outlet.wait_for_consumers(10.0), "the inlet never connected");
+    let t0 = lsl::local_clock();
+    for chunk in 0..samples / 10 {
+        let rows: Vec<Vec<i16>> = (chunk * 10..chunk * 10 + 10)
+            .map(|k| vec![(first_value + k) as i16; channels as usize])
+            .collect();
+        // a chunk stamped with its last frame's time, as AudioCapture and `play` push
+        outlet
+            .push_chunk_ex(&rows, t0 + (chunk * 10 + 9) as f64 / 1000.0, true)
+            .unwrap();
+        thread::sleep(Duration::from_millis(10));
+    }
+    thread::sleep(Duration::from_secs(1));
+}
+
+#[test]
+fn the_recorded_audio_keeps_its_format_and_is_followed_when_it_disappears_and_returns() {
+    let name = unique("audio");
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let sink = records.clone();
+    let tap = Box::new(move |record| sink.lock().unwrap().push(record));
+    let inlet = AudioInlet::spawn(StreamSelector::SourceId(name.clone()), RESOLVE_S, tap).unwrap();
+    // mono, gone, mono again (the same stream back), then a stereo stream under that name
+    audio_for(&name, 1, 200, 0);
+    audio_for(&name, 1, 200, 1000);
+    audio_for(&name, 2, 100, 2000);
+    let status = inlet.stop();
+    let records = records.lock().unwrap();
+    let headers: Vec<&StreamInfo> = (records.iter())
+        .filter_map(|r| match r {
+            AudioRecord::Stream(info) => Some(info),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        headers.len(),
+        2,
+        "the same stream back goes on in its record"
+    );
+    assert_eq!(
+        (headers[0].channel_format, headers[0].channel_count),
+        (ChannelFormat::Int16, 1)
+    );
+    assert_eq!(headers[0].nominal_srate, 1000.0);
+    assert_eq!(
+        headers[0].channel_labels,
+        ["mic0"],
+        "the sender's description"
+    );
+    assert_eq!(headers[1].channel_count, 2);
+    let mut values = Vec::new();
+    let mut stamps = Vec::new();
+    for record in records.iter() {
+        if let AudioRecord::Samples(t, Samples::Int16(v)) = record {
+            assert!(t.len() <= 100, "chunks of at most 100 ms");
+            stamps.extend_from_slice(t);
+            values.extend_from_slice(v);
+        }
+    }
+    let expected: Vec<i16> = (0..200)
+        .chain(1000..1200)
+        .chain((2000..2100).flat_map(|v| [v, v]))
+        .collect();
+    assert_eq!(values, expected, "every sample, in its own format");
+    assert_eq!(stamps.len(), 500);
+    // within a run, 1 ms apart (chunks stamped by their last frame), as the sender stamped them
+    assert!((stamps[199] - stamps[0] - 0.199).abs() < 1e-6, "{stamps:?}");
+    assert!(
+        stamps[200] - stamps[199] > 1.0,
+        "the outage is a jump in the stamps"
+    );
+    assert_eq!((status.samples, status.recoveries), (500, 2));
+    // a clock offset at each connection (the same host: liblsl's correction is microseconds)
+    let offsets: Vec<f64> = (records.iter())
+        .filter_map(|r| match r {
+            AudioRecord::ClockOffset { value, .. } => Some(*value),
+            _ => None,
+        })
+        .collect();
+    assert!(offsets.len() >= 3, "{offsets:?}");
+    assert!(offsets.iter().all(|v| v.abs() < 0.01), "{offsets:?}");
+    // the last outlet goes as the inlet stops: its loss may or may not be seen first
+    assert!((2..=3).contains(&status.losses), "{status:?}");
     assert_eq!(status.state, LinkState::Stopped);
 }
 

@@ -4,7 +4,7 @@
 //! (loopback) at 1×, and serves the live pipeline with its dashboard until Ctrl-C.
 //! `--speech`: the session's words are spoken (espeak-ng), the speech is replayed as an
 //! audio stream instead of the transcript, and the transcript comes from recognising it
-//! live (`transcribe --lsl`).
+//! live (`transcribe --lsl`); the server records the audio with the rest.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -162,6 +162,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             AUDIO_STREAM.to_string(),
         ];
         config.transcript.stream = StreamSelector::Name(SPEECH_TRANSCRIPT.into());
+        // the recording holds the audio beside the neural stream and the transcript
+        config.recording.audio = Some(StreamSelector::Name(AUDIO_STREAM.into()));
         // the recogniser publishes when two decodes agree, which under load can take longer
         // than the simulated transcript's 3 s: its silence is not the end of speech
         config.transcript.silence_timeout_s = SPEECH_SILENCE_TIMEOUT_S;

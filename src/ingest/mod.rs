@@ -1,4 +1,5 @@
-//! Lab Streaming Layer ingest: the neural (iEEG) and transcript inlets.
+//! Lab Streaming Layer ingest: the neural (iEEG) and transcript inlets, and the audio inlet
+//! that `serve` records.
 //!
 //! Each inlet owns its liblsl handles on its own OS thread (they are not `Send`), resolves its
 //! stream by name, type or source_id, re-resolves it when it is lost, and hands data to the
@@ -7,8 +8,10 @@
 //! - [`neural`]: chunked pulls of float32/double64/int16 samples into [`NeuralChunk`]s on a
 //!   gap-aware sample grid ([`timeline`]).
 //! - [`transcript_inlet`]: the transcript contract ([`crate::transcript`]) fed from LSL.
+//! - [`audio_inlet`]: the session's audio, in its own sample format, for the recording.
 //! - [`resolve`]: stream selection and discovery (`neuralign streams`).
 //! - [`listen`]: a timed session on both inlets (`neuralign listen`).
+pub mod audio_inlet;
 mod clock_follow;
 pub mod config;
 mod link;
@@ -18,6 +21,7 @@ pub mod resolve;
 pub mod timeline;
 pub mod transcript_inlet;
 
+pub use audio_inlet::{AudioInlet, AudioRecord, AudioStatus, AudioTap};
 pub use config::{LslConfig, NeuralConfig, NeuralMode, TranscriptConfig};
 pub use link::{apply_lsl_config, LatencySummary, LinkState};
 pub use neural::{NeuralInlet, NeuralStatus, StreamMeta};

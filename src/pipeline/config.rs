@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use super::recorder::RecordingName;
-use crate::ingest::{LslConfig, NeuralConfig, TranscriptConfig};
+use crate::ingest::{LslConfig, NeuralConfig, StreamSelector, TranscriptConfig};
 
 /// The whole server config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -164,6 +164,12 @@ pub struct RecordingConfig {
     pub task: String,
     /// Items queued for the recorder; beyond it items are dropped and counted.
     pub channel_capacity: usize,
+    /// The session's audio stream to record beside the neural stream and the transcript (a
+    /// microphone as LabRecorder's AudioCapture publishes it, `neuralign play`'s `-audio`):
+    /// `{ name = "..." }`, `{ type = "..." }` or `{ source_id = "..." }`. Unset (the default):
+    /// no audio is recorded, since a room's audio holds more than the patient's consent for
+    /// the session may cover; naming the stream is the decision to record it.
+    pub audio: Option<StreamSelector>,
 }
 
 impl Default for RecordingConfig {
@@ -175,6 +181,7 @@ impl Default for RecordingConfig {
             session: None,
             task: "listening".into(),
             channel_capacity: 4096,
+            audio: None,
         }
     }
 }
@@ -251,7 +258,6 @@ impl Default for PipelineSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::StreamSelector;
 
     const BEDSIDE: &str = include_str!("../../configs/bedside.toml");
 

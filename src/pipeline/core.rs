@@ -24,7 +24,8 @@ use crate::align::{AlignConfig, Live};
 use crate::dsp::{HighGamma, HighGammaConfig};
 use crate::encode::{Encoder, WordKernel};
 use crate::ingest::{
-    LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet, TranscriptStatus,
+    AudioInlet, LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet,
+    TranscriptStatus,
 };
 use crate::metrics::{Stage, StageSet};
 use crate::pipeline::Config;
@@ -72,6 +73,16 @@ struct ModelBound {
     arrivals: VecDeque<f64>,
     actual_base: i64,
     trace: TraceBuffer,
+}
+
+/// The pipeline's inlets, for their status.
+pub(super) struct Inlets<'a> {
+    /// The neural stream's.
+    pub neural: &'a NeuralInlet,
+    /// The transcript's.
+    pub transcript: &'a TranscriptInlet,
+    /// The audio's, when `[recording] audio` names a stream.
+    pub audio: Option<&'a AudioInlet>,
 }
 
 /// One language model as the core loop knows it: its encoders and what waits for them.
@@ -188,13 +199,13 @@ impl Core {
     /// thread, in session order.
     pub fn run(
         mut self,
-        neural: &NeuralInlet,
-        transcript: &TranscriptInlet,
+        inlets: Inlets<'_>,
         neural_rx: Receiver<NeuralChunk>,
         words_rx: Receiver<Encoded>,
         lm: &[LmThread],
         shutdown: &AtomicBool,
     ) -> anyhow::Result<PipelineReport> {
+        let neural = inlets.neural;
         let (mut next_alignment, mut next_status) = (Instant::now(), Instant::now());
         while !shutdown.load(Ordering::Relaxed) {
             // wake when a frame is due, so that it goes out on time without new input
@@ -222,13 +233,11 @@ impl Core {
             }
             if now >= next_status {
                 next_status = now + self.status_every;
-                let _ = self
-                    .hub
-                    .publish(Frame::Status(self.status(neural, transcript, lm)));
+                let _ = self.hub.publish(Frame::Status(self.status(&inlets, lm)));
             }
         }
         self.publish_alignment(Instant::now());
-        let status = self.status(neural, transcript, lm);
+        let status = self.status(&inlets, lm);
         let _ = self.hub.publish(Frame::Status(status.clone()));
         Ok(PipelineReport {
             scored_samples: self.bound.as_ref().map_or(0, Bound::scored),
@@ -714,13 +723,8 @@ impl ModelBound {
 impl Core {
     /// The pipeline's status; what every model has (drops, errors, memory, events) summed
     /// over the models.
-    fn status(
-        &self,
-        neural: &NeuralInlet,
-        transcript: &TranscriptInlet,
-        lm: &[LmThread],
-    ) -> PipelineStatus {
-        let (n, t) = (neural.status(), transcript.status());
+    fn status(&self, inlets: &Inlets<'_>, lm: &[LmThread]) -> PipelineStatus {
+        let (n, t) = (inlets.neural.status(), inlets.transcript.status());
         let sum = |f: &dyn Fn(&LmThread) -> u64| lm.iter().map(f).sum::<u64>();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut drops = BTreeMap::from([
@@ -759,6 +763,11 @@ impl Core {
         errors.insert("transcript_lost".into(), t.losses);
         errors.insert("transcript_recovered".into(), t.recoveries);
         errors.insert("neural_mismatch".into(), self.mismatches);
+        let audio = inlets.audio.map(AudioInlet::status);
+        if let Some(a) = &audio {
+            errors.insert("audio_lost".into(), a.losses);
+            errors.insert("audio_recovered".into(), a.recoveries);
+        }
         drops.insert(
             "words_before_stream".into(),
             self.models.iter().map(|m| m.early_dropped).sum(),
@@ -793,7 +802,7 @@ impl Core {
             horizon = Some(b.t0 + b.scored() as f64 / b.rate);
         }
         let memory = self.memory(&t, lm);
-        let streams = vec![
+        let mut streams = vec![
             StreamStatus {
                 role: "neural".into(),
                 connected: n.state == LinkState::Streaming,
@@ -813,6 +822,15 @@ impl Core {
                 error: t.error,
             },
         ];
+        streams.extend(audio.map(|a| StreamStatus {
+            role: "audio".into(),
+            connected: a.state == LinkState::Streaming,
+            rate_hz: a.measured_rate(),
+            samples: a.samples,
+            watermark: a.watermark,
+            clock_correction_s: a.clock_correction,
+            error: a.error,
+        }));
         PipelineStatus {
             streams,
             horizon,

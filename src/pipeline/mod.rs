@@ -3,7 +3,8 @@
 //!
 //! Threads, joined by bounded crossbeam channels (a full channel drops and counts, so nothing
 //! ever blocks ingest):
-//! - the neural and transcript inlets ([`crate::ingest`]), each on its own thread;
+//! - the neural and transcript inlets ([`crate::ingest`]), each on its own thread, and the
+//!   audio inlet when `[recording] audio` names a stream (recorded only);
 //! - per language model (one, or the `[[models]]` of the config, each with its encoders),
 //!   the LM thread ([`lm_thread`]): follows the transcript with [`crate::lm::Engine`]
 //!   (push_word, rollback on revisions and retractions), and the encode thread
@@ -12,7 +13,7 @@
 //!   copies each transcript update to every LM thread;
 //! - the core loop ([`core`], on the caller's thread): high-gamma (raw mode), [`Live`]
 //!   alignment (adding the words' kernels, scoring), and every frame published to the hub;
-//! - the recorder ([`recorder`]): neural samples and transcript events to an XDF file,
+//! - the recorder ([`recorder`]): neural samples, transcript events and audio to an XDF file,
 //!   flushed at least once a second and finished (footers) on shutdown, with the server's
 //!   results as streams of their own ([`results`]).
 //!
@@ -42,7 +43,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::encode::Encoder;
-use crate::ingest::{NeuralInlet, TranscriptInlet};
+use crate::ingest::{AudioInlet, AudioRecord, NeuralInlet, TranscriptInlet};
 use crate::lm::Engine;
 use crate::serve::frames::ModelTag;
 use crate::serve::Hub;
@@ -97,6 +98,25 @@ pub fn run(
     });
     let (transcript, transcript_rx) =
         TranscriptInlet::spawn_with_tap(config.transcript.clone(), timeout, tap)?;
+    // the audio is only recorded: no recording, no audio inlet
+    let audio = match (&recorder, &config.recording.audio) {
+        (Some(r), Some(stream)) => {
+            let record = r.sender();
+            let tap = Box::new(move |audio| {
+                record.send(match audio {
+                    AudioRecord::Stream(info) => recorder::Record::AudioStream(info),
+                    AudioRecord::Samples(stamps, samples) => {
+                        recorder::Record::Audio(stamps, samples)
+                    }
+                    AudioRecord::ClockOffset { time, value } => {
+                        recorder::Record::AudioClockOffset(time, value)
+                    }
+                })
+            });
+            Some(AudioInlet::spawn(stream.clone(), timeout, tap)?)
+        }
+        _ => None,
+    };
     let (updates, fan_out) = match loaded.len() {
         1 => (vec![transcript_rx], None),
         n => {
@@ -151,8 +171,11 @@ pub fn run(
         ),
     );
     let result = core.run(
-        &neural,
-        &transcript,
+        core::Inlets {
+            neural: &neural,
+            transcript: &transcript,
+            audio: audio.as_ref(),
+        },
         neural_rx,
         encoded_rx,
         &lm_threads,
@@ -161,6 +184,9 @@ pub fn run(
     // stop the producers first so that the recorder sees everything before it finishes
     neural.stop();
     transcript.stop();
+    if let Some(audio) = audio {
+        audio.stop();
+    }
     if let Some(fan_out) = fan_out {
         fan_out.join();
     }

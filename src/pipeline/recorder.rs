@@ -3,7 +3,11 @@
 //! stream of its own), every transcript message verbatim as received, rejected ones included
 //! (`neuralign-transcript-received`, its time stamps on the server clock: replaying it
 //! reproduces the input), and the transcript as the language model followed it
-//! (`neuralign-transcript`, stamped when embedded). Flushed at least once a second; finished
+//! (`neuralign-transcript`, stamped when embedded), and the session's audio when
+//! `[recording] audio` names its stream (as its sender describes it, in its own sample format,
+//! with the sender's stamps and ClockOffset chunks as LabRecorder records a stream; a
+//! returning stream of another layout gets a stream of its own). Flushed at
+//! least once a second; finished
 //! with stream footers on shutdown. A full queue drops items (counted) rather than holding up
 //! ingest.
 use std::path::{Path, PathBuf};
@@ -28,6 +32,12 @@ pub(super) enum Record {
     Transcript(f64, String),
     /// A transcript message verbatim, at its time stamp (server clock).
     TranscriptReceived(f64, String),
+    /// The audio stream's header, before its first samples ([`crate::ingest::AudioInlet`]).
+    AudioStream(StreamInfo),
+    /// Audio samples: time stamps (sender clock) and `[samples, channels]` values.
+    Audio(Vec<f64>, Samples),
+    /// The audio stream's clock offset: at `.0` (sender clock) the server clock was `.1` ahead.
+    AudioClockOffset(f64, f64),
     /// A results stream's metadata, before its first sample (`super::results`).
     ResultStream(StreamInfo),
     /// One sample of the results stream of that name, at that time (server clock).
@@ -179,6 +189,7 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
         "neuralign-transcript-received",
     ))?;
     let mut neural: Option<(u32, StreamInfo)> = None;
+    let mut audio: Option<u32> = None;
     let mut results: std::collections::HashMap<String, (u32, StreamInfo)> = Default::default();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
@@ -191,6 +202,18 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
             Ok(Record::Neural(stamps, data)) => {
                 if let Some((id, _)) = &neural {
                     writer.write_samples(*id, &stamps, &Samples::Float32(data))?;
+                }
+            }
+            // the inlet announces a header only for a stream of another layout
+            Ok(Record::AudioStream(info)) => audio = Some(writer.add_stream(&info)?),
+            Ok(Record::Audio(stamps, samples)) => {
+                if let Some(id) = audio {
+                    writer.write_samples(id, &stamps, &samples)?;
+                }
+            }
+            Ok(Record::AudioClockOffset(time, value)) => {
+                if let Some(id) = audio {
+                    writer.clock_offset(id, time, value)?;
                 }
             }
             Ok(Record::Transcript(time, message)) => {
@@ -261,6 +284,41 @@ mod tests {
             .find(|s| s.info.name == "neuralign-transcript-received")
             .unwrap();
         assert_eq!(received.data, Samples::String(vec!["{not json".into()]));
+    }
+
+    #[test]
+    fn the_audio_is_recorded_in_its_own_format_and_a_new_layout_gets_a_stream_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Recorder::spawn(dir.path(), &name(), 16).unwrap();
+        let tx = recorder.sender();
+        let mic = |channels: usize| {
+            let labels = (1..=channels).map(|c| format!("mic{c}")).collect();
+            StreamInfo::with_labels("mic", "Audio", 8000.0, ChannelFormat::Int16, "mic", labels)
+        };
+        tx.send(Record::Audio(vec![0.5], Samples::Int16(vec![9]))); // before a header: no stream
+        tx.send(Record::AudioStream(mic(1)));
+        tx.send(Record::AudioClockOffset(0.9, -0.25));
+        tx.send(Record::Audio(
+            vec![1.0, 1.000125],
+            Samples::Int16(vec![-3, 32767]),
+        ));
+        tx.send(Record::Audio(vec![3.0], Samples::Int16(vec![5])));
+        tx.send(Record::AudioStream(mic(2)));
+        tx.send(Record::Audio(vec![4.0], Samples::Int16(vec![1, 2])));
+        drop(tx);
+        let file = crate::xdf::read(recorder.finish().unwrap().unwrap()).unwrap();
+        let mics: Vec<_> = (file.streams.iter())
+            .filter(|s| s.info.name == "mic")
+            .collect();
+        assert_eq!(mics.len(), 2);
+        assert_eq!(mics[0].info.channel_labels, ["mic1"]);
+        assert_eq!(mics[0].time_stamps, [1.0, 1.000125, 3.0]);
+        assert_eq!(mics[0].data, Samples::Int16(vec![-3, 32767, 5]));
+        assert_eq!(
+            (mics[0].clock_offsets.len(), mics[0].clock_offsets[0].value),
+            (1, -0.25)
+        );
+        assert_eq!(mics[1].data, Samples::Int16(vec![1, 2]));
     }
 
     fn name() -> RecordingName {

@@ -195,7 +195,11 @@ const STREAM_COUNTERS: [(&str, &str, StreamKeys); 3] = [
     (
         "neuralign_stream_lost_total",
         "Times an input stream was lost.",
-        &[("neural", "neural_lost"), ("transcript", "transcript_lost")],
+        &[
+            ("neural", "neural_lost"),
+            ("transcript", "transcript_lost"),
+            ("audio", "audio_lost"),
+        ],
     ),
     (
         "neuralign_stream_recovered_total",
@@ -203,6 +207,7 @@ const STREAM_COUNTERS: [(&str, &str, StreamKeys); 3] = [
         &[
             ("neural", "neural_recovered"),
             ("transcript", "transcript_recovered"),
+            ("audio", "audio_recovered"),
         ],
     ),
 ];
@@ -229,7 +234,7 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
         out,
         "neuralign_stream_samples_total",
         "counter",
-        "Samples (neural) or messages (transcript) received.",
+        "Samples (neural, audio) or messages (transcript) received.",
         streams.iter().map(|s| (stream(s), s.samples)),
     );
     write_family(
@@ -263,10 +268,13 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
             name,
             "counter",
             help,
-            keys.iter().map(|(role, key)| {
-                let count = status.errors.get(*key).copied().unwrap_or(0);
-                (label("stream", role), count)
-            }),
+            // a stream the pipeline does not have (the audio unless recorded) has no series
+            keys.iter()
+                .filter(|(role, _)| streams.iter().any(|s| s.role == *role))
+                .map(|(role, key)| {
+                    let count = status.errors.get(*key).copied().unwrap_or(0);
+                    (label("stream", role), count)
+                }),
         );
     }
     let per_stream = |key: &str| {
@@ -439,6 +447,7 @@ mod tests {
             streams: vec![
                 stream("neural", true, 1000, Some(99.5)),
                 stream("transcript", false, 3, None),
+                stream("audio", true, 44_100, Some(99.75)),
             ],
             horizon: Some(99.0),
             drops: counts(&[("neural_chunks", 2), ("lm_queue_waiting", 5)]),
@@ -447,6 +456,8 @@ mod tests {
                 ("neural_lost", 1),
                 ("neural_recovered", 1),
                 ("transcript_lost", 2),
+                ("audio_lost", 1),
+                ("audio_recovered", 1),
                 ("transcript_malformed_json", 4),
                 ("words_not_embedded", 0),
             ]),
@@ -492,16 +503,22 @@ mod tests {
             [
                 r#"neuralign_stream_connected{stream="neural"} 1"#,
                 r#"neuralign_stream_connected{stream="transcript"} 0"#,
+                r#"neuralign_stream_connected{stream="audio"} 1"#,
                 r#"neuralign_stream_samples_total{stream="neural"} 1000"#,
                 r#"neuralign_stream_samples_total{stream="transcript"} 3"#,
+                r#"neuralign_stream_samples_total{stream="audio"} 44100"#,
                 r#"neuralign_stream_lag_seconds{stream="neural"} 0.5"#,
+                r#"neuralign_stream_lag_seconds{stream="audio"} 0.25"#,
                 r#"neuralign_stream_clock_correction_seconds{stream="neural"} -0.25"#,
+                r#"neuralign_stream_clock_correction_seconds{stream="audio"} -0.25"#,
                 r#"neuralign_horizon_lag_seconds 1"#,
                 r#"neuralign_stream_gaps_total{stream="neural"} 1"#,
                 r#"neuralign_stream_lost_total{stream="neural"} 1"#,
                 r#"neuralign_stream_lost_total{stream="transcript"} 2"#,
+                r#"neuralign_stream_lost_total{stream="audio"} 1"#,
                 r#"neuralign_stream_recovered_total{stream="neural"} 1"#,
                 r#"neuralign_stream_recovered_total{stream="transcript"} 0"#,
+                r#"neuralign_stream_recovered_total{stream="audio"} 1"#,
                 r#"neuralign_transcript_rejected_total{reason="malformed_json"} 4"#,
                 r#"neuralign_pipeline_errors_total{kind="words_not_embedded"} 0"#,
                 r#"neuralign_pipeline_dropped_total{kind="neural_chunks"} 2"#,

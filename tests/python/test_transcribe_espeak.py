@@ -147,6 +147,19 @@ def test_a_rate_that_cannot_be_resampled_is_a_clear_error(tmp_path):
 
 # ---- live recognition (`transcribe --live`, `transcribe --lsl`) ----
 
+
+def test_an_lsl_stream_that_is_not_audio_is_a_clear_error():
+    """`transcribe --lsl` on a stream of strings stops with the format named, never a crash."""
+    import pylsl
+    name = f"not-audio-{uuid.uuid4().hex[:8]}"
+    info = pylsl.StreamInfo(name, "Audio", 1, 16000, "string", name)
+    outlet = pylsl.StreamOutlet(info)
+    done = subprocess.run([str(neuralign_bin()), "transcribe", "--lsl", name, "--outlet", f"{name}-words"],
+                          capture_output=True, text=True, timeout=120)
+    del outlet
+    assert done.returncode != 0 and "audio must be int16" in done.stderr, done.stderr
+    assert "panicked" not in done.stderr
+
 LIVE_SECONDS = 20.0
 
 
@@ -220,9 +233,13 @@ def test_live_commits_the_words_batch_recognises(passage, tmp_path):
 
 def test_live_silence_and_noise_yield_no_words(tmp_path):
     rng = np.random.default_rng(15)
-    write_wav(tmp_path / "quiet.wav", np.concatenate([np.zeros(16000 * 6), rng.normal(0, 0.1, 16000 * 6)]))
+    noise = rng.normal(0, 0.1, 16000 * 6)
+    # 40 clicks at full scale (both signs) in the noise: clipped samples are counted
+    noise[rng.choice(len(noise), 40, replace=False)] = np.resize([1.0, -1.0], 40)
+    write_wav(tmp_path / "quiet.wav", np.concatenate([np.zeros(16000 * 6), noise]))
     report = transcribe_live(tmp_path / "quiet.wav", tmp_path / "words.csv")
     assert report["word_count"] == 0 and read_table(tmp_path / "words.csv") == []
+    assert report["clipped_samples"] == 40
     print(f"live on silence then noise: {report['agreement']['silent']} decodes without speech, "
           f"{report['gated_segments']} segments gated")
 
@@ -455,3 +472,8 @@ def test_a_recorded_sessions_audio_is_written_back_as_a_transcript_stream(passag
     again = subprocess.run([str(neuralign_bin()), "transcribe", str(session), "--stream", "mic",
                             "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert again.returncode != 0 and "already exists" in again.stderr, again.stderr
+    # a stream that is not audio (the markers: strings, irregular) is refused with the reason
+    markers = subprocess.run([str(neuralign_bin()), "transcribe", str(session), "--stream", "events",
+                              "--out", str(tmp_path / "markers.xdf")], capture_output=True, text=True, timeout=600)
+    assert markers.returncode != 0 and "stream events has nominal rate 0" in markers.stderr, markers.stderr
+    assert not (tmp_path / "markers.xdf").exists()
