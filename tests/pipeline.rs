@@ -16,7 +16,7 @@ use neuralign::encode::{
 };
 use neuralign::ingest::{NeuralMode, StreamSelector};
 use neuralign::lm::{Engine, LmConfig, ModelRef};
-use neuralign::pipeline::{Config, LiveModel};
+use neuralign::pipeline::{results, Config, LiveModel};
 use neuralign::replay;
 use neuralign::serve::ServerConfig;
 use neuralign::xdf::{self, ChannelFormat, Samples, StreamInfo, XdfWriter};
@@ -671,10 +671,44 @@ fn two_models_live_each_equal_their_own_offline_computation() {
         live.models[0].trace, live.models[1].trace,
         "each model predicts from its own embeddings"
     );
-    // the status says how far each model is (run_live waits for it to count every word)
+    // the status says how far each model is (run_live waits for it to count every word),
+    // with each model's own LM step latencies
     let progress = live.status["models"].as_array().unwrap();
     let names: Vec<&Value> = progress.iter().map(|m| &m["name"]).collect();
     assert_eq!(names, [&models[0]["name"], &models[1]["name"]]);
+    for p in progress {
+        assert_eq!(p["lm_step"]["count"], words.len(), "{p}");
+        assert!(p["lm_step"]["p50_ms"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    // every model's results are in the recording: the first's under the plain names, the
+    // other's under `@<model>`, each stream's desc naming its model and hash
+    let recording = xdf::read(live.report.recording.as_ref().expect("a recording")).unwrap();
+    for (m, listed) in models.iter().enumerate() {
+        let tag = neuralign::serve::frames::ModelTag {
+            name: listed["name"].as_str().unwrap().into(),
+            sha256: listed["sha256"].as_str().unwrap().into(),
+        };
+        let stream = |base: &str| {
+            let name = results::stream_name(base, m, &tag);
+            let stream = (recording.streams.iter())
+                .find(|s| s.info.name == name)
+                .unwrap_or_else(|| panic!("{name} recorded"));
+            let desc = stream.info.desc().unwrap();
+            assert_eq!(desc.text_at("model/name"), Some(tag.name.as_str()));
+            assert_eq!(desc.text_at("model/sha256"), Some(tag.sha256.as_str()));
+            stream
+        };
+        assert_eq!(
+            stream(results::WORDS).time_stamps.len(),
+            live.models[m].word_frames,
+            "model {m}'s word events"
+        );
+        assert!(!stream(results::ALIGNMENT).time_stamps.is_empty());
+        assert_eq!(
+            stream(results::ALIGNMENT_LAYERS).info.channel_count,
+            ELECTRODES * 3
+        );
+    }
 
     // the control's encoders given to SmolLM2: refused, naming the file and the model
     config.models[0].encoders = "control.safetensors".into();

@@ -81,7 +81,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let (source, statistics) = report::offline(&enc, &loaded.session, &offline, &bar)
         .with_context(|| format!("the statistics of {}", args.session.display()))?;
     bar.finish_and_clear();
-    let recording = match Saved::read(&args.session, &loaded.session)? {
+    let recording = match Saved::read(&args.session, &loaded.session, &loaded.model.sha256)? {
         Some(saved) => Some(report::recording::recorded(
             saved,
             &enc,

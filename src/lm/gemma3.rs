@@ -484,7 +484,51 @@ impl Gemma3 {
             .forward(&h)?
             .try_into()
             .expect("two projections");
-        let act = (gate.gelu()? * up)?;
+        let act = gelu_gated(&gate, &up)?;
         Ok((&x + rms(&blk.down.forward(&act)?, &blk.post_ffn_norm)?)?)
+    }
+}
+
+/// `GELU(gate) * up` with GELU's tanh form written as `x / (1 + exp(-2u))`, `u = √(2/π)(x +
+/// 0.044715x³)` (the same function as candle's `gelu`, whose `tanhf` made it the longest
+/// step between two kernel calls: the pool's workers went to sleep during it).
+fn gelu_gated(gate: &Tensor, up: &Tensor) -> Result<Tensor, LmError> {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let shape = gate.shape().clone();
+    let mut act = gate.flatten_all()?.to_vec1::<f32>()?;
+    let up = up.flatten_all()?.to_vec1::<f32>()?;
+    for (a, u) in act.iter_mut().zip(&up) {
+        let x = *a;
+        let inner = -2.0 * SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
+        *a = x / (1.0 + inner.exp()) * u;
+    }
+    Ok(Tensor::from_vec(act, shape, gate.device())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exp form of GELU(tanh) times `up` is candle's `gelu() * up`, across the range
+    /// gate values take (large negative ones included, where `exp` overflows to ∞).
+    #[test]
+    fn gated_gelu_is_candles_gelu_times_up() {
+        let gate: Vec<f32> = (-400..400).map(|i| i as f32 * 0.05).collect();
+        let up: Vec<f32> = (0..gate.len())
+            .map(|i| 1.0 - (i % 7) as f32 * 0.3)
+            .collect();
+        let shape = (2, gate.len() / 2);
+        let gate = Tensor::from_vec(gate, shape, &Device::Cpu).unwrap();
+        let up = Tensor::from_vec(up, shape, &Device::Cpu).unwrap();
+        let ours = gelu_gated(&gate, &up).unwrap();
+        assert_eq!(ours.dims(), gate.dims());
+        let candle = (gate.gelu().unwrap() * &up).unwrap();
+        let (ours, candle) = (
+            ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            candle.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        for (a, b) in ours.iter().zip(&candle) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} against {b}");
+        }
     }
 }

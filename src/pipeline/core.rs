@@ -27,7 +27,7 @@ use crate::ingest::{
     AudioInlet, LinkState, NeuralChunk, NeuralInlet, NeuralMode, StreamMeta, TranscriptInlet,
     TranscriptStatus,
 };
-use crate::metrics::{Stage, StageSet};
+use crate::metrics::{Stage, StageLatency, StageSet};
 use crate::pipeline::Config;
 use crate::serve::frames::{ModelStatus, ModelTag, SessionModel};
 use crate::serve::{
@@ -100,6 +100,8 @@ pub(super) struct Model {
     early_dropped: u64,
     /// Words it embedded.
     words: u64,
+    /// Latency of its LM steps (the pooled `lm_step` stage is every model's).
+    lm_step: StageLatency,
 }
 
 impl Model {
@@ -113,6 +115,7 @@ impl Model {
             early: Vec::new(),
             early_dropped: 0,
             words: 0,
+            lm_step: StageLatency::new(),
         }
     }
 }
@@ -133,7 +136,7 @@ struct TraceBuffer {
 /// The core loop's state.
 pub(super) struct Core {
     hub: Hub,
-    /// The language models, in session order (the first one's results are recorded).
+    /// The language models, in session order.
     models: Vec<Model>,
     /// Transcript updates the fan-out to the models' LM threads dropped.
     fan_out_dropped: Arc<AtomicU64>,
@@ -146,8 +149,9 @@ pub(super) struct Core {
     record: Option<RecordTx>,
     /// The results outlets' queue.
     outlets: Option<OutletTx>,
-    /// The results streams of the recording (the first model's), once the encoders are bound.
-    results: Option<Results>,
+    /// Each model's results streams (recording and outlets, when either is on), in session
+    /// order, once the encoders are bound.
+    results: Vec<Results>,
     bound: Option<Bound>,
     /// The inlet connection the last chunk came from.
     connection: Option<u64>,
@@ -184,7 +188,7 @@ impl Core {
             status_every: every(config.pipeline.status_hz),
             record,
             outlets,
-            results: None,
+            results: Vec::new(),
             bound: None,
             connection: None,
             mismatch: None,
@@ -286,7 +290,7 @@ impl Core {
             for model in &self.models {
                 model.binding.set(None);
             }
-            self.results = None;
+            self.results.clear();
             tracing::warn!(stream = %meta.summary.name, "the neural stream changed; binding the encoders afresh");
         }
         let channels = meta.summary.channels;
@@ -399,20 +403,24 @@ impl Core {
             last_row: Vec::new(),
             models,
         };
-        self.results = (self.record.is_some() || self.outlets.is_some()).then(|| {
-            Results::new(
-                (self.record.clone(), self.outlets.clone()),
-                session.models[0].tag.clone(),
-                session.electrodes.clone(),
-                session.models[0].layers.clone(),
-                session.rates.alignment_hz,
-            )
-        });
+        if self.record.is_some() || self.outlets.is_some() {
+            self.results = (session.models.iter().enumerate())
+                .map(|(m, model)| {
+                    Results::new(
+                        (self.record.clone(), self.outlets.clone()),
+                        (m, model.tag.clone()),
+                        session.electrodes.clone(),
+                        model.layers.clone(),
+                        session.rates.alignment_hz,
+                    )
+                })
+                .collect();
+        }
         self.hub.set_session(session);
         for (m, model) in self.models.iter_mut().enumerate() {
             let mb = &mut bound.models[m];
             model.binding.set(Some(mb.live.kernels().clone()));
-            let results = (m == 0).then_some(self.results.as_ref()).flatten();
+            let results = self.results.get(m);
             for out in std::mem::take(&mut model.early) {
                 let at = (bound.t0, bound.rate);
                 mb.apply_word(at, m, &self.hub, results, out, None);
@@ -505,8 +513,11 @@ impl Core {
         }: Encoded,
     ) {
         let model = &mut self.models[m];
-        if matches!(output, LmOutput::Word { .. }) {
+        if let LmOutput::Word { latency_ms, .. } = &output {
             model.words += 1;
+            if let Some(ms) = latency_ms.get("forward") {
+                model.lm_step.record_seconds(ms / 1e3);
+            }
         }
         // samples a watermark makes final were ready when it arrived
         let ready = match output {
@@ -515,7 +526,7 @@ impl Core {
         };
         match self.bound.as_mut() {
             Some(b) => {
-                let results = (m == 0).then_some(self.results.as_ref()).flatten();
+                let results = self.results.get(m);
                 let (at, mb) = ((b.t0, b.rate), &mut b.models[m]);
                 mb.apply_word(at, m, &self.hub, results, output, kernel);
                 mb.advance(&self.hub.metrics().stages, ready);
@@ -653,9 +664,9 @@ impl Core {
         }
         self.dues.push_back(due);
         let (t0, rate) = (b.t0, b.rate);
+        let mut results = self.results.iter_mut();
         for (m, mb) in b.models.iter_mut().enumerate() {
-            let results = (m == 0).then_some(self.results.as_mut()).flatten();
-            mb.publish_alignment(m, (t0, rate), &self.dues, &self.hub, results);
+            mb.publish_alignment(m, (t0, rate), &self.dues, &self.hub, results.next());
         }
     }
 }
@@ -862,6 +873,7 @@ impl Core {
                     lm_queue_waiting: lm.waiting(),
                     horizon: (self.bound.as_ref())
                         .map(|b| b.t0 + b.models[m].live.scored() as f64 / b.rate),
+                    lm_step: model.lm_step.percentiles(),
                 })
                 .collect(),
         }

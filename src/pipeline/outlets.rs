@@ -98,7 +98,7 @@ fn publish(rx: Receiver<Record>) {
                 }
             }
             Record::Result(name, time, samples) => {
-                let Some((_, outlet)) = outlets.get(name) else {
+                let Some((_, outlet)) = outlets.get(&*name) else {
                     continue;
                 };
                 let pushed = match samples {

@@ -41,7 +41,7 @@ pub(super) enum Record {
     /// A results stream's metadata, before its first sample (`super::results`).
     ResultStream(StreamInfo),
     /// One sample of the results stream of that name, at that time (server clock).
-    Result(&'static str, f64, Samples),
+    Result(Arc<str>, f64, Samples),
 }
 
 /// A cloneable handle that sends to the recorder without ever waiting.
@@ -233,7 +233,7 @@ fn record(mut writer: XdfWriter, rx: Receiver<Record>) -> Result<PathBuf, XdfErr
                 }
             }
             Ok(Record::Result(name, time, samples)) => {
-                if let Some((id, _)) = results.get(name) {
+                if let Some((id, _)) = results.get(&*name) {
                     writer.write_samples(*id, &[time], &samples)?;
                 }
             }

@@ -5,6 +5,12 @@
 //! `alignment` and `word` frames ([`AlignmentSummary`], one definition); they go through the
 //! recorder's bounded queue (a full queue drops and counts, `drops.recorder_items`) and the
 //! same to the LSL outlets ([`super::outlets`], `drops.results_outlet_items`).
+//!
+//! Every model live has streams of its own ([`stream_name`]): the first model's keep the
+//! plain names (a one-model server's streams, as readers know them), every later model's
+//! carry `@<model name>`; each stream's `desc` names its model and that model's sha256.
+use std::sync::Arc;
+
 use super::outlets::OutletTx;
 use super::recorder::{Record, RecordTx};
 use crate::serve::frames::{ModelTag, WordFrame};
@@ -24,11 +30,30 @@ pub const WORDS: &str = "neuralign-words";
 /// Rate of [`ALIGNMENT_LAYERS`]: one update in `round(alignment_hz / LAYERS_HZ)`.
 pub const LAYERS_HZ: f64 = 1.0;
 
+/// The name of results stream `base` (one of the names above) of model `model` (its index in
+/// session order, named `tag`): `base` for the first model, `base@<model name>` for the others.
+pub fn stream_name(base: &str, model: usize, tag: &ModelTag) -> String {
+    match model {
+        0 => base.to_string(),
+        _ => format!("{base}@{}", tag.name),
+    }
+}
+
+/// One model's results streams by name.
+struct StreamNames {
+    alignment: Arc<str>,
+    peak_layer: Arc<str>,
+    significance: Arc<str>,
+    layers: Arc<str>,
+    words: Arc<str>,
+}
+
 /// What the results streams need to know of the bound encoders, and where they stand.
 pub(super) struct Results {
     sinks: (Option<RecordTx>, Option<OutletTx>),
     /// The model whose results these are (word events name it, as their frames do).
     model: ModelTag,
+    names: StreamNames,
     labels: Vec<String>,
     layers: Vec<usize>,
     layers_every: u64,
@@ -37,41 +62,68 @@ pub(super) struct Results {
 }
 
 impl Results {
-    /// Announces the streams for encoders with electrodes `labels` and `model`'s `layers`
-    /// (streams of another layout, after a rebinding, are new streams of the recording).
+    /// Announces the streams of model `index` (in session order, named `model`) for encoders
+    /// with electrodes `labels` and that model's `layers` (streams of another layout, after a
+    /// rebinding, are new streams of the recording).
     pub fn new(
         sinks: (Option<RecordTx>, Option<OutletTx>),
-        model: ModelTag,
+        (index, model): (usize, ModelTag),
         labels: Vec<String>,
         layers: Vec<usize>,
         alignment_hz: f64,
     ) -> Self {
+        let name = |base: &str| Arc::<str>::from(stream_name(base, index, &model));
+        let names = StreamNames {
+            alignment: name(ALIGNMENT),
+            peak_layer: name(PEAK_LAYER),
+            significance: name(SIGNIFICANCE),
+            layers: name(ALIGNMENT_LAYERS),
+            words: name(WORDS),
+        };
         let layer_labels = labels
             .iter()
             .flat_map(|e| layers.iter().map(move |l| format!("{e}/L{l}")))
             .collect();
+        let tagged = |info: StreamInfo| {
+            info.with_desc_entry("model", &[("name", &model.name), ("sha256", &model.sha256)])
+        };
         let per_electrode = |name: &str, kind: &str, format| {
-            StreamInfo::with_labels(name, kind, 0.0, format, name, labels.clone())
+            tagged(StreamInfo::with_labels(
+                name,
+                kind,
+                0.0,
+                format,
+                name,
+                labels.clone(),
+            ))
         };
         for info in [
-            per_electrode(ALIGNMENT, "Alignment", ChannelFormat::Float32),
-            per_electrode(PEAK_LAYER, "PeakLayer", ChannelFormat::Int32),
-            per_electrode(SIGNIFICANCE, "Significance", ChannelFormat::Int8),
-            StreamInfo::with_labels(
-                ALIGNMENT_LAYERS,
+            per_electrode(&names.alignment, "Alignment", ChannelFormat::Float32),
+            per_electrode(&names.peak_layer, "PeakLayer", ChannelFormat::Int32),
+            per_electrode(&names.significance, "Significance", ChannelFormat::Int8),
+            tagged(StreamInfo::with_labels(
+                &names.layers,
                 "AlignmentLayers",
                 0.0,
                 ChannelFormat::Float32,
-                ALIGNMENT_LAYERS,
+                &names.layers,
                 layer_labels,
-            ),
-            StreamInfo::new(WORDS, "Markers", 1, 0.0, ChannelFormat::String, WORDS),
+            )),
+            tagged(StreamInfo::new(
+                &names.words,
+                "Markers",
+                1,
+                0.0,
+                ChannelFormat::String,
+                &names.words,
+            )),
         ] {
             send(&sinks, Record::ResultStream(info));
         }
         Self {
             sinks,
             model,
+            names,
             labels,
             layers,
             layers_every: (alignment_hz / LAYERS_HZ).round().max(1.0) as u64,
@@ -91,24 +143,32 @@ impl Results {
         let t = update.horizon;
         send(
             &self.sinks,
-            Record::Result(ALIGNMENT, t, Samples::Float32(s.peak_r)),
+            Record::Result(self.names.alignment.clone(), t, Samples::Float32(s.peak_r)),
         );
         let peak = s.peak_layer.iter().map(|l| l.map_or(-1, |l| l as i32));
         send(
             &self.sinks,
-            Record::Result(PEAK_LAYER, t, Samples::Int32(peak.collect())),
+            Record::Result(
+                self.names.peak_layer.clone(),
+                t,
+                Samples::Int32(peak.collect()),
+            ),
         );
         if s.significant.len() == self.labels.len() {
             let flags = s.significant.iter().map(|&b| i8::from(b)).collect();
             send(
                 &self.sinks,
-                Record::Result(SIGNIFICANCE, t, Samples::Int8(flags)),
+                Record::Result(self.names.significance.clone(), t, Samples::Int8(flags)),
             );
         }
         if self.updates.is_multiple_of(self.layers_every) {
             send(
                 &self.sinks,
-                Record::Result(ALIGNMENT_LAYERS, t, Samples::Float32(update.r.clone())),
+                Record::Result(
+                    self.names.layers.clone(),
+                    t,
+                    Samples::Float32(update.r.clone()),
+                ),
             );
         }
         self.updates += 1;
@@ -129,7 +189,7 @@ impl Results {
         let json = serde_json::to_string(&frame).unwrap_or_default();
         send(
             &self.sinks,
-            Record::Result(WORDS, t, Samples::String(vec![json])),
+            Record::Result(self.names.words.clone(), t, Samples::String(vec![json])),
         );
     }
 }

@@ -131,13 +131,35 @@ fn series<T>(stream: &Stream, values: Vec<T>) -> Series<T> {
 }
 
 impl Saved {
-    /// The results streams of the recording at `path`; none when it has no
-    /// `neuralign-alignment-layers` (not a recording of `serve` with encoders bound).
-    /// `session` is what `fit` reads of it (its neural stream: the one of the same rate and
-    /// labels).
-    pub fn read(path: &Path, session: &Session) -> Result<Option<Self>, ReportError> {
+    /// The results streams of the model with sha256 `model_sha256` in the recording at
+    /// `path` (with two or more models live, each has its own, `desc/model` naming it; a
+    /// recording from before that has only untagged ones); none when it has no
+    /// `neuralign-alignment-layers` of that model (not a recording of `serve` with encoders
+    /// bound). `session` is what `fit` reads of it (its neural stream: the one of the same
+    /// rate and labels).
+    pub fn read(
+        path: &Path,
+        session: &Session,
+        model_sha256: &str,
+    ) -> Result<Option<Self>, ReportError> {
         let file = xdf::read_with(path, ReadOptions::default())?;
-        let named = |name: &str| file.streams.iter().find(|s| s.info.name == name);
+        let model_of = |s: &Stream| {
+            let desc = s.info.desc()?;
+            desc.text_at("model/sha256").map(str::to_string)
+        };
+        let named = |base: &str| {
+            let tagged = format!("{base}@");
+            let family = (file.streams.iter())
+                .filter(|s| s.info.name == base || s.info.name.starts_with(&tagged));
+            let (tagged, untagged): (Vec<&Stream>, Vec<&Stream>) =
+                family.partition(|s| model_of(s).is_some());
+            match tagged.is_empty() {
+                true => untagged.first().copied(),
+                false => {
+                    (tagged.into_iter()).find(|s| model_of(s).as_deref() == Some(model_sha256))
+                }
+            }
+        };
         let (Some(layers), Some(peak)) = (named(ALIGNMENT_LAYERS), named(ALIGNMENT)) else {
             return Ok(None);
         };

@@ -234,6 +234,10 @@ pub struct ModelStatus {
     pub lm_queue_waiting: u64,
     /// Grid time up to which its alignment is final; `None` before a stream is bound.
     pub horizon: Option<f64>,
+    /// Latency of its LM steps (the `lm_step` stage of its own words: all of a word's tokens
+    /// with the KV cache), since the start.
+    #[serde(default)]
+    pub lm_step: crate::metrics::Percentiles,
 }
 
 /// Something the pipeline hands the hub to fan out.

@@ -372,6 +372,25 @@ fn render_pipeline(out: &mut String, status: &PipelineStatus, now: f64) {
         "LSL clock now minus each model's horizon: the model whose lag grows does not keep up.",
         (status.models.iter()).filter_map(|m| Some((model(m), lag(now, m.horizon)?))),
     );
+    let name = "neuralign_model_lm_step_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Latency of each language model's steps (all of a word's tokens).\n\
+         # TYPE {name} summary"
+    );
+    for m in &status.models {
+        let (model, p) = (model(m), &m.lm_step);
+        let tagged = model.trim_end_matches('}');
+        for (q, ms) in [("0.5", p.p50_ms), ("0.9", p.p90_ms), ("0.99", p.p99_ms)] {
+            let _ = writeln!(out, "{name}{tagged},quantile=\"{q}\"}} {}", ms / 1e3);
+        }
+        let sum = p.mean_ms * p.count as f64 / 1e3;
+        let _ = writeln!(
+            out,
+            "{name}_sum{model} {sum}\n{name}_count{model} {}",
+            p.count
+        );
+    }
 }
 
 /// Seconds from `time` to `now`; none without a time (or with a non-finite one, which the
@@ -443,6 +462,15 @@ mod tests {
             error: None,
         };
         let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|&(k, v)| (k.into(), v)).collect();
+        // each model's own step latencies: p50 at `ms`, p90 and p99 above it
+        let step = |count, ms: f64| crate::metrics::Percentiles {
+            count,
+            p50_ms: ms,
+            p90_ms: 2.0 * ms,
+            p99_ms: 4.0 * ms,
+            max_ms: 4.0 * ms,
+            mean_ms: 1.5 * ms,
+        };
         let status = PipelineStatus {
             streams: vec![
                 stream("neural", true, 1000, Some(99.5)),
@@ -471,12 +499,14 @@ mod tests {
                     words: 7,
                     lm_queue_waiting: 0,
                     horizon: Some(99.0),
+                    lm_step: step(7, 20.0),
                 },
                 ModelStatus {
                     name: "b.gguf".into(),
                     words: 5,
                     lm_queue_waiting: 2,
                     horizon: Some(98.5),
+                    lm_step: step(5, 30.0),
                 },
             ],
         };
@@ -534,6 +564,16 @@ mod tests {
                 r#"neuralign_model_lm_queue_length{model="b.gguf"} 2"#,
                 r#"neuralign_model_horizon_lag_seconds{model="a.gguf"} 1"#,
                 r#"neuralign_model_horizon_lag_seconds{model="b.gguf"} 1.5"#,
+                r#"neuralign_model_lm_step_seconds{model="a.gguf",quantile="0.5"} 0.02"#,
+                r#"neuralign_model_lm_step_seconds{model="a.gguf",quantile="0.9"} 0.04"#,
+                r#"neuralign_model_lm_step_seconds{model="a.gguf",quantile="0.99"} 0.08"#,
+                r#"neuralign_model_lm_step_seconds_sum{model="a.gguf"} 0.21"#,
+                r#"neuralign_model_lm_step_seconds_count{model="a.gguf"} 7"#,
+                r#"neuralign_model_lm_step_seconds{model="b.gguf",quantile="0.5"} 0.03"#,
+                r#"neuralign_model_lm_step_seconds{model="b.gguf",quantile="0.9"} 0.06"#,
+                r#"neuralign_model_lm_step_seconds{model="b.gguf",quantile="0.99"} 0.12"#,
+                r#"neuralign_model_lm_step_seconds_sum{model="b.gguf"} 0.225"#,
+                r#"neuralign_model_lm_step_seconds_count{model="b.gguf"} 5"#,
             ]
         );
         let score: Vec<&str> = text
@@ -567,7 +607,11 @@ mod tests {
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
-                .filter(|f| text.contains(&format!("# TYPE {f} histogram")))
+                .filter(|f| {
+                    ["histogram", "summary"]
+                        .iter()
+                        .any(|kind| text.contains(&format!("# TYPE {f} {kind}")))
+                })
                 .unwrap_or(name);
             for marker in ["# HELP", "# TYPE"] {
                 let once = text.matches(&format!("{marker} {family} ")).count() == 1;

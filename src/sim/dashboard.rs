@@ -330,6 +330,7 @@ impl SyntheticSession {
                 words: self.word_id,
                 lm_queue_waiting: 0,
                 horizon: Some(horizon),
+                lm_step: Default::default(),
             }],
         }
     }

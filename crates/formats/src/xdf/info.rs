@@ -175,16 +175,38 @@ impl StreamInfo {
         if self.channel_labels.is_empty() {
             x.push_str("\t<desc />\n");
         } else {
-            x.push_str("\t<desc>\n\t\t<channels>\n");
-            for label in &self.channel_labels {
-                x.push_str(&format!(
-                    "\t\t\t<channel>\n\t\t\t\t<label>{}</label>\n\t\t\t</channel>\n",
-                    escape(label)
-                ));
-            }
-            x.push_str("\t\t</channels>\n\t</desc>\n");
+            x.push_str(&format!("\t<desc>\n{}\t</desc>\n", self.channels_xml()));
         }
         x.push_str("</info>\n");
+        x
+    }
+
+    /// The `desc` element with the channel labels and one more entry, `<element><key>value
+    /// </key>…</element>` (e.g. which model a results stream belongs to), replacing any other
+    /// `desc` content.
+    pub fn with_desc_entry(self, element: &str, fields: &[(&str, &str)]) -> Self {
+        let mut desc = self.channels_xml();
+        desc.push_str(&format!("\t\t<{element}>\n"));
+        for (key, value) in fields {
+            desc.push_str(&format!("\t\t\t<{key}>{}</{key}>\n", escape(value)));
+        }
+        desc.push_str(&format!("\t\t</{element}>\n"));
+        self.with_desc(&desc)
+    }
+
+    /// `<channels>` with one `<channel><label>` per label; empty without labels.
+    fn channels_xml(&self) -> String {
+        if self.channel_labels.is_empty() {
+            return String::new();
+        }
+        let mut x = String::from("\t\t<channels>\n");
+        for label in &self.channel_labels {
+            x.push_str(&format!(
+                "\t\t\t<channel>\n\t\t\t\t<label>{}</label>\n\t\t\t</channel>\n",
+                escape(label)
+            ));
+        }
+        x.push_str("\t\t</channels>\n");
         x
     }
 
