@@ -15,11 +15,11 @@
 use lsl::Pullable;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock_follow::{ClockFollower, CLOCK_REFRESH_S};
+use super::inlet_thread::{lock_unpoisoned, InletThread};
 use super::link::connect;
 use super::resolve::{format_name, StreamSummary};
 use super::{IngestError, LinkState, StreamSelector};
@@ -97,8 +97,7 @@ impl AudioStatus {
 /// Handle on the running audio inlet thread.
 pub struct AudioInlet {
     status: Arc<Mutex<AudioStatus>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: InletThread,
 }
 
 impl AudioInlet {
@@ -119,28 +118,25 @@ impl AudioInlet {
             clock_correction: None,
             error: None,
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
-            stream,
-            resolve_timeout_s,
-            status: status.clone(),
-            stop: stop.clone(),
-            tap,
+        let thread = {
+            let shared = Arc::clone(&status);
+            InletThread::spawn("audio", "lsl-audio", move |stop| {
+                Worker {
+                    stream,
+                    resolve_timeout_s,
+                    status: shared,
+                    tap,
+                    stop,
+                }
+                .run()
+            })?
         };
-        let thread = std::thread::Builder::new()
-            .name("lsl-audio".into())
-            .spawn(move || worker.run())
-            .map_err(|e| IngestError::Thread("audio", e))?;
-        Ok(Self {
-            status,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(Self { status, thread })
     }
 
     /// The inlet's health now.
     pub fn status(&self) -> AudioStatus {
-        lock(&self.status).clone()
+        lock_unpoisoned(&self.status).clone()
     }
 
     /// Stops the thread (after it has handed on what it pulled) and returns the final status.
@@ -150,13 +146,8 @@ impl AudioInlet {
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the audio inlet thread panicked");
-            }
-        }
-        lock(&self.status).state = LinkState::Stopped;
+        self.thread.join();
+        lock_unpoisoned(&self.status).state = LinkState::Stopped;
     }
 }
 
@@ -164,13 +155,6 @@ impl Drop for AudioInlet {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn lock(status: &Mutex<AudioStatus>) -> MutexGuard<'_, AudioStatus> {
-    // A panic elsewhere must not take the status down with it.
-    status
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Worker {
@@ -197,7 +181,7 @@ impl Worker {
                 Ok(header) => header,
                 Err(e) => {
                     tracing::error!("{e}");
-                    lock(&self.status).error = Some(e.to_string());
+                    lock_unpoisoned(&self.status).error = Some(e.to_string());
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
@@ -208,7 +192,7 @@ impl Worker {
                 recorded = Some(summary.clone());
             }
             {
-                let mut status = lock(&self.status);
+                let mut status = lock_unpoisoned(&self.status);
                 if status.state == LinkState::Lost {
                     status.recoveries += 1;
                 }
@@ -245,7 +229,7 @@ impl Worker {
                 let sender = clock.as_mut().and_then(|c| c.latest()).unwrap_or(0.0);
                 if let Ok(liblsl) = inlet.time_correction(0.0) {
                     offset = liblsl + sender;
-                    lock(&self.status).clock_correction = Some(offset);
+                    lock_unpoisoned(&self.status).clock_correction = Some(offset);
                     let time = lsl::local_clock() - offset;
                     (self.tap)(AudioRecord::ClockOffset {
                         time,
@@ -264,7 +248,7 @@ impl Worker {
             let now = lsl::local_clock();
             if !stamps.is_empty() {
                 last_data = now;
-                let mut status = lock(&self.status);
+                let mut status = lock_unpoisoned(&self.status);
                 status.samples += stamps.len() as u64;
                 status.first_time = status.first_time.or(stamps.first().map(|t| t + offset));
                 status.watermark = stamps.last().map(|t| t + offset);
@@ -279,7 +263,7 @@ impl Worker {
                 Ok(()) => None,
             };
             if let Some(why) = lost {
-                let mut status = lock(&self.status);
+                let mut status = lock_unpoisoned(&self.status);
                 status.state = LinkState::Lost;
                 status.losses += 1;
                 tracing::warn!(stream = %header.name, "audio stream lost ({why}); re-resolving");

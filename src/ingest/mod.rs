@@ -14,6 +14,7 @@
 pub mod audio_inlet;
 mod clock_follow;
 pub mod config;
+mod inlet_thread;
 mod link;
 pub mod listen;
 pub mod neural;

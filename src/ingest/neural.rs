@@ -10,11 +10,11 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use lsl::Pullable;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock_follow::{ClockFollower, CLOCK_REFRESH_S};
+use super::inlet_thread::{lock_unpoisoned, InletThread};
 use super::link::{connect, Latency};
 use super::resolve::{channel_labels, channel_meta, StreamSummary};
 use super::{Gap, GapTracker, IngestError, LatencySummary, LinkState, NeuralChunk, NeuralConfig};
@@ -100,8 +100,7 @@ struct Shared {
 /// Handle on the running neural inlet thread.
 pub struct NeuralInlet {
     shared: Arc<Mutex<Shared>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: InletThread,
 }
 
 impl NeuralInlet {
@@ -133,31 +132,25 @@ impl NeuralInlet {
             latency: Latency::new(),
             connections: Vec::new(),
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
-            config,
-            resolve_timeout_s,
-            shared: shared.clone(),
-            stop: stop.clone(),
-            sender,
+        let thread = {
+            let shared = Arc::clone(&shared);
+            InletThread::spawn("neural", "lsl-neural", move |stop| {
+                Worker {
+                    config,
+                    resolve_timeout_s,
+                    shared,
+                    sender,
+                    stop,
+                }
+                .run()
+            })?
         };
-        let thread = std::thread::Builder::new()
-            .name("lsl-neural".into())
-            .spawn(move || worker.run())
-            .map_err(|e| IngestError::Thread("neural", e))?;
-        Ok((
-            Self {
-                shared,
-                stop,
-                thread: Some(thread),
-            },
-            receiver,
-        ))
+        Ok((Self { shared, thread }, receiver))
     }
 
     /// The inlet's health now.
     pub fn status(&self) -> NeuralStatus {
-        let shared = lock(&self.shared);
+        let shared = lock_unpoisoned(&self.shared);
         let mut status = shared.status.clone();
         status.latency = shared.latency.percentiles();
         status
@@ -165,7 +158,7 @@ impl NeuralInlet {
 
     /// The stream behind connection `connection` (see [`NeuralChunk::connection`]).
     pub fn stream_of(&self, connection: u64) -> Option<StreamMeta> {
-        lock(&self.shared)
+        lock_unpoisoned(&self.shared)
             .connections
             .get(connection as usize)
             .cloned()
@@ -178,13 +171,8 @@ impl NeuralInlet {
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the neural inlet thread panicked");
-            }
-        }
-        lock(&self.shared).status.state = LinkState::Stopped;
+        self.thread.join();
+        lock_unpoisoned(&self.shared).status.state = LinkState::Stopped;
     }
 }
 
@@ -192,13 +180,6 @@ impl Drop for NeuralInlet {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    // A panic elsewhere must not take the status down with it.
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Worker {
@@ -227,7 +208,7 @@ impl Worker {
             };
             if let Err(e) = self.check(&meta) {
                 tracing::error!("{e}");
-                lock(&self.shared).status.error = Some(e.to_string());
+                lock_unpoisoned(&self.shared).status.error = Some(e.to_string());
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -281,7 +262,7 @@ impl Worker {
 
     /// Marks the link up; returns the connection's number.
     fn connected(&self, meta: &StreamMeta) -> u64 {
-        let mut shared = lock(&self.shared);
+        let mut shared = lock_unpoisoned(&self.shared);
         shared.connections.push(meta.clone());
         let connection = shared.connections.len() as u64 - 1;
         let status = &mut shared.status;
@@ -314,7 +295,7 @@ impl Worker {
                 clock_at = last_data;
                 let sender = clock.as_mut().and_then(|c| c.latest()).unwrap_or(0.0);
                 if let Ok(liblsl) = inlet.time_correction(0.0) {
-                    lock(&self.shared).status.clock_correction = Some(liblsl + sender);
+                    lock_unpoisoned(&self.shared).status.clock_correction = Some(liblsl + sender);
                 }
             }
             pulled.clear();
@@ -348,7 +329,7 @@ impl Worker {
                 Ok(()) => None,
             };
             if let Some(why) = lost {
-                let mut shared = lock(&self.shared);
+                let mut shared = lock_unpoisoned(&self.shared);
                 shared.status.state = LinkState::Lost;
                 shared.status.losses += 1;
                 tracing::warn!(stream = %meta.summary.name, "neural stream lost ({why}); re-resolving");
@@ -400,7 +381,7 @@ impl Worker {
                 }
             }
         }
-        let mut shared = lock(&self.shared);
+        let mut shared = lock_unpoisoned(&self.shared);
         for latency in &pulled.latencies {
             shared.latency.record_seconds(*latency);
         }

@@ -9,10 +9,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use lsl::Pullable;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 
 use super::clock_follow::{ClockFollower, CLOCK_REFRESH_S};
+use super::inlet_thread::{lock_unpoisoned, InletThread};
 use super::link::{connect, Latency};
 use super::resolve::StreamSummary;
 use super::{IngestError, LatencySummary, LinkState, TranscriptConfig};
@@ -80,8 +80,7 @@ pub type MessageTap = Box<dyn FnMut(f64, &str) + Send>;
 /// Handle on the running transcript inlet thread.
 pub struct TranscriptInlet {
     shared: Arc<Mutex<Shared>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: InletThread,
 }
 
 impl TranscriptInlet {
@@ -119,35 +118,29 @@ impl TranscriptInlet {
             },
             latency: Latency::new(),
         }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
-            state: TranscriptState::new(config.silence_timeout_s)
-                .forgetting_after(config.forget_after_s),
-            config,
-            resolve_timeout_s,
-            shared: shared.clone(),
-            stop: stop.clone(),
-            sender,
-            resync_from: None,
-            tap,
+        let thread = {
+            let shared = Arc::clone(&shared);
+            InletThread::spawn("transcript", "lsl-transcript", move |stop| {
+                Worker {
+                    state: TranscriptState::new(config.silence_timeout_s)
+                        .forgetting_after(config.forget_after_s),
+                    config,
+                    resolve_timeout_s,
+                    shared,
+                    sender,
+                    resync_from: None,
+                    tap,
+                    stop,
+                }
+                .run()
+            })?
         };
-        let thread = std::thread::Builder::new()
-            .name("lsl-transcript".into())
-            .spawn(move || worker.run())
-            .map_err(|e| IngestError::Thread("transcript", e))?;
-        Ok((
-            Self {
-                shared,
-                stop,
-                thread: Some(thread),
-            },
-            receiver,
-        ))
+        Ok((Self { shared, thread }, receiver))
     }
 
     /// The inlet's health now.
     pub fn status(&self) -> TranscriptStatus {
-        let shared = lock(&self.shared);
+        let shared = lock_unpoisoned(&self.shared);
         let mut status = shared.status.clone();
         status.latency = shared.latency.percentiles();
         status
@@ -160,13 +153,8 @@ impl TranscriptInlet {
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the transcript inlet thread panicked");
-            }
-        }
-        lock(&self.shared).status.state = LinkState::Stopped;
+        self.thread.join();
+        lock_unpoisoned(&self.shared).status.state = LinkState::Stopped;
     }
 }
 
@@ -174,12 +162,6 @@ impl Drop for TranscriptInlet {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Worker {
@@ -214,7 +196,7 @@ impl Worker {
                     expected: "the transcript stream must have one string channel",
                 };
                 tracing::error!("{e}");
-                lock(&self.shared).status.error = Some(e.to_string());
+                lock_unpoisoned(&self.shared).status.error = Some(e.to_string());
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 continue;
             }
@@ -223,7 +205,7 @@ impl Worker {
                 0.0
             });
             {
-                let mut shared = lock(&self.shared);
+                let mut shared = lock_unpoisoned(&self.shared);
                 let status = &mut shared.status;
                 if status.state == LinkState::Lost {
                     status.recoveries += 1;
@@ -259,7 +241,8 @@ impl Worker {
                     offset = fresh;
                 }
                 let simulated = clock.as_mut().and_then(ClockFollower::latest);
-                lock(&self.shared).status.clock_offset = offset + simulated.unwrap_or(0.0);
+                lock_unpoisoned(&self.shared).status.clock_offset =
+                    offset + simulated.unwrap_or(0.0);
             }
             match inlet.pull_sample_buf(&mut message, PULL_WAIT_S) {
                 Ok(0.0) => self.tick(),
@@ -269,7 +252,7 @@ impl Worker {
                     self.receive(&message[0], stamp, offset + simulated)
                 }
                 Err(e) => {
-                    let mut shared = lock(&self.shared);
+                    let mut shared = lock_unpoisoned(&self.shared);
                     shared.status.state = LinkState::Lost;
                     shared.status.losses += 1;
                     tracing::warn!("transcript stream lost ({e:?}); re-resolving");
@@ -301,7 +284,7 @@ impl Worker {
             }
         };
         {
-            let mut shared = lock(&self.shared);
+            let mut shared = lock_unpoisoned(&self.shared);
             shared.latency.record_seconds(now - (stamp + offset));
             shared.status.messages += 1;
         }
@@ -354,7 +337,7 @@ impl Worker {
             Ok(()) => self.resync_from = None,
             Err(TrySendError::Full(_)) => {
                 self.resync_from = Some(from);
-                lock(&self.shared).status.dropped_updates += 1;
+                lock_unpoisoned(&self.shared).status.dropped_updates += 1;
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
@@ -362,7 +345,7 @@ impl Worker {
     }
 
     fn publish_counts(&self) {
-        let mut shared = lock(&self.shared);
+        let mut shared = lock_unpoisoned(&self.shared);
         shared.status.counts = self.state.counts().clone();
         shared.status.transcript_words = self.state.words().len();
         shared.status.transcript_bytes = self.state.heap_bytes();
