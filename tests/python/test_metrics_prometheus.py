@@ -1,6 +1,7 @@
 """`/metrics` read by an independent parser (prometheus_client): every family parses and is
 declared once, counters end in `_total`, the stage latencies are histograms with cumulative
-buckets up to `+Inf` (equal to `_count`), and the stream-health families carry their labels.
+buckets up to `+Inf` (equal to `_count`), each model's step latency a summary whose quantiles
+rise with q, and the stream-health families carry their labels.
 
 One test runs `neuralign serve --synthetic` (no model, no LSL); the other a live session
 (real pylsl outlets, tools/faults.py), where the values must match the status frames."""
@@ -33,7 +34,7 @@ def scrape(addr: str) -> dict:
     assert len(names) == len(set(names)), f"a family declared twice: {names}"
     for f in families:
         # a sample without its family's HELP/TYPE would parse as an `unknown` family
-        assert f.type in {"counter", "gauge", "histogram"}, (f.name, f.type)
+        assert f.type in {"counter", "gauge", "histogram", "summary"}, (f.name, f.type)
         assert re.fullmatch(r"neuralign_[a-z0-9_]+", f.name), f.name
         assert f.documentation, f"{f.name} has no HELP"
         if f.type == "counter":
@@ -41,7 +42,29 @@ def scrape(addr: str) -> dict:
             assert all(s.value >= 0 for s in f.samples), f.name
         if f.type == "histogram":
             check_histogram(f)
+        if f.type == "summary":
+            check_summary(f)
     return {f.name: f for f in families}
+
+
+def check_summary(family):
+    """Per label set: quantiles in (0, 1) whose values rise with q, `_sum` and `_count`."""
+    series: dict[tuple, dict] = {}
+    for s in family.samples:
+        key = tuple(sorted((k, v) for k, v in s.labels.items() if k != "quantile"))
+        one = series.setdefault(key, {"quantiles": []})
+        suffix = s.name[len(family.name):]
+        if suffix == "":
+            one["quantiles"].append((float(s.labels["quantile"]), s.value))
+        else:
+            one[suffix] = s.value
+    assert series, f"{family.name} has no samples"
+    for key, one in series.items():
+        qs = sorted(one["quantiles"])
+        assert qs and all(0 < q < 1 for q, _ in qs), (key, qs)
+        values = [v for _, v in qs]
+        assert one["_count"] == 0 or values == sorted(values), f"{key}: quantiles fall: {qs}"
+        assert one["_count"] >= 0 and one["_sum"] >= 0, key
 
 
 def check_histogram(family):
@@ -136,4 +159,9 @@ def test_live_session_stream_health_matches_the_status(serve):
     [horizon_lag] = [s.value for s in m["neuralign_horizon_lag_seconds"].samples]
     neural_lag = by_label(m["neuralign_stream_lag_seconds"], "stream")["neural"]
     assert -1.0 < neural_lag < 10.0 and -1.0 < horizon_lag < 30.0, (neural_lag, horizon_lag)
+    # each model's steps, labelled by its model, never fewer than the status frame counted
+    [model] = st["models"]
+    steps = {s.labels["model"]: s.value for s in m["neuralign_model_lm_step_seconds"].samples
+             if s.name.endswith("_count")}
+    assert list(steps) == [model["name"]] and steps[model["name"]] >= model["lm_step"]["count"]
     assert srv.alive()
