@@ -67,13 +67,6 @@ impl Default for RecogniserOptions {
     }
 }
 
-/// How a live decode differs from a batch one (see [`Recogniser::recognise_live`]).
-struct Live<'a> {
-    audio_ctx: i32,
-    prompt: &'a [i32],
-    max_tokens: i32,
-}
-
 /// A loaded model with its decoding state.
 pub struct Recogniser {
     ctx: WhisperContext,
@@ -105,13 +98,31 @@ impl Recogniser {
         })
     }
 
-    /// Recognises 16 kHz mono `audio` (any length; whisper.cpp windows it in 30 s).
+    /// Recognises 16 kHz mono `audio` of any length: cut at its pauses into chunks of at most
+    /// [`BATCH_CHUNK_S`], each decoded with the encoder over its own length (as a live buffer
+    /// is) rather than a whole 30 s window: the padded encoder work and the decoder's
+    /// cross-attention over empty frames are what a 30 s window costs beyond its audio.
     pub fn recognise(&mut self, audio: &[f32]) -> Result<Recognition, AsrError> {
-        self.recognise_in(audio, None)
+        let mut out = Recognition {
+            silent: true,
+            ..Default::default()
+        };
+        for chunk in pause_cuts(audio, MODEL_RATE as usize) {
+            let offset = chunk.start as f64 / f64::from(MODEL_RATE);
+            let part = self.recognise_live(&audio[chunk], "")?;
+            out.silent &= part.silent;
+            out.gated_segments += part.gated_segments;
+            out.words.extend(part.words.into_iter().map(|mut w| {
+                w.start += offset;
+                w.end += offset;
+                w
+            }));
+        }
+        Ok(out)
     }
 
-    /// Recognises a short live buffer (at most 30 s) after the words `prompt` (the committed
-    /// text before it, as whisper_streaming prompts), with the encoder run over the buffer's
+    /// Recognises a buffer of at most 30 s (a live buffer or a batch chunk) after the words
+    /// `prompt` (a live decode's committed text before it, as whisper_streaming prompts), with the encoder run over the buffer's
     /// length only (whisper.cpp's `audio_ctx`, as its `stream` example) rather than a whole
     /// 30 s window, and at most 8 tokens a second of audio (a decode that loops on a phrase
     /// stops there).
@@ -123,15 +134,6 @@ impl Recogniser {
             .ctx
             .tokenize(prompt, 100)
             .map_err(|e| AsrError::Whisper(format!("tokenizing the prompt: {e}")))?;
-        let live = Live {
-            audio_ctx: frames,
-            prompt: &prompt,
-            max_tokens: (seconds * 8.0).ceil() as i32 + 8,
-        };
-        self.recognise_in(audio, Some(live))
-    }
-
-    fn recognise_in(&mut self, audio: &[f32], live: Option<Live>) -> Result<Recognition, AsrError> {
         if is_silent(audio, self.options.silence_dbfs) {
             return Ok(Recognition {
                 silent: true,
@@ -148,11 +150,9 @@ impl Recogniser {
         params.set_token_timestamps(true);
         params.set_suppress_blank(true);
         params.set_no_context(true);
-        if let Some(live) = &live {
-            params.set_audio_ctx(live.audio_ctx);
-            params.set_tokens(live.prompt);
-            params.set_max_tokens(live.max_tokens);
-        }
+        params.set_audio_ctx(frames);
+        params.set_tokens(&prompt);
+        params.set_max_tokens((seconds * 8.0).ceil() as i32 + 8);
         // Whisper needs at least one second; pad short audio with silence.
         let min = MODEL_RATE as usize + MODEL_RATE as usize / 10;
         let padded;
@@ -223,6 +223,42 @@ impl Recogniser {
     }
 }
 
+/// The longest chunk a batch decode cuts the audio into, seconds.
+pub const BATCH_CHUNK_S: f64 = 20.0;
+/// A batch chunk is cut at the quietest 0.3 s between this and [`BATCH_CHUNK_S`] seconds.
+const BATCH_CHUNK_MIN_S: f64 = 10.0;
+
+/// Sample ranges of `audio` (at `rate`) that tile it, each at most [`BATCH_CHUNK_S`] long, cut
+/// in the middle of the quietest 0.3 s (RMS of 30 ms frames) between [`BATCH_CHUNK_MIN_S`] and
+/// [`BATCH_CHUNK_S`] after the chunk's start: a pause between words where there is one.
+fn pause_cuts(audio: &[f32], rate: usize) -> Vec<std::ops::Range<usize>> {
+    let frame = rate * 3 / 100;
+    let energy: Vec<f32> = audio
+        .chunks(frame)
+        .map(|f| f.iter().map(|s| s * s).sum::<f32>())
+        .collect();
+    let (window, min_frames, max_frames) = (
+        10,
+        (BATCH_CHUNK_MIN_S * 100.0 / 3.0) as usize,
+        (BATCH_CHUNK_S * 100.0 / 3.0) as usize,
+    );
+    let mut cuts = Vec::new();
+    let mut start = 0;
+    while energy.len() - start > max_frames {
+        let quietest = (start + min_frames..start + max_frames - window)
+            .min_by(|&a, &b| {
+                let sum = |i: usize| energy[i..i + window].iter().sum::<f32>();
+                sum(a).total_cmp(&sum(b))
+            })
+            .expect("the search range is not empty");
+        let cut = quietest + window / 2;
+        cuts.push(start * frame..cut * frame);
+        start = cut;
+    }
+    cuts.push(start * frame..audio.len());
+    cuts
+}
+
 /// Whether every 30 ms frame of 16 kHz `audio` is quieter than `dbfs` (RMS, dB full scale).
 pub fn is_silent(audio: &[f32], dbfs: f32) -> bool {
     let threshold = 10f32.powf(dbfs / 20.0);
@@ -235,6 +271,37 @@ pub fn is_silent(audio: &[f32], dbfs: f32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_chunks_tile_the_audio_and_are_cut_at_a_pause() {
+        let rate = 16_000;
+        // 50 s of tone with one pause at 14.0–14.4 s
+        let audio: Vec<f32> = (0..50 * rate)
+            .map(|i| {
+                let t = i as f64 / rate as f64;
+                if (14.0..14.4).contains(&t) {
+                    0.0
+                } else {
+                    (t * 440.0 * std::f64::consts::TAU).sin() as f32 * 0.3
+                }
+            })
+            .collect();
+        let chunks = pause_cuts(&audio, rate);
+        assert_eq!(chunks.first().unwrap().start, 0);
+        assert_eq!(chunks.last().unwrap().end, audio.len());
+        for pair in chunks.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "{chunks:?}");
+        }
+        for chunk in &chunks {
+            assert!(
+                chunk.len() as f64 <= BATCH_CHUNK_S * rate as f64,
+                "{chunks:?}"
+            );
+        }
+        let first_cut = chunks[0].end as f64 / rate as f64;
+        assert!((14.0..14.4).contains(&first_cut), "cut at {first_cut} s");
+        assert_eq!(pause_cuts(&audio[..5 * rate], rate), vec![0..5 * rate]);
+    }
 
     #[test]
     fn silence_is_quiet_frames_only() {
