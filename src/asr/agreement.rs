@@ -73,6 +73,9 @@ pub struct AgreementCounts {
     pub hypotheses: u64,
     /// Words committed because two hypotheses agreed.
     pub agreed: u64,
+    /// Disputes settled: words two hypotheses heard differently between words they agree
+    /// on (the later hearing committed, counted in `agreed`).
+    pub settled: u64,
     /// Words committed whole at a gap or at the end (not confirmed by a second hypothesis).
     pub flushed: u64,
     /// Hypothesis words dropped as repeats of committed words.
@@ -100,6 +103,13 @@ pub struct LocalAgreement {
     next_id: u64,
     counts: AgreementCounts,
 }
+
+/// Words two hypotheses must agree on after a dispute to settle it.
+const ANCHOR: usize = 2;
+/// The most words of either hypothesis in a dispute that can be settled.
+const DISPUTED: usize = 2;
+/// How far apart two hearings of a word may start and still be the same place, seconds.
+const ANCHOR_S: f64 = 0.2;
 
 /// Committed words remembered to recognise a repeat at the head of the next hypothesis.
 const RECENT: usize = 3;
@@ -142,11 +152,8 @@ impl LocalAgreement {
             out.extend(self.advance(quiet_until));
             return out;
         }
-        let agreed = current
-            .iter()
-            .zip(&self.previous)
-            .take_while(|(a, b)| normalise(&a.text) == normalise(&b.text))
-            .count();
+        let (agreed, settled) = self.agreement(&current);
+        self.counts.settled += settled;
         let mut out = Vec::new();
         for word in &current[..agreed] {
             self.counts.agreed += 1;
@@ -159,6 +166,45 @@ impl LocalAgreement {
             out.extend(self.show(&pending));
         }
         out
+    }
+
+    /// How many words of `current` are agreed on with the previous hypothesis, and how many
+    /// disputes were settled on the way: where the two heard up to [`DISPUTED`] words
+    /// differently (other words, or more or fewer) and then agree again on [`ANCHOR`] words
+    /// at the same times, the later hearing of the disputed words, which had more audio
+    /// after it, is taken. Without that, every word after a disputed one waits a step more
+    /// for each decode that hears it differently.
+    fn agreement(&self, current: &[RecognisedWord]) -> (usize, u64) {
+        let previous = &self.previous;
+        let same =
+            |a: &RecognisedWord, b: &RecognisedWord| normalise(&a.text) == normalise(&b.text);
+        let anchored = |i: usize, j: usize| {
+            i + ANCHOR <= current.len()
+                && j + ANCHOR <= previous.len()
+                && (0..ANCHOR).all(|k| {
+                    let (a, b) = (&current[i + k], &previous[j + k]);
+                    same(a, b) && (a.start - b.start).abs() <= ANCHOR_S
+                })
+        };
+        let (mut i, mut j, mut settled) = (0, 0, 0);
+        loop {
+            while i < current.len() && j < previous.len() && same(&current[i], &previous[j]) {
+                i += 1;
+                j += 1;
+            }
+            // the shortest dispute first
+            let dispute = (1..=2 * DISPUTED)
+                .flat_map(|n| {
+                    (n.saturating_sub(DISPUTED)..=n.min(DISPUTED)).map(move |di| (di, n - di))
+                })
+                .find(|&(di, dj)| anchored(i + di, j + dj));
+            let Some((di, dj)) = dispute else {
+                return (i, settled);
+            };
+            i += di;
+            j += dj;
+            settled += 1;
+        }
     }
 
     /// Commits the last hypothesis whole (the audio ends or breaks off at `until`); the
@@ -441,6 +487,58 @@ mod tests {
             [(9, "sat".into(), 10.93), (10, "on".into(), 11.4)]
         );
         assert_eq!(policy.counts().agreed, 4);
+    }
+
+    #[test]
+    fn words_heard_differently_between_agreed_words_take_the_later_hearing() {
+        let first = [
+            ("the", 0.1),
+            ("cat", 0.5),
+            ("sad", 0.9),
+            ("on", 1.3),
+            ("a", 1.6),
+        ];
+        let agree_after = |second: &[(&str, f64)]| {
+            let mut policy = LocalAgreement::new(0.0, 0, AgreementOptions::default());
+            policy.hypothesis(&words(&first), 2.0);
+            let out = policy.hypothesis(&words(second), 2.5);
+            let texts: Vec<String> = committed(&out).into_iter().map(|w| w.1).collect();
+            (texts, policy.counts().settled)
+        };
+        // another word between agreed ones: the later hearing
+        let (texts, settled) = agree_after(&[
+            ("the", 0.1),
+            ("cat", 0.5),
+            ("sat", 0.92),
+            ("on", 1.3),
+            ("a", 1.6),
+            ("mat", 2.0),
+        ]);
+        assert_eq!((texts, settled), (words_of("the cat sat on a"), 1));
+        // a word more (and one moved by less than 0.2 s): the later hearing
+        let (texts, settled) = agree_after(&[
+            ("the", 0.1),
+            ("cat", 0.5),
+            ("is", 0.7),
+            ("sad", 1.0),
+            ("on", 1.4),
+            ("a", 1.7),
+        ]);
+        assert_eq!((texts, settled), (words_of("the cat is sad on a"), 1));
+        // the words after a dispute heard elsewhere settle nothing
+        let (texts, settled) = agree_after(&[
+            ("the", 0.1),
+            ("cat", 0.5),
+            ("is", 0.7),
+            ("sad", 1.2),
+            ("on", 1.6),
+            ("a", 1.9),
+        ]);
+        assert_eq!((texts, settled), (words_of("the cat"), 0));
+    }
+
+    fn words_of(text: &str) -> Vec<String> {
+        text.split(' ').map(String::from).collect()
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::agreement::{AgreementCounts, AgreementOptions, Emit, LocalAgreement};
+use super::recognise::PROMPT_WORDS;
 use super::resample::{resample, RATE_RANGE};
 use super::{AsrError, Recogniser, MODEL_RATE};
 use crate::ingest::StreamSelector;
@@ -96,8 +97,8 @@ pub struct LiveReport {
     pub word_count: usize,
 }
 
-/// Committed words that prompt the next decode (whisper_streaming keeps ~200 characters).
-const PROMPT_WORDS: usize = 30;
+/// The most queued audio taken in at once when a decode fell behind, seconds.
+const CATCH_UP_S: f64 = 5.0;
 
 /// The audio buffer, the policy and the recogniser of one live run.
 pub struct Transcriber {
@@ -449,18 +450,30 @@ pub fn run_wav(
     let mono = wav.mono();
     let rate = f64::from(wav.rate);
     let chunk = (wav.rate / 10) as usize;
+    let max_chunk = chunk * (CATCH_UP_S * 10.0) as usize;
     let t0 = lsl::local_clock();
-    for (k, samples) in mono.chunks(chunk).enumerate() {
-        let time = t0 + (k * chunk) as f64 / rate;
-        if let Speed::Factor(f) = speed {
-            // a chunk is there once its last sample has been captured
-            let captured = (k * chunk + samples.len()) as f64 / rate;
-            wait_until(t0 + captured / f, shutdown);
-        }
+    let mut pushed = 0;
+    while pushed < mono.len() && !shutdown.load(Ordering::Relaxed) {
+        let next = (pushed + chunk).min(mono.len());
+        let end = match speed {
+            Speed::Max => next,
+            Speed::Factor(f) => {
+                // a chunk is there once its last sample has been captured; behind (a decode
+                // took longer than a step), every whole chunk captured meanwhile goes in at
+                // once, as from an LSL stream
+                wait_until(t0 + next as f64 / rate / f, shutdown);
+                let captured = ((lsl::local_clock() - t0) * f * rate) as usize;
+                (captured - captured % chunk)
+                    .clamp(next, pushed + max_chunk)
+                    .min(mono.len())
+            }
+        };
         if shutdown.load(Ordering::Relaxed) {
             break;
         }
-        publisher.publish(t.push(time, samples)?)?;
+        let time = t0 + pushed as f64 / rate;
+        publisher.publish(t.push(time, &mono[pushed..end])?)?;
+        pushed = end;
     }
     publisher.publish(t.finish()?)?;
     Ok(publisher.report(&t, cpu, 0))
@@ -520,6 +533,7 @@ pub fn run_lsl(
         let mut row = vec![0f32; audio.channels];
         let (mut chunk, mut chunk_time, mut last_stamp) = (Vec::new(), 0.0, f64::NEG_INFINITY);
         let chunk_len = (audio.rate / 10) as usize;
+        let max_chunk_len = (CATCH_UP_S * f64::from(audio.rate)) as usize;
         let mut last_data = lsl::local_clock();
         use lsl::Pullable;
         while !shutdown.load(Ordering::Relaxed) {
@@ -539,7 +553,12 @@ pub fn run_lsl(
                     }
                     last_stamp = stamp;
                     chunk.push(audio.mono(&row));
-                    if chunk.len() >= chunk_len {
+                    // behind (a decode took longer than a step), everything queued goes in
+                    // at once: the next decode covers it, so the steps grow to the decode
+                    // time instead of the backlog growing
+                    if chunk.len() >= max_chunk_len
+                        || chunk.len() >= chunk_len && inlet.samples_available() == 0
+                    {
                         publisher.publish(transcriber.push(chunk_time, &chunk)?)?;
                         chunk.clear();
                     }

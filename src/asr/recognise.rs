@@ -122,11 +122,51 @@ impl Recogniser {
     }
 
     /// Recognises a buffer of at most 30 s (a live buffer or a batch chunk) after the words
-    /// `prompt` (a live decode's committed text before it, as whisper_streaming prompts), with the encoder run over the buffer's
-    /// length only (whisper.cpp's `audio_ctx`, as its `stream` example) rather than a whole
-    /// 30 s window, and at most 8 tokens a second of audio (a decode that loops on a phrase
-    /// stops there).
+    /// `prompt` (a live decode's committed text before it, as whisper_streaming prompts),
+    /// with the encoder run over the buffer's length only (whisper.cpp's `audio_ctx`, as its
+    /// `stream` example) rather than a whole 30 s window, and at most 8 tokens a second of
+    /// audio (a decode that loops on a phrase stops there).
+    ///
+    /// Where the decoder stops before the end of the audio (its last timestamp), the rest is
+    /// decoded again, prompted with what came before, as whisper.cpp's own windows do; but
+    /// here, padded to a second like any short audio. whisper.cpp's own window over such a
+    /// rest is not padded, and one shorter than its DTW filter (8 frames of 20 ms) aborts the
+    /// process (`WHISPER_ASSERT: filter_width < a->ne[2]`), so each call decodes one window.
     pub fn recognise_live(&mut self, audio: &[f32], prompt: &str) -> Result<Recognition, AsrError> {
+        let mut out = Recognition::default();
+        let mut context: Vec<String> = prompt.split_whitespace().map(String::from).collect();
+        let mut from = 0;
+        loop {
+            let prompt = context[context.len().saturating_sub(PROMPT_WORDS)..].join(" ");
+            let (part, stopped_at) = self.window(&audio[from..], &prompt)?;
+            let offset = from as f64 / f64::from(MODEL_RATE);
+            if from == 0 {
+                out.silent = part.silent;
+            }
+            out.gated_segments += part.gated_segments;
+            for w in part.words {
+                context.push(w.text.clone());
+                out.words.push(RecognisedWord {
+                    start: w.start + offset,
+                    end: w.end + offset,
+                    ..w
+                });
+            }
+            match stopped_at {
+                Some(t) => from += (t * f64::from(MODEL_RATE)) as usize,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Decodes `audio` as one window; also returns, when the decoder stopped more than 100 ms
+    /// (whisper.cpp's least window) before the end, the time of its last timestamp, where
+    /// whisper.cpp would start its next window.
+    fn window(
+        &mut self,
+        audio: &[f32],
+        prompt: &str,
+    ) -> Result<(Recognition, Option<f64>), AsrError> {
         // 50 encoder frames a second, a second of margin, whole multiples of 64
         let seconds = audio.len() as f64 / f64::from(MODEL_RATE);
         let frames = (((seconds + 1.0) * 50.0 / 64.0).ceil() as i32 * 64).min(1500);
@@ -135,10 +175,11 @@ impl Recogniser {
             .tokenize(prompt, 100)
             .map_err(|e| AsrError::Whisper(format!("tokenizing the prompt: {e}")))?;
         if is_silent(audio, self.options.silence_dbfs) {
-            return Ok(Recognition {
+            let silent = Recognition {
                 silent: true,
                 ..Default::default()
-            });
+            };
+            return Ok((silent, None));
         }
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(self.options.threads);
@@ -150,6 +191,7 @@ impl Recogniser {
         params.set_token_timestamps(true);
         params.set_suppress_blank(true);
         params.set_no_context(true);
+        params.set_single_segment(true);
         params.set_audio_ctx(frames);
         params.set_tokens(&prompt);
         params.set_max_tokens((seconds * 8.0).ceil() as i32 + 8);
@@ -165,63 +207,111 @@ impl Recogniser {
         self.state
             .full(params, audio)
             .map_err(|e| AsrError::Whisper(format!("decoding: {e}")))?;
-        let eot = self.ctx.token_eot();
+        let (eot, beg) = (self.ctx.token_eot(), self.ctx.token_beg());
         let mut out = Recognition::default();
-        for segment in self.state.as_iter() {
-            let mut words: Vec<(Vec<u8>, f64, Vec<f32>)> = Vec::new();
-            // whisper.cpp's DTW time of a token is where the alignment leaves it: the onset
-            // of a token is the DTW time of the token before it (special tokens included).
-            let mut previous: Option<i64> = None;
-            for k in 0..segment.n_tokens() {
-                let Some(token) = segment.get_token(k) else {
-                    continue;
-                };
-                let data = token.token_data();
-                let onset = previous.unwrap_or(data.t0);
-                previous = (data.t_dtw >= 0).then_some(data.t_dtw);
-                if token.token_id() >= eot {
-                    continue; // special and timestamp tokens
+        // one segment (`single_segment`), cut here where whisper.cpp cuts its segments: at a
+        // timestamp token after text
+        let segments: Vec<_> = self.state.as_iter().collect();
+        let Some(no_speech) = segments.first().map(|s| s.no_speech_probability()) else {
+            return Ok((out, None));
+        };
+        let mut pieces = vec![Piece::default()];
+        // whisper.cpp's DTW time of a token is where the alignment leaves it: the onset of a
+        // token is the DTW time of the token before it (special tokens included).
+        let mut previous: Option<i64> = None;
+        let (mut last_timestamp, mut trailing_timestamps) = (None, 0);
+        let tokens = segments
+            .iter()
+            .flat_map(|s| (0..s.n_tokens()).filter_map(move |k| s.get_token(k)));
+        for token in tokens {
+            let data = token.token_data();
+            let onset = previous.unwrap_or(data.t0);
+            let id = token.token_id();
+            if id > beg {
+                // a timestamp token has no DTW time: the next word starts at the timestamp
+                // (whisper.cpp's own token times are spread over the whole single segment)
+                previous = Some(i64::from(id - beg) * 2);
+                let time = f64::from(id - beg) * 0.02;
+                last_timestamp = Some(time);
+                trailing_timestamps += 1;
+                let piece = pieces.last_mut().expect("never empty");
+                if !piece.words.is_empty() {
+                    piece.end = Some(time);
+                    pieces.push(Piece::default());
                 }
-                let bytes = token.to_bytes().unwrap_or_default();
-                let centis = onset;
-                let starts_word = bytes.first() == Some(&b' ') || words.is_empty();
-                if starts_word {
-                    words.push((Vec::new(), centis as f64 / 100.0, Vec::new()));
-                }
-                let word = words.last_mut().expect("pushed above");
-                word.0.extend_from_slice(bytes);
-                word.2.push(data.p);
+                continue;
             }
-            let probabilities: Vec<f32> = words.iter().flat_map(|w| w.2.iter().copied()).collect();
-            let mean_p = probabilities.iter().sum::<f32>() / probabilities.len().max(1) as f32;
-            if segment.no_speech_probability() > self.options.no_speech_threshold
+            previous = (data.t_dtw >= 0).then_some(data.t_dtw);
+            if id >= eot {
+                continue; // special tokens
+            }
+            trailing_timestamps = 0;
+            let bytes = token.to_bytes().unwrap_or_default();
+            let words = &mut pieces.last_mut().expect("never empty").words;
+            if bytes.first() == Some(&b' ') || words.is_empty() {
+                words.push((Vec::new(), onset as f64 / 100.0, Vec::new()));
+            }
+            let word = words.last_mut().expect("pushed above");
+            word.0.extend_from_slice(bytes);
+            word.2.push(data.p);
+        }
+        // where whisper.cpp would start its next window: at the last timestamp, when text
+        // follows it unclosed (that text is decoded again there) or a new segment opens there
+        let unclosed = pieces.last().is_some_and(|p| !p.words.is_empty());
+        let stopped_at = last_timestamp
+            .filter(|&t| (unclosed || trailing_timestamps >= 2) && t > 0.0 && seconds - t > 0.1);
+        if stopped_at.is_some() && unclosed {
+            pieces.pop();
+        }
+        for piece in pieces {
+            let probabilities: Vec<f32> = piece
+                .words
+                .iter()
+                .flat_map(|w| w.2.iter().copied())
+                .collect();
+            if probabilities.is_empty() {
+                continue;
+            }
+            let mean_p = probabilities.iter().sum::<f32>() / probabilities.len() as f32;
+            if no_speech > self.options.no_speech_threshold
                 || mean_p < self.options.min_mean_probability
             {
                 out.gated_segments += 1;
                 continue;
             }
-            let segment_end = segment.end_timestamp() as f64 / 100.0;
-            let n = words.len();
-            for i in 0..n {
-                let text = String::from_utf8_lossy(&words[i].0).trim().to_string();
+            let piece_end = piece.end.unwrap_or(seconds);
+            let words = &piece.words;
+            for (i, (bytes, start, probabilities)) in words.iter().enumerate() {
+                let text = String::from_utf8_lossy(bytes).trim().to_string();
                 if text.is_empty() {
                     continue;
                 }
-                let start = words[i].1;
-                let end = words.get(i + 1).map_or(segment_end, |w| w.1).max(start);
-                let confidence = words[i].2.iter().sum::<f32>() / words[i].2.len().max(1) as f32;
+                let end = words.get(i + 1).map_or(piece_end, |w| w.1).max(*start);
+                let confidence =
+                    probabilities.iter().sum::<f32>() / probabilities.len().max(1) as f32;
                 out.words.push(RecognisedWord {
                     text,
-                    start,
+                    start: *start,
                     end,
                     confidence,
                 });
             }
         }
         out.words.sort_by(|a, b| a.start.total_cmp(&b.start));
-        Ok(out)
+        Ok((out, stopped_at))
     }
 }
+
+/// Words of one whisper.cpp segment (text, onset, token probabilities) and its end, seconds.
+#[derive(Default)]
+struct Piece {
+    words: Vec<(Vec<u8>, f64, Vec<f32>)>,
+    end: Option<f64>,
+}
+
+/// The most words of prompt a window is decoded after (whisper_streaming keeps ~200
+/// characters).
+pub const PROMPT_WORDS: usize = 30;
 
 /// The longest chunk a batch decode cuts the audio into, seconds.
 pub const BATCH_CHUNK_S: f64 = 20.0;
