@@ -599,6 +599,10 @@ fn words_stay_aligned_with_neural_data_over_two_hours_of_sender_clock_drift() {
         wait_for_consumers: true,
         consumer_timeout: Duration::from_secs(30),
         linger: Duration::from_secs(5),
+        // the whole session (30 s of wall time at 240x): a looped outlet's buffer drops the
+        // oldest samples of an inlet stalled longer than it, and the default 360 s is 1.5 s
+        // of wall time, which a CPU-starved run (beside the statistics tests) can exceed
+        buffer_seconds: 7200,
         clocks: vec![
             (
                 neural.clone(),
@@ -667,7 +671,9 @@ fn words_stay_aligned_with_neural_data_over_two_hours_of_sender_clock_drift() {
         let session_s = pass as f64 * pass_s + index as f64 / DRIFT_RATE;
         let sample = onsets_neural
             .get(&(pass, index))
-            .unwrap_or_else(|| panic!("no neural sample at pass {pass}, index {index}"));
+            .unwrap_or_else(|| {
+                panic!("no neural sample at pass {pass}, index {index}: {neural_status:?}")
+            });
         // the jump is followed from its probe on: words in the second after it may not be
         if (JUMP_AT_S..JUMP_AT_S + 1.0).contains(&session_s) {
             after_jump += 1;
