@@ -669,11 +669,9 @@ fn words_stay_aligned_with_neural_data_over_two_hours_of_sender_clock_drift() {
         let (pass, j) = ((id - 1) / (DRIFT_WORDS + 1), (id - 1) % (DRIFT_WORDS + 1));
         let index = 10 * j as u32 + 5;
         let session_s = pass as f64 * pass_s + index as f64 / DRIFT_RATE;
-        let sample = onsets_neural
-            .get(&(pass, index))
-            .unwrap_or_else(|| {
-                panic!("no neural sample at pass {pass}, index {index}: {neural_status:?}")
-            });
+        let sample = onsets_neural.get(&(pass, index)).unwrap_or_else(|| {
+            panic!("no neural sample at pass {pass}, index {index}: {neural_status:?}")
+        });
         // the jump is followed from its probe on: words in the second after it may not be
         if (JUMP_AT_S..JUMP_AT_S + 1.0).contains(&session_s) {
             after_jump += 1;

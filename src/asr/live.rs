@@ -37,6 +37,10 @@ pub struct LiveOptions {
     pub gap_s: f64,
     /// An LSL stream without data for this long is lost, seconds.
     pub lost_after_s: f64,
+    /// Return once the LSL stream is lost (what was heard committed) rather than wait for it
+    /// to return: a player that is done (`bench asr`), whose audio is all decoded that way
+    /// however far behind the decodes were.
+    pub end_when_lost: bool,
     /// The commitment policy's options.
     pub agreement: AgreementOptions,
 }
@@ -51,6 +55,7 @@ impl Default for LiveOptions {
             context_s: 2.0,
             gap_s: 0.1,
             lost_after_s: 2.0,
+            end_when_lost: false,
             agreement: AgreementOptions::default(),
         }
     }
@@ -165,7 +170,7 @@ impl Transcriber {
             out.extend(self.gap()?);
             self.restart(time);
         }
-        self.clipped += samples.iter().filter(|s| s.abs() >= 0.999).count() as u64;
+        self.clipped += super::clipped_samples(samples);
         self.audio_seconds += samples.len() as f64 / f64::from(self.rate);
         self.buffer.extend_from_slice(samples);
         self.since_decode += samples.len();
@@ -489,7 +494,7 @@ pub struct LslAudio {
 }
 
 /// Recognises an LSL audio stream until `shutdown`, following it when it disappears and
-/// returns (a gap).
+/// returns (a gap), or until it disappears with [`LiveOptions::end_when_lost`].
 pub fn run_lsl(
     source: &LslAudio,
     recogniser: Recogniser,
@@ -503,7 +508,8 @@ pub fn run_lsl(
     let mut t: Option<Transcriber> = None;
     let mut recogniser = Some(recogniser);
     let mut losses = 0;
-    while !shutdown.load(Ordering::Relaxed) {
+    let ended = |losses: u64| options.end_when_lost && losses > 0;
+    while !shutdown.load(Ordering::Relaxed) && !ended(losses) {
         let Some(info) = source
             .stream
             .resolve(1.0)

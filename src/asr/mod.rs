@@ -29,6 +29,12 @@ pub use recognise::{RecognisedWord, Recogniser, Recognition};
 /// The model's sample rate.
 pub const MODEL_RATE: u32 = 16_000;
 
+/// Samples of mono audio in [-1, 1] at or beyond full scale (clipping), counted by every way
+/// in (batch, live, session) and reported as `clipped_samples`.
+pub fn clipped_samples(mono: &[f32]) -> u64 {
+    mono.iter().filter(|s| s.abs() >= 0.999).count() as u64
+}
+
 /// Everything that can go wrong in speech recognition.
 #[derive(Debug, thiserror::Error)]
 pub enum AsrError {

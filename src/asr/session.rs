@@ -46,6 +46,8 @@ pub struct SessionTranscript {
     pub messages: usize,
     /// Segments gated as no speech.
     pub gated_segments: u32,
+    /// Samples at full scale (clipping) in the recognised channel or the channels' mix.
+    pub clipped_samples: u64,
     /// Decoding time over audio time.
     pub real_time_factor: f64,
 }
@@ -158,6 +160,7 @@ pub fn transcribe_session(
         words: words as usize,
         messages: events.len(),
         gated_segments: gated,
+        clipped_samples: super::clipped_samples(&mono),
         real_time_factor: decode_s / audio_seconds.max(1e-9),
     })
 }
@@ -189,11 +192,13 @@ fn mono(info: &StreamInfo, data: &Samples, channel: Option<usize>) -> Result<Vec
         Samples::Int16(v) => v.iter().map(|&x| f32::from(x) / 32_768.0).collect(),
         Samples::Int32(v) => v.iter().map(|&x| x as f32 / 2_147_483_648.0).collect(),
         Samples::Int8(v) => v.iter().map(|&x| f32::from(x) / 128.0).collect(),
+        // what `serve` records of an int64 stream (no audio device sends it; full scale 2^63)
+        Samples::Int64(v) => v.iter().map(|&x| (x as f64 / 9.223_372_036_854_776e18) as f32).collect(),
         Samples::Float32(v) => v.clone(),
         Samples::Double64(v) => v.iter().map(|&x| x as f32).collect(),
         _ => {
             return Err(AsrError::Audio(format!(
-                "stream {} has {} samples: audio must be int16, int32, int8, float32 or double64",
+                "stream {} has {} samples: audio must be int16, int32, int64, int8, float32 or double64",
                 info.name,
                 data.format()
             )))
@@ -252,5 +257,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("audio must be"));
+        // int64, as `serve` records an int64 stream: full scale 2^63
+        let info = StreamInfo::new("mic", "Audio", 1, 16_000.0, ChannelFormat::Int64, "");
+        let data = Samples::Int64(vec![i64::MIN, 1 << 62, 0]);
+        assert_eq!(mono(&info, &data, None).unwrap(), [-1.0, 0.5, 0.0]);
     }
 }

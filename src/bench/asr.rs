@@ -273,7 +273,7 @@ fn live_run(speech: &Synthesis, recogniser: Recogniser) -> anyhow::Result<LiveRu
     // set when the player is done (or a minute past the audio's length): the recogniser
     // then commits what it holds, the language model stops
     let stop = Arc::new(AtomicBool::new(false));
-    let (process0, wall0) = (process_cpu_seconds(), Instant::now());
+    let process0 = process_cpu_seconds();
     // the language model's matrix products run partly on the kernel pool's workers
     let workers0 = named_threads_cpu_seconds(KERNEL_WORKER_THREAD);
 
@@ -350,8 +350,26 @@ fn live_run(speech: &Synthesis, recogniser: Recogniser) -> anyhow::Result<LiveRu
     };
     let mut options = LiveOptions::default();
     options.agreement.tentative = true;
+    // the recogniser decodes all it was sent, however far behind a loaded machine put it: it
+    // ends when the player's outlet is gone and its queue is empty (or a minute past the
+    // audio's length)
+    options.end_when_lost = true;
+    let recogniser_stop = AtomicBool::new(false);
     let publisher = Publisher::new(Some(&format!("{name}-words")), true)?;
-    let report = live::run_lsl(&source, recogniser, publisher, options, &stop);
+    let limit = Duration::from_secs_f64(speech.audio.seconds() + LEAD_S + TAIL_S + 60.0);
+    let report = std::thread::scope(|scope| {
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let recogniser_stop = &recogniser_stop;
+        scope.spawn(move || {
+            let timeout = finished.recv_timeout(limit);
+            if matches!(timeout, Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                recogniser_stop.store(true, Ordering::Relaxed);
+            }
+        });
+        let report = live::run_lsl(&source, recogniser, publisher, options, recogniser_stop);
+        drop(done);
+        report
+    });
     stop.store(true, Ordering::Relaxed);
     let (player_cpu, audio_start) = player
         .join()
@@ -360,7 +378,9 @@ fn live_run(speech: &Synthesis, recogniser: Recogniser) -> anyhow::Result<LiveRu
         .join()
         .map_err(|_| anyhow::anyhow!("the language model thread panicked"))??;
     let report = report.context("recognising the played passage from LSL")?;
-    let wall = wall0.elapsed().as_secs_f64().max(1e-9);
+    // shares of a core for real-time audio: CPU time over the audio played (the recogniser's
+    // drain after the player, and the wait for the stream to be lost, add no audio)
+    let wall = speech.audio.seconds() + LEAD_S + TAIL_S;
     let process_cpu = process_cpu_seconds() - process0;
     let lm_cpu = lm_cpu + named_threads_cpu_seconds(KERNEL_WORKER_THREAD) - workers0;
 

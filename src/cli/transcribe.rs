@@ -16,7 +16,7 @@ use crate::asr::live::{self, LiveOptions, LiveReport, LslAudio, Publisher};
 use crate::asr::recognise::RecogniserOptions;
 use crate::asr::resample::model_audio;
 use crate::asr::session::transcribe_session;
-use crate::asr::{Recogniser, Recognition};
+use crate::asr::{clipped_samples, Recogniser, Recognition};
 use crate::ingest::StreamSelector;
 use crate::replay::Speed;
 use crate::word_table::{word_table_csv, TableWord};
@@ -84,6 +84,8 @@ struct TranscribeReport {
     audio_seconds: f64,
     decode_seconds: f64,
     real_time_factor: f64,
+    /// Samples at full scale (clipping) in the channels' mix.
+    clipped_samples: u64,
     #[serde(flatten)]
     recognition: Recognition,
 }
@@ -245,6 +247,7 @@ fn batch(args: TranscribeArgs, file: PathBuf, mut recogniser: Recogniser) -> any
             audio_seconds: wav.seconds(),
             decode_seconds,
             real_time_factor: decode_seconds / wav.seconds().max(1e-9),
+            clipped_samples: clipped_samples(&wav.mono()),
             recognition,
         };
         println!("{}", serde_json::to_string(&report)?);

@@ -118,11 +118,15 @@ def write_wav(path: pathlib.Path, samples: np.ndarray, rate: int = 16000):
 def test_silence_and_noise_yield_no_words(tmp_path, kind):
     rng = np.random.default_rng(14)
     samples = np.zeros(16000 * 10) if kind == "silence" else rng.normal(0, 0.1, 16000 * 10)
+    if kind == "noise":
+        # 30 clicks at full scale (both signs): clipped samples are counted
+        samples[rng.choice(len(samples), 30, replace=False)] = np.resize([1.0, -1.0], 30)
     write_wav(tmp_path / "in.wav", samples)
     done, report = transcribe(tmp_path / "in.wav", tmp_path / "words.csv")
     assert done.returncode == 0, done.stderr
     assert read_table(tmp_path / "words.csv") == []
     assert report["words"] == []
+    assert report["clipped_samples"] == (0 if kind == "silence" else 30)
     if kind == "silence":
         assert report["silent"] is True
     else:
