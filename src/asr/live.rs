@@ -455,7 +455,7 @@ pub fn run_wav(
     let mono = wav.mono();
     let rate = f64::from(wav.rate);
     let chunk = (wav.rate / 10) as usize;
-    let max_chunk = chunk * (CATCH_UP_S * 10.0) as usize;
+    let max_chunk = (CATCH_UP_S * rate) as usize;
     let t0 = lsl::local_clock();
     let mut pushed = 0;
     while pushed < mono.len() && !shutdown.load(Ordering::Relaxed) {

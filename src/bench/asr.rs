@@ -270,8 +270,8 @@ const TAIL_S: f64 = 3.0;
 /// language model embeds the passage's words at its word rate.
 fn live_run(speech: &Synthesis, recogniser: Recogniser) -> anyhow::Result<LiveRun> {
     let name = format!("neuralign-bench-asr-{}", std::process::id());
-    // set when the player is done (or a minute past the audio's length): the recogniser
-    // then commits what it holds, the language model stops
+    // set when the player is done (or a minute past the audio's length): the language model
+    // stops (the recogniser ends on its own, when the player's stream is lost)
     let stop = Arc::new(AtomicBool::new(false));
     let process0 = process_cpu_seconds();
     // the language model's matrix products run partly on the kernel pool's workers
