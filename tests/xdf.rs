@@ -436,10 +436,10 @@ fn sample_files_from_other_tools_load() {
 
 /// Pulls every sample of `name` until `expected` arrived or `timeout_s`
 /// passed; returns (stamps, receive-minus-stamp lags).
-fn pull_all(name: &str, expected: usize, timeout_s: f64) -> (Vec<f64>, Vec<f64>) {
+fn pull_all(source_id: &str, expected: usize, timeout_s: f64) -> (Vec<f64>, Vec<f64>) {
     use lsl::Pullable;
-    let found = lsl::resolve_byprop("name", name, 1, 10.0).unwrap();
-    assert!(!found.is_empty(), "stream {name} not found");
+    let found = lsl::resolve_byprop("source_id", source_id, 1, 10.0).unwrap();
+    assert!(!found.is_empty(), "stream {source_id} not found");
     let inlet = lsl::StreamInlet::new(&found[0], 360, 0, false).unwrap();
     inlet.open_stream(10.0).unwrap();
     let (mut stamps, mut lags) = (Vec::new(), Vec::new());
@@ -519,7 +519,9 @@ fn simulate_is_deterministic_for_a_seed() {
 fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
     use neuralign::replay::{self, ReplayOptions, Speed};
     use std::sync::{atomic::AtomicBool, Arc};
-    let (_dir, path) = simulated_session("0.25");
+    // a seed of its own: the inlet selects the stream by its source id, which holds the seed,
+    // so that another test's replay of a simulated session (same stream names) is not taken
+    let (_dir, path) = simulated_session_with_seed("0.25", "4411");
     let recorded = xdf::read(&path).unwrap();
     let hg = &recorded.streams[0];
     for speed in [Speed::Factor(1.0), Speed::Max] {
@@ -533,7 +535,7 @@ fn replay_delivers_every_sample_at_1x_and_at_max_speed() {
         let p = path.clone();
         let player =
             std::thread::spawn(move || replay::run(&p, &options, Arc::new(AtomicBool::new(false))));
-        let (stamps, mut lags) = pull_all("neuralign-sim-hg", hg.len(), 60.0);
+        let (stamps, mut lags) = pull_all("neuralign-sim-4411-hg", hg.len(), 60.0);
         let report = player.join().unwrap().unwrap();
         assert_eq!(report[0].samples as usize, hg.len());
         assert_eq!(stamps.len(), hg.len(), "{speed:?}: every sample arrives");

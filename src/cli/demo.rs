@@ -23,7 +23,7 @@ use crate::ingest::StreamSelector;
 use crate::lm::{Engine, LmConfig, ModelRef};
 use crate::pipeline::{Config, LiveModel};
 use crate::replay::{self, ReplayOptions};
-use crate::sim::session::{simulate, SimConfig, AUDIO_STREAM};
+use crate::sim::session::{simulate, SimConfig, SimStream};
 
 /// Arguments of `neuralign demo`.
 #[derive(Args, Debug)]
@@ -153,21 +153,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     eprintln!(
         "[3/3] replaying the rest ({start_at:.0} s on) at 1× over LSL and serving; Ctrl-C stops"
     );
+    // this session's streams by their source ids (which hold the seed): another session's
+    // stream of the same name on this machine (a second demo, a test's replay) is not taken
+    let by_source = |stream: SimStream| StreamSelector::SourceId(stream.source_id(args.seed));
+    config.neural.stream = by_source(SimStream::HighGamma);
+    config.transcript.stream = by_source(SimStream::Transcript);
     let stop = Arc::new(AtomicBool::new(false));
     let mut streams = Vec::new();
     let recogniser = if args.speech {
         // the audio instead of the simulated transcript; the recogniser's words instead
-        streams = vec![
-            config.neural.stream.property().1.to_string(),
-            AUDIO_STREAM.to_string(),
-        ];
+        streams = vec![SimStream::HighGamma.name(), SimStream::Audio.name()];
         config.transcript.stream = StreamSelector::Name(SPEECH_TRANSCRIPT.into());
         // the recording holds the audio beside the neural stream and the transcript
-        config.recording.audio = Some(StreamSelector::Name(AUDIO_STREAM.into()));
+        config.recording.audio = Some(by_source(SimStream::Audio));
         // the recogniser publishes when two decodes agree, which under load can take longer
         // than the simulated transcript's 3 s: its silence is not the end of speech
         config.transcript.silence_timeout_s = SPEECH_SILENCE_TIMEOUT_S;
-        Some(spawn_recogniser(stop.clone())?)
+        Some(spawn_recogniser(by_source(SimStream::Audio), stop.clone())?)
     } else {
         None
     };
@@ -190,14 +192,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     served
 }
 
-/// Recognises the replayed audio stream live onto [`SPEECH_TRANSCRIPT`] until `stop`.
+/// Recognises the replayed audio stream `audio` live onto [`SPEECH_TRANSCRIPT`] until `stop`.
 fn spawn_recogniser(
+    audio: StreamSelector,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let model = ensure_asr_model().context("fetching the speech model")?;
     let recogniser = Recogniser::load(&model, RecogniserOptions::default())?;
     let source = LslAudio {
-        stream: StreamSelector::Name(AUDIO_STREAM.into()),
+        stream: audio,
         channel: None,
     };
     Ok(std::thread::Builder::new()

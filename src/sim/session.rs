@@ -53,12 +53,44 @@ pub struct SimConfig {
     /// Line frequency for the raw stream, Hz.
     pub line_hz: f64,
     /// Words spoken by espeak-ng (onsets from its word events), the speech written as an
-    /// `Audio` stream ([`AUDIO_STREAM`]).
+    /// `Audio` stream ([`SimStream::Audio`]).
     pub speech: bool,
 }
 
-/// The audio stream of a session simulated with [`SimConfig::speech`].
-pub const AUDIO_STREAM: &str = "neuralign-sim-audio";
+/// A stream of a simulated session: its name, and a source id that holds the session's seed
+/// (select by it, so that another session's stream of the same name is not taken).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimStream {
+    /// High-gamma, 100 Hz.
+    HighGamma,
+    /// The transcript's messages.
+    Transcript,
+    /// Raw iEEG, 1024 Hz ([`SimConfig::raw`]).
+    Raw,
+    /// The spoken words ([`SimConfig::speech`]).
+    Audio,
+}
+
+impl SimStream {
+    fn role(self) -> &'static str {
+        match self {
+            SimStream::HighGamma => "hg",
+            SimStream::Transcript => "transcript",
+            SimStream::Raw => "raw",
+            SimStream::Audio => "audio",
+        }
+    }
+
+    /// The stream's name, the same in every simulated session.
+    pub fn name(self) -> String {
+        format!("neuralign-sim-{}", self.role())
+    }
+
+    /// The stream's source id in the session simulated with `seed`.
+    pub fn source_id(self, seed: u64) -> String {
+        format!("neuralign-sim-{seed}-{}", self.role())
+    }
+}
 /// espeak-ng's speaking rate for simulated speech, words per minute.
 const SPEECH_WPM: u32 = 175;
 
@@ -444,20 +476,20 @@ pub fn simulate(
     let labels: Vec<String> = truth.iter().map(|t| t.label.clone()).collect();
     let mut writer = XdfWriter::create(out)?;
     let hg_info = StreamInfo::with_labels(
-        "neuralign-sim-hg",
+        &SimStream::HighGamma.name(),
         "iEEG-HG",
         HG_RATE,
         ChannelFormat::Float32,
-        &format!("neuralign-sim-{}-hg", cfg.seed),
+        &SimStream::HighGamma.source_id(cfg.seed),
         labels.clone(),
     );
     let tr_info = StreamInfo::new(
-        "neuralign-sim-transcript",
+        &SimStream::Transcript.name(),
         "Transcript",
         1,
         0.0,
         ChannelFormat::String,
-        &format!("neuralign-sim-{}-transcript", cfg.seed),
+        &SimStream::Transcript.source_id(cfg.seed),
     );
     let hg_id = writer.add_stream(&hg_info)?;
     let tr_id = writer.add_stream(&tr_info)?;
@@ -465,11 +497,11 @@ pub fn simulate(
     let raw_id = match &raw {
         Some(_) => {
             let info = StreamInfo::with_labels(
-                "neuralign-sim-raw",
+                &SimStream::Raw.name(),
                 "iEEG",
                 RAW_RATE,
                 ChannelFormat::Float32,
-                &format!("neuralign-sim-{}-raw", cfg.seed),
+                &SimStream::Raw.source_id(cfg.seed),
                 labels,
             );
             Some(writer.add_stream(&info)?)
@@ -478,11 +510,11 @@ pub fn simulate(
     };
     let audio_id = match &speech {
         Some(audio) => Some(writer.add_stream(&StreamInfo::with_labels(
-            AUDIO_STREAM,
+            &SimStream::Audio.name(),
             "Audio",
             f64::from(audio.rate),
             ChannelFormat::Int16,
-            &format!("neuralign-sim-{}-audio", cfg.seed),
+            &SimStream::Audio.source_id(cfg.seed),
             vec!["mono".into()],
         ))?),
         None => None,

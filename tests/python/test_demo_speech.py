@@ -4,7 +4,8 @@ live (`transcribe --lsl` in the process) into the transcript the server reads. T
 client (tools/ws_client.py) must receive the recognised words, embedded, and alignment frames,
 and the words must be the session's own (espeak-ng's onsets are the simulation's ground truth).
 The server's recording must hold the audio beside the neural stream and the transcript, on one
-clock, and `transcribe SESSION.xdf --stream` must recognise the session's words from it.
+clock, and `transcribe SESSION.xdf --stream` must recognise the session's words from it; another
+session replayed beside it under the same stream names must not be taken for its own.
 Needs espeak-ng, the speech model and the default language model."""
 import json
 import os
@@ -36,6 +37,13 @@ def normalise(word: str) -> str:
 def test_demo_speech_serves_the_words_recognised_from_the_replayed_audio(tmp_path):
     port = free_port()
     home = pathlib.Path(os.environ.get("NEURALIGN_HOME", pathlib.Path.home() / ".cache" / "neuralign"))
+    # a decoy: another simulated session replayed beside the demo under the same stream names
+    # (as another test's replay may be in CI), which the demo must not take for its own
+    decoy = tmp_path / "decoy.xdf"
+    subprocess.run([str(neuralign_bin()), "simulate", "--out", str(decoy), "--minutes", "0.5",
+                    "--electrodes", "8", "--seed", "8"], env=ENV, check=True, capture_output=True, timeout=300)
+    decoy_replay = subprocess.Popen([str(neuralign_bin()), "replay", str(decoy), "--loop"], env=ENV,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     demo = subprocess.Popen([str(neuralign_bin()), "demo", "--speech", "--minutes", "1",
                              "--electrodes", "8", "--seed", "7", "--fresh", "--bind", f"127.0.0.1:{port}"],
                             env=ENV, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "demo.log", "w"))
@@ -55,6 +63,7 @@ def test_demo_speech_serves_the_words_recognised_from_the_replayed_audio(tmp_pat
                                 capture_output=True, text=True, timeout=240)
         frames = [json.loads(line) for line in client.stdout.splitlines() if line.startswith("{")]
     finally:
+        decoy_replay.kill()
         demo.send_signal(signal.SIGINT)
         try:
             demo.wait(timeout=60)
@@ -85,6 +94,9 @@ def check_the_recording_holds_the_audio(recording, spoken, tmp_path):
     import pyxdf
     streams, _ = pyxdf.load_xdf(str(recording), synchronize_clocks=False, dejitter_timestamps=False)
     by_name = {s["info"]["name"][0]: s for s in streams}
+    # the demo's own streams alone (seed 7), never the decoy's of the same names (seed 8)
+    sources = sorted(s["info"]["source_id"][0] for s in streams if s["info"]["name"][0].startswith("neuralign-sim-"))
+    assert sources == ["neuralign-sim-7-audio", "neuralign-sim-7-hg"], sources
     audio, neural = by_name["neuralign-sim-audio"], by_name["neuralign-sim-hg"]
     assert "neuralign-transcript-received" in by_name, list(by_name)
     info = audio["info"]
