@@ -25,6 +25,7 @@ use neuralign_kernels::rope::{Pairing, RopeTables};
 
 use super::linear::{Fused, Linear};
 use super::model::Forward;
+use super::norm::RmsNorm;
 use super::LmError;
 
 /// RoPE base of the sliding-window layers when the GGUF does not say (llama.cpp's value).
@@ -145,17 +146,17 @@ fn value_usize(v: &Value) -> Result<usize, LmError> {
 
 /// One transformer block's weights.
 struct Block {
-    attn_norm: Tensor,
+    attn_norm: RmsNorm,
     /// Queries, keys and values.
     qkv: Fused,
-    q_norm: Tensor,
-    k_norm: Tensor,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
     o: Linear,
-    post_attn_norm: Tensor,
-    ffn_norm: Tensor,
+    post_attn_norm: RmsNorm,
+    ffn_norm: RmsNorm,
     gate_up: Fused,
     down: Linear,
-    post_ffn_norm: Tensor,
+    post_ffn_norm: RmsNorm,
     /// Bytes of this block's weights (for the bandwidth bound).
     bytes: usize,
 }
@@ -175,7 +176,7 @@ pub struct Gemma3 {
     token_embd: Arc<QTensor>,
     vocab: usize,
     blocks: Vec<Block>,
-    out_norm: Tensor,
+    out_norm: RmsNorm,
     /// RoPE tables of the global and the sliding-window layers.
     rope_global: RopeTables,
     rope_local: RopeTables,
@@ -223,7 +224,7 @@ impl Gemma3 {
                 bytes += q.storage_size_in_bytes();
                 Ok(q)
             };
-            let mut norm = |n: &str| -> Result<Tensor, LmError> { Ok(t(n)?.dequantize(&device)?) };
+            let mut norm = |n: &str| RmsNorm::new(&t(n)?, p.rms_eps);
             let (attn_norm, q_norm, k_norm) = (
                 norm("attn_norm.weight")?,
                 norm("attn_q_norm.weight")?,
@@ -265,7 +266,7 @@ impl Gemma3 {
                 bytes,
             });
         }
-        let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
+        let out_norm = RmsNorm::new(&qtensor("output_norm.weight")?, p.rms_eps)?;
         let rope_global = RopeTables::new(p.head_dim, p.rope_global, capacity);
         let rope_local = RopeTables::new(p.head_dim, p.rope_local, capacity);
         let query_factor = (p.attn_scale * (p.head_dim as f64).sqrt()) as f32;
@@ -319,7 +320,7 @@ impl Gemma3 {
     /// output layer is skipped unless logits are asked for; a token's embedding row is
     /// negligible).
     pub fn step_weight_bytes(&self) -> usize {
-        self.blocks.iter().map(|b| b.bytes).sum::<usize>() + self.out_norm.elem_count() * 4
+        self.blocks.iter().map(|b| b.bytes).sum::<usize>() + self.out_norm.bytes()
     }
 
     /// Tokens currently in the key/value cache.
@@ -415,7 +416,7 @@ impl Gemma3 {
         };
         let logits = if want_logits {
             let last = x.narrow(0, t - 1, 1)?;
-            let normed = candle_nn::ops::rms_norm(&last, &self.out_norm, self.p.rms_eps as f32)?;
+            let normed = self.out_norm.forward(&last)?;
             let head = QMatMul::from_arc(self.token_embd.clone())?;
             Some(head.forward(&normed)?.flatten_all()?.to_vec1::<f32>()?)
         } else {
@@ -445,21 +446,19 @@ impl Gemma3 {
     fn block(&mut self, b: usize, x: &Tensor, start: usize) -> Result<Tensor, LmError> {
         let p = &self.p;
         let blk = &self.blocks[b];
-        let eps = p.rms_eps as f32;
         let t = x.dim(0)?;
         let (nh, nkv, hd) = (p.n_heads, p.n_kv_heads, p.head_dim);
-        let rms = |x: &Tensor, w: &Tensor| candle_nn::ops::rms_norm(x, w, eps);
 
-        let h = rms(x, &blk.attn_norm)?;
-        // per-head RMSNorm, then rows `[t, heads * hd]` for the rotary and attention kernels
-        let heads = |m: Tensor, n: usize, norm: &Tensor| {
-            rms(&m.reshape((t, n, hd))?, norm)?
-                .flatten_all()?
-                .to_vec1::<f32>()
+        let h = blk.attn_norm.forward(x)?;
+        // rows `[t, heads * hd]` for the rotary and attention kernels, each head's normed
+        let heads = |m: Tensor, norm: &RmsNorm| -> Result<Vec<f32>, LmError> {
+            let mut rows = m.flatten_all()?.to_vec1::<f32>()?;
+            norm.rows(&mut rows)?;
+            Ok(rows)
         };
         let [q, k, v]: [Tensor; 3] = blk.qkv.forward(&h)?.try_into().expect("three projections");
-        let mut q = heads(q, nh, &blk.q_norm)?;
-        let mut k = heads(k, nkv, &blk.k_norm)?;
+        let mut q = heads(q, &blk.q_norm)?;
+        let mut k = heads(k, &blk.k_norm)?;
         let v = v.flatten_all()?.to_vec1::<f32>()?;
         let (rope, window) = if p.is_global(b) {
             (&self.rope_global, None)
@@ -476,16 +475,16 @@ impl Gemma3 {
         let mut y = vec![0f32; q.len()];
         cache.attend(start, &q, nh, window, &mut y)?;
         let y = Tensor::from_vec(y, (t, nh * hd), &self.device)?;
-        let x = (x + rms(&blk.o.forward(&y)?, &blk.post_attn_norm)?)?;
+        let x = (x + blk.post_attn_norm.forward(&blk.o.forward(&y)?)?)?;
 
-        let h = rms(&x, &blk.ffn_norm)?;
+        let h = blk.ffn_norm.forward(&x)?;
         let [gate, up]: [Tensor; 2] = blk
             .gate_up
             .forward(&h)?
             .try_into()
             .expect("two projections");
         let act = gelu_gated(&gate, &up)?;
-        Ok((&x + rms(&blk.down.forward(&act)?, &blk.post_ffn_norm)?)?)
+        Ok((&x + blk.post_ffn_norm.forward(&blk.down.forward(&act)?)?)?)
     }
 }
 

@@ -39,6 +39,7 @@ pub mod gemma3;
 pub mod hparams;
 mod linear;
 pub mod model;
+mod norm;
 pub mod registry;
 pub mod spm;
 pub mod tokenizer;

@@ -15,17 +15,18 @@ use neuralign_kernels::rope::{Pairing, RopeTables};
 
 use super::hparams::{HParams, RopeStyle};
 use super::linear::{Fused, Linear};
+use super::norm::RmsNorm;
 use super::LmError;
 
 /// One transformer block's weights.
 struct Block {
-    attn_norm: Tensor,
+    attn_norm: RmsNorm,
     /// The Q, K and V projections.
     qkv: Fused,
     /// Qwen2 has biases on the Q, K and V projections.
     qkv_bias: Option<[Tensor; 3]>,
     o: Linear,
-    ffn_norm: Tensor,
+    ffn_norm: RmsNorm,
     /// The gate and up projections.
     gate_up: Fused,
     down: Linear,
@@ -67,7 +68,7 @@ pub struct Model {
     /// Token embeddings, dequantized to f32 `[vocab, dim]` for row lookup.
     embeddings: Tensor,
     blocks: Vec<Block>,
-    out_norm: Tensor,
+    out_norm: RmsNorm,
     /// Output projection (the tied embedding matrix when the file has no `output.weight`).
     head: QMatMul,
     /// RoPE tables for every position of the capacity.
@@ -120,7 +121,7 @@ impl Model {
                 None
             };
             blocks.push(Block {
-                attn_norm: t("attn_norm.weight")?.dequantize(&device)?,
+                attn_norm: RmsNorm::new(&t("attn_norm.weight")?, hp.rms_eps)?,
                 qkv: Fused::new(vec![
                     t("attn_q.weight")?,
                     t("attn_k.weight")?,
@@ -128,12 +129,12 @@ impl Model {
                 ])?,
                 qkv_bias,
                 o: Linear::new(t("attn_output.weight")?)?,
-                ffn_norm: t("ffn_norm.weight")?.dequantize(&device)?,
+                ffn_norm: RmsNorm::new(&t("ffn_norm.weight")?, hp.rms_eps)?,
                 gate_up: Fused::new(vec![t("ffn_gate.weight")?, t("ffn_up.weight")?])?,
                 down: Linear::new(t("ffn_down.weight")?)?,
             });
         }
-        let out_norm = qtensor("output_norm.weight")?.dequantize(&device)?;
+        let out_norm = RmsNorm::new(&qtensor("output_norm.weight")?, hp.rms_eps)?;
         let head = if content.tensor_infos.contains_key("output.weight") {
             QMatMul::from_qtensor(qtensor("output.weight")?)?
         } else {
@@ -183,7 +184,6 @@ impl Model {
     /// Bytes of weights one decoding step reads: every block's matrices and
     /// norms (the LM head is skipped unless logits are asked for).
     pub fn step_weight_bytes(&self) -> usize {
-        let f32s = |t: &Tensor| t.elem_count() * 4;
         self.blocks
             .iter()
             .map(|b| {
@@ -191,11 +191,11 @@ impl Model {
                     + b.o.weight_bytes()
                     + b.gate_up.weight_bytes()
                     + b.down.weight_bytes()
-                    + f32s(&b.attn_norm)
-                    + f32s(&b.ffn_norm)
+                    + b.attn_norm.bytes()
+                    + b.ffn_norm.bytes()
             })
             .sum::<usize>()
-            + f32s(&self.out_norm)
+            + self.out_norm.bytes()
     }
 
     /// Tokens currently in the key/value cache.
@@ -298,7 +298,7 @@ impl Model {
         };
         let logits = if want_logits {
             let last = x.narrow(0, t - 1, 1)?;
-            let normed = candle_nn::ops::rms_norm(&last, &self.out_norm, self.hp.rms_eps as f32)?;
+            let normed = self.out_norm.forward(&last)?;
             Some(
                 self.head
                     .forward(&normed)?
@@ -323,14 +323,13 @@ fn block(
     x: &Tensor,
     start: usize,
 ) -> Result<Tensor, LmError> {
-    let eps = hp.rms_eps as f32;
     let t = x.dim(0)?;
     let pairing = match hp.rope_style {
         RopeStyle::Interleaved => Pairing::Adjacent,
         RopeStyle::Halves => Pairing::Halves,
     };
 
-    let h = candle_nn::ops::rms_norm(x, &blk.attn_norm, eps)?;
+    let h = blk.attn_norm.forward(x)?;
     let [mut q, mut k, mut v]: [Tensor; 3] =
         blk.qkv.forward(&h)?.try_into().expect("three projections");
     if let Some([bq, bk, bv]) = &blk.qkv_bias {
@@ -348,7 +347,7 @@ fn block(
     let y = Tensor::from_vec(y, (t, hp.n_heads * hp.head_dim), x.device())?;
     let x = (x + blk.o.forward(&y)?)?;
 
-    let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
+    let h = blk.ffn_norm.forward(&x)?;
     let [gate, up]: [Tensor; 2] = blk
         .gate_up
         .forward(&h)?

@@ -9,9 +9,11 @@
 //! - [`attention`]: the key/value cache of a block (f16, preallocated) and causal
 //!   grouped-query attention over it.
 //! - [`rope`]: rotary position embeddings.
+//! - [`norm`]: RMSNorm over rows.
 //! - [`pool`]: the persistent worker threads the kernels share.
 
 pub mod attention;
+pub mod norm;
 pub mod pool;
 pub mod quant;
 pub mod rope;
