@@ -458,10 +458,6 @@ fn pull_all(source_id: &str, expected: usize, timeout_s: f64) -> (Vec<f64>, Vec<
     (stamps, lags)
 }
 
-fn simulated_session(minutes: &str) -> (tempfile::TempDir, PathBuf) {
-    simulated_session_with_seed(minutes, "1")
-}
-
 fn simulated_session_with_seed(minutes: &str, seed: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.xdf");

@@ -10,7 +10,7 @@ use crate::KernelError;
 /// precision, is what sets the distance to an exact forward pass.)
 pub fn rms_norm_rows(rows: &mut [f32], weight: &[f32], eps: f32) -> Result<(), KernelError> {
     let dim = weight.len();
-    if dim == 0 || rows.len() % dim != 0 {
+    if dim == 0 || !rows.len().is_multiple_of(dim) {
         return Err(KernelError::Shape(format!(
             "{} values are not rows of {dim}",
             rows.len()
