@@ -122,6 +122,26 @@ fn floats(stream: &Stream) -> Result<Vec<f32>, ReportError> {
     }
 }
 
+/// The results stream `base` of the model with sha256 `model_sha256` among `streams`: of
+/// those named `base` or `base@<model>`, the one whose `desc/model/sha256` is the model's; in
+/// a recording whose results streams name no model (from before two models live), the
+/// first named `base`, whichever the model.
+fn results_stream<'a>(streams: &'a [Stream], base: &str, model_sha256: &str) -> Option<&'a Stream> {
+    let model_of = |s: &Stream| {
+        let desc = s.info.desc()?;
+        desc.text_at("model/sha256").map(str::to_string)
+    };
+    let tagged = format!("{base}@");
+    let family =
+        (streams.iter()).filter(|s| s.info.name == base || s.info.name.starts_with(&tagged));
+    let (tagged, untagged): (Vec<&Stream>, Vec<&Stream>) =
+        family.partition(|s| model_of(s).is_some());
+    match tagged.is_empty() {
+        true => untagged.first().copied(),
+        false => (tagged.into_iter()).find(|s| model_of(s).as_deref() == Some(model_sha256)),
+    }
+}
+
 fn series<T>(stream: &Stream, values: Vec<T>) -> Series<T> {
     Series {
         stamps: stream.time_stamps.clone(),
@@ -143,23 +163,7 @@ impl Saved {
         model_sha256: &str,
     ) -> Result<Option<Self>, ReportError> {
         let file = xdf::read_with(path, ReadOptions::default())?;
-        let model_of = |s: &Stream| {
-            let desc = s.info.desc()?;
-            desc.text_at("model/sha256").map(str::to_string)
-        };
-        let named = |base: &str| {
-            let tagged = format!("{base}@");
-            let family = (file.streams.iter())
-                .filter(|s| s.info.name == base || s.info.name.starts_with(&tagged));
-            let (tagged, untagged): (Vec<&Stream>, Vec<&Stream>) =
-                family.partition(|s| model_of(s).is_some());
-            match tagged.is_empty() {
-                true => untagged.first().copied(),
-                false => {
-                    (tagged.into_iter()).find(|s| model_of(s).as_deref() == Some(model_sha256))
-                }
-            }
-        };
+        let named = |base: &str| results_stream(&file.streams, base, model_sha256);
         let (Some(layers), Some(peak)) = (named(ALIGNMENT_LAYERS), named(ALIGNMENT)) else {
             return Ok(None);
         };
@@ -393,4 +397,76 @@ fn replay(
     check.significance_agreement =
         (check.significance_calls > 0).then(|| agree as f64 / check.significance_calls as f64);
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xdf::{ChannelFormat, StreamInfo};
+
+    fn stream(name: &str, model: Option<(&str, &str)>) -> Stream {
+        let info = StreamInfo::new(name, "Alignment", 2, 0.0, ChannelFormat::Float32, name);
+        let info = match model {
+            Some((model, sha256)) => {
+                info.with_desc_entry("model", &[("name", model), ("sha256", sha256)])
+            }
+            None => info,
+        };
+        Stream {
+            id: 0,
+            info,
+            time_stamps: Vec::new(),
+            data: Samples::Float32(Vec::new()),
+            clock_offsets: Vec::new(),
+            footer_xml: None,
+            effective_srate: 0.0,
+            segments: Vec::new(),
+            clock_segments: Vec::new(),
+        }
+    }
+
+    /// Two models live: each model's report reads its own streams (by the sha256 in their
+    /// `desc`), the first model's under the plain name and the second's under `@<model>`;
+    /// a model that was not live has none, and another base name is never taken.
+    #[test]
+    fn each_model_reads_its_own_results_streams() {
+        let streams = vec![
+            stream("neuralign-alignment", Some(("smollm2.gguf", "aaa"))),
+            stream("neuralign-peak-layer", Some(("smollm2.gguf", "aaa"))),
+            stream(
+                "neuralign-alignment@untrained.gguf",
+                Some(("untrained.gguf", "bbb")),
+            ),
+            stream(
+                "neuralign-peak-layer@untrained.gguf",
+                Some(("untrained.gguf", "bbb")),
+            ),
+        ];
+        let name = |base: &str, sha: &str| {
+            results_stream(&streams, base, sha).map(|s| s.info.name.clone())
+        };
+        assert_eq!(
+            name("neuralign-alignment", "aaa").as_deref(),
+            Some("neuralign-alignment")
+        );
+        assert_eq!(
+            name("neuralign-alignment", "bbb").as_deref(),
+            Some("neuralign-alignment@untrained.gguf")
+        );
+        assert_eq!(
+            name("neuralign-peak-layer", "bbb").as_deref(),
+            Some("neuralign-peak-layer@untrained.gguf")
+        );
+        assert_eq!(name("neuralign-alignment", "ccc"), None);
+        assert_eq!(name("neuralign-alignment-layers", "aaa"), None);
+    }
+
+    /// A recording from before two models live names no model: it had one, whose streams
+    /// are read.
+    #[test]
+    fn untagged_results_streams_are_read_whatever_the_model() {
+        let streams = vec![stream("neuralign-alignment", None)];
+        let found = results_stream(&streams, "neuralign-alignment", "any");
+        assert_eq!(found.map(|s| s.id), Some(0));
+    }
 }
