@@ -11,6 +11,7 @@ use faer::Mat;
 use futures_util::StreamExt;
 use neuralign::align::{offline, AlignConfig};
 use neuralign::app::{App, Feed};
+use neuralign::encode::session_xdf::{load_xdf, XdfSessionOptions};
 use neuralign::encode::{
     self, Encoder, FitConfig, HighGammaMeta, ModelMeta, Provenance, Session, SessionWord,
 };
@@ -18,6 +19,7 @@ use neuralign::ingest::{NeuralMode, StreamSelector};
 use neuralign::lm::{Engine, LmConfig, ModelRef};
 use neuralign::pipeline::{results, Config, LiveModel};
 use neuralign::replay;
+use neuralign::report::recording::{recorded, Saved};
 use neuralign::serve::ServerConfig;
 use neuralign::xdf::{self, ChannelFormat, Samples, StreamInfo, XdfWriter};
 use serde_json::Value;
@@ -710,6 +712,56 @@ fn two_models_live_each_equal_their_own_offline_computation() {
         );
     }
 
+    // `report` on the recording with the second model's encoders: it reads that model's
+    // results streams (`@<model>`), and pushing the recording's own neural and transcript
+    // streams through the live alignment with the control's embeddings gives the saved values
+    let path = live.report.recording.as_ref().expect("a recording");
+    let mut engine = Engine::load(&LmConfig {
+        model: Some(control.clone()),
+        ..LmConfig::default()
+    })
+    .unwrap();
+    let loaded = load_xdf(path, &XdfSessionOptions::default(), &mut engine).unwrap();
+    let sha256 = &control_encoder.meta.model.sha256;
+    assert_eq!(&loaded.model.sha256, sha256);
+    let saved = Saved::read(path, &loaded.session, sha256)
+        .unwrap()
+        .expect("the control's results streams");
+    let check = recorded(
+        saved,
+        &control_encoder,
+        &loaded.session,
+        &loaded.segments,
+        sha256,
+    )
+    .unwrap();
+    let control_tag = neuralign::serve::frames::ModelTag {
+        name: models[1]["name"].as_str().unwrap().into(),
+        sha256: sha256.as_str().into(),
+    };
+    let name = results::stream_name(results::ALIGNMENT, 1, &control_tag);
+    let saved_alignment = (recording.streams.iter()).find(|s| s.info.name == name);
+    assert_eq!(
+        Some(check.peak_r.stamps.len()),
+        saved_alignment.map(|s| s.time_stamps.len())
+    );
+    let replay = check
+        .replay
+        .expect("the saved streams are the control's layout");
+    // every saved update compared but those whose window was not yet full (the live run's
+    // 5 s, read from the recording)
+    assert!(replay.update_moments > 0, "{replay:?}");
+    assert_eq!(
+        replay.update_moments + replay.partial_window_moments,
+        check.peak_r.stamps.len(),
+        "{replay:?}"
+    );
+    assert!(
+        replay.max_abs_diff_r <= 1e-5 && replay.max_abs_diff_peak_r <= 1e-5,
+        "{replay:?}"
+    );
+    assert_eq!(replay.nan_mismatches, 0);
+
     // the control's encoders given to SmolLM2: refused, naming the file and the model
     config.models[0].encoders = "control.safetensors".into();
     let hub = neuralign::serve::Hub::new(ServerConfig::default().hub_config());
@@ -813,7 +865,6 @@ fn raw_ieeg(words: &[(f64, String)]) -> Vec<Vec<f64>> {
 #[test]
 fn session_imported_from_edf_through_serve_extracting_high_gamma_equals_the_offline_fit() {
     use neuralign::dsp::{HighGamma, HighGammaConfig};
-    use neuralign::encode::session_xdf::{load_xdf, XdfSessionOptions};
     use neuralign::import::{import, ImportOptions, WordsOffset};
 
     let dir = tempfile::tempdir().unwrap();

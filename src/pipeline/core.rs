@@ -411,7 +411,7 @@ impl Core {
                         (m, model.tag.clone()),
                         session.electrodes.clone(),
                         model.layers.clone(),
-                        session.rates.alignment_hz,
+                        (session.rates.alignment_hz, session.window_s),
                     )
                 })
                 .collect();

@@ -8,7 +8,8 @@
 //!
 //! Every model live has streams of its own ([`stream_name`]): the first model's keep the
 //! plain names (a one-model server's streams, as readers know them), every later model's
-//! carry `@<model name>`; each stream's `desc` names its model and that model's sha256.
+//! carry `@<model name>`; each stream's `desc` names its model and that model's sha256, and
+//! the window of the rolling r (`alignment/window_s`).
 use std::sync::Arc;
 
 use super::outlets::OutletTx;
@@ -64,13 +65,13 @@ pub(super) struct Results {
 impl Results {
     /// Announces the streams of model `index` (in session order, named `model`) for encoders
     /// with electrodes `labels` and that model's `layers` (streams of another layout, after a
-    /// rebinding, are new streams of the recording).
+    /// rebinding, are new streams of the recording), whose rolling r is over `window_s`.
     pub fn new(
         sinks: (Option<RecordTx>, Option<OutletTx>),
         (index, model): (usize, ModelTag),
         labels: Vec<String>,
         layers: Vec<usize>,
-        alignment_hz: f64,
+        (alignment_hz, window_s): (f64, f64),
     ) -> Self {
         let name = |base: &str| Arc::<str>::from(stream_name(base, index, &model));
         let names = StreamNames {
@@ -84,8 +85,14 @@ impl Results {
             .iter()
             .flat_map(|e| layers.iter().map(move |l| format!("{e}/L{l}")))
             .collect();
+        // each stream names its model, and the window of the rolling r (`report` replays the
+        // recording with it)
+        let window = window_s.to_string();
         let tagged = |info: StreamInfo| {
-            info.with_desc_entry("model", &[("name", &model.name), ("sha256", &model.sha256)])
+            info.with_desc_entries(&[
+                ("model", &[("name", &model.name), ("sha256", &model.sha256)]),
+                ("alignment", &[("window_s", &window)]),
+            ])
         };
         let per_electrode = |name: &str, kind: &str, format| {
             tagged(StreamInfo::with_labels(

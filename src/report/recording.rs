@@ -49,6 +49,9 @@ pub struct Saved {
     /// First time stamp of the recording's neural stream as stored (the server's sample
     /// 0; the dejittered stamps `fit` reads may differ from it by a fraction of a sample).
     pub neural_t0: Option<f64>,
+    /// The window of the server's rolling r, seconds (`desc/alignment/window_s`; absent from
+    /// recordings made before it was kept).
+    pub window_s: Option<f64>,
 }
 
 /// Per electrode, what the saved streams say.
@@ -203,6 +206,8 @@ impl Saved {
                     s.info.nominal_srate == session.rate && s.info.channel_labels == session.labels
                 })
                 .and_then(|s| s.time_stamps.first().copied()),
+            window_s: (peak.info.desc())
+                .and_then(|d| d.text_at("alignment/window_s").and_then(|w| w.parse().ok())),
         }))
     }
 
@@ -317,9 +322,13 @@ fn replay(
 ) -> Result<ReplayCheck, ReportError> {
     let (bound, map) = enc.bind(model_sha256, session.rate, &session.labels, false)?;
     let rate = session.rate;
+    // the server's window as recorded; in an older recording, the one the encoders were
+    // calibrated for (which the server must have used to call significance), else the default
     let mut cfg = AlignConfig::default();
-    if let Some(live) = enc.meta.statistics.as_ref().and_then(|s| s.live.as_ref()) {
-        cfg.window_s = live.window as f64 / rate;
+    let calibrated = (enc.meta.statistics.as_ref().and_then(|s| s.live.as_ref()))
+        .map(|live| live.window as f64 / rate);
+    if let Some(window_s) = saved.window_s.or(calibrated) {
+        cfg.window_s = window_s;
     }
     let t0 = saved.neural_t0.unwrap_or(session.t0);
     let mut live = Live::new(bound, map, t0, cfg);

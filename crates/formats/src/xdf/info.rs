@@ -185,12 +185,19 @@ impl StreamInfo {
     /// </key>…</element>` (e.g. which model a results stream belongs to), replacing any other
     /// `desc` content.
     pub fn with_desc_entry(self, element: &str, fields: &[(&str, &str)]) -> Self {
+        self.with_desc_entries(&[(element, fields)])
+    }
+
+    /// [`StreamInfo::with_desc_entry`] with several entries, in order.
+    pub fn with_desc_entries(self, entries: &[(&str, &[(&str, &str)])]) -> Self {
         let mut desc = self.channels_xml();
-        desc.push_str(&format!("\t\t<{element}>\n"));
-        for (key, value) in fields {
-            desc.push_str(&format!("\t\t\t<{key}>{}</{key}>\n", escape(value)));
+        for (element, fields) in entries {
+            desc.push_str(&format!("\t\t<{element}>\n"));
+            for (key, value) in *fields {
+                desc.push_str(&format!("\t\t\t<{key}>{}</{key}>\n", escape(value)));
+            }
+            desc.push_str(&format!("\t\t</{element}>\n"));
         }
-        desc.push_str(&format!("\t\t</{element}>\n"));
         self.with_desc(&desc)
     }
 
