@@ -60,8 +60,11 @@ pub struct DemoArgs {
     pub models: Vec<ModelRef>,
 }
 
-/// The transcript outlet of `demo --speech`'s recogniser.
-const SPEECH_TRANSCRIPT: &str = "neuralign-demo-transcribe";
+/// The transcript outlet of `demo --speech`'s recogniser for the session of `seed` (its name
+/// and source id: another demo's recogniser on the machine has another).
+fn speech_transcript(seed: u64) -> String {
+    format!("neuralign-demo-{seed}-transcribe")
+}
 /// The transcript's silence timeout with the recogniser, seconds: above its buffer's bound
 /// (15 s, past which it commits what it holds).
 const SPEECH_SILENCE_TIMEOUT_S: f64 = 20.0;
@@ -163,13 +166,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let recogniser = if args.speech {
         // the audio instead of the simulated transcript; the recogniser's words instead
         streams = vec![SimStream::HighGamma.name(), SimStream::Audio.name()];
-        config.transcript.stream = StreamSelector::Name(SPEECH_TRANSCRIPT.into());
+        let transcript = speech_transcript(args.seed);
+        config.transcript.stream = StreamSelector::SourceId(transcript.clone());
         // the recording holds the audio beside the neural stream and the transcript
         config.recording.audio = Some(by_source(SimStream::Audio));
         // the recogniser publishes when two decodes agree, which under load can take longer
         // than the simulated transcript's 3 s: its silence is not the end of speech
         config.transcript.silence_timeout_s = SPEECH_SILENCE_TIMEOUT_S;
-        Some(spawn_recogniser(by_source(SimStream::Audio), stop.clone())?)
+        Some(spawn_recogniser(
+            by_source(SimStream::Audio),
+            transcript,
+            stop.clone(),
+        )?)
     } else {
         None
     };
@@ -192,9 +200,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     served
 }
 
-/// Recognises the replayed audio stream `audio` live onto [`SPEECH_TRANSCRIPT`] until `stop`.
+/// Recognises the replayed audio stream `audio` live onto the outlet `transcript` until `stop`.
 fn spawn_recogniser(
     audio: StreamSelector,
+    transcript: String,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let model = ensure_asr_model().context("fetching the speech model")?;
@@ -207,7 +216,7 @@ fn spawn_recogniser(
         .name("demo recogniser".into())
         .spawn(move || {
             // an outlet stays on the thread that made it
-            let publisher = Publisher::new(Some(SPEECH_TRANSCRIPT), true)?;
+            let publisher = Publisher::new(Some(&transcript), true)?;
             let report = live::run_lsl(
                 &source,
                 recogniser,
